@@ -1,0 +1,31 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The ha-sidecar checkout this code runs from (found upwards, so it works from sources and from dist/). */
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (dir !== dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'ha-sidecar') return dir;
+    dir = dirname(dir);
+  }
+  throw new Error('cannot find the ha-sidecar project root above ' + fileURLToPath(import.meta.url));
+}
+
+/** The Consul version scripts/build-consul.sh pins; keep the two in step. */
+export const CONSUL_VERSION = '1.16.2';
+
+/** The Consul binary built by `npm run setup` (or $CONSUL_BIN). */
+export function consulBinary(): string {
+  const bin = process.env.CONSUL_BIN ?? join(projectRoot(), '.tools', 'consul', CONSUL_VERSION, 'consul');
+  if (!existsSync(bin)) throw new Error(`consul binary not found at ${bin}: run \`npm run setup\` to build it`);
+  return bin;
+}
+
+/** PostgreSQL 15 server binaries (Debian's postgresql-15), or $PG_BIN_DIR. */
+export function postgresBinDir(): string {
+  const dir = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
+  if (!existsSync(join(dir, 'postgres'))) throw new Error(`PostgreSQL 15 not found in ${dir}: run \`npm run setup\``);
+  return dir;
+}

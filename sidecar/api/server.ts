@@ -1,0 +1,131 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { Server } from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { SidecarError, isSidecarError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** What the API needs of the node; the node (sidecar/node.ts) implements it. */
+export interface ApiBackend {
+  /** 200/503 probes for load balancers and Consul checks. */
+  probe(name: 'health' | 'leader' | 'replica', query: Record<string, unknown>): { ok: boolean; body: Record<string, unknown> };
+  cluster(): Promise<unknown>;
+  history(): Promise<unknown>;
+  metrics(): Promise<{ contentType: string; text: string }>;
+  /** Throws `not_cluster_leader` (409) unless this node is the ready leader. */
+  assertLeader(): void;
+  startCluster(nodeName: string): Promise<unknown>;
+  joinCluster(nodeName: string, force: boolean): Promise<unknown>;
+  removeNode(name: string): Promise<unknown>;
+  switchover(to: string | undefined): Promise<unknown>;
+  patchConfig(patch: Record<string, unknown>): Promise<unknown>;
+}
+
+const startBody = z.object({ nodeName: z.string().min(1) }).strict();
+const joinBody = z.object({ nodeName: z.string().min(1), force: z.boolean().default(false), leaderUrl: z.string().optional() }).strict();
+const switchoverBody = z.object({ to: z.string().min(1).optional() }).strict();
+const configPatch = z
+  .object({
+    paused: z.boolean(),
+    synchronousMode: z.boolean(),
+    synchronousModeStrict: z.boolean(),
+    maxReplicaLag: z.number().int().nonnegative(),
+  })
+  .partial()
+  .strict()
+  .refine((p) => Object.keys(p).length > 0, 'give at least one setting to change');
+
+function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.') || 'body';
+    throw new SidecarError('bad_request', `invalid request body: ${where}: ${issue.message}`, 400);
+  }
+  return result.data;
+}
+
+/** Constant-time comparison of the bearer token, so its value cannot be guessed from response times. */
+function requireToken(token: string) {
+  const expected = Buffer.from(token);
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const given = Buffer.from((req.header('authorization') ?? '').replace(/^Bearer\s+/i, ''));
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new SidecarError('unauthorized', 'this call needs the cluster token: Authorization: Bearer <token>', 401);
+    }
+    next();
+  };
+}
+
+/** The HTTP API of one sidecar (port 8008): probes, status, metrics and the token-guarded cluster operations. */
+export function createApi(backend: ApiBackend, clusterToken: string, log: Logger): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: '64kb' }));
+
+  // GET, HEAD and OPTIONS answer the same status: load balancers differ in which one they send.
+  for (const name of ['health', 'leader', 'replica'] as const) {
+    app.all(`/${name}`, (req, res, next) => {
+      if (!['GET', 'HEAD', 'OPTIONS'].includes(req.method)) return next();
+      const { ok, body } = backend.probe(name, req.query as Record<string, unknown>);
+      res.status(ok ? 200 : 503).json(body);
+    });
+  }
+  app.get('/cluster', async (_req, res) => res.json(await backend.cluster()));
+  app.get('/history', async (_req, res) => res.json(await backend.history()));
+  app.get('/metrics', async (_req, res) => {
+    const { contentType, text } = await backend.metrics();
+    res.type(contentType).send(text);
+  });
+
+  const auth = requireToken(clusterToken);
+  const leaderOnly = (_req: Request, _res: Response, next: NextFunction) => {
+    backend.assertLeader();
+    next();
+  };
+  app.post('/cluster/start', auth, async (req, res) => res.json(await backend.startCluster(parse(startBody, req.body).nodeName)));
+  app.post('/cluster/join', auth, async (req, res) => {
+    const body = parse(joinBody, req.body);
+    res.json(await backend.joinCluster(body.nodeName, body.force));
+  });
+  app.delete('/cluster/nodes/:name', auth, leaderOnly, async (req, res) => res.json(await backend.removeNode(String(req.params.name))));
+  app.post('/switchover', auth, leaderOnly, async (req, res) => res.json(await backend.switchover(parse(switchoverBody, req.body).to)));
+  app.patch('/config', auth, leaderOnly, async (req, res) => res.json(await backend.patchConfig(parse(configPatch, req.body))));
+  app.post('/pause', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: true })));
+  app.post('/resume', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: false })));
+
+  app.use((req: Request) => {
+    throw new SidecarError('not_found', `no such endpoint: ${req.method} ${req.path}`, 404);
+  });
+  // Every error leaves as { error: <stable code>, message }, with the details a client can act on.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (isSidecarError(err)) {
+      if (err.status >= 500) log.error('API call failed', { path: req.path, code: err.code, error: err.message });
+      res.status(err.status).json({ error: err.code, message: err.message, ...err.details });
+      return;
+    }
+    const e = err as { type?: string; status?: number; message?: string };
+    if (e.type === 'entity.parse.failed' || e.status === 400) {
+      res.status(400).json({ error: 'bad_request', message: `request body is not valid JSON: ${e.message}` });
+      return;
+    }
+    if (e.status === 413) {
+      res.status(413).json({ error: 'body_too_large', message: 'request body is larger than 64 kB' });
+      return;
+    }
+    log.error('API call failed', { path: req.path, error: e.message });
+    res.status(500).json({ error: 'internal_error', message: e.message ?? 'internal error' });
+  });
+  return app;
+}
+
+/** Listens on address:port; rejects with `port_in_use` rather than crashing when the port is taken. */
+export function listen(app: express.Express, address: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, address);
+    server.once('listening', () => resolve(server));
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new SidecarError(e.code === 'EADDRINUSE' ? 'port_in_use' : 'listen_failed', `cannot listen on ${address}:${port}: ${e.code ?? e.message}`)),
+    );
+  });
+}

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+
+/**
+ * What the sidecars keep in Consul KV under `ha-sidecar/<cluster>/`. Every value read back is validated:
+ * a hand-edited or corrupt value is reported as `bad_kv_value` and treated as absent, never trusted.
+ */
+export const leaderRecord = z.object({
+  name: z.string(),
+  apiUrl: z.string(),
+  postgresUrl: z.string().optional(),
+  term: z.number().int().nonnegative(),
+  since: z.string(),
+  /** Primary WAL position (bytes) the leader last published: the bar for rule 5's `maxLagOnFailover`. */
+  walPosition: z.number().nonnegative().optional(),
+});
+export type LeaderRecord = z.infer<typeof leaderRecord>;
+
+export const memberRecord = z
+  .object({
+    name: z.string(),
+    address: z.string(),
+    apiUrl: z.string(),
+    role: z.enum(['leader', 'standby', 'candidate', 'demoted', 'starting']),
+    state: z.string(),
+    termSeen: z.number().int().nonnegative(),
+    nofailover: z.boolean(),
+    updatedAt: z.string(),
+  })
+  .catchall(z.unknown()); // the Postgres and file-mirror parts add their own fields
+export type MemberRecord = z.infer<typeof memberRecord>;
+
+export const historyEvent = z.object({
+  term: z.number().int().nonnegative(),
+  at: z.string(),
+  kind: z.enum(['start', 'failover', 'switchover']),
+  leader: z.string(),
+  previous: z.string().optional(),
+  reason: z.string(),
+});
+export type HistoryEvent = z.infer<typeof historyEvent>;
+
+/** Dynamic cluster settings (`config` key), changed at run time with `PATCH /config`. */
+export const dynamicConfig = z
+  .object({
+    /** Maintenance mode: no automatic failover, the current leader stays. */
+    paused: z.boolean().default(false),
+    synchronousMode: z.boolean().default(false),
+    synchronousModeStrict: z.boolean().default(false),
+    /** /replica answers 200 only within this many bytes of the primary. */
+    maxReplicaLag: z.number().int().nonnegative().default(16 * 1024 * 1024),
+  })
+  .strict();
+export type DynamicConfig = z.infer<typeof dynamicConfig>;
+export const defaultDynamicConfig: DynamicConfig = dynamicConfig.parse({});
+
+export const switchoverRequest = z.object({ from: z.string(), to: z.string().optional(), requestedAt: z.string() }).strict();
+export type SwitchoverRequest = z.infer<typeof switchoverRequest>;
+
+/** History keeps the newest events only, so the key stays small. */
+export const HISTORY_CAP = 100;

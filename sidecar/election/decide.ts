@@ -1,0 +1,82 @@
+import type { LeaderRecord, SwitchoverRequest } from '../consul/records.js';
+
+/** The role a node plays; `candidate` holds the lock but has not finished becoming leader. */
+export type Role = 'starting' | 'standby' | 'candidate' | 'leader' | 'demoted';
+
+/** Whether this node may take over now, as its parts (Postgres lag, ...) see it. */
+export interface Fitness {
+  fit: boolean;
+  reason: string;
+}
+
+/** One turn's view of the world, gathered by the loop. Immutable; the decision reads nothing else. */
+export interface Observation {
+  node: string;
+  role: Role;
+  /** Own Consul session; null when there is none (never created, or invalidated). */
+  session: string | null;
+  /** Whether Consul answered this turn. */
+  consulReachable: boolean;
+  /** Session holding the lock (null: free) and the last leader written to it. */
+  lockHolder: string | null;
+  lastLeader: LeaderRecord | null;
+  /** For a leader or candidate: its lease is still within `lease` of the last confirmation. */
+  leaseValid: boolean;
+  paused: boolean;
+  nofailover: boolean;
+  fitness: Fitness;
+  switchover: SwitchoverRequest | null;
+}
+
+export type Action =
+  | { kind: 'create_session' }
+  | { kind: 'stay_leader' }
+  | { kind: 'finish_promotion' }
+  | { kind: 'step_down'; why: 'lease_lost' | 'lock_lost' }
+  | { kind: 'hand_over'; to: string | undefined }
+  | { kind: 'acquire'; why: 'failover' | 'switchover' | 'start' }
+  | { kind: 'follow'; leader: LeaderRecord | null }
+  | { kind: 'wait' };
+
+export interface Decision {
+  action: Action;
+  /** One line for the log and /cluster saying what the node does and why, Patroni style. */
+  status: string;
+}
+
+const decision = (action: Action, status: string): Decision => ({ action, status });
+
+/**
+ * The one place that decides a node's role. Pure: the same observation always gives the same decision, so
+ * every case is unit-tested without processes. Safety first: a leader whose lease lapsed or whose lock is
+ * held by another session steps down before anything else is considered.
+ */
+export function decide(o: Observation): Decision {
+  const holdsLock = o.session !== null && o.lockHolder === o.session;
+  const leaderName = o.lastLeader?.name ?? 'unknown';
+
+  if (o.role === 'leader' || o.role === 'candidate') {
+    if (!o.leaseValid) return decision({ kind: 'step_down', why: 'lease_lost' }, 'stepping down: lease expired without a confirmed lock');
+    if (o.consulReachable && !holdsLock) return decision({ kind: 'step_down', why: 'lock_lost' }, 'stepping down: the lock is no longer held by my session');
+    if (o.role === 'candidate') return decision({ kind: 'finish_promotion' }, 'promotion in progress: I hold the lock');
+    if (o.switchover && o.switchover.from === o.node && o.switchover.to !== o.node) {
+      return decision({ kind: 'hand_over', to: o.switchover.to }, `switchover requested to ${o.switchover.to ?? 'the best standby'}: handing over`);
+    }
+    return decision({ kind: 'stay_leader' }, o.paused ? 'no action: I am the leader with the lock (cluster paused)' : 'no action: I am the leader with the lock');
+  }
+
+  if (!o.consulReachable) return decision({ kind: 'wait' }, 'waiting: Consul is unreachable');
+  if (o.session === null) return decision({ kind: 'create_session' }, 'creating a Consul session');
+  if (holdsLock) return decision({ kind: 'finish_promotion' }, 'promotion in progress: I hold the lock');
+  if (o.lockHolder !== null) return decision({ kind: 'follow', leader: o.lastLeader }, `following leader ${leaderName}`);
+
+  // The lock is free: someone may take it.
+  if (o.paused) return decision({ kind: 'wait' }, 'no leader, and the cluster is paused: no automatic failover');
+  if (o.nofailover) return decision({ kind: 'wait' }, 'no leader, but this node is tagged nofailover');
+  if (o.switchover && (o.switchover.to !== undefined ? o.switchover.to !== o.node : o.switchover.from === o.node)) {
+    return decision({ kind: 'wait' }, `no leader: switchover to ${o.switchover.to ?? 'another node'} in progress`);
+  }
+  if (!o.fitness.fit) return decision({ kind: 'wait' }, `no leader, but I am not fit to take over: ${o.fitness.reason}`);
+  const why = o.switchover ? 'switchover' : o.lastLeader ? 'failover' : 'start';
+  return decision({ kind: 'acquire', why }, `no leader: trying to take the lock (${why})`);
+}

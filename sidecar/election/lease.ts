@@ -1,0 +1,49 @@
+import { performance } from 'node:perf_hooks';
+
+/**
+ * The leader's lease on its lock, on this process's monotonic clock.
+ *
+ * Why this keeps at most one writer under a partition: a confirmation is a `?consistent` read, answered by
+ * the raft leader after it checked its leadership with a quorum, that shows our session on the lock. It
+ * counts from the moment the request was *sent* (t0), so the session was alive at some server instant after
+ * t0. Another node can take the lock only after our session dies and Consul's lock-delay has then run out:
+ * not before t0 + lockDelay. We stop writes at t0 + lease (this timer) + the time Postgres needs to stop, and
+ * config validation keeps lease + demoteBudget < lockDelay. A leader cut off from Consul cannot confirm,
+ * so its timer fires even when no request ever returns. Clock rates, not wall clocks, matter here.
+ */
+export class Lease {
+  private confirmedAt: number | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly leaseMs: number,
+    private readonly onExpired: () => void,
+  ) {}
+
+  /** Records a confirmation whose request was sent at `sentAt` (performance.now()) and re-arms the expiry. */
+  confirm(sentAt: number): void {
+    if (this.confirmedAt !== null && sentAt < this.confirmedAt) return; // a slower, older answer proves less
+    this.confirmedAt = sentAt;
+    if (this.timer) clearTimeout(this.timer);
+    const remaining = sentAt + this.leaseMs - performance.now();
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.onExpired();
+    }, Math.max(0, remaining));
+  }
+
+  valid(): boolean {
+    return this.confirmedAt !== null && performance.now() - this.confirmedAt < this.leaseMs;
+  }
+
+  /** Milliseconds since the last confirmation, or null without one (exported as a metric). */
+  age(): number | null {
+    return this.confirmedAt === null ? null : performance.now() - this.confirmedAt;
+  }
+
+  clear(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.confirmedAt = null;
+  }
+}

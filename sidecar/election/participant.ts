@@ -1,0 +1,45 @@
+import type { Logger } from '../log.js';
+import type { LeaderRecord } from '../consul/records.js';
+import type { MemberEntry } from '../consul/store.js';
+import type { Fitness, Role } from './decide.js';
+
+/** What a part sees of the cluster when the loop asks it to act. */
+export interface TurnContext {
+  term: number;
+  /** The current (or, when the lock is free, the last known) leader. */
+  leader: LeaderRecord | null;
+  members: MemberEntry[];
+  synchronousMode: boolean;
+  synchronousModeStrict: boolean;
+  /** Aborted when this node loses leadership while the action runs: stop at once. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export type DemoteReason = 'lease_lost' | 'lock_lost' | 'switchover' | 'shutdown' | 'promotion_failed';
+
+/**
+ * A part of the node (Postgres, the file mirror) that the reconcile loop drives. The loop decides the role;
+ * parts only carry it out. Every method is idempotent: a crash at any point is repaired by the next turn.
+ */
+export interface Participant {
+  readonly name: string;
+  /** Before the lock is tried: may this node take over now? */
+  fitness?(ctx: TurnContext): Promise<Fitness>;
+  /** The lock and a new term are ours: become the writer. Returns once writes are taken. */
+  promote?(ctx: TurnContext): Promise<void>;
+  /** Stop taking writes now. On a lost lease this must finish within `demoteBudget`. */
+  demote?(reason: DemoteReason, log: Logger): Promise<void>;
+  /** Every turn on the leader. */
+  leaderTurn?(ctx: TurnContext): Promise<void>;
+  /** Every turn on a standby while a leader holds the lock. */
+  followerTurn?(ctx: TurnContext): Promise<void>;
+  /** Whether this part is ready for `role` (on the leader: takes writes). */
+  ready?(role: Role): boolean;
+  /** Fields this part adds to `members/<node>`. */
+  memberFields?(): Record<string, unknown>;
+  /** Refuses to join a node holding data, unless forced (design rule 9). Throws `node_not_empty`. */
+  checkJoinable?(force: boolean): Promise<void>;
+  /** Releases what the part holds (the process is exiting). */
+  close?(): Promise<void>;
+}

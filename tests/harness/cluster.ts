@@ -1,0 +1,151 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { projectRoot } from '../../cli/local/paths.js';
+import { ConsulCluster } from './consul.js';
+import { ProcessGroup, assertPortFree, waitFor } from './processes.js';
+
+export const CLUSTER_TOKEN = 'test-cluster-token-0123456789';
+
+export interface TestClusterOptions {
+  size: 3 | 5;
+  /** Extra config merged into every sidecar's config file. */
+  sidecarConfig?: Record<string, unknown>;
+  postgres?: boolean;
+}
+
+/** A whole cluster on this machine: N Consul servers and N sidecars on 127.0.0.11, .12, ... */
+export class TestCluster {
+  readonly processes = new ProcessGroup();
+  readonly baseDir = mkdtempSync(join(tmpdir(), 'ha-cluster-'));
+  readonly consul: ConsulCluster;
+  readonly names: string[];
+  private readonly sidecarMain = join(projectRoot(), 'dist', 'sidecar', 'main.js');
+
+  constructor(private readonly opts: TestClusterOptions) {
+    this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes });
+    this.names = this.consul.names;
+    if (!existsSync(this.sidecarMain)) throw new Error(`${this.sidecarMain} is missing: run \`npm run build\` first`);
+  }
+
+  address(i: number): string {
+    return this.consul.addresses[i];
+  }
+
+  apiUrl(i: number): string {
+    return `http://${this.address(i)}:8008`;
+  }
+
+  configFile(i: number): string {
+    return join(this.baseDir, this.names[i], 'sidecar.json');
+  }
+
+  /** Starts Consul, then every sidecar; `cluster start` on n1 and `cluster join` on the others. */
+  async start(): Promise<void> {
+    await this.consul.start();
+    for (let i = 0; i < this.opts.size; i++) await this.startSidecar(i);
+    await this.call(0, 'POST', '/cluster/start', { nodeName: this.names[0] }).then(expectOk);
+    await waitFor('n1 to lead', () => this.leaderIndex().then((i) => i === 0));
+    for (let i = 1; i < this.opts.size; i++) await this.call(i, 'POST', '/cluster/join', { nodeName: this.names[i] }).then(expectOk);
+  }
+
+  writeConfig(i: number, extra: Record<string, unknown> = {}): void {
+    const dir = join(this.baseDir, this.names[i]);
+    mkdirSync(dir, { recursive: true });
+    const config = {
+      nodeName: this.names[i],
+      clusterName: 'test',
+      address: this.address(i),
+      clusterToken: CLUSTER_TOKEN,
+      dataDir: join(dir, 'sidecar'),
+      postgres: { enabled: this.opts.postgres ?? false },
+      ...this.opts.sidecarConfig,
+      ...extra,
+    };
+    writeFileSync(this.configFile(i), JSON.stringify(config, null, 2));
+  }
+
+  async startSidecar(i: number): Promise<void> {
+    await assertPortFree(this.address(i), 8008, `sidecar API of ${this.names[i]}`);
+    if (!existsSync(this.configFile(i))) this.writeConfig(i);
+    this.processes.start(`sidecar-${this.names[i]}`, process.execPath, [this.sidecarMain, '--config', this.configFile(i)], join(this.baseDir, this.names[i], 'sidecar.log'));
+    await waitFor(`the sidecar API of ${this.names[i]}`, () => fetch(`${this.apiUrl(i)}/cluster`).then((r) => r.ok), 20_000);
+  }
+
+  async killSidecar(i: number): Promise<void> {
+    await this.processes.crash(`sidecar-${this.names[i]}`);
+  }
+
+  async stopSidecar(i: number): Promise<void> {
+    await this.processes.stop(`sidecar-${this.names[i]}`, 'SIGTERM');
+  }
+
+  async call(i: number, method: string, path: string, body?: unknown, token = CLUSTER_TOKEN): Promise<{ status: number; body: Record<string, unknown> }> {
+    const res = await fetch(this.apiUrl(i) + path, {
+      method,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(35_000),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  }
+
+  /** /leader status of node i; 0 when its API does not answer. */
+  async leaderStatus(i: number, timeoutMs = 500): Promise<number> {
+    try {
+      return (await fetch(`${this.apiUrl(i)}/leader`, { signal: AbortSignal.timeout(timeoutMs) })).status;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Index of the one node answering 200 on /leader; undefined when none or several do. */
+  async leaderIndex(among = this.names.map((_, i) => i)): Promise<number | undefined> {
+    const statuses = await Promise.all(among.map((i) => this.leaderStatus(i)));
+    const leaders = among.filter((_, k) => statuses[k] === 200);
+    return leaders.length === 1 ? leaders[0] : undefined;
+  }
+
+  async stop(): Promise<void> {
+    // Sidecars first, so a leader does not fail over onto a node that is about to stop anyway.
+    await Promise.all(this.names.map((_, i) => this.stopSidecar(i)));
+    await this.processes.stopAll();
+    rmSync(this.baseDir, { recursive: true, force: true });
+  }
+}
+
+function expectOk(res: { status: number; body: Record<string, unknown> }) {
+  if (res.status !== 200) throw new Error(`cluster call failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return res;
+}
+
+/**
+ * Polls /leader on every node every 50 ms and records any instant where two answered 200: the
+ * split-brain watcher. Each sweep asks all nodes at once, so "two 200s" means within one sweep.
+ */
+export class LeaderWatcher {
+  readonly overlaps: string[] = [];
+  sweeps = 0;
+  private running = true;
+  private done: Promise<void>;
+
+  constructor(private readonly cluster: TestCluster) {
+    this.done = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const statuses = await Promise.all(this.cluster.names.map((_, i) => this.cluster.leaderStatus(i, 200)));
+      const leaders = this.cluster.names.filter((_, i) => statuses[i] === 200);
+      if (leaders.length > 1) this.overlaps.push(`${new Date().toISOString()} ${leaders.join('+')}`);
+      this.sweeps++;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+}

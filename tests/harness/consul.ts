@@ -1,0 +1,83 @@
+import { join } from 'node:path';
+import { renderConsulServer } from '../../cli/local/consul.js';
+import { consulBinary } from '../../cli/local/paths.js';
+import { assertPortFree, ProcessGroup, waitFor } from './processes.js';
+
+export const nodeAddress = (i: number): string => `127.0.0.${11 + i}`;
+
+export interface ConsulClusterOptions {
+  size: 1 | 3 | 5;
+  baseDir: string;
+  processes: ProcessGroup;
+  gossipKey?: string;
+  aclManagementToken?: string;
+}
+
+/** N real Consul servers on 127.0.0.11, .12, ... with the production ports, forming one raft cluster. */
+export class ConsulCluster {
+  readonly addresses: string[];
+  readonly names: string[];
+  private readonly binary = consulBinary();
+
+  constructor(private readonly opts: ConsulClusterOptions) {
+    this.addresses = Array.from({ length: opts.size }, (_, i) => nodeAddress(i));
+    this.names = this.addresses.map((_, i) => `n${i + 1}`);
+  }
+
+  httpUrl(i: number): string {
+    return `http://${this.addresses[i]}:8500`;
+  }
+
+  private processName(i: number): string {
+    return `consul-${this.names[i]}`;
+  }
+
+  async start(): Promise<void> {
+    for (const address of this.addresses) {
+      for (const port of [8300, 8301, 8500]) await assertPortFree(address, port, `consul on ${address}`);
+    }
+    this.addresses.forEach((_, i) => this.startNode(i));
+    await this.waitForLeader();
+  }
+
+  startNode(i: number): void {
+    const dir = join(this.opts.baseDir, this.names[i], 'consul');
+    const args = renderConsulServer({
+      nodeName: this.names[i],
+      address: this.addresses[i],
+      serverAddresses: this.addresses,
+      dataDir: join(dir, 'data'),
+      configDir: join(dir, 'config'),
+      gossipKey: this.opts.gossipKey,
+      aclManagementToken: this.opts.aclManagementToken,
+    });
+    this.opts.processes.start(this.processName(i), this.binary, args, join(dir, 'consul.log'));
+  }
+
+  async stopNode(i: number, how: 'graceful' | 'kill'): Promise<void> {
+    if (how === 'kill') await this.opts.processes.crash(this.processName(i));
+    else await this.opts.processes.stop(this.processName(i), 'SIGTERM');
+  }
+
+  /** Raft leader address as seen by server i ('' while there is none). */
+  async raftLeader(i: number): Promise<string> {
+    const res = await fetch(`${this.httpUrl(i)}/v1/status/leader`, {
+      signal: AbortSignal.timeout(1000),
+      headers: this.opts.aclManagementToken ? { 'X-Consul-Token': this.opts.aclManagementToken } : {},
+    });
+    return res.ok ? ((await res.json()) as string) : '';
+  }
+
+  /** Waits until every running server agrees on one raft leader, and returns its address. */
+  async waitForLeader(indexes = this.addresses.map((_, i) => i), timeoutMs = 60_000): Promise<string> {
+    return waitFor(
+      'a Consul raft leader agreed by all servers',
+      async () => {
+        const leaders = await Promise.all(indexes.map((i) => this.raftLeader(i)));
+        return leaders[0] && leaders.every((l) => l === leaders[0]) ? leaders[0] : undefined;
+      },
+      timeoutMs,
+      200,
+    );
+  }
+}

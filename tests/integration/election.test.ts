@@ -1,0 +1,105 @@
+import { performance } from 'node:perf_hooks';
+import { LeaderWatcher, TestCluster } from '../harness/cluster.js';
+import { waitFor } from '../harness/processes.js';
+
+/** Timings the sidecars run with (the defaults): checkTtl 3 s, lockDelay 5 s, lease 3 s. */
+const CHECK_TTL_MS = 3000;
+const LOCK_DELAY_MS = 5000;
+const LEASE_MS = 3000;
+
+interface CatalogEntry {
+  ServiceID: string;
+  ServiceTags: string[];
+}
+
+describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
+  const cluster = new TestCluster({ size: 3 });
+  let watcher: LeaderWatcher;
+
+  beforeAll(async () => {
+    await cluster.start();
+    watcher = new LeaderWatcher(cluster);
+  }, 120_000);
+  afterAll(async () => {
+    await watcher?.stop();
+    await cluster.stop();
+  }, 60_000);
+
+  const catalogTags = async (): Promise<Record<string, string[]>> => {
+    const res = await fetch(`${cluster.consul.httpUrl(0)}/v1/catalog/service/ha-sidecar`);
+    const entries = (await res.json()) as CatalogEntry[];
+    return Object.fromEntries(entries.map((e) => [e.ServiceID, e.ServiceTags]));
+  };
+  const term = async (i: number): Promise<number> => (await cluster.call(i, 'GET', '/cluster')).body.term as number;
+  const history = async (i: number) => (await cluster.call(i, 'GET', '/history')).body as unknown as { kind: string; leader: string; term: number }[];
+
+  /** Waits for exactly one leader among `among` and returns its index and how long that took. */
+  const newLeader = async (among: number[], since: number, timeoutMs: number) => {
+    const index = await waitFor('exactly one leader', () => cluster.leaderIndex(among), timeoutMs, 50);
+    return { index, ms: performance.now() - since };
+  };
+
+  test('exactly one node answers 200 on /leader, and the Consul catalog tags agree', async () => {
+    const statuses = await Promise.all([0, 1, 2].map((i) => cluster.leaderStatus(i)));
+    expect(statuses).toEqual([200, 503, 503]);
+    await waitFor('catalog tags to match the roles', async () => {
+      const tags = await catalogTags();
+      return tags.n1?.includes('leader') && tags.n2?.includes('standby') && tags.n3?.includes('standby');
+    }, 10_000);
+    const head = await fetch(`${cluster.apiUrl(1)}/leader`, { method: 'HEAD' });
+    const options = await fetch(`${cluster.apiUrl(0)}/leader`, { method: 'OPTIONS' });
+    expect([head.status, options.status]).toEqual([503, 200]);
+    expect((await history(0)).map((e) => e.kind)).toEqual(['start']);
+  });
+
+  test('kill -9 of the leader sidecar: a new leader within checkTtl + lockDelay + 2 s, term +1, recorded', async () => {
+    const before = await term(1);
+    const t0 = performance.now();
+    await cluster.killSidecar(0);
+    const { index, ms } = await newLeader([1, 2], t0, CHECK_TTL_MS + LOCK_DELAY_MS + 2000);
+    expect(ms).toBeLessThan(CHECK_TTL_MS + LOCK_DELAY_MS + 2000);
+    expect(await term(index)).toBe(before + 1);
+    const last = (await history(index)).at(-1);
+    expect(last).toMatchObject({ kind: 'failover', leader: cluster.names[index], term: before + 1 });
+
+    await cluster.startSidecar(0);
+    await waitFor('the restarted n1 to run as standby', async () => {
+      const n1 = ((await cluster.call(0, 'GET', '/cluster')).body.members as { name: string; role: string }[]).find((m) => m.name === 'n1');
+      return n1?.role === 'standby';
+    }, 15_000);
+    expect(await cluster.leaderStatus(0)).toBe(503);
+    expect(await cluster.leaderIndex()).toBe(index);
+  }, 60_000);
+
+  test("stopping the leader's Consul agent: it stops answering 200 within lease, another takes over", async () => {
+    const old = (await cluster.leaderIndex())!;
+    const others = [0, 1, 2].filter((i) => i !== old);
+    const t0 = performance.now();
+    await cluster.consul.stopNode(old, 'kill');
+    await waitFor('the cut-off leader to stop answering 200', async () => (await cluster.leaderStatus(old)) !== 200, LEASE_MS + 1000, 20);
+    expect(performance.now() - t0).toBeLessThan(LEASE_MS + 1000);
+    await newLeader(others, t0, 30_000);
+
+    cluster.consul.startNode(old);
+    await cluster.consul.waitForLeader();
+    await waitFor('the old leader to rejoin as standby', async () => {
+      const members = (await cluster.call(others[0], 'GET', '/cluster')).body.members as { name: string; role: string }[];
+      return members.find((m) => m.name === cluster.names[old])?.role === 'standby';
+    }, 30_000);
+  }, 90_000);
+
+  test('graceful stop of the leader: a new leader in under 2 s (no lock-delay)', async () => {
+    const old = (await cluster.leaderIndex())!;
+    const t0 = performance.now();
+    await cluster.stopSidecar(old);
+    const { ms } = await newLeader([0, 1, 2].filter((i) => i !== old), t0, 10_000);
+    expect(ms).toBeLessThan(2000);
+    await cluster.startSidecar(old);
+  }, 30_000);
+
+  test('through all of the above, no instant with two nodes answering 200 on /leader', async () => {
+    await watcher.stop();
+    expect(watcher.sweeps).toBeGreaterThan(100);
+    expect(watcher.overlaps).toEqual([]);
+  });
+});

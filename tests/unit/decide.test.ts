@@ -1,0 +1,85 @@
+import { decide, type Observation } from '../../sidecar/election/decide.js';
+
+const leader = { name: 'n1', apiUrl: 'http://127.0.0.11:8008', term: 3, since: '2026-01-01T00:00:00Z' };
+const base: Observation = {
+  node: 'n2',
+  role: 'standby',
+  session: 's2',
+  consulReachable: true,
+  lockHolder: null,
+  lastLeader: leader,
+  leaseValid: false,
+  paused: false,
+  nofailover: false,
+  fitness: { fit: true, reason: 'fit' },
+  switchover: null,
+};
+const o = (patch: Partial<Observation>): Observation => ({ ...base, ...patch });
+
+describe('decide: a leader or candidate', () => {
+  const asLeader = { role: 'leader' as const, session: 's1', node: 'n1', lockHolder: 's1', leaseValid: true };
+
+  test('keeps leading with its lock and a valid lease', () => {
+    expect(decide(o(asLeader)).action).toEqual({ kind: 'stay_leader' });
+  });
+  test('steps down when the lease lapsed, even with Consul unreachable', () => {
+    expect(decide(o({ ...asLeader, leaseValid: false, consulReachable: false })).action).toEqual({ kind: 'step_down', why: 'lease_lost' });
+  });
+  test('steps down when another session holds the lock', () => {
+    expect(decide(o({ ...asLeader, lockHolder: 's9' })).action).toEqual({ kind: 'step_down', why: 'lock_lost' });
+    expect(decide(o({ ...asLeader, lockHolder: null })).action).toEqual({ kind: 'step_down', why: 'lock_lost' });
+  });
+  test('a lease check wins over a paused cluster', () => {
+    expect(decide(o({ ...asLeader, paused: true, leaseValid: false })).action.kind).toBe('step_down');
+    expect(decide(o({ ...asLeader, paused: true })).status).toMatch(/paused/);
+  });
+  test('with Consul unreachable but a valid lease it stays (the lease timer ends it)', () => {
+    expect(decide(o({ ...asLeader, consulReachable: false })).action).toEqual({ kind: 'stay_leader' });
+  });
+  test('hands over on a switchover from itself', () => {
+    const switchover = { from: 'n1', to: 'n3', requestedAt: 'x' };
+    expect(decide(o({ ...asLeader, switchover })).action).toEqual({ kind: 'hand_over', to: 'n3' });
+    expect(decide(o({ ...asLeader, switchover: { ...switchover, to: undefined } })).action).toEqual({ kind: 'hand_over', to: undefined });
+  });
+  test('ignores a switchover naming another leader or itself as target', () => {
+    expect(decide(o({ ...asLeader, switchover: { from: 'n7', to: 'n3', requestedAt: 'x' } })).action.kind).toBe('stay_leader');
+    expect(decide(o({ ...asLeader, switchover: { from: 'n1', to: 'n1', requestedAt: 'x' } })).action.kind).toBe('stay_leader');
+  });
+  test('a candidate holding the lock finishes its promotion', () => {
+    expect(decide(o({ ...asLeader, role: 'candidate' })).action).toEqual({ kind: 'finish_promotion' });
+  });
+});
+
+describe('decide: a standby', () => {
+  test('waits while Consul is unreachable', () => {
+    expect(decide(o({ consulReachable: false })).action).toEqual({ kind: 'wait' });
+  });
+  test('creates a session when it has none', () => {
+    expect(decide(o({ session: null })).action).toEqual({ kind: 'create_session' });
+  });
+  test('follows the leader holding the lock', () => {
+    expect(decide(o({ lockHolder: 's1' })).action).toEqual({ kind: 'follow', leader });
+  });
+  test('tries the lock when it is free and the node is fit', () => {
+    expect(decide(o({})).action).toEqual({ kind: 'acquire', why: 'failover' });
+    expect(decide(o({ lastLeader: null })).action).toEqual({ kind: 'acquire', why: 'start' });
+  });
+  test('never tries while paused, tagged nofailover or unfit', () => {
+    expect(decide(o({ paused: true })).action.kind).toBe('wait');
+    expect(decide(o({ nofailover: true })).action.kind).toBe('wait');
+    const d = decide(o({ fitness: { fit: false, reason: 'n3 is ahead' } }));
+    expect(d.action.kind).toBe('wait');
+    expect(d.status).toContain('n3 is ahead');
+  });
+  test('during a switchover only the target tries; without a target, anyone but the old leader', () => {
+    const to3 = { from: 'n1', to: 'n3', requestedAt: 'x' };
+    expect(decide(o({ switchover: to3 })).action.kind).toBe('wait');
+    expect(decide(o({ node: 'n3', switchover: to3 })).action).toEqual({ kind: 'acquire', why: 'switchover' });
+    const anyone = { from: 'n1', requestedAt: 'x' };
+    expect(decide(o({ switchover: anyone })).action).toEqual({ kind: 'acquire', why: 'switchover' });
+    expect(decide(o({ node: 'n1', switchover: anyone })).action.kind).toBe('wait');
+  });
+  test('a standby that holds the lock (acquired, promotion interrupted) finishes promotion', () => {
+    expect(decide(o({ lockHolder: 's2' })).action).toEqual({ kind: 'finish_promotion' });
+  });
+});
