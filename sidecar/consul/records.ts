@@ -32,7 +32,7 @@ export type MemberRecord = z.infer<typeof memberRecord>;
 export const historyEvent = z.object({
   term: z.number().int().nonnegative(),
   at: z.string(),
-  kind: z.enum(['start', 'failover', 'switchover']),
+  kind: z.enum(['start', 'failover', 'switchover', 'resume']),
   leader: z.string(),
   previous: z.string().optional(),
   reason: z.string(),

@@ -28,13 +28,16 @@ export interface Observation {
   switchover: SwitchoverRequest | null;
 }
 
+/** Why a node takes the lock: the first leader, a failover, a planned switchover, or a leader taking its lock back. */
+export type AcquireReason = 'start' | 'failover' | 'switchover' | 'resume';
+
 export type Action =
   | { kind: 'create_session' }
   | { kind: 'stay_leader' }
   | { kind: 'finish_promotion' }
   | { kind: 'step_down'; why: 'lease_lost' | 'lock_lost' }
   | { kind: 'hand_over'; to: string | undefined }
-  | { kind: 'acquire'; why: 'failover' | 'switchover' | 'start' }
+  | { kind: 'acquire'; why: AcquireReason }
   | { kind: 'follow'; leader: LeaderRecord | null }
   | { kind: 'wait' };
 
@@ -71,12 +74,13 @@ export function decide(o: Observation): Decision {
   if (o.lockHolder !== null) return decision({ kind: 'follow', leader: o.lastLeader }, `following leader ${leaderName}`);
 
   // The lock is free: someone may take it.
-  if (o.paused) return decision({ kind: 'wait' }, 'no leader, and the cluster is paused: no automatic failover');
+  // Paused means "keep the current leader": the leader itself, restarted (say for an upgrade), takes its lock back.
+  if (o.paused && o.lastLeader?.name !== o.node) return decision({ kind: 'wait' }, 'no leader, and the cluster is paused: no automatic failover');
   if (o.nofailover) return decision({ kind: 'wait' }, 'no leader, but this node is tagged nofailover');
   if (o.switchover && (o.switchover.to !== undefined ? o.switchover.to !== o.node : o.switchover.from === o.node)) {
     return decision({ kind: 'wait' }, `no leader: switchover to ${o.switchover.to ?? 'another node'} in progress`);
   }
   if (!o.fitness.fit) return decision({ kind: 'wait' }, `no leader, but I am not fit to take over: ${o.fitness.reason}`);
-  const why = o.switchover ? 'switchover' : o.lastLeader ? 'failover' : 'start';
+  const why = o.switchover ? 'switchover' : o.lastLeader ? (o.lastLeader.name === o.node ? 'resume' : 'failover') : 'start';
   return decision({ kind: 'acquire', why }, `no leader: trying to take the lock (${why})`);
 }

@@ -7,7 +7,7 @@ import { defaultDynamicConfig } from '../consul/records.js';
 import { errorMessage } from '../errors.js';
 import type { LogContext, Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { decide, type Action, type Fitness, type Observation, type Role } from './decide.js';
+import { decide, type AcquireReason, type Action, type Fitness, type Observation, type Role } from './decide.js';
 import { Lease } from './lease.js';
 import type { DemoteReason, Participant, TurnContext } from './participant.js';
 
@@ -123,7 +123,13 @@ export class ReconcileLoop {
     await this.loopDone;
     if (this.keeper) clearInterval(this.keeper);
     this.lease.clear();
-    if (this.session) await this.deps.store.destroySession(this.session).catch((e) => this.log.warn('session destroy failed', { error: errorMessage(e) }));
+    if (this.session) {
+      const session = this.session;
+      await this.deps.store
+        .releaseMember(session)
+        .then(() => this.deps.store.destroySession(session))
+        .catch((e) => this.log.warn('session clean-up failed', { error: errorMessage(e) }));
+    }
     for (const p of this.deps.participants) await p.close?.();
   }
 
@@ -267,7 +273,7 @@ export class ReconcileLoop {
       case 'acquire':
         return this.tryAcquire(action.why, o);
       case 'finish_promotion':
-        return this.becomeLeader(o.switchover ? 'switchover' : o.lastLeader ? 'failover' : 'start', o);
+        return this.becomeLeader(o.switchover ? 'switchover' : !o.lastLeader ? 'start' : o.lastLeader.name === o.node ? 'resume' : 'failover', o);
       case 'stay_leader':
         return this.eachPart('leaderTurn', await this.context(this.leadership?.signal ?? new AbortController().signal));
       case 'step_down':
@@ -293,7 +299,7 @@ export class ReconcileLoop {
     return { name: this.deps.config.nodeName, apiUrl: this.apiUrl, term, since: new Date().toISOString() };
   }
 
-  private async tryAcquire(why: 'failover' | 'switchover' | 'start', o: Observation): Promise<void> {
+  private async tryAcquire(why: AcquireReason, o: Observation): Promise<void> {
     if (!this.session) return;
     const sentAt = performance.now();
     const acquired = await this.deps.store.acquireLock(this.session, this.leaderRecord(this.term));
@@ -310,7 +316,7 @@ export class ReconcileLoop {
   }
 
   /** Holding the lock: raise the term, record history, let every part promote; only then are we leader. */
-  private async becomeLeader(why: 'failover' | 'switchover' | 'start', o: Observation): Promise<void> {
+  private async becomeLeader(why: AcquireReason, o: Observation): Promise<void> {
     const { store } = this.deps;
     this.leadership?.abort();
     const leadership = new AbortController();
@@ -341,8 +347,9 @@ export class ReconcileLoop {
     }
   }
 
-  private historyReason(why: 'failover' | 'switchover' | 'start', previous: string | undefined): string {
+  private historyReason(why: AcquireReason, previous: string | undefined): string {
     if (why === 'start') return 'cluster started';
+    if (why === 'resume') return 'the leader took its lock back after a restart';
     if (why === 'switchover') return `planned switchover from ${previous ?? 'unknown'}`;
     return `leader ${previous ?? 'unknown'} lost its lock`;
   }

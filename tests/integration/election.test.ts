@@ -33,6 +33,13 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
   const term = async (i: number): Promise<number> => (await cluster.call(i, 'GET', '/cluster')).body.term as number;
   const history = async (i: number) => (await cluster.call(i, 'GET', '/history')).body as unknown as { kind: string; leader: string; term: number }[];
 
+  /** Waits until every node runs as leader or standby with a live session (after a restart, say). */
+  const allRunning = () =>
+    waitFor('all three members running', async () => {
+      const members = (await cluster.call(0, 'GET', '/cluster')).body.members as { alive: boolean; role: string }[];
+      return members.filter((m) => m.alive && (m.role === 'leader' || m.role === 'standby')).length === 3;
+    }, 15_000);
+
   /** Waits for exactly one leader among `among` and returns its index and how long that took. */
   const newLeader = async (among: number[], since: number, timeoutMs: number) => {
     const index = await waitFor('exactly one leader', () => cluster.leaderIndex(among), timeoutMs, 50);
@@ -96,6 +103,83 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
     expect(ms).toBeLessThan(2000);
     await cluster.startSidecar(old);
   }, 30_000);
+
+  test('API: the cluster token guards mutations; leader-only calls on a standby answer 409 with the leader', async () => {
+    await allRunning();
+    const leader = (await cluster.leaderIndex())!;
+    const standby = [0, 1, 2].find((i) => i !== leader)!;
+    const noToken = await cluster.call(leader, 'POST', '/pause', undefined, 'wrong-token-wrong-token');
+    expect(noToken).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
+    const redirected = await cluster.call(standby, 'POST', '/switchover', {});
+    expect(redirected.status).toBe(409);
+    expect(redirected.body).toMatchObject({ error: 'not_cluster_leader', leader: cluster.names[leader], leaderUrl: cluster.apiUrl(leader) });
+    expect(typeof redirected.body.message).toBe('string');
+  });
+
+  test('API: bad bodies get 400 with a stable code and change nothing', async () => {
+    const leader = (await cluster.leaderIndex())!;
+    const before = (await cluster.call(leader, 'GET', '/cluster')).body.config;
+    const cases: [string, string, unknown][] = [
+      ['PATCH', '/config', { paused: 'yes' }],
+      ['PATCH', '/config', { lease: 9 }],
+      ['PATCH', '/config', {}],
+      ['POST', '/switchover', { to: 7 }],
+      ['POST', '/cluster/join', { node: 'n9' }],
+    ];
+    for (const [method, path, body] of cases) {
+      const res = await cluster.call(leader, method, path, body);
+      expect([path, res.status, res.body.error]).toEqual([path, 400, 'bad_request']);
+    }
+    const raw = await fetch(`${cluster.apiUrl(leader)}/config`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer test-cluster-token-0123456789' },
+      body: '{"paused": tru',
+    });
+    expect(raw.status).toBe(400);
+    expect(((await raw.json()) as { error: string }).error).toBe('bad_request');
+    expect((await cluster.call(leader, 'GET', '/cluster')).body.config).toEqual(before);
+    expect((await cluster.call(leader, 'GET', '/nope')).body.error).toBe('not_found');
+  });
+
+  test('planned switchover to a named standby, recorded in history', async () => {
+    await allRunning();
+    const old = (await cluster.leaderIndex())!;
+    const target = [0, 1, 2].find((i) => i !== old)!;
+    const res = await cluster.call(old, 'POST', '/switchover', { to: cluster.names[target] });
+    expect(res).toMatchObject({ status: 200, body: { switchedOver: true, to: cluster.names[target] } });
+    await waitFor('the target to answer 200 on /leader', () => cluster.leaderIndex().then((i) => i === target), 10_000, 50);
+    expect((await history(target)).at(-1)).toMatchObject({ kind: 'switchover', leader: cluster.names[target], previous: cluster.names[old] });
+  }, 40_000);
+
+  test('a paused cluster keeps its leader and does not fail over', async () => {
+    const leader = (await cluster.leaderIndex())!;
+    expect((await cluster.call(leader, 'POST', '/pause')).body).toMatchObject({ paused: true });
+    await cluster.stopSidecar(leader);
+    const others = [0, 1, 2].filter((i) => i !== leader);
+    // Each standby says why it does not act; that is the condition waited for, not a fixed delay.
+    await waitFor('both standbys to report the pause', async () => {
+      const states = await Promise.all(others.map(async (i) => (await cluster.call(i, 'GET', '/cluster')).body.node as { status: string }));
+      return states.every((s) => s.status.includes('paused'));
+    }, 10_000);
+    expect(await cluster.leaderIndex(others)).toBeUndefined();
+    await cluster.startSidecar(leader);
+    await waitFor('the restarted leader to take its lock back', () => cluster.leaderIndex().then((i) => i === leader), 15_000);
+    expect((await history(leader)).at(-1)).toMatchObject({ kind: 'resume', leader: cluster.names[leader] });
+    expect((await cluster.call(leader, 'POST', '/resume')).body).toMatchObject({ paused: false });
+  }, 40_000);
+
+  test('odd values in Consul KV are ignored with a warning, not trusted', async () => {
+    const kv = (key: string, value: string) => fetch(`${cluster.consul.httpUrl(0)}/v1/kv/ha-sidecar/test/${key}`, { method: 'PUT', body: value });
+    await kv('config', '{"paused": "very"}');
+    await kv('switchover', 'not json at all');
+    const leader = (await cluster.leaderIndex())!;
+    const res = await cluster.call(leader, 'GET', '/cluster');
+    expect(res.status).toBe(200);
+    expect(res.body.paused).toBe(false);
+    expect(await cluster.leaderIndex()).toBe(leader);
+    await fetch(`${cluster.consul.httpUrl(0)}/v1/kv/ha-sidecar/test/switchover`, { method: 'DELETE' });
+    await kv('config', '{"paused": false}');
+  });
 
   test('through all of the above, no instant with two nodes answering 200 on /leader', async () => {
     await watcher.stop();

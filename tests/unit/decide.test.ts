@@ -64,6 +64,10 @@ describe('decide: a standby', () => {
     expect(decide(o({})).action).toEqual({ kind: 'acquire', why: 'failover' });
     expect(decide(o({ lastLeader: null })).action).toEqual({ kind: 'acquire', why: 'start' });
   });
+  test('while paused, only the last leader itself (restarted) takes the lock back', () => {
+    expect(decide(o({ node: 'n1', paused: true })).action).toEqual({ kind: 'acquire', why: 'resume' });
+    expect(decide(o({ node: 'n1' })).action).toEqual({ kind: 'acquire', why: 'resume' });
+  });
   test('never tries while paused, tagged nofailover or unfit', () => {
     expect(decide(o({ paused: true })).action.kind).toBe('wait');
     expect(decide(o({ nofailover: true })).action.kind).toBe('wait');
