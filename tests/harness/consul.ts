@@ -38,6 +38,7 @@ export class ConsulCluster {
     }
     this.addresses.forEach((_, i) => this.startNode(i));
     await this.waitForLeader();
+    await this.waitForHealthy();
   }
 
   startNode(i: number): void {
@@ -66,6 +67,27 @@ export class ConsulCluster {
       headers: this.opts.aclManagementToken ? { 'X-Consul-Token': this.opts.aclManagementToken } : {},
     });
     return res.ok ? ((await res.json()) as string) : '';
+  }
+
+  /**
+   * Waits until autopilot reports every server healthy and voting. A server that rejoins after a crash votes
+   * only after Consul's server_stabilization_time (10 s); a second fault before then can leave no quorum.
+   */
+  async waitForHealthy(timeoutMs = 60_000): Promise<void> {
+    await waitFor(
+      'every Consul server healthy and voting',
+      async () => {
+        const res = await fetch(`${this.httpUrl(0)}/v1/operator/autopilot/health`, {
+          signal: AbortSignal.timeout(1000),
+          headers: this.opts.aclManagementToken ? { 'X-Consul-Token': this.opts.aclManagementToken } : {},
+        });
+        if (!res.ok) return false;
+        const health = (await res.json()) as { Healthy: boolean; Servers: { Healthy: boolean; Voter: boolean }[] };
+        return health.Healthy && health.Servers.length === this.addresses.length && health.Servers.every((s) => s.Healthy && s.Voter);
+      },
+      timeoutMs,
+      250,
+    );
   }
 
   /** Waits until every running server agrees on one raft leader, and returns its address. */

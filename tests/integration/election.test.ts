@@ -88,7 +88,7 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
     await newLeader(others, t0, 30_000);
 
     cluster.consul.startNode(old);
-    await cluster.consul.waitForLeader();
+    await cluster.consul.waitForHealthy();
     await waitFor('the old leader to rejoin as standby', async () => {
       const members = (await cluster.call(others[0], 'GET', '/cluster')).body.members as { name: string; role: string }[];
       return members.find((m) => m.name === cluster.names[old])?.role === 'standby';
