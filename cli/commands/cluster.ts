@@ -1,0 +1,287 @@
+import { SidecarError, errorMessage } from '../../sidecar/errors.js';
+import type { ClusterView, HistoryEvent } from '../api.js';
+import { ClusterViewSchema, HistorySchema, answerMessage, parseAnswer } from '../api.js';
+import type { ApiRequest } from '../client.js';
+import type { CliContext, CommandRegistrar } from '../context.js';
+import { Session } from '../context.js';
+import { cell, formatBytes, renderTable } from '../output.js';
+import { normalizeManagerUrl, updateProfile } from '../profiles.js';
+import { memberUrls } from './profiles.js';
+
+const GET_CLUSTER: ApiRequest = { method: 'GET', path: '/cluster' };
+
+/** The lines of `hactl cluster status`: a summary, the leader's status line, then one row per member. */
+export function renderClusterStatus(view: ClusterView): string[] {
+  const leaderName = view.leader?.name;
+  const lines = [
+    `cluster: ${cell(view.cluster)}   term: ${cell(view.term)}   leader: ${leaderName ?? 'none'}   paused: ${
+      view.paused === true ? 'yes' : 'no'
+    }`,
+  ];
+  const status = statusText(view.status);
+  if (status !== undefined) lines.push(`status: ${status}`);
+  lines.push('');
+  const rows = view.members.map((m) => [
+    m.name === leaderName ? '*' : '',
+    m.name,
+    cell(m.address),
+    cell(m.role),
+    cell(m.state),
+    typeof m.lagBytes === 'number' ? formatBytes(m.lagBytes) : '-',
+    cell(m.timeline),
+    filesText(m.files),
+  ]);
+  lines.push(...renderTable(['', 'NAME', 'ADDRESS', 'ROLE', 'STATE', 'LAG', 'TIMELINE', 'FILES'], rows));
+  if (view.members.length === 0) lines.push('(no members yet)');
+  return lines;
+}
+
+function statusText(status: unknown): string | undefined {
+  if (status === undefined || status === null || status === '') return undefined;
+  if (typeof status === 'string') return status;
+  if (typeof status === 'object' && typeof (status as { message?: unknown }).message === 'string') {
+    return (status as { message: string }).message;
+  }
+  return cell(status);
+}
+
+/** The FILES cell: the mirror state and generation when the member publishes them, else what it has. */
+export function filesText(files: unknown): string {
+  if (typeof files !== 'object' || files === null || Array.isArray(files)) return cell(files);
+  const f = files as Record<string, unknown>;
+  const state = typeof f.state === 'string' ? f.state : typeof f.status === 'string' ? f.status : undefined;
+  const generation = typeof f.generation === 'number' ? `gen ${f.generation}` : undefined;
+  const parts = [state, generation].filter((p): p is string => p !== undefined);
+  return parts.length > 0 ? parts.join(' ') : cell(files);
+}
+
+/** The lines of `hactl cluster history`, oldest first as the API lists them. */
+export function renderHistory(events: HistoryEvent[]): string[] {
+  if (events.length === 0) return ['no failovers or switchovers yet'];
+  const rows = events.map((e) => [
+    cell(e.term),
+    cell(e.at),
+    cell(e.kind),
+    cell(e.leader),
+    cell(e.previous),
+    cell(e.reason),
+  ]);
+  return renderTable(['TERM', 'AT', 'KIND', 'LEADER', 'PREVIOUS', 'REASON'], rows);
+}
+
+/**
+ * The sidecar URL of node `name` as the cluster's members publish it, asking the profile's managers and
+ * `alsoAsk`. Never throws: when it cannot tell, `why` says so.
+ */
+async function memberApiUrl(
+  session: Session,
+  name: string,
+  alsoAsk: string[] = [],
+): Promise<{ url?: string; why: string }> {
+  let view: ClusterView;
+  try {
+    view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER, alsoAsk), 'GET /cluster');
+  } catch (e) {
+    return { why: `the members could not be read (${errorMessage(e)})` };
+  }
+  const member = view.members.find((m) => m.name === name);
+  if (member === undefined) return { why: `no member is named "${name}"` };
+  if (typeof member.apiUrl !== 'string' || member.apiUrl === '') return { why: `member "${name}" publishes no apiUrl` };
+  try {
+    return { url: normalizeManagerUrl(member.apiUrl), why: '' };
+  } catch {
+    return { why: `member "${name}" publishes a bad apiUrl "${member.apiUrl}"` };
+  }
+}
+
+/** Adds a manager URL to the profile when it is not listed yet (a node just started or joined). */
+async function ensureListed(session: Session, url: string): Promise<void> {
+  if (session.profile.managers.includes(url)) return;
+  session.profile = await updateProfile(session.dir, session.name, {
+    managers: [...session.profile.managers, url],
+  });
+}
+
+const print = (ctx: CliContext, lines: string[]) => lines.forEach((l) => ctx.io.out(l));
+
+/** `hactl cluster ...`. */
+export const clusterCommands: CommandRegistrar = (cli, ctx) =>
+  cli.command('cluster', 'Operate the cluster of the current profile', (y) =>
+    y
+      .command(
+        'start',
+        'Initialize the cluster with this node as its first leader',
+        (c) =>
+          c
+            .option('node-name', { type: 'string', demandOption: true, describe: 'the node to start as leader' })
+            .option('node-url', {
+              type: 'string',
+              describe: "that node's sidecar URL (default: found from the members, else any manager)",
+            }),
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const target =
+            argv.nodeUrl !== undefined
+              ? normalizeManagerUrl(argv.nodeUrl)
+              : (await memberApiUrl(session, argv.nodeName)).url;
+          const request: ApiRequest = {
+            method: 'POST',
+            path: '/cluster/start',
+            body: { nodeName: argv.nodeName },
+            timeoutMs: session.longTimeoutMs,
+          };
+          // Before the cluster exists there is no leader to find: the node itself (or any sidecar) takes it.
+          const answer = target !== undefined ? await session.direct(target, request) : await session.any(request);
+          await ensureListed(session, answer.manager);
+          await session.noteLeader(answer.manager);
+          ctx.io.out(answerMessage(answer) ?? `cluster started: ${argv.nodeName} is the leader`);
+        },
+      )
+      .command(
+        'join <leader-host>',
+        'Make a node (empty unless --force) join the cluster led by <leader-host> as a standby',
+        (c) =>
+          c
+            .positional('leader-host', {
+              type: 'string',
+              demandOption: true,
+              describe: "the leader's sidecar: host or http(s)://host:port",
+            })
+            .option('node-name', { type: 'string', demandOption: true, describe: 'the node that joins' })
+            .option('node-url', {
+              type: 'string',
+              describe: "the joining node's sidecar URL (default: found from the members)",
+            })
+            .option('force', {
+              type: 'boolean',
+              default: false,
+              describe: 'join even if the node holds data (it is overwritten)',
+            }),
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const leaderUrl = normalizeManagerUrl(argv.leaderHost);
+          let target: string;
+          if (argv.nodeUrl !== undefined) {
+            target = normalizeManagerUrl(argv.nodeUrl);
+          } else {
+            const found = await memberApiUrl(session, argv.nodeName, [leaderUrl]);
+            if (found.url === undefined) {
+              throw new SidecarError(
+                'unknown_node',
+                `cannot tell where node "${argv.nodeName}" runs: ${found.why}; pass --node-url http://<its host>:8008`,
+                404,
+              );
+            }
+            target = found.url;
+          }
+          const answer = await session.direct(target, {
+            method: 'POST',
+            path: '/cluster/join',
+            body: { nodeName: argv.nodeName, leaderUrl, force: argv.force },
+            timeoutMs: session.longTimeoutMs,
+          });
+          await ensureListed(session, target);
+          ctx.io.out(answerMessage(answer) ?? `node ${argv.nodeName} joined the cluster led by ${leaderUrl}`);
+        },
+      )
+      .command(
+        'status',
+        'Show the term, the leader and every member',
+        (c) => c.option('json', { type: 'boolean', default: false, describe: 'print the /cluster JSON on stdout' }),
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const answer = await session.any(GET_CLUSTER);
+          const view = parseAnswer(ClusterViewSchema, answer, 'GET /cluster');
+          const leaderUrl = memberUrls(answer.body)?.leaderUrl;
+          if (leaderUrl !== undefined) await session.noteLeader(leaderUrl);
+          if (argv.json) ctx.io.out(JSON.stringify(answer.body, null, 2));
+          else print(ctx, renderClusterStatus(view));
+        },
+      )
+      .command(
+        'remove-node <name>',
+        'Remove a node from the cluster',
+        (c) => c.positional('name', { type: 'string', demandOption: true, describe: 'node name' }),
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const answer = await session.leader({
+            method: 'DELETE',
+            path: `/cluster/nodes/${encodeURIComponent(argv.name)}`,
+          });
+          ctx.io.out(answerMessage(answer) ?? `node ${argv.name} removed from the cluster`);
+        },
+      )
+      .command(
+        'update-profile',
+        "Refresh the profile's manager list from the cluster's members",
+        (c) => c,
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const answer = await session.any(GET_CLUSTER);
+          parseAnswer(ClusterViewSchema, answer, 'GET /cluster');
+          const found = memberUrls(answer.body);
+          if (found === null || found.managers.length === 0) {
+            const why = `${answer.manager} lists no member with an apiUrl; profile unchanged`;
+            throw new SidecarError('no_members', why, 502);
+          }
+          const profile = await updateProfile(session.dir, session.name, {
+            managers: found.managers,
+            lastLeader: found.leaderUrl,
+          });
+          ctx.io.out(`profile "${session.name}" managers: ${profile.managers.join(', ')}`);
+        },
+      )
+      .command(
+        'switchover',
+        'Move the leadership gracefully to a standby (the best one unless --to)',
+        (c) => c.option('to', { type: 'string', describe: 'the node that becomes leader' }),
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const answer = await session.leader({
+            method: 'POST',
+            path: '/switchover',
+            body: argv.to !== undefined ? { to: argv.to } : {},
+            timeoutMs: session.longTimeoutMs,
+          });
+          const done = argv.to !== undefined ? `switchover to ${argv.to} done` : 'switchover done';
+          ctx.io.out(answerMessage(answer) ?? done);
+        },
+      )
+      .command(
+        'pause',
+        'Stop automatic failover (maintenance); the leader keeps leading',
+        (c) => c,
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const answer = await session.leader({ method: 'POST', path: '/pause' });
+          ctx.io.out(answerMessage(answer) ?? 'cluster paused: no automatic failover until "hactl cluster resume"');
+        },
+      )
+      .command(
+        'resume',
+        'Turn automatic failover back on',
+        (c) => c,
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const answer = await session.leader({ method: 'POST', path: '/resume' });
+          ctx.io.out(answerMessage(answer) ?? 'cluster resumed: automatic failover is on');
+        },
+      )
+      .command(
+        'history',
+        'List the failovers and switchovers',
+        (c) => c.option('json', { type: 'boolean', default: false, describe: 'print the /history JSON on stdout' }),
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const answer = await session.any({ method: 'GET', path: '/history' });
+          const events = parseAnswer(HistorySchema, answer, 'GET /history');
+          if (argv.json) ctx.io.out(JSON.stringify(answer.body, null, 2));
+          else print(ctx, renderHistory(events));
+        },
+      )
+      .demandCommand(
+        1,
+        'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume ' +
+          'or history',
+      ),
+  );

@@ -1,0 +1,11 @@
+import type { CommandRegistrar } from '../context.js';
+import { clusterCommands } from './cluster.js';
+import { localCommands } from './local.js';
+import { profilesCommands } from './profiles.js';
+import { snapshotCommands } from './snapshot.js';
+
+/**
+ * Every top-level command of hactl, in help order. To add one, write a `CommandRegistrar` (see
+ * `cli/context.ts`) and list it here; `local` is a placeholder until `cli/local/` replaces it.
+ */
+export const commands: CommandRegistrar[] = [profilesCommands, clusterCommands, snapshotCommands, localCommands];
