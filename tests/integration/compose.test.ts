@@ -1,0 +1,359 @@
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { consulBinary, projectRoot } from '../../cli/local/paths.js';
+import { loadConfig } from '../../sidecar/config.js';
+
+/**
+ * The Docker files, checked without a Docker engine: docker-compose.yml through Debian's `docker-compose
+ * config`, the entrypoint's rendering of consul-config/ through the real Consul's `validate`, the sidecar
+ * config it writes through the sidecar's own validation, and both HAProxy configs through `haproxy -c`.
+ */
+
+const root = projectRoot();
+const DOCKER_COMPOSE = '/usr/bin/docker-compose';
+const HAPROXY = '/usr/sbin/haproxy';
+const NODES = ['n1', 'n2', 'n3'];
+/** DESIGN.md, "Ports of one node". */
+const PORTS = { raft: 8300, gossip: 8301, consulHttp: 8500, api: 8008, postgres: 15432, mirror: 22000 };
+
+const dir = mkdtempSync(join(tmpdir(), 'ha-compose-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const read = (path: string) => readFileSync(join(root, path), 'utf8');
+
+function run(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): SpawnSyncReturns<string> {
+  const r = spawnSync(command, args, { cwd: root, encoding: 'utf8', timeout: 60_000, env: opts.env ?? process.env, input: opts.input });
+  if (r.error) throw r.error;
+  return r;
+}
+
+interface ComposeService {
+  build?: { context: string; dockerfile: string };
+  image?: string;
+  hostname?: string;
+  environment?: Record<string, string>;
+  expose?: string[];
+  ports?: string[];
+  networks?: Record<string, { ipv4_address?: string }>;
+  volumes?: string[];
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, unknown>;
+}
+interface Compose {
+  services: Record<string, ComposeService>;
+  networks: Record<string, { ipam?: { config?: { subnet: string }[] } }>;
+  volumes: Record<string, unknown>;
+}
+
+/** The environment without the variables docker-compose.yml reads, so its defaults show. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HA_') && !k.startsWith('COMPOSE_')));
+  return { ...env, ...extra };
+}
+
+/** `docker-compose config` (interpolated, normalised), as an object. */
+function composeConfig(extraEnv: Record<string, string> = {}): { result: SpawnSyncReturns<string>; compose: Compose } {
+  const result = run(DOCKER_COMPOSE, ['-f', join(root, 'docker-compose.yml'), '--project-directory', root, 'config'], { env: cleanEnv(extraEnv) });
+  if (result.status !== 0) return { result, compose: { services: {}, networks: {}, volumes: {} } };
+  // docker-compose 1.29 prints YAML only and the project has no YAML parser; the PyYAML it runs on does.
+  const json = run('/usr/bin/python3', ['-c', 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'], { input: result.stdout });
+  expect(json.stderr).toBe('');
+  return { result, compose: JSON.parse(json.stdout) as Compose };
+}
+
+const ipOf = (s: ComposeService) => Object.values(s.networks ?? {})[0]?.ipv4_address ?? '';
+const portSet = (list: string[] = []) => new Set(list.map((p) => (p.includes('/') ? p : `${p}/tcp`)));
+/** "127.0.0.1:8500:8500/tcp" -> { host: '127.0.0.1', published: 8500, target: 8500 } */
+function published(spec: string) {
+  const m = /^(?:(.+):)?(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(spec);
+  if (!m) throw new Error(`unexpected port spec ${spec}`);
+  return { host: m[1] ?? '', published: Number(m[2]), target: Number(m[3]) };
+}
+
+/** HAProxy config as sections ("backend postgres_leader" -> its lines), comments dropped. */
+function haproxySections(text: string): Map<string, string[]> {
+  const sections = new Map<string, string[]>();
+  let current: string[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*$/, '').trimEnd();
+    if (!line.trim()) continue;
+    if (/^\S/.test(line)) sections.set(line.trim(), (current = []));
+    else current.push(line.trim().replace(/\s+/g, ' '));
+  }
+  return sections;
+}
+
+/** `haproxy -c`: exit 0, and no warning other than the ones `allowed` matches. */
+function expectHaproxyValid(file: string, allowed?: RegExp) {
+  const r = run(HAPROXY, ['-c', '-f', file]);
+  const out = r.stdout + r.stderr;
+  expect({ status: r.status, out }).toEqual({ status: 0, out: expect.stringContaining('Configuration file is valid') });
+  const warnings = out.split('\n').filter((l) => /\[(WARNING|ALERT)\]/.test(l));
+  expect(warnings.filter((l) => !allowed?.test(l))).toEqual([]);
+}
+
+const { result: composeResult, compose } = composeConfig();
+const nodes = NODES.map((name) => ({ name, service: compose.services[name] ?? {} }));
+
+describe('docker-compose.yml', () => {
+  test('validates with docker-compose config, without warnings', () => {
+    expect(composeResult.stderr).toBe('');
+    expect(composeResult.status).toBe(0);
+  });
+
+  test('three manager nodes from one image built by docker/Dockerfile, and HAProxy', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['haproxy', ...NODES]);
+    for (const { name, service } of nodes) {
+      expect(service.build).toEqual({ context: root, dockerfile: 'docker/Dockerfile' });
+      expect(service.image).toBe(nodes[0].service.image);
+      expect(service.hostname).toBe(name);
+      expect(service.environment?.HA_SIDECAR_NODE_NAME).toBe(name);
+    }
+    expect(compose.services.haproxy.image).toMatch(/^haproxy:2\.\d+/);
+  });
+
+  test('every node exposes the production ports (Consul raft, gossip tcp+udp, HTTP, API, Postgres, mirror)', () => {
+    const expected = new Set([`${PORTS.raft}/tcp`, `${PORTS.gossip}/tcp`, `${PORTS.gossip}/udp`, `${PORTS.consulHttp}/tcp`, `${PORTS.api}/tcp`, `${PORTS.postgres}/tcp`, `${PORTS.mirror}/tcp`]);
+    for (const { service } of nodes) expect(portSet(service.expose)).toEqual(expected);
+    // The image declares the same ports.
+    const exposeLine = /^EXPOSE (.+)$/m.exec(read('docker/Dockerfile'))?.[1] ?? '';
+    expect(portSet(exposeLine.split(/\s+/))).toEqual(expected);
+  });
+
+  test('fixed, distinct IPs inside the cluster network; the Consul server list is exactly those IPs', () => {
+    const ips = nodes.map(({ service }) => ipOf(service));
+    expect(new Set(ips).size).toBe(3);
+    const subnet = compose.networks.ha.ipam?.config?.[0]?.subnet ?? '';
+    expect(subnet).toBe('172.28.0.0/24');
+    for (const [i, { service }] of nodes.entries()) {
+      expect(ips[i]).toMatch(/^172\.28\.0\.\d+$/);
+      expect(service.environment?.HA_SIDECAR_ADDRESS).toBe(ips[i]);
+      expect(service.environment?.CONSUL_SERVERS.split(/[\s,]+/).sort()).toEqual([...ips].sort());
+    }
+    const haproxyIp = ipOf(compose.services.haproxy);
+    expect(haproxyIp).toMatch(/^172\.28\.0\.\d+$/);
+    expect(ips).not.toContain(haproxyIp);
+  });
+
+  test("every node's named volumes are its own, for the sidecar's and Consul's data", () => {
+    const all: string[] = [];
+    for (const { service } of nodes) {
+      const mounts = Object.fromEntries((service.volumes ?? []).map((v) => v.split(':')).map(([source, target]) => [target, source]));
+      expect(Object.keys(mounts).sort()).toEqual(['/var/lib/consul', '/var/lib/ha-sidecar']);
+      for (const source of Object.values(mounts)) expect(Object.keys(compose.volumes)).toContain(source);
+      all.push(...Object.values(mounts));
+    }
+    expect(new Set(all).size).toBe(all.length);
+  });
+
+  test('each node is health-checked on its API /health (port 8008, its own address)', () => {
+    for (const { service } of nodes) {
+      const check = (service.healthcheck?.test ?? []).join(' ');
+      expect(check).toContain(`:${PORTS.api}/health`);
+      expect(check).toContain('HA_SIDECAR_ADDRESS');
+    }
+  });
+
+  test('one cluster token for all nodes: a marked dev default, replaced by HA_CLUSTER_TOKEN', () => {
+    const tokens = new Set(nodes.map(({ service }) => service.environment?.HA_SIDECAR_CLUSTER_TOKEN));
+    expect([...tokens]).toEqual(['dev-only-insecure-cluster-token']);
+    expect(read('docker-compose.yml')).toMatch(/DEV DEFAULT, NOT A SECRET/);
+    const custom = 'a-real-cluster-token-0123456789';
+    const { compose: overridden } = composeConfig({ HA_CLUSTER_TOKEN: custom });
+    for (const name of NODES) expect(overridden.services[name].environment?.HA_SIDECAR_CLUSTER_TOKEN).toBe(custom);
+  });
+
+  test("n1 alone publishes Consul's HTTP/UI port; HAProxy publishes Postgres 5432, the API 8008 and stats 8404", () => {
+    expect((nodes[0].service.ports ?? []).map(published)).toEqual([{ host: '127.0.0.1', published: PORTS.consulHttp, target: PORTS.consulHttp }]);
+    expect(nodes[1].service.ports).toBeUndefined();
+    expect(nodes[2].service.ports).toBeUndefined();
+    const haproxyPorts = (compose.services.haproxy.ports ?? []).map(published);
+    expect(haproxyPorts.map((p) => [p.published, p.target])).toEqual([
+      [5432, 5432],
+      [8008, 8008],
+      [8404, 8404],
+    ]);
+    // Loopback unless asked otherwise: the stats page and the Consul UI have no login.
+    expect(new Set(haproxyPorts.map((p) => p.host))).toEqual(new Set(['127.0.0.1']));
+    const { compose: open } = composeConfig({ HA_BIND_ADDR: '0.0.0.0' });
+    expect(open.services.haproxy.ports?.map((p) => published(p).host)).toEqual(['0.0.0.0', '0.0.0.0', '0.0.0.0']);
+  });
+
+  test('HAProxy runs docker/haproxy.cfg, and that file binds the ports it publishes', () => {
+    expect(compose.services.haproxy.volumes).toContain(`${join(root, 'docker/haproxy.cfg')}:/usr/local/etc/haproxy/haproxy.cfg:ro`);
+    const sections = haproxySections(read('docker/haproxy.cfg'));
+    const binds = [...sections.values()].flat().filter((l) => l.startsWith('bind ')).map((l) => Number(l.split(':').pop()));
+    expect(binds.sort()).toEqual((compose.services.haproxy.ports ?? []).map((p) => published(p).target).sort());
+  });
+});
+
+describe('the node image renders consul-config/ (the same templates as the local cluster)', () => {
+  const dockerfile = read('docker/Dockerfile');
+  const entrypoint = read('docker/entrypoint.sh');
+
+  test('the Dockerfile builds Consul with scripts/build-consul.sh and copies consul-config where the entrypoint reads it', () => {
+    expect(dockerfile).toMatch(/^FROM golang:\S+ AS consul$/m);
+    expect(dockerfile).toMatch(/^RUN bash scripts\/build-consul\.sh/m);
+    expect(dockerfile).not.toMatch(/CONSUL_VERSION/); // the version is the script's pin, not a second one
+    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim$/m);
+    expect(dockerfile).toMatch(/postgresql-15/);
+    expect(dockerfile).toMatch(/gettext-base/);
+    const workdir = /^WORKDIR (\S+)$/m.exec(dockerfile.slice(dockerfile.indexOf('FROM node:')))?.[1];
+    expect(dockerfile).toMatch(/^COPY consul-config consul-config$/m);
+    expect(entrypoint).toContain(`ROOT="\${HA_SIDECAR_HOME:-${workdir}}"`);
+    expect(entrypoint).toContain('TEMPLATE_DIR="${HA_TEMPLATE_DIR:-$ROOT/consul-config}"');
+    expect(dockerfile).toMatch(/^COPY docker\/entrypoint\.sh \/usr\/local\/bin\/ha-sidecar-entrypoint$/m);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \[.*"\/usr\/local\/bin\/ha-sidecar-entrypoint"\]$/m);
+    // The sidecar is exec'd in the foreground with the config file the brief names.
+    expect(entrypoint).toMatch(/^exec .*node "\$ROOT\/dist\/sidecar\/main\.js" --config "\$SIDECAR_CONFIG"$/m);
+    expect(entrypoint).toContain('SIDECAR_CONFIG="${HA_SIDECAR_CONFIG:-/etc/ha-sidecar/sidecar.json}"');
+  });
+
+  /** Runs `entrypoint.sh render` for one compose node into a scratch directory. */
+  function render(service: ComposeService, extra: Record<string, string> = {}) {
+    const out = mkdtempSync(join(dir, 'render-'));
+    const env = {
+      PATH: `${dirname(process.execPath)}:${process.env.PATH}`,
+      ...service.environment,
+      HA_TEMPLATE_DIR: join(root, 'consul-config'),
+      CONSUL_CONFIG_DIR: join(out, 'consul.d'),
+      HA_SIDECAR_CONFIG: join(out, 'sidecar.json'),
+      ...extra,
+    };
+    const r = run('bash', [join(root, 'docker/entrypoint.sh'), 'render'], { env });
+    return { r, out, env, consulDir: join(out, 'consul.d'), file: (name: string) => readFileSync(join(out, name), 'utf8') };
+  }
+
+  test.each(NODES)("%s: server.hcl from the template with the node's compose values; the real Consul accepts it", (name) => {
+    const service = compose.services[name];
+    const ips = nodes.map((n) => ipOf(n.service));
+    const { r, consulDir, file } = render(service);
+    expect(r.stderr).toMatch(/rendered/);
+    expect(r.status).toBe(0);
+    const hcl = file('consul.d/server.hcl');
+    expect(hcl).not.toContain('${');
+    // The template, line by line, with this node's values (so nothing is added or lost on the way).
+    const expected = read('consul-config/server.hcl.tmpl')
+      .replace('${NODE_NAME}', name)
+      .replace('${DATACENTER}', 'dc1')
+      .replace('${DATA_DIR}', '/var/lib/consul')
+      .replace('${BOOTSTRAP_EXPECT}', '3')
+      .replaceAll('${BIND_ADDR}', ipOf(service))
+      .replace('${CLIENT_ADDR}', `${ipOf(service)} 127.0.0.1`)
+      .replace('${RETRY_JOIN}', JSON.stringify(ips.filter((ip) => ip !== ipOf(service))));
+    expect(hcl).toBe(expected);
+    // The ports the compose file exposes and publishes are the template's.
+    expect(/^\s*server\s*=\s*(\d+)/m.exec(hcl)?.[1]).toBe(String(PORTS.raft));
+    expect(/^\s*serf_lan\s*=\s*(\d+)/m.exec(hcl)?.[1]).toBe(String(PORTS.gossip));
+    expect(/^\s*http\s*=\s*(\d+)/m.exec(hcl)?.[1]).toBe(String(PORTS.consulHttp));
+    // Gossip encryption and ACLs are off unless their secrets are set.
+    expect(existsSync(join(consulDir, 'encrypt.hcl'))).toBe(false);
+    expect(existsSync(join(consulDir, 'acl.hcl'))).toBe(false);
+    const validate = run(consulBinary(), ['validate', consulDir]);
+    expect({ status: validate.status, out: validate.stdout }).toEqual({ status: 0, out: expect.stringContaining('Configuration is valid') });
+  });
+
+  test('a gossip key and an ACL management token add encrypt.hcl and acl.hcl; Consul accepts them', () => {
+    const key = run(consulBinary(), ['keygen']).stdout.trim();
+    const token = '8f2ad4a0-5c3e-4b8e-9a61-0d7a3c2f1e55';
+    const { r, consulDir, file } = render(compose.services.n2, { GOSSIP_KEY: key, ACL_MANAGEMENT_TOKEN: token });
+    expect(r.status).toBe(0);
+    expect(file('consul.d/encrypt.hcl')).toContain(`encrypt = "${key}"`);
+    expect(file('consul.d/acl.hcl')).toContain(`initial_management = "${token}"`);
+    expect(file('sidecar-policy.hcl')).toContain('key_prefix "ha-sidecar/main/"');
+    expect(run(consulBinary(), ['validate', consulDir]).status).toBe(0);
+  });
+
+  test("the sidecar config it writes, with the node's environment, passes the sidecar's own validation", () => {
+    const service = compose.services.n3;
+    const { r, out, env } = render(service);
+    expect(r.status).toBe(0);
+    const raw = JSON.parse(readFileSync(join(out, 'sidecar.json'), 'utf8')) as Record<string, unknown>;
+    expect(raw).not.toHaveProperty('clusterToken'); // the secret stays in the environment
+    const config = loadConfig(join(out, 'sidecar.json'), env);
+    expect(config).toMatchObject({
+      nodeName: 'n3',
+      clusterName: 'main',
+      address: ipOf(service),
+      apiPort: PORTS.api,
+      clusterToken: service.environment?.HA_SIDECAR_CLUSTER_TOKEN,
+      dataDir: '/var/lib/ha-sidecar',
+      consul: { url: `http://${ipOf(service)}:${PORTS.consulHttp}` },
+      postgres: { enabled: true, port: PORTS.postgres, binDir: '/usr/lib/postgresql/15/bin' },
+    });
+  });
+
+  test('a server list without the node itself, or a missing node name, is one clear error', () => {
+    const lonely = render(compose.services.n1, { CONSUL_SERVERS: '172.28.0.12 172.28.0.13' });
+    expect(lonely.r.status).toBe(1);
+    expect(lonely.r.stderr.trim()).toBe('[entrypoint] error: CONSUL_SERVERS (172.28.0.12 172.28.0.13) does not include HA_SIDECAR_ADDRESS (172.28.0.11)');
+    const nameless = render(compose.services.n1, { HA_SIDECAR_NODE_NAME: '' });
+    expect(nameless.r.status).not.toBe(0);
+    expect(nameless.r.stderr).toMatch(/HA_SIDECAR_NODE_NAME/);
+  });
+});
+
+describe('HAProxy configs: clients reach only the node whose GET /leader answers 200', () => {
+  const expectLeaderOnly = (sections: Map<string, string[]>, servers: Record<string, string>, backend: string, port: number) => {
+    const lines = sections.get(`backend ${backend}`) ?? [];
+    expect(lines).toEqual(
+      expect.arrayContaining(['option httpchk GET /leader', 'http-check expect status 200', ...Object.entries(servers).map(([name, host]) => `server ${name} ${host}:${port} check port ${PORTS.api}`)]),
+    );
+    expect(lines.filter((l) => l.startsWith('server '))).toHaveLength(Object.keys(servers).length);
+  };
+  /** The settings both files must share, from their defaults sections. */
+  const checkSettings = (sections: Map<string, string[]>) => {
+    const defaults = sections.get('defaults') ?? [];
+    const server = (defaults.find((l) => l.startsWith('default-server ')) ?? '').split(' ');
+    const value = (k: string) => server[server.indexOf(k) + 1];
+    return {
+      mode: defaults.includes('mode tcp'),
+      inter: value('inter'),
+      fastinter: value('fastinter'),
+      fall: value('fall'),
+      rise: value('rise'),
+      onMarkedDown: value('on-marked-down'),
+    };
+  };
+
+  const dockerCfg = haproxySections(read('docker/haproxy.cfg'));
+  const localText = read('docker/haproxy-local.cfg.tmpl');
+  const localCfg = haproxySections(localText);
+
+  test('docker/haproxy.cfg passes haproxy -c (the only warnings: n1-n3 do not resolve outside compose)', () => {
+    expectHaproxyValid(join(root, 'docker/haproxy.cfg'), /could not resolve address 'n[123]'/);
+  });
+
+  test('docker/haproxy.cfg: Postgres and the API go to the compose nodes by name, checked on /leader', () => {
+    const servers = Object.fromEntries(NODES.map((n) => [n, n]));
+    expectLeaderOnly(dockerCfg, servers, 'postgres_leader', PORTS.postgres);
+    expectLeaderOnly(dockerCfg, servers, 'api_leader', PORTS.api);
+    expect(checkSettings(dockerCfg)).toEqual({ mode: true, inter: '1s', fastinter: '250ms', fall: '2', rise: '2', onMarkedDown: 'shutdown-sessions' });
+    // A node name that does not resolve (yet) must not stop HAProxy.
+    expect(dockerCfg.get('defaults')?.find((l) => l.startsWith('default-server'))).toMatch(/init-addr last,libc,none resolvers docker/);
+    expect(dockerCfg.get('resolvers docker')).toContain('nameserver dns 127.0.0.11:53');
+    expect(dockerCfg.get('listen stats')).toEqual(expect.arrayContaining(['bind :8404', 'stats enable']));
+  });
+
+  test('docker/haproxy-local.cfg.tmpl, rendered, passes haproxy -c without warnings', () => {
+    expect([...new Set(localText.match(/\$\{[A-Z_]+\}/g))]).toEqual(['${RUN_DIR}']);
+    const file = join(mkdtempSync(join(dir, 'haproxy-')), 'haproxy-local.cfg');
+    const rendered = run('envsubst', ['${RUN_DIR}'], { input: localText, env: { ...process.env, RUN_DIR: dirname(file) } });
+    expect(rendered.status).toBe(0);
+    expect(rendered.stdout).toContain(`stats socket ${dirname(file)}/haproxy.sock`);
+    writeFileSync(file, rendered.stdout);
+    expectHaproxyValid(file);
+  });
+
+  test('docker/haproxy-local.cfg.tmpl: 127.0.0.10 in front of 127.0.0.11-13, the same checks as the Docker one', () => {
+    const servers = { n1: '127.0.0.11', n2: '127.0.0.12', n3: '127.0.0.13' };
+    expectLeaderOnly(localCfg, servers, 'postgres_leader', PORTS.postgres);
+    expectLeaderOnly(localCfg, servers, 'api_leader', PORTS.api);
+    expect(localCfg.get('frontend postgres')).toContain('bind 127.0.0.10:5432');
+    expect(localCfg.get('frontend api')).toContain('bind 127.0.0.10:8008');
+    expect(localCfg.get('listen stats')).toContain('bind 127.0.0.10:8404');
+    expect(checkSettings(localCfg)).toEqual(checkSettings(dockerCfg));
+  });
+});
