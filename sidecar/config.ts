@@ -48,6 +48,8 @@ export const configSchema = z
     /** This node's address: the API, Postgres and the file mirror listen on it, and peers reach it there. */
     address: z.string().min(1),
     apiPort: port.default(8008),
+    /** Every node's address, this one included: pg_hba lets replication in from these only. */
+    clusterAddresses: z.array(z.string().min(1)).min(1).optional(),
     /** Shared secret of the cluster: authorises mutating API calls, and replication / mirror secrets derive from it. */
     clusterToken: z.string().min(16, 'at least 16 characters'),
     dataDir: z.string().min(1),
@@ -70,6 +72,8 @@ export const configSchema = z
         runAsUser: z.string().optional(),
         appDatabase: name.default('manager'),
         appUser: name.default('manager'),
+        /** The application user's password; derived from the cluster token when not given. */
+        appPassword: z.string().min(8).optional(),
         /** Most a standby may be behind the last known primary position and still take over (bytes). */
         maxLagOnFailover: z.number().int().nonnegative().default(1024 * 1024),
       })
@@ -77,9 +81,14 @@ export const configSchema = z
       .default({ enabled: true, binDir: '/usr/lib/postgresql/15/bin', port: 15432, appDatabase: 'manager', appUser: 'manager', maxLagOnFailover: 1024 * 1024 }),
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.postgres.enabled && !c.clusterAddresses?.includes(c.address)) {
+      ctx.addIssue({ code: 'custom', path: ['clusterAddresses'], message: `list every node's address, ${c.address} included (Postgres lets replication in from these only)` });
+    }
+  });
 
-export type SidecarConfig = z.infer<typeof configSchema> & { consul: { url: string } };
+export type SidecarConfig = Omit<z.infer<typeof configSchema>, 'clusterAddresses'> & { consul: { url: string }; clusterAddresses: string[] };
 export type Timings = SidecarConfig['timings'];
 
 /** Environment overrides, for containers and the local cluster; each wins over the file. */
@@ -89,6 +98,7 @@ const ENV_OVERRIDES: Record<string, (raw: Record<string, unknown>, value: string
   HA_SIDECAR_ADDRESS: (raw, v) => (raw.address = v),
   HA_SIDECAR_CLUSTER_TOKEN: (raw, v) => (raw.clusterToken = v),
   HA_SIDECAR_DATA_DIR: (raw, v) => (raw.dataDir = v),
+  HA_SIDECAR_CLUSTER_ADDRESSES: (raw, v) => (raw.clusterAddresses = v.split(',').map((a) => a.trim()).filter(Boolean)),
   HA_SIDECAR_CONSUL_URL: (raw, v) => (raw.consul = { ...(raw.consul as object), url: v }),
   HA_SIDECAR_CONSUL_TOKEN: (raw, v) => (raw.consul = { ...(raw.consul as object), token: v }),
 };
@@ -106,7 +116,11 @@ export function parseConfig(raw: unknown): SidecarConfig {
     throw new SidecarError('invalid_config', `invalid config: ${result.error.issues.map(describeIssue).join('; ')}`, 400);
   }
   const config = result.data;
-  return { ...config, consul: { ...config.consul, url: config.consul.url ?? `http://${config.address}:8500` } };
+  return {
+    ...config,
+    clusterAddresses: config.clusterAddresses ?? [config.address],
+    consul: { ...config.consul, url: config.consul.url ?? `http://${config.address}:8500` },
+  };
 }
 
 /** Reads the JSON config file, applies environment overrides and validates the result. */

@@ -95,7 +95,9 @@ export class SidecarNode implements ApiBackend {
 
   probe(name: 'health' | 'leader' | 'replica', query: Record<string, unknown>) {
     const view = this.loop.view();
-    const body = { node: view.node, role: view.role, term: view.term, status: view.status };
+    // Peers read a candidate's fresh WAL position here when they compare themselves before a failover.
+    const fields = Object.assign({}, ...this.participants.map((p) => p.memberFields?.() ?? {})) as Record<string, unknown>;
+    const body = { node: view.node, role: view.role, term: view.term, status: view.status, ...fields };
     if (!this.member) return { ok: false, body: { ...body, error: 'not_member', message: 'this node has not started or joined a cluster' } };
     if (name === 'health') {
       const ok = this.participants.every((p) => p.ready?.('starting') ?? true);
@@ -108,8 +110,9 @@ export class SidecarNode implements ApiBackend {
   }
 
   private replicaWithin(lagLimit: number | undefined): boolean {
-    const fields = Object.assign({}, ...this.participants.map((p) => p.memberFields?.() ?? {})) as { lagBytes?: number };
+    const fields = Object.assign({}, ...this.participants.map((p) => p.memberFields?.() ?? {})) as { lagBytes?: number | null };
     if (fields.lagBytes === undefined) return true;
+    if (fields.lagBytes === null) return false;
     return fields.lagBytes <= (lagLimit !== undefined && Number.isFinite(lagLimit) ? lagLimit : this.loop.view().dynamicConfig.maxReplicaLag);
   }
 

@@ -258,6 +258,11 @@ export class ReconcileLoop {
       synchronousModeStrict: this.dynamicConfig.synchronousModeStrict,
       signal,
       log: this.log,
+      // A part's check outlives a few missed turns but turns critical soon after the sidecar dies.
+      reportCheck: (id, name, status, output) =>
+        this.deps.store.reportCheck(id, name, status, output, this.deps.config.timings.checkTtl * 3).catch((e) => {
+          this.log.debug('check update failed', { id, error: errorMessage(e) });
+        }),
     };
   }
 

@@ -14,6 +14,8 @@ export interface TurnContext {
   /** Aborted when this node loses leadership while the action runs: stop at once. */
   signal: AbortSignal;
   log: Logger;
+  /** Publishes a Consul check of this node's service (e.g. `postgres`), for the operator in the Consul UI. */
+  reportCheck(id: string, name: string, status: 'passing' | 'warning' | 'critical', output: string): Promise<void>;
 }
 
 export type DemoteReason = 'lease_lost' | 'lock_lost' | 'switchover' | 'shutdown' | 'promotion_failed';

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../cli/local/paths.js';
@@ -25,6 +25,7 @@ export class TestCluster {
   constructor(private readonly opts: TestClusterOptions) {
     this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes });
     this.names = this.consul.names;
+    chmodSync(this.baseDir, 0o711); // the postgres OS user must reach its data directories
     if (!existsSync(this.sidecarMain)) throw new Error(`${this.sidecarMain} is missing: run \`npm run build\` first`);
   }
 
@@ -58,6 +59,7 @@ export class TestCluster {
       address: this.address(i),
       clusterToken: CLUSTER_TOKEN,
       dataDir: join(dir, 'sidecar'),
+      clusterAddresses: this.consul.addresses,
       postgres: { enabled: this.opts.postgres ?? false },
       ...this.opts.sidecarConfig,
       ...extra,
@@ -111,7 +113,9 @@ export class TestCluster {
     // Sidecars first, so a leader does not fail over onto a node that is about to stop anyway.
     await Promise.all(this.names.map((_, i) => this.stopSidecar(i)));
     await this.processes.stopAll();
-    rmSync(this.baseDir, { recursive: true, force: true });
+    // HA_KEEP_TEST_DIRS=1 keeps every node's logs and data for a post-mortem.
+    if (process.env.HA_KEEP_TEST_DIRS === '1') console.log(`test cluster kept in ${this.baseDir}`);
+    else rmSync(this.baseDir, { recursive: true, force: true });
   }
 }
 
