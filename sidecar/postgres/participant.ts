@@ -22,6 +22,8 @@ export function deriveSecret(clusterToken: string, purpose: string): string {
 export type PostgresMemberFields = {
   /** Primary: flushed WAL; standby: the most it has (received or replayed). Bytes. */
   walPosition: number | null;
+  /** Standby: WAL replayed (a standby with paused or slow replay needs longer to promote). Bytes. */
+  replayPosition: number | null;
   /** Standby: bytes behind the leader's last published position. */
   lagBytes: number | null;
   timeline: number | null;
@@ -87,6 +89,7 @@ export class PostgresParticipant implements Participant {
       s = await this.refresh();
     }
     const mine = this.position(s) ?? 0;
+    const mineReplayed = s.replayedLsn?.bytes ?? 0;
 
     const leaderRecord = ctx.members.find((m) => m.record.name === lastLeader)?.record;
     const lastPrimary = num(leaderRecord?.walPosition);
@@ -102,6 +105,7 @@ export class PostgresParticipant implements Participant {
     const peers = ctx.members.filter((m) => m.alive && m.record.name !== this.config.nodeName && m.record.name !== lastLeader);
     for (const peer of peers) {
       const theirs = await this.peerPosition(peer.record.apiUrl);
+      if (theirs === null) continue; // it has no position to offer (not running, never cloned)
       if (theirs === undefined) {
         // In synchronous mode an unreachable synchronous peer may hold the only copy of a commit.
         if (ctx.synchronousMode && leaderSync?.includes(pgName(peer.record.name))) {
@@ -109,19 +113,25 @@ export class PostgresParticipant implements Participant {
         }
         continue;
       }
-      if (theirs !== null && (theirs > mine || (theirs === mine && peer.record.name < this.config.nodeName))) {
-        // Ties go to the lower name, so two equal standbys do not both stand aside or both run.
-        return { fit: false, reason: `${peer.record.name} is ahead or equal (${theirs} vs ${mine} bytes)` };
+      // Most WAL received wins; then most replayed (it promotes sooner); then the lower name, so two equal
+      // standbys neither both stand aside nor both run.
+      const ahead =
+        theirs.wal > mine ||
+        (theirs.wal === mine && (theirs.replayed > mineReplayed || (theirs.replayed === mineReplayed && peer.record.name < this.config.nodeName)));
+      if (ahead) {
+        return { fit: false, reason: `${peer.record.name} is ahead (received ${theirs.wal} vs ${mine}, replayed ${theirs.replayed} vs ${mineReplayed} bytes)` };
       }
     }
     return { fit: true, reason: `WAL position ${mine}` };
   }
 
-  /** A peer's current WAL position from its API; undefined when it does not answer in time. */
-  private async peerPosition(apiUrl: string): Promise<number | null | undefined> {
+  /** A peer's current WAL positions from its API; null without any, undefined when it does not answer in time. */
+  private async peerPosition(apiUrl: string): Promise<{ wal: number; replayed: number } | null | undefined> {
     try {
       const res = await fetch(`${apiUrl}/health`, { signal: AbortSignal.timeout(PEER_POSITION_TIMEOUT_MS) });
-      return num(((await res.json()) as { walPosition?: unknown }).walPosition);
+      const body = (await res.json()) as { walPosition?: unknown; replayPosition?: unknown };
+      const wal = num(body.walPosition);
+      return wal === null ? null : { wal, replayed: num(body.replayPosition) ?? 0 };
     } catch {
       return undefined;
     }
@@ -227,6 +237,7 @@ export class PostgresParticipant implements Participant {
     const s = this.status;
     return {
       walPosition: this.position(s),
+      replayPosition: s?.role === 'standby' ? (s.replayedLsn?.bytes ?? null) : null,
       lagBytes: s?.role === 'standby' ? this.lagBytes() : null,
       timeline: s?.timeline ?? null,
       streaming: s?.streaming ?? false,
