@@ -6,6 +6,6 @@ import { snapshotCommands } from './snapshot.js';
 
 /**
  * Every top-level command of hactl, in help order. To add one, write a `CommandRegistrar` (see
- * `cli/context.ts`) and list it here; `local` is a placeholder until `cli/local/` replaces it.
+ * `cli/context.ts`) and list it here.
  */
 export const commands: CommandRegistrar[] = [profilesCommands, clusterCommands, snapshotCommands, localCommands];

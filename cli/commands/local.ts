@@ -1,20 +1,85 @@
-import { SidecarError } from '../../sidecar/errors.js';
+import { basename, isAbsolute, relative } from 'node:path';
 import type { CommandRegistrar } from '../context.js';
+import type { AnyPart } from '../local/cluster.js';
+import { PARTS } from '../local/cluster.js';
+import { DEFAULT_BASE_ADDRESS } from '../local/layout.js';
+import { localDown, localKill, localStart, localStatus, localUp } from '../local/operations.js';
 
 /**
- * Placeholder for `hactl local up|down|status|kill` (a whole cluster on one machine). The real module,
- * under `cli/local/`, replaces this registrar in `cli/commands/index.ts`.
+ * How the user runs hactl, for the hints `local up` prints: `hactl` through the npm bin, else
+ * `node dist/cli/hactl.js` (what `npm start` runs), relative to the current directory when below it.
  */
-export const localCommands: CommandRegistrar = (cli) =>
+function selfCommand(): string {
+  const script = process.argv[1];
+  if (script === undefined || basename(script) === 'hactl' || !/hactl\.js$/.test(script)) return 'hactl';
+  const rel = relative(process.cwd(), script);
+  return `node ${rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : script}`;
+}
+
+/** `hactl local up|down|status|kill|start`: a whole cluster on this machine (DESIGN.md "Local cluster"). */
+export const localCommands: CommandRegistrar = (cli, ctx) =>
   cli.command(
-    'local <action>',
-    'Run a whole cluster on this machine (not built yet)',
+    'local',
+    'Run a whole cluster on this machine (Consul, PostgreSQL and a sidecar per loopback address); $HACTL_LOCAL_DIR moves its directory',
     (y) =>
       y
-        .positional('action', { type: 'string', choices: ['up', 'down', 'status', 'kill'], demandOption: true })
-        .option('nodes', { type: 'number', describe: 'how many nodes (up)' })
-        .option('detach', { type: 'boolean', describe: 'return once the cluster runs (up)' }),
-    async (argv) => {
-      throw new SidecarError('not_implemented', `"hactl local ${argv.action}" is not built yet`, 501);
-    },
+        .command(
+          'up',
+          'Start the local cluster, print its status, then watch it until Ctrl-C (or return with --detach)',
+          (c) =>
+            c
+              .option('nodes', { type: 'number', choices: [3, 5], describe: 'how many nodes (default 3, or as the last run)' })
+              .option('detach', { type: 'boolean', default: false, describe: 'return once the cluster is healthy, leaving it running' })
+              .option('base-address', {
+                type: 'string',
+                describe: `loopback address of n1; the others follow (default ${DEFAULT_BASE_ADDRESS}, or as the last run)`,
+              })
+              .option('postgres', { type: 'boolean', describe: 'run PostgreSQL on every node (--no-postgres: election only)' }),
+          async (argv) => {
+            await localUp(
+              ctx,
+              { nodes: argv.nodes, detach: argv.detach, baseAddress: argv.baseAddress, postgres: argv.postgres },
+              selfCommand(),
+            );
+          },
+        )
+        .command(
+          'down',
+          'Stop every process of the local cluster (sidecars first); its data stays unless --purge',
+          (c) => c.option('purge', { type: 'boolean', default: false, describe: 'also remove the node directories and state.json' }),
+          async (argv) => {
+            await localDown(ctx, { purge: argv.purge });
+          },
+        )
+        .command(
+          'status',
+          'Show each node: address, role, pids, directories',
+          (c) => c.option('json', { type: 'boolean', default: false, describe: 'print JSON on stdout' }),
+          async (argv) => {
+            await localStatus(ctx, { json: argv.json });
+          },
+        )
+        .command(
+          'kill <node> [part]',
+          'kill -9 one part of a node (default its sidecar), to watch a failover',
+          (c) =>
+            c
+              .positional('node', { type: 'string', demandOption: true, describe: 'n1, n2, ...' })
+              .positional('part', { type: 'string', choices: PARTS, default: 'sidecar', describe: 'which process' }),
+          async (argv) => {
+            await localKill(ctx, argv.node, argv.part as AnyPart);
+          },
+        )
+        .command(
+          'start <node> [part]',
+          'Start again what is not running on a node (after "local kill"); its sidecar restarts its Postgres',
+          (c) =>
+            c
+              .positional('node', { type: 'string', demandOption: true, describe: 'n1, n2, ...' })
+              .positional('part', { type: 'string', choices: ['consul', 'sidecar'], describe: 'only this process' }),
+          async (argv) => {
+            await localStart(ctx, argv.node, argv.part as 'consul' | 'sidecar' | undefined);
+          },
+        )
+        .demandCommand(1, 'say which local command: up, down, status, kill or start'),
   );

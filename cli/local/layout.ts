@@ -1,0 +1,122 @@
+import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
+import { SidecarError } from '../../sidecar/errors.js';
+import { usageError } from '../output.js';
+import { projectRoot } from './paths.js';
+
+/**
+ * Where the local cluster lives and what each node is: names, loopback addresses, ports, directories.
+ * Pure functions of the root directory and the options, so `up`, `down`, `status` and `kill` agree.
+ */
+
+/** The first node's address by default; DESIGN.md "Local cluster": 127.0.0.11, .12, .13 ... */
+export const DEFAULT_BASE_ADDRESS = '127.0.0.11';
+/** The sidecars' `clusterName`, and the name of the hactl profile `up` writes. */
+export const LOCAL_CLUSTER_NAME = 'local';
+export const LOCAL_PROFILE = 'local';
+
+/** The production ports (DESIGN.md "Ports"); every node has its own address, so they never clash. */
+export const PORTS = {
+  consulServer: 8300,
+  consulSerf: 8301,
+  consulHttp: 8500,
+  sidecarApi: 8008,
+  postgres: 15432,
+  fileMirror: 22000,
+} as const;
+
+/** `$HACTL_LOCAL_DIR` when set (tests, a second cluster), else `<project>/.local-cluster` (git-ignored). */
+export function localDir(env: Record<string, string | undefined>): string {
+  const override = env.HACTL_LOCAL_DIR;
+  return override !== undefined && override !== '' ? override : join(projectRoot(), '.local-cluster');
+}
+
+export const statePath = (root: string): string => join(root, 'state.json');
+export const lockPath = (root: string): string => join(root, 'up.lock');
+
+/** The compiled sidecar every node runs (`npm run build`). */
+export const sidecarMain = (): string => join(projectRoot(), 'dist', 'sidecar', 'main.js');
+
+/** Everything about one node that follows from the root directory, its index and the base address. */
+export interface NodeLayout {
+  name: string;
+  address: string;
+  dir: string;
+  consulDir: string;
+  consulConfigDir: string;
+  consulDataDir: string;
+  consulLog: string;
+  sidecarConfig: string;
+  sidecarLog: string;
+  /** The sidecar's `dataDir`. */
+  dataDir: string;
+  /** Where the sidecar runs Postgres: `<dataDir>/postgres` (sidecar/postgres/participant.ts). */
+  postgresDataDir: string;
+  /** The node's mirrored file directory. */
+  filesDir: string;
+  apiUrl: string;
+  consulUrl: string;
+}
+
+/**
+ * The addresses of `count` nodes from `base` upwards (`127.0.0.11` -> .11, .12, .13). Only loopback
+ * addresses: the local cluster's Consul runs without ACLs, so it must not listen on a network.
+ */
+export function nodeAddresses(base: string, count: number): string[] {
+  if (!isIPv4(base) || !base.startsWith('127.')) {
+    throw usageError(`--base-address must be an IPv4 loopback address (127.x.y.z), not "${base}"`, 'bad_value');
+  }
+  const parts = base.split('.').map(Number);
+  const last = parts[3] ?? 0;
+  if (last < 1 || last + count - 1 > 254) {
+    throw usageError(`--base-address ${base} leaves no room for ${count} nodes (the last byte must stay in 1..254)`, 'bad_value');
+  }
+  return Array.from({ length: count }, (_, i) => `${parts[0]}.${parts[1]}.${parts[2]}.${last + i}`);
+}
+
+export function nodeLayouts(root: string, base: string, count: number): NodeLayout[] {
+  return nodeAddresses(base, count).map((address, i) => {
+    const name = `n${i + 1}`;
+    const dir = join(root, name);
+    const dataDir = join(dir, 'data');
+    return {
+      name,
+      address,
+      dir,
+      consulDir: join(dir, 'consul'),
+      consulConfigDir: join(dir, 'consul', 'config'),
+      consulDataDir: join(dir, 'consul', 'data'),
+      consulLog: join(dir, 'consul.log'),
+      sidecarConfig: join(dir, 'sidecar.json'),
+      sidecarLog: join(dir, 'sidecar.log'),
+      dataDir,
+      postgresDataDir: join(dataDir, 'postgres'),
+      filesDir: join(dir, 'files'),
+      apiUrl: `http://${address}:${PORTS.sidecarApi}`,
+      consulUrl: `http://${address}:${PORTS.consulHttp}`,
+    };
+  });
+}
+
+/** The one node called `name`, or `unknown_node` listing the ones there are. */
+export function findNode(nodes: readonly NodeLayout[], name: string): NodeLayout {
+  const node = nodes.find((n) => n.name === name);
+  if (node === undefined) {
+    throw new SidecarError('unknown_node', `the local cluster has no node "${name}" (it has ${nodes.map((n) => n.name).join(', ')})`, 404);
+  }
+  return node;
+}
+
+/** The ports one node needs free before `up` starts it; UDP is Consul's gossip, which uses both. */
+export function portsOf(postgres: boolean): { port: number; what: string; udp?: boolean }[] {
+  const ports: { port: number; what: string; udp?: boolean }[] = [
+    { port: PORTS.consulServer, what: 'consul server RPC' },
+    { port: PORTS.consulSerf, what: 'consul gossip' },
+    { port: PORTS.consulSerf, what: 'consul gossip (UDP)', udp: true },
+    { port: PORTS.consulHttp, what: 'consul HTTP API' },
+    { port: PORTS.sidecarApi, what: 'sidecar API' },
+    { port: PORTS.fileMirror, what: 'file mirror' },
+  ];
+  if (postgres) ports.push({ port: PORTS.postgres, what: 'PostgreSQL' });
+  return ports;
+}

@@ -1,0 +1,255 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { projectRoot } from '../../cli/local/paths.js';
+
+/**
+ * `hactl local` end to end: the compiled CLI (`npm run build` first) starts a real 3-node cluster in the
+ * background, reports it, survives a `kill -9` of the leader's sidecar, and `down` leaves no process.
+ * It runs on 127.0.2.11-13 (the other integration tests use 127.0.0.11-13) with its cluster directory and
+ * hactl profiles in a temporary directory.
+ */
+
+/** Run Postgres under the sidecars (the real local cluster); false checks the election alone (--no-postgres). */
+const WITH_POSTGRES = true;
+const BASE = '127.0.2.11';
+const ADDRESSES = ['127.0.2.11', '127.0.2.12', '127.0.2.13'];
+const NAMES = ['n1', 'n2', 'n3'];
+
+const hactlJs = join(projectRoot(), 'dist', 'cli', 'hactl.js');
+// 0755: PostgreSQL runs as the postgres user when the tests run as root, and must reach its data below.
+const work = mkdtempSync(join(tmpdir(), 'ha-local-'));
+chmodSync(work, 0o755);
+const localDir = join(work, 'cluster');
+const configDir = join(work, 'hactl');
+
+interface Run {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs `node dist/cli/hactl.js <args>` with the test's directories; SIGKILLs it after `timeoutMs`. */
+function hactl(args: string[], timeoutMs = 240_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, HACTL_LOCAL_DIR: localDir, HACTL_CONFIG_DIR: configDir };
+    delete env.HACTL_TOKEN;
+    const child = spawn(process.execPath, [hactlJs, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+/** Alive and not a zombie (this sandbox's init reaps orphans late, and a zombie holds no port or file). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Every live process started from the test's directory: by command line, or by working directory (Postgres). */
+function processesUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      let cwd = '';
+      try {
+        cwd = readlinkSync(`/proc/${entry}/cwd`);
+      } catch {
+        /* not ours to read */
+      }
+      if ((cmdline.includes(dir) || cwd.startsWith(dir)) && alive(Number(entry))) pids.push(Number(entry));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+function killEverything(): void {
+  for (const pid of processesUnder(work)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+// If jest itself is killed before afterAll runs, nothing of this test may outlive it.
+process.on('exit', killEverything);
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (e) {
+      last = e instanceof Error ? e.message : String(e);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last: ${last})` : ''}`);
+}
+
+async function leaderStatus(address: string): Promise<number> {
+  try {
+    return (await fetch(`http://${address}:8008/leader`, { signal: AbortSignal.timeout(1000) })).status;
+  } catch {
+    return 0;
+  }
+}
+
+interface StatusJson {
+  dir: string;
+  consulUi: string;
+  nodes: {
+    name: string;
+    ip: string;
+    role: string;
+    pids: { consul: number | null; postgres: number | null; sidecar: number | null };
+    dataDir: string;
+    filesDir: string;
+  }[];
+}
+
+async function status(): Promise<StatusJson> {
+  const run = await hactl(['local', 'status', '--json'], 30_000);
+  if (run.code !== 0) throw new Error(`local status failed: ${run.err}`);
+  return JSON.parse(run.out) as StatusJson;
+}
+
+describe('hactl local: a whole cluster on this machine', () => {
+  /** Every pid the cluster ever had, to check that `down` left none. */
+  const seen = new Set<number>();
+
+  beforeAll(() => {
+    if (!existsSync(hactlJs)) throw new Error(`${hactlJs} is missing: run \`npx tsc -p tsconfig.json\` first`);
+  });
+
+  afterAll(async () => {
+    try {
+      await hactl(['local', 'down'], 60_000);
+    } finally {
+      killEverything();
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  test('up --detach starts 3 nodes, prints the status table and the Consul UI, and returns', async () => {
+    const args = ['local', 'up', '--detach', '--base-address', BASE, ...(WITH_POSTGRES ? [] : ['--no-postgres'])];
+    const run = await hactl(args);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    for (const [i, name] of NAMES.entries()) {
+      expect(run.out).toContain(`[local] starting consul on ${name} (${ADDRESSES[i]})`);
+      expect(run.out).toMatch(new RegExp(`^\\*?\\s+${name}\\s+${ADDRESSES[i]?.replace(/\./g, '\\.')}\\s+(leader|standby)\\s`, 'm'));
+    }
+    expect(run.out).toMatch(/^\s+NAME\s+ADDRESS\s+ROLE\s+STATE/m);
+    expect(run.out).toMatch(/^cluster: local\s+term: 1\s+leader: n1/m);
+    expect(run.out).toContain('http://127.0.2.11:8500/ui');
+    expect(run.out).toMatch(/local kill n1 sidecar/);
+  }, 300_000);
+
+  test('status --json: 3 nodes, one leader, every process running, the directories made', async () => {
+    const s = await status();
+    expect(s.dir).toBe(localDir);
+    expect(s.nodes.map((n) => [n.name, n.ip])).toEqual(NAMES.map((name, i) => [name, ADDRESSES[i]]));
+    expect(s.nodes.map((n) => n.role).sort()).toEqual(['leader', 'standby', 'standby']);
+    for (const node of s.nodes) {
+      const pids = [node.pids.consul, node.pids.sidecar, ...(WITH_POSTGRES ? [node.pids.postgres] : [])];
+      for (const pid of pids) {
+        expect(pid).toEqual(expect.any(Number));
+        expect(alive(pid as number)).toBe(true);
+        seen.add(pid as number);
+      }
+      if (!WITH_POSTGRES) expect(node.pids.postgres).toBeNull();
+      expect(existsSync(node.dataDir)).toBe(true);
+      expect(existsSync(node.filesDir)).toBe(true);
+    }
+    const state = join(localDir, 'state.json');
+    expect(readFileSync(state, 'utf8')).toMatch(/"token": "[A-Za-z0-9_-]{32}"/);
+    expect(statSync(state).mode & 0o777).toBe(0o600);
+  }, 60_000);
+
+  test('the "local" profile it wrote is current: hactl cluster status works through it', async () => {
+    const run = await hactl(['cluster', 'status', '--json'], 30_000);
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    const view = JSON.parse(run.out) as { cluster: string; leader: { name: string }; members: { name: string; alive: boolean }[] };
+    expect(view.cluster).toBe('local');
+    expect(view.leader.name).toBe('n1');
+    expect(view.members.map((m) => [m.name, m.alive])).toEqual(NAMES.map((n) => [n, true]));
+    const profiles = JSON.parse(readFileSync(join(configDir, 'profiles.json'), 'utf8')) as {
+      current: string;
+      profiles: Record<string, { managers: string[]; token?: string }>;
+    };
+    expect(profiles.current).toBe('local');
+    expect(profiles.profiles.local?.managers).toEqual(ADDRESSES.map((a) => `http://${a}:8008`));
+    expect(profiles.profiles.local?.token).toMatch(/^[A-Za-z0-9_-]{32}$/);
+  }, 60_000);
+
+  test('up while it runs: already_up, exit 1, one line, nothing changed', async () => {
+    const before = await status();
+    const run = await hactl(['local', 'up', '--detach', '--base-address', BASE], 60_000);
+    expect(run.code).toBe(1);
+    expect(run.out).toBe('');
+    expect(run.err.trimEnd().split('\n')).toHaveLength(1);
+    expect(run.err).toMatch(/^hactl: already_up: the local cluster in .* is already running/);
+    expect((await status()).nodes.map((n) => n.pids)).toEqual(before.nodes.map((n) => n.pids));
+  }, 90_000);
+
+  test('kill -9 of the leader\'s sidecar: another node leads', async () => {
+    const before = await status();
+    const leader = before.nodes.find((n) => n.role === 'leader');
+    expect(leader).toBeDefined();
+    const killed = leader?.pids.sidecar as number;
+    const run = await hactl(['local', 'kill', leader?.name as string, 'sidecar'], 30_000);
+    expect(run).toMatchObject({ code: 0, err: '' });
+    expect(run.out).toContain(`killed sidecar on ${leader?.name} (pid ${killed}, SIGKILL)`);
+    expect(alive(killed)).toBe(false);
+    // Design rule 3: its Postgres does not outlive it.
+    if (WITH_POSTGRES) await waitFor('the killed sidecar\'s postgres to stop', async () => !alive(leader?.pids.postgres as number), 15_000);
+
+    const others = before.nodes.filter((n) => n !== leader);
+    const next = await waitFor(
+      'another node to answer 200 on /leader',
+      async () => {
+        const statuses = await Promise.all(others.map((n) => leaderStatus(n.ip)));
+        const leaders = others.filter((_, i) => statuses[i] === 200);
+        return leaders.length === 1 ? leaders[0] : undefined;
+      },
+      60_000,
+    );
+    const after = await status();
+    expect(after.nodes.find((n) => n.name === leader?.name)).toMatchObject({ role: 'down', pids: { sidecar: null } });
+    expect(after.nodes.find((n) => n.name === next.name)?.role).toBe('leader');
+    for (const node of after.nodes) for (const pid of Object.values(node.pids)) if (pid !== null) seen.add(pid);
+  }, 120_000);
+
+  test('down stops every process (no pid left, none under the directory); a second down is a no-op', async () => {
+    const run = await hactl(['local', 'down'], 90_000);
+    expect(run).toMatchObject({ code: 0, err: '' });
+    expect(run.out).toContain('[local] every process has stopped');
+    expect([...seen].filter(alive)).toEqual([]);
+    expect(processesUnder(work)).toEqual([]);
+    const s = await status();
+    expect(s.nodes.map((n) => [n.role, n.pids])).toEqual(NAMES.map(() => ['down', { consul: null, postgres: null, sidecar: null }]));
+    expect(await hactl(['local', 'down'], 30_000)).toEqual({ code: 0, out: 'local cluster is not running\n', err: '' });
+  }, 120_000);
+});
