@@ -130,6 +130,7 @@ export class SidecarNode implements ApiBackend {
       term,
       leader: view.leader,
       paused: config.paused,
+      status: view.status,
       config,
       node: { name: view.node, role: view.role, status: view.status, member: this.member !== null },
       members: members
