@@ -1,7 +1,9 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { renderTemplate } from '../../cli/local/consul.js';
+import { projectRoot } from '../../cli/local/paths.js';
 import { deriveSecret } from '../../sidecar/postgres/participant.js';
 import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
@@ -26,8 +28,9 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
   }, 180_000);
   afterAll(() => cluster.stop(), 60_000);
 
-  async function sql<R extends pg.QueryResultRow>(i: number, text: string, params: unknown[] = []): Promise<R[]> {
-    const client = new pg.Client({ host: cluster.address(i), port: 15432, user: 'manager', password: APP_PASSWORD, database: 'manager', connectionTimeoutMillis: 2000 });
+  async function sql<R extends pg.QueryResultRow>(i: number | 'haproxy', text: string, params: unknown[] = []): Promise<R[]> {
+    const [host, port] = i === 'haproxy' ? ['127.0.0.10', 5432] : [cluster.address(i), 15432];
+    const client = new pg.Client({ host, port, user: 'manager', password: APP_PASSWORD, database: 'manager', connectionTimeoutMillis: 2000 });
     client.on('error', () => undefined);
     await client.connect();
     try {
@@ -80,6 +83,25 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
     expect(rejoined.pgRole).toBe('standby');
     expect(rejoined.timeline).toBeGreaterThan(before.timeline!);
     await waitFor('the new row on the rejoined node', async () => (await sql(old, 'select 1 from items where id = $1', [id])).length === 1, 10_000, 100);
+  }, 120_000);
+
+  test('a client through the real HAProxy reaches the leader, and after a failover the new leader', async () => {
+    const config = join(cluster.baseDir, 'haproxy.cfg');
+    writeFileSync(config, renderTemplate(readFileSync(join(projectRoot(), 'docker', 'haproxy-local.cfg.tmpl'), 'utf8'), { RUN_DIR: cluster.baseDir }));
+    cluster.processes.start('haproxy', '/usr/sbin/haproxy', ['-db', '-f', config], join(cluster.baseDir, 'haproxy.log'));
+    const serverAddress = async () => (await sql<{ a: string }>('haproxy', 'select host(inet_server_addr()) as a'))[0].a;
+
+    const leader = (await cluster.leaderIndex())!;
+    await waitFor('HAProxy to send clients to the leader', async () => (await serverAddress()) === cluster.address(leader), 10_000, 100);
+    await sql('haproxy', "insert into items (note) values ('via haproxy')");
+
+    await cluster.killSidecar(leader);
+    const next = await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== leader)), 30_000, 50);
+    await waitFor('HAProxy to send clients to the new leader', async () => (await serverAddress()) === cluster.address(next), 10_000, 100);
+    await sql('haproxy', "insert into items (note) values ('via haproxy after failover')");
+    await cluster.processes.stop('haproxy');
+    await cluster.startSidecar(leader);
+    await allStreaming();
   }, 120_000);
 
   test('joining a node whose database holds user data is refused, and nothing changes', async () => {
