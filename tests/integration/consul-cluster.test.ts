@@ -54,6 +54,17 @@ describe('a real 3-server Consul cluster', () => {
     expect(entry.Session).toBe(waiter);
   }, 60_000);
 
+  test('the harness fails at once with a clear message when a port is taken or the binary is missing', async () => {
+    const second = new ConsulCluster({ size: 3, baseDir, processes });
+    await expect(second.start()).rejects.toThrow(/port 127\.0\.0\.\d+:8\d+ \(consul on .*\) is already in use/);
+    process.env.CONSUL_BIN = join(baseDir, 'no-such-consul');
+    try {
+      expect(() => new ConsulCluster({ size: 1, baseDir, processes })).toThrow(/consul binary not found .*run `npm run setup`/);
+    } finally {
+      delete process.env.CONSUL_BIN;
+    }
+  });
+
   test('the harness stops every process it started', async () => {
     cluster.startNode(0);
     await cluster.waitForLeader();
