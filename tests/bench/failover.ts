@@ -19,13 +19,6 @@ export function summarize(kind: FailoverKind, runs: number[]): Series {
   return { kind, runs, min: sorted[0], median, max: sorted[sorted.length - 1] };
 }
 
-async function allRunning(cluster: TestCluster): Promise<void> {
-  await waitFor('every member running', async () => {
-    const members = (await cluster.call(0, 'GET', '/cluster').catch(() => cluster.call(1, 'GET', '/cluster'))).body.members as { alive: boolean; role: string }[];
-    return members.filter((m) => m.alive && (m.role === 'leader' || m.role === 'standby')).length === cluster.names.length;
-  }, 30_000);
-}
-
 /**
  * Time from the fault to "exactly one other node answers 200 on /leader", `runs` times per kind, on a real
  * 3-node cluster (Consul servers + sidecars, election only).
@@ -39,7 +32,7 @@ export async function benchFailover(runs: number, postgres = false): Promise<Ser
     for (const kind of kinds) {
       const times: number[] = [];
       for (let run = 0; run < runs; run++) {
-        await allRunning(cluster);
+        await cluster.waitAllRunning();
         const old = await waitFor('one leader', () => cluster.leaderIndex(), 30_000);
         const others = cluster.names.map((_, i) => i).filter((i) => i !== old);
         const t0 = performance.now();

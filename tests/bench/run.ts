@@ -2,20 +2,36 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../cli/local/paths.js';
 import { benchFailover } from './failover.js';
+import { benchLoss } from './loss.js';
 
-/** `npm run bench`: failover times on a real local cluster; prints them and writes bench-results/. */
+/**
+ * `npm run bench`: figures from a real local cluster, printed and written to bench-results/.
+ * BENCH=failover|loss|all (default all), BENCH_RUNS (default 10), BENCH_POSTGRES=1 for failover with Postgres.
+ */
 async function main(): Promise<void> {
+  const which = process.env.BENCH ?? 'all';
   const runs = Number(process.env.BENCH_RUNS ?? 10);
   const postgres = process.env.BENCH_POSTGRES === '1';
-  console.log(`failover benchmark: ${runs} runs per kind, 3 nodes, postgres ${postgres ? 'on' : 'off'}`);
-  const series = await benchFailover(runs, postgres);
-  console.log('\nkind                 min ms  median ms  max ms');
-  for (const s of series) console.log(`${s.kind.padEnd(20)} ${String(s.min).padStart(6)} ${String(s.median).padStart(10)} ${String(s.max).padStart(7)}`);
   const dir = join(projectRoot(), 'bench-results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `failover${postgres ? '-postgres' : ''}.json`);
-  writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), runs, postgres, series }, null, 2) + '\n');
-  console.log(`\nwritten to ${file}`);
+  const write = (name: string, data: unknown) => {
+    const file = join(dir, name);
+    writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), ...(data as object) }, null, 2) + '\n');
+    console.log(`written to ${file}`);
+  };
+
+  if (which === 'failover' || which === 'all') {
+    console.log(`failover: time from the fault to one new leader answering 200 on /leader; ${runs} runs per kind, postgres ${postgres ? 'on' : 'off'}`);
+    const series = await benchFailover(runs, postgres);
+    console.log('\nkind                 min ms  median ms  max ms');
+    for (const s of series) console.log(`${s.kind.padEnd(20)} ${String(s.min).padStart(6)} ${String(s.median).padStart(10)} ${String(s.max).padStart(7)}`);
+    write(`failover${postgres ? '-postgres' : ''}.json`, { runs, postgres, series });
+  }
+  if (which === 'loss' || which === 'all') {
+    console.log(`\nacknowledged-insert loss: ${runs} leader kills (kill -9) per mode under insert load`);
+    const results = await benchLoss(runs);
+    write('loss.json', { kills: runs, results: results.map((r) => ({ ...r, lost: r.lost.length })) });
+  }
 }
 
 main().then(

@@ -1,11 +1,28 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { projectRoot } from '../../cli/local/paths.js';
+import { deriveSecret } from '../../sidecar/postgres/participant.js';
 import { ConsulCluster } from './consul.js';
 import { ProcessGroup, assertPortFree, waitFor } from './processes.js';
 
 export const CLUSTER_TOKEN = 'test-cluster-token-0123456789';
+
+/** Postgres logins of a test cluster; their passwords derive from the cluster token as on every node. */
+export const APP_LOGIN = { user: 'manager', password: deriveSecret(CLUSTER_TOKEN, 'app'), database: 'manager' };
+export const SUPERUSER_LOGIN = { user: 'postgres', password: deriveSecret(CLUSTER_TOKEN, 'postgres-superuser'), database: 'postgres' };
+
+/** What GET /cluster says of each member (the fields the tests read). */
+export interface MemberView {
+  name: string;
+  role: string;
+  alive: boolean;
+  timeline: number | null;
+  streaming: boolean;
+  pgRole: string;
+  syncStandbys: string[] | null;
+}
 
 export interface TestClusterOptions {
   size: 3 | 5;
@@ -107,6 +124,52 @@ export class TestCluster {
     const statuses = await Promise.all(among.map((i) => this.leaderStatus(i)));
     const leaders = among.filter((_, k) => statuses[k] === 200);
     return leaders.length === 1 ? leaders[0] : undefined;
+  }
+
+  /** One statement on node i's Postgres (or any host:port, e.g. HAProxy), on a fresh connection. */
+  async sql<R extends pg.QueryResultRow>(target: number | { host: string; port: number }, text: string, params: unknown[] = [], login = APP_LOGIN, timeoutMs = 2000): Promise<R[]> {
+    const { host, port } = typeof target === 'number' ? { host: this.address(target), port: 15432 } : target;
+    const client = new pg.Client({ host, port, ...login, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      return (await client.query<R>(text, params)).rows;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /** The members as the first answering node sees them. */
+  async members(): Promise<MemberView[]> {
+    for (let i = 0; i < this.names.length; i++) {
+      const res = await this.call(i, 'GET', '/cluster').catch(() => null);
+      if (res?.status === 200) return res.body.members as unknown as MemberView[];
+    }
+    return [];
+  }
+
+  /** Waits until every node runs as leader or standby with a live session (after a restart, say). */
+  async waitAllRunning(timeoutMs = 30_000): Promise<void> {
+    await waitFor('every member running', async () => {
+      const m = await this.members();
+      return m.filter((x) => x.alive && (x.role === 'leader' || x.role === 'standby')).length === this.names.length;
+    }, timeoutMs);
+  }
+
+  /** Waits for one primary and every other node a streaming standby (listed as synchronous with `needSync`). */
+  async waitAllStreaming(needSync = false, timeoutMs = 90_000): Promise<MemberView[]> {
+    const standbys = this.names.length - 1;
+    return waitFor(`one primary and ${standbys} streaming standbys${needSync ? ', all synchronous' : ''}`, async () => {
+      const m = await this.members();
+      const primary = m.find((x) => x.pgRole === 'primary');
+      const ok =
+        m.length === this.names.length &&
+        m.every((x) => x.alive) &&
+        primary &&
+        m.filter((x) => x.pgRole === 'standby' && x.streaming).length === standbys &&
+        (!needSync || primary.syncStandbys?.length === standbys);
+      return ok ? m : undefined;
+    }, timeoutMs, 250);
   }
 
   async stop(): Promise<void> {

@@ -33,12 +33,7 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
   const term = async (i: number): Promise<number> => (await cluster.call(i, 'GET', '/cluster')).body.term as number;
   const history = async (i: number) => (await cluster.call(i, 'GET', '/history')).body as unknown as { kind: string; leader: string; term: number }[];
 
-  /** Waits until every node runs as leader or standby with a live session (after a restart, say). */
-  const allRunning = () =>
-    waitFor('all three members running', async () => {
-      const members = (await cluster.call(0, 'GET', '/cluster')).body.members as { alive: boolean; role: string }[];
-      return members.filter((m) => m.alive && (m.role === 'leader' || m.role === 'standby')).length === 3;
-    }, 15_000);
+  const allRunning = () => cluster.waitAllRunning(15_000);
 
   /** Waits for exactly one leader among `among` and returns its index and how long that took. */
   const newLeader = async (among: number[], since: number, timeoutMs: number) => {

@@ -1,61 +1,26 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { renderTemplate } from '../../cli/local/consul.js';
 import { projectRoot } from '../../cli/local/paths.js';
-import { deriveSecret } from '../../sidecar/postgres/participant.js';
-import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
+import { TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
 
-const APP_PASSWORD = deriveSecret(CLUSTER_TOKEN, 'app');
-
-interface Member {
-  name: string;
-  role: string;
-  alive: boolean;
-  timeline: number | null;
-  streaming: boolean;
-  pgRole: string;
-}
 
 describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', () => {
   const cluster = new TestCluster({ size: 3, postgres: true });
 
   beforeAll(async () => {
     await cluster.start();
-    await allStreaming();
+    await cluster.waitAllStreaming();
   }, 180_000);
   afterAll(() => cluster.stop(), 60_000);
 
-  async function sql<R extends pg.QueryResultRow>(i: number | 'haproxy', text: string, params: unknown[] = []): Promise<R[]> {
-    const [host, port] = i === 'haproxy' ? ['127.0.0.10', 5432] : [cluster.address(i), 15432];
-    const client = new pg.Client({ host, port, user: 'manager', password: APP_PASSWORD, database: 'manager', connectionTimeoutMillis: 2000 });
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
-      return (await client.query<R>(text, params)).rows;
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  }
-
-  const members = async (): Promise<Member[]> => {
-    for (let i = 0; i < 3; i++) {
-      const res = await cluster.call(i, 'GET', '/cluster').catch(() => null);
-      if (res?.status === 200) return res.body.members as unknown as Member[];
-    }
-    return [];
-  };
-
-  /** Every node alive, one primary, the others streaming standbys. */
-  async function allStreaming(timeoutMs = 90_000): Promise<Member[]> {
-    return waitFor('one primary and two streaming standbys', async () => {
-      const m = await members();
-      const ok = m.length === 3 && m.every((x) => x.alive) && m.filter((x) => x.pgRole === 'primary').length === 1 && m.filter((x) => x.pgRole === 'standby' && x.streaming).length === 2;
-      return ok ? m : undefined;
-    }, timeoutMs, 250);
-  }
+  const sql = cluster.sql.bind(cluster);
+  const members = () => cluster.members();
+  const allStreaming = () => cluster.waitAllStreaming();
+  const HAPROXY = { host: '127.0.0.10', port: 5432 };
 
   test('a row written on the leader is readable on both standbys; standbys refuse writes', async () => {
     const leader = (await cluster.leaderIndex())!;
@@ -89,16 +54,29 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
     const config = join(cluster.baseDir, 'haproxy.cfg');
     writeFileSync(config, renderTemplate(readFileSync(join(projectRoot(), 'docker', 'haproxy-local.cfg.tmpl'), 'utf8'), { RUN_DIR: cluster.baseDir }));
     cluster.processes.start('haproxy', '/usr/sbin/haproxy', ['-db', '-f', config], join(cluster.baseDir, 'haproxy.log'));
-    const serverAddress = async () => (await sql<{ a: string }>('haproxy', 'select host(inet_server_addr()) as a'))[0].a;
+    const serverAddress = async () => (await sql<{ a: string }>(HAPROXY, 'select host(inet_server_addr()) as a'))[0].a;
+    /** The servers HAProxy has in service for Postgres, from its admin socket ("UP 1/2": still in, going down). */
+    const inService = () =>
+      new Promise<string[]>((resolve, reject) => {
+        const socket = connect(join(cluster.baseDir, 'haproxy.sock'));
+        let csv = '';
+        socket.on('data', (d) => (csv += d.toString()));
+        socket.on('error', reject);
+        socket.on('end', () => resolve(csv.split('\n').map((l) => l.split(',')).filter((f) => f[0] === 'postgres_leader' && f[1] !== 'BACKEND' && f[17].startsWith('UP')).map((f) => f[1])));
+        socket.end('show stat\n');
+      });
 
+    // HAProxy 2.x starts with every server up until its first checks: wait for its own view to settle.
     const leader = (await cluster.leaderIndex())!;
-    await waitFor('HAProxy to send clients to the leader', async () => (await serverAddress()) === cluster.address(leader), 10_000, 100);
-    await sql('haproxy', "insert into items (note) values ('via haproxy')");
+    await waitFor('HAProxy to have only the leader in service', async () => (await inService()).join() === cluster.names[leader], 10_000, 100);
+    expect(await serverAddress()).toBe(cluster.address(leader));
+    await sql(HAPROXY, "insert into items (note) values ('via haproxy')");
 
     await cluster.killSidecar(leader);
     const next = await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== leader)), 30_000, 50);
-    await waitFor('HAProxy to send clients to the new leader', async () => (await serverAddress()) === cluster.address(next), 10_000, 100);
-    await sql('haproxy', "insert into items (note) values ('via haproxy after failover')");
+    await waitFor('HAProxy to have only the new leader in service', async () => (await inService()).join() === cluster.names[next], 10_000, 100);
+    expect(await serverAddress()).toBe(cluster.address(next));
+    await sql(HAPROXY, "insert into items (note) values ('via haproxy after failover')");
     await cluster.processes.stop('haproxy');
     await cluster.startSidecar(leader);
     await allStreaming();

@@ -1,59 +1,23 @@
-import pg from 'pg';
-import { deriveSecret } from '../../sidecar/postgres/participant.js';
-import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
+import { APP_LOGIN as APP, SUPERUSER_LOGIN as SUPERUSER, TestCluster } from '../harness/cluster.js';
+import { killLeadersUnderLoad } from '../harness/load.js';
 import { waitFor } from '../harness/processes.js';
 
-const APP = { user: 'manager', password: deriveSecret(CLUSTER_TOKEN, 'app'), database: 'manager' };
-const SUPERUSER = { user: 'postgres', password: deriveSecret(CLUSTER_TOKEN, 'postgres-superuser'), database: 'postgres' };
 
-interface Member {
-  name: string;
-  alive: boolean;
-  pgRole: string;
-  streaming: boolean;
-  syncStandbys: string[] | null;
-}
 
 describe('safety under failures (real Consul + PostgreSQL, 3 nodes)', () => {
   const cluster = new TestCluster({ size: 3, postgres: true });
 
   beforeAll(async () => {
     await cluster.start();
-    await allStreaming();
+    await cluster.waitAllStreaming();
     const leader = (await cluster.leaderIndex())!;
     await sql(leader, 'create table acked (id bigint primary key)');
     await sql(leader, 'create table probe (node text, at timestamptz default now())');
   }, 180_000);
   afterAll(() => cluster.stop(), 60_000);
 
-  async function sql<R extends pg.QueryResultRow>(i: number, text: string, params: unknown[] = [], who = APP, timeoutMs = 2000): Promise<R[]> {
-    const client = new pg.Client({ host: cluster.address(i), port: 15432, ...who, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
-      return (await client.query<R>(text, params)).rows;
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  }
-
-  const members = async (): Promise<Member[]> => {
-    for (let i = 0; i < 3; i++) {
-      const res = await cluster.call(i, 'GET', '/cluster').catch(() => null);
-      if (res?.status === 200) return res.body.members as unknown as Member[];
-    }
-    return [];
-  };
-
-  async function allStreaming(needSync = false): Promise<Member[]> {
-    return waitFor(`one primary and two streaming standbys${needSync ? ', both synchronous' : ''}`, async () => {
-      const m = await members();
-      const primary = m.find((x) => x.pgRole === 'primary');
-      const ok =
-        m.length === 3 && m.every((x) => x.alive) && primary && m.filter((x) => x.pgRole === 'standby' && x.streaming).length === 2 && (!needSync || primary.syncStandbys?.length === 2);
-      return ok ? m : undefined;
-    }, 90_000, 250);
-  }
+  const sql = cluster.sql.bind(cluster);
+  const allStreaming = (needSync = false) => cluster.waitAllStreaming(needSync);
 
   test('kill -9 of the leader sidecar alone: its Postgres stops taking writes before another node takes any (rule 3)', async () => {
     const old = (await cluster.leaderIndex())!;
@@ -107,50 +71,9 @@ describe('safety under failures (real Consul + PostgreSQL, 3 nodes)', () => {
   }, 120_000);
 
   test('synchronous mode: 10 consecutive leader kills under insert load lose no acknowledged insert', async () => {
-    const leader0 = (await cluster.leaderIndex())!;
-    expect((await cluster.call(leader0, 'PATCH', '/config', { synchronousMode: true })).status).toBe(200);
-    await allStreaming(true);
-
-    const acked: number[] = [];
-    let running = true;
-    let nextId = 1;
-    const load = (async () => {
-      let target: number | undefined;
-      while (running) {
-        target ??= await cluster.leaderIndex();
-        if (target === undefined) {
-          await new Promise((r) => setTimeout(r, 50));
-          continue;
-        }
-        const id = nextId++;
-        try {
-          await sql(target, 'insert into acked (id) values ($1)', [id], APP, 1500);
-          acked.push(id); // the commit was acknowledged to the client
-        } catch {
-          target = undefined; // refused, cut or timed out: not acknowledged; find the leader again
-        }
-      }
-    })();
-    try {
-      for (let kill = 0; kill < 10; kill++) {
-        const old = await waitFor('one leader', () => cluster.leaderIndex(), 30_000, 50);
-        const ackedBefore = acked.length;
-        await waitFor('inserts acknowledged by this leader', () => acked.length > ackedBefore + 5, 15_000, 20);
-        await cluster.killSidecar(old);
-        await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== old)), 30_000, 50);
-        await cluster.startSidecar(old);
-        await allStreaming(true);
-      }
-    } finally {
-      running = false;
-      await load;
-    }
-    const final = (await cluster.leaderIndex())!;
-    const rows = await sql<{ id: string }>(final, 'select id from acked');
-    const present = new Set(rows.map((r) => Number(r.id)));
-    const lost = acked.filter((id) => !present.has(id));
-    console.log(`synchronous mode: ${acked.length} inserts acknowledged over 10 leader kills, ${lost.length} lost`);
-    expect(acked.length).toBeGreaterThan(50);
-    expect(lost).toEqual([]);
+    const result = await killLeadersUnderLoad(cluster, 10, true);
+    console.log(`synchronous mode: ${result.acknowledged} inserts acknowledged over 10 leader kills, ${result.lost.length} lost`);
+    expect(result.acknowledged).toBeGreaterThan(50);
+    expect(result.lost).toEqual([]);
   }, 600_000);
 });
