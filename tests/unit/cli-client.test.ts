@@ -13,6 +13,7 @@ import {
   sendOnce,
 } from '../../cli/client.js';
 import { exitCodeFor } from '../../cli/output.js';
+import { rejection } from '../harness/assertions.js';
 
 /**
  * The leader search over a scripted fetch: each manager either answers, refuses the connection, or never
@@ -75,16 +76,6 @@ const SWITCHOVER: ApiRequest = { method: 'POST', path: '/switchover', body: { to
 const STATUS: ApiRequest = { method: 'GET', path: '/cluster' };
 /** Short enough to keep the suite fast, long enough never to fire for an answering fake. */
 const T = 50;
-
-async function rejection(promise: Promise<unknown>): Promise<SidecarError> {
-  try {
-    await promise;
-  } catch (e) {
-    expect(e).toBeInstanceOf(SidecarError);
-    return e as SidecarError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('candidateOrder', () => {
   it('puts the last leader first and asks every manager once, in profile order', () => {

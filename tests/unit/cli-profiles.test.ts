@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { SidecarError } from '../../sidecar/errors.js';
 import { exitCodeFor } from '../../cli/output.js';
 import type { ProfilesFile } from '../../cli/profiles.js';
+import { rejection } from '../harness/assertions.js';
 import {
   configDir,
   currentProfile,
@@ -35,16 +36,6 @@ afterAll(async () => {
 });
 
 const mode = async (path: string) => (await stat(path)).mode & 0o777;
-
-async function rejection(promise: Promise<unknown>): Promise<SidecarError> {
-  try {
-    await promise;
-  } catch (e) {
-    expect(e).toBeInstanceOf(SidecarError);
-    return e as SidecarError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const sample: ProfilesFile = {
   current: 'prod',
