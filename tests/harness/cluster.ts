@@ -1,7 +1,8 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { renderTemplate } from '../../cli/local/consul.js';
 import { projectRoot } from '../../cli/local/paths.js';
 import { deriveSecret } from '../../sidecar/postgres/participant.js';
 import { ConsulCluster } from './consul.js';
@@ -29,6 +30,8 @@ export interface TestClusterOptions {
   /** Extra config merged into every sidecar's config file. */
   sidecarConfig?: Record<string, unknown>;
   postgres?: boolean;
+  /** Consul with ACLs (default deny) and gossip encryption; sidecars use a token of consul-config/sidecar-policy.hcl. */
+  acl?: { managementToken: string; gossipKey: string };
 }
 
 /** A whole cluster on this machine: N Consul servers and N sidecars on 127.0.0.11, .12, ... */
@@ -40,7 +43,13 @@ export class TestCluster {
   private readonly sidecarMain = join(projectRoot(), 'dist', 'sidecar', 'main.js');
 
   constructor(private readonly opts: TestClusterOptions) {
-    this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes });
+    this.consul = new ConsulCluster({
+      size: opts.size,
+      baseDir: this.baseDir,
+      processes: this.processes,
+      aclManagementToken: opts.acl?.managementToken,
+      gossipKey: opts.acl?.gossipKey,
+    });
     this.names = this.consul.names;
     chmodSync(this.baseDir, 0o711); // the postgres OS user must reach its data directories
     if (!existsSync(this.sidecarMain)) throw new Error(`${this.sidecarMain} is missing: run \`npm run build\` first`);
@@ -59,12 +68,27 @@ export class TestCluster {
   }
 
   /** Starts Consul, then every sidecar; `cluster start` on n1 and `cluster join` on the others. */
+  /** The sidecars' Consul token (ACL mode): limited to their KV prefix, sessions and their service. */
+  sidecarToken: string | undefined;
+
   async start(): Promise<void> {
     await this.consul.start();
+    if (this.opts.acl) this.sidecarToken = await this.createSidecarToken(this.opts.acl.managementToken);
     for (let i = 0; i < this.opts.size; i++) await this.startSidecar(i);
     await this.call(0, 'POST', '/cluster/start', { nodeName: this.names[0] }).then(expectOk);
     await waitFor('n1 to lead', () => this.leaderIndex().then((i) => i === 0));
     for (let i = 1; i < this.opts.size; i++) await this.call(i, 'POST', '/cluster/join', { nodeName: this.names[i] }).then(expectOk);
+  }
+
+  private async createSidecarToken(management: string): Promise<string> {
+    const rules = renderTemplate(readFileSync(join(projectRoot(), 'consul-config', 'sidecar-policy.hcl.tmpl'), 'utf8'), { CLUSTER_NAME: 'test' });
+    const put = async (path: string, body: unknown) => {
+      const res = await fetch(`${this.consul.httpUrl(0)}${path}`, { method: 'PUT', headers: { 'X-Consul-Token': management }, body: JSON.stringify(body) });
+      if (!res.ok) throw new Error(`PUT ${path}: ${res.status} ${await res.text()}`);
+      return res.json() as Promise<{ SecretID: string }>;
+    };
+    await put('/v1/acl/policy', { Name: 'ha-sidecar-test', Rules: rules });
+    return (await put('/v1/acl/token', { Description: 'ha-sidecar (test)', Policies: [{ Name: 'ha-sidecar-test' }] })).SecretID;
   }
 
   writeConfig(i: number, extra: Record<string, unknown> = {}): void {
@@ -78,6 +102,7 @@ export class TestCluster {
       dataDir: join(dir, 'sidecar'),
       clusterAddresses: this.consul.addresses,
       postgres: { enabled: this.opts.postgres ?? false },
+      ...(this.sidecarToken ? { consul: { token: this.sidecarToken } } : {}),
       ...this.opts.sidecarConfig,
       ...extra,
     };
