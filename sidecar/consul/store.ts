@@ -186,14 +186,16 @@ export class ConsulStore {
   /** Reports a check of the node's service (registered on first use), e.g. the Postgres or file-mirror state. */
   async reportCheck(id: string, name: string, status: 'passing' | 'warning' | 'critical', output: string, ttlSeconds: number): Promise<void> {
     const checkId = `ha-sidecar-${id}:${this.node}`;
+    const verb = status === 'passing' ? 'pass' : status === 'warning' ? 'warn' : 'fail';
+    const update = () => this.client.agent.check[verb](this.opts_({ id: checkId, note: output }) as never);
     await this.call(`check ${id} update`, async () => {
       try {
-        await this.client.agent.check.pass(this.opts_({ id: checkId, note: output }) as never);
+        await update();
       } catch {
+        // Not registered yet (first turn, or the agent restarted): register it, then set the status.
         await this.client.agent.check.register({ id: checkId, name, serviceid: this.node, ttl: `${ttlSeconds}s` } as never);
+        await update();
       }
-      const verb = status === 'passing' ? 'pass' : status === 'warning' ? 'warn' : 'fail';
-      await this.client.agent.check[verb](this.opts_({ id: checkId, note: output }) as never);
     });
   }
 

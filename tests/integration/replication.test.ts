@@ -30,6 +30,12 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
       await waitFor(`row ${id} on n${i + 1}`, async () => (await sql(i, 'select 1 from items where id = $1', [id])).length === 1, 5_000, 50);
       await expect(sql(i, "insert into items (note) values ('nope')")).rejects.toThrow(/read-only transaction/);
     }
+    // Operators see each node's Postgres state as a Consul check of its service.
+    await waitFor('a passing postgres check on every node', async () => {
+      const res = await fetch(`${cluster.consul.httpUrl(0)}/v1/health/checks/ha-sidecar`);
+      const checks = (await res.json()) as { Name: string; Status: string }[];
+      return checks.filter((c) => c.Name === 'postgres' && c.Status === 'passing').length === 3;
+    }, 10_000, 200);
   });
 
   test('kill -9 of the leader (sidecar and postmaster): a standby is promoted, the old node rejoins by rewind', async () => {
