@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import { renderConsulServer } from '../../cli/local/consul.js';
 import { consulBinary } from '../../cli/local/paths.js';
+import { nodeAddress } from './net.js';
 import { assertPortFree, ProcessGroup, waitFor } from './processes.js';
 
-export const nodeAddress = (i: number): string => `127.0.0.${11 + i}`;
+export { nodeAddress } from './net.js';
 
 export interface ConsulClusterOptions {
   size: 1 | 3 | 5;
@@ -13,7 +14,7 @@ export interface ConsulClusterOptions {
   aclManagementToken?: string;
 }
 
-/** N real Consul servers on 127.0.0.11, .12, ... with the production ports, forming one raft cluster. */
+/** N real Consul servers on <net>.11, .12, ... (see net.ts) with the production ports, forming one raft cluster. */
 export class ConsulCluster {
   readonly addresses: string[];
   readonly names: string[];

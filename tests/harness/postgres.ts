@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createLogger } from '../../sidecar/log.js';
 import { PostgresController, type PostgresSettings, type Upstream } from '../../sidecar/postgres/index.js';
+import { nodeAddress } from './net.js';
 
 export const PG_BIN_DIR = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
 export const PG_TEST_PORT = Number(process.env.PG_TEST_PORT ?? 15432);
@@ -76,7 +77,7 @@ process.on('exit', () => {
 });
 
 /**
- * Real PostgreSQL nodes n1, n2, ... on 127.0.0.11, .12, ... (port 15432), each with a PostgresController,
+ * Real PostgreSQL nodes n1, n2, ... on <net>.11, .12, ... (net.ts; port 15432), each with a PostgresController,
  * under a temporary directory that `cleanup` (or, failing that, the exit hook) removes with every process.
  */
 export class PgTestNodes {
@@ -88,7 +89,7 @@ export class PgTestNodes {
     everyBase.add(this.base);
     // The postgres OS user must traverse to its directories.
     chmodSync(this.base, 0o711);
-    const addresses = Array.from({ length: count }, (_, i) => `127.0.0.${11 + i}`);
+    const addresses = Array.from({ length: count }, (_, i) => nodeAddress(i));
     this.nodes = addresses.map((address, i) => {
       const name = `n${i + 1}`;
       const settings: PostgresSettings = {

@@ -1,10 +1,8 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { renderTemplate } from '../../cli/local/consul.js';
-import { projectRoot } from '../../cli/local/paths.js';
 import { TestCluster } from '../harness/cluster.js';
+import { TestHaproxy } from '../harness/haproxy.js';
 import { waitFor } from '../harness/processes.js';
 
 
@@ -20,7 +18,6 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
   const sql = cluster.sql.bind(cluster);
   const members = () => cluster.members();
   const allStreaming = () => cluster.waitAllStreaming();
-  const HAPROXY = { host: '127.0.0.10', port: 5432 };
 
   test('a row written on the leader is readable on both standbys; standbys refuse writes', async () => {
     const leader = (await cluster.leaderIndex())!;
@@ -57,20 +54,11 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
   }, 120_000);
 
   test('a client through the real HAProxy reaches the leader, and after a failover the new leader', async () => {
-    const config = join(cluster.baseDir, 'haproxy.cfg');
-    writeFileSync(config, renderTemplate(readFileSync(join(projectRoot(), 'docker', 'haproxy-local.cfg.tmpl'), 'utf8'), { RUN_DIR: cluster.baseDir }));
-    cluster.processes.start('haproxy', '/usr/sbin/haproxy', ['-db', '-f', config], join(cluster.baseDir, 'haproxy.log'));
+    const haproxy = new TestHaproxy(cluster);
+    haproxy.start();
+    const HAPROXY = haproxy.postgres;
     const serverAddress = async () => (await sql<{ a: string }>(HAPROXY, 'select host(inet_server_addr()) as a'))[0].a;
-    /** The servers HAProxy has in service for Postgres, from its admin socket ("UP 1/2": still in, going down). */
-    const inService = () =>
-      new Promise<string[]>((resolve, reject) => {
-        const socket = connect(join(cluster.baseDir, 'haproxy.sock'));
-        let csv = '';
-        socket.on('data', (d) => (csv += d.toString()));
-        socket.on('error', reject);
-        socket.on('end', () => resolve(csv.split('\n').map((l) => l.split(',')).filter((f) => f[0] === 'postgres_leader' && f[1] !== 'BACKEND' && f[17].startsWith('UP')).map((f) => f[1])));
-        socket.end('show stat\n');
-      });
+    const inService = () => haproxy.inService();
 
     // HAProxy 2.x starts with every server up until its first checks: wait for its own view to settle.
     const leader = (await cluster.leaderIndex())!;
@@ -83,7 +71,7 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
     await waitFor('HAProxy to have only the new leader in service', async () => (await inService()).join() === cluster.names[next], 10_000, 100);
     expect(await serverAddress()).toBe(cluster.address(next));
     await sql(HAPROXY, "insert into items (note) values ('via haproxy after failover')");
-    await cluster.processes.stop('haproxy');
+    await haproxy.stop();
     await cluster.startSidecar(leader);
     await allStreaming();
   }, 120_000);

@@ -1,0 +1,10 @@
+/**
+ * Where a test cluster lives: node i on `<net>.<11 + i>`, HAProxy on `<net>.10`, with the production ports.
+ * `HA_TEST_NET` (default `127.0.0`) moves a whole run to another loopback /24, so two suites can run side by
+ * side on one machine without their ports colliding.
+ */
+export const TEST_NET = process.env.HA_TEST_NET ?? '127.0.0';
+if (!/^127\.\d{1,3}\.\d{1,3}$/.test(TEST_NET)) throw new Error(`HA_TEST_NET must be a loopback /24 prefix like 127.0.5, not ${TEST_NET}`);
+
+export const nodeAddress = (i: number): string => `${TEST_NET}.${11 + i}`;
+export const haproxyAddress = `${TEST_NET}.10`;
