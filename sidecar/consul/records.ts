@@ -53,7 +53,15 @@ export const dynamicConfig = z
 export type DynamicConfig = z.infer<typeof dynamicConfig>;
 export const defaultDynamicConfig: DynamicConfig = dynamicConfig.parse({});
 
-export const switchoverRequest = z.object({ from: z.string(), to: z.string().optional(), requestedAt: z.string() }).strict();
+export const switchoverRequest = z
+  .object({
+    from: z.string(),
+    to: z.string().optional(),
+    requestedAt: z.string(),
+    /** Set by the old leader once it released the lock: the target's grace period counts from here. */
+    handedOverAt: z.string().optional(),
+  })
+  .strict();
 export type SwitchoverRequest = z.infer<typeof switchoverRequest>;
 
 /** History keeps the newest events only, so the key stays small. */

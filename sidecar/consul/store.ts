@@ -135,6 +135,11 @@ export class ConsulStore {
    */
   async registerService(spec: ServiceSpec): Promise<void> {
     await this.call('service registration', async () => {
+      // A re-registered check keeps its last status (CONSUL-NOTES), so a session bound to it by an earlier
+      // process of this node would live on and hold the lock for good. Deregistering the check first
+      // invalidates every such session at once (its lock is released with lock-delay, see design.md
+      // "Sessions"); only then is the check registered afresh for this process.
+      await this.client.agent.check.deregister(this.aliveCheckId).catch(() => undefined);
       await this.client.agent.service.register({
         name: 'ha-sidecar',
         id: spec.node,
@@ -213,7 +218,7 @@ export class ConsulStore {
     const created = (await this.call('session creation', () =>
       this.client.session.create(
         this.opts_({
-          name: `ha-sidecar ${this.opts.cluster} ${this.node}`,
+          name: this.sessionName(),
           checks: ['serfHealth', this.aliveCheckId],
           lockdelay: `${lockDelaySeconds}s`,
           behavior: 'release',
@@ -221,6 +226,22 @@ export class ConsulStore {
       ),
     )) as { ID: string };
     return created.ID;
+  }
+
+  /**
+   * Destroys every session this node created except `keep`: sessions of an earlier process of this node, or
+   * ones this process lost track of. Returns the ids destroyed.
+   */
+  async destroyStaleSessions(keep: string | null): Promise<string[]> {
+    const name = this.sessionName();
+    const sessions = (await this.call('session list', () => this.client.session.list(this.opts_() as never))) as { ID: string; Name: string }[];
+    const stale = sessions.filter((s) => s.Name === name && s.ID !== keep).map((s) => s.ID);
+    for (const id of stale) await this.destroySession(id);
+    return stale;
+  }
+
+  private sessionName(): string {
+    return `ha-sidecar ${this.opts.cluster} ${this.node}`;
   }
 
   async sessionExists(id: string): Promise<boolean> {
@@ -281,6 +302,18 @@ export class ConsulStore {
       )) as unknown as boolean;
       if (ok) return current + 1;
     }
+  }
+
+  /**
+   * Whether this cluster ever had a leader: a `term` or `history` key exists, whatever it holds. Read from the
+   * raft leader; a value that does not parse counts as "yes", so only a provably fresh cluster says no.
+   */
+  async everLed(): Promise<boolean> {
+    for (const name of ['term', 'history']) {
+      const { entry } = await this.getEntry(this.key(name), { consistent: true });
+      if (entry) return true;
+    }
+    return false;
   }
 
   async readTerm(): Promise<number> {

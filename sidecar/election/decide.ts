@@ -39,6 +39,7 @@ export type Action =
   | { kind: 'hand_over'; to: string | undefined }
   | { kind: 'acquire'; why: AcquireReason }
   | { kind: 'follow'; leader: LeaderRecord | null }
+  | { kind: 'clear_stale_lock'; session: string }
   | { kind: 'wait' };
 
 export interface Decision {
@@ -71,6 +72,11 @@ export function decide(o: Observation): Decision {
   if (!o.consulReachable) return decision({ kind: 'wait' }, 'waiting: Consul is unreachable');
   if (o.session === null) return decision({ kind: 'create_session' }, 'creating a Consul session');
   if (holdsLock) return decision({ kind: 'finish_promotion' }, 'promotion in progress: I hold the lock');
+  // The lock names this node but is held by another session of ours: an earlier process's, or one this
+  // process lost track of. Nobody else can ever release it, so this node clears it.
+  if (o.lockHolder !== null && o.lastLeader?.name === o.node) {
+    return decision({ kind: 'clear_stale_lock', session: o.lockHolder }, 'the lock is held by a stale session of this node: clearing it');
+  }
   if (o.lockHolder !== null) return decision({ kind: 'follow', leader: o.lastLeader }, `following leader ${leaderName}`);
 
   // The lock is free: someone may take it.

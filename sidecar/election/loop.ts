@@ -20,6 +20,13 @@ const LOCK_RETRY_MS = 250;
 const MIN_STANDBY_TURN_MS = 100;
 /** A switchover the target has not completed by then is dropped, so the cluster is not left leaderless. */
 const SWITCHOVER_TIMEOUT_MS = 30_000;
+/**
+ * Once the old leader has handed over, the named target has this long to take the lock; after it, any fit
+ * node (the old leader included) may, so a target that cannot take over never strands the cluster.
+ */
+const SWITCHOVER_TARGET_GRACE_MS = 5_000;
+/** Between attempts to stop Postgres when a demotion failed: the lock is kept meanwhile (see stepDown). */
+const DEMOTE_RETRY_MS = 1_000;
 
 export interface LoopDeps {
   config: SidecarConfig;
@@ -54,7 +61,14 @@ export class ReconcileLoop {
   private role: Role = 'starting';
   private term = 0;
   private status = 'starting';
+  /** What a part reported doing this turn ("cloning from n2 (37 %)"); shown instead of the decision's line. */
+  private activity: string | null = null;
   private session: string | null = null;
+  /**
+   * Sessions this process created and no longer uses, destroyed as soon as Consul answers. A session id is
+   * never just forgotten: a forgotten live session would hold its keys (the lock among them) for good.
+   */
+  private readonly staleSessions = new Set<string>();
   private lockIndex = 0;
   private lockHolder: string | null = null;
   private lastLeader: LeaderRecord | null = null;
@@ -90,12 +104,16 @@ export class ReconcileLoop {
       role: this.role,
       term: this.term,
       leaderReady: this.leaderReady(),
-      status: this.status,
+      status: this.statusLine(),
       leader: this.lockHolder ? this.lastLeader : null,
       lockHeld: this.session !== null && this.lockHolder === this.session,
       leaseAgeMs: this.lease.age(),
       dynamicConfig: this.dynamicConfig,
     };
+  }
+
+  private statusLine(): string {
+    return this.activity ?? this.status;
   }
 
   /** The load balancer's question: should writes come here? Only with a valid lease and every part ready. */
@@ -107,6 +125,9 @@ export class ReconcileLoop {
   async start(): Promise<void> {
     await this.deps.store.registerService(this.serviceSpec());
     this.consulReachable = true;
+    // Sessions of an earlier process of this node died with the alive check's re-registration; destroy any
+    // left (bound to serfHealth alone they could linger) so none of them holds the lock.
+    await this.reapSessions();
     this.keeper = setInterval(() => void this.keep(), this.loopWaitMs);
     this.loopDone = this.run();
   }
@@ -124,12 +145,10 @@ export class ReconcileLoop {
     if (this.keeper) clearInterval(this.keeper);
     this.lease.clear();
     if (this.session) {
-      const session = this.session;
-      await this.deps.store
-        .releaseMember(session)
-        .then(() => this.deps.store.destroySession(session))
-        .catch((e) => this.log.warn('session clean-up failed', { error: errorMessage(e) }));
+      await this.deps.store.releaseMember(this.session).catch((e) => this.log.warn('member release failed', { error: errorMessage(e) }));
+      this.dropSession();
     }
+    await this.reapSessions();
     for (const p of this.deps.participants) await p.close?.();
   }
 
@@ -165,8 +184,12 @@ export class ReconcileLoop {
     if (this.wake.signal.aborted && !this.stopping) this.wake = new AbortController();
     const o = await this.observe();
     const d = decide(o);
+    // The lease timer may have stepped this node down while it observed: an action decided for the role it
+    // had then (restart the leader's Postgres, finish a promotion) must not run now. Decide again next turn.
+    if (this.role !== o.role) return;
     if (d.status !== this.status) this.log.info(d.status, { action: d.action.kind });
     this.status = d.status;
+    this.activity = null;
     await this.act(d.action, o);
     await this.publish();
   }
@@ -181,13 +204,14 @@ export class ReconcileLoop {
       else await this.watchLock();
       this.dynamicConfig = (await store.readDynamicConfig()).config;
       this.consulReachable = true;
+      await this.reapSessions();
     } catch (e) {
       if (this.consulReachable) this.log.warn('Consul unreachable', { error: errorMessage(e) });
       this.consulReachable = false;
     }
     const switchover = this.consulReachable ? await this.currentSwitchover() : null;
     const lockFree = this.consulReachable && this.lockHolder === null && !claiming;
-    const fitness = lockFree ? await this.fitness() : { fit: true, reason: '' };
+    const fitness = lockFree ? await this.fitness(switchover) : { fit: true, reason: '' };
     return {
       node: this.deps.config.nodeName,
       role: this.role,
@@ -222,6 +246,8 @@ export class ReconcileLoop {
 
   private noteLock(holder: string | null, leader: LeaderRecord | null): void {
     this.lockHolder = holder;
+    // Someone holds the lock: the race is over, go back to waiting on the key instead of polling it.
+    if (holder !== null) this.retryAcquireSoon = false;
     if (leader) {
       this.lastLeader = leader;
       if (leader.term > this.term) this.setTerm(leader.term);
@@ -230,16 +256,24 @@ export class ReconcileLoop {
 
   private async currentSwitchover(): Promise<SwitchoverRequest | null> {
     const request = await this.deps.store.readSwitchover().catch(() => null);
-    if (request && Date.now() - Date.parse(request.requestedAt) > SWITCHOVER_TIMEOUT_MS) {
-      this.log.warn('dropping a switchover that did not complete in time', { ...request });
+    if (!request) return null;
+    const targetLate = request.handedOverAt !== undefined && this.lockHolder === null && Date.now() - Date.parse(request.handedOverAt) > SWITCHOVER_TARGET_GRACE_MS;
+    if (targetLate || Date.now() - Date.parse(request.requestedAt) > SWITCHOVER_TIMEOUT_MS) {
+      this.log.warn(targetLate ? 'switchover target did not take the lock in time: any fit node may now' : 'dropping a switchover that did not complete in time', { ...request });
       await this.deps.store.writeSwitchover(null).catch(() => undefined);
       return null;
     }
     return request;
   }
 
-  private async fitness(): Promise<Fitness> {
-    const ctx = await this.context(new AbortController().signal);
+  private async fitness(switchover: SwitchoverRequest | null): Promise<Fitness> {
+    let ctx: TurnContext;
+    try {
+      ctx = await this.context(new AbortController().signal, switchover);
+    } catch (e) {
+      // Fail closed: without the members' positions nobody can tell whether this node is behind.
+      return { fit: false, reason: `cannot read the cluster's members: ${errorMessage(e)}` };
+    }
     for (const p of this.deps.participants) {
       if (!p.fitness) continue;
       const f = await p.fitness(ctx).catch((e): Fitness => ({ fit: false, reason: `${p.name} fitness check failed: ${errorMessage(e)}` }));
@@ -248,17 +282,27 @@ export class ReconcileLoop {
     return { fit: true, reason: 'fit' };
   }
 
-  private async context(signal: AbortSignal): Promise<TurnContext> {
-    const members = await this.deps.store.listMembers().catch((): MemberEntry[] => []);
+  /**
+   * What the parts see this turn. Throws when the members cannot be read: an empty list would read as "no
+   * standbys" (slots dropped, nobody to compare with), so a part never acts on a guess.
+   */
+  private async context(signal: AbortSignal, switchover: SwitchoverRequest | null = null): Promise<TurnContext> {
+    const members: MemberEntry[] = await this.deps.store.listMembers();
     return {
       term: this.term,
       leader: this.lastLeader,
       members,
+      switchoverTarget: switchover?.to === this.deps.config.nodeName,
+      clusterEverLed: () => this.deps.store.everLed(),
       synchronousMode: this.dynamicConfig.synchronousMode,
       synchronousModeStrict: this.dynamicConfig.synchronousModeStrict,
       signal,
       log: this.log,
       // A part's check outlives a few missed turns but turns critical soon after the sidecar dies.
+      report: (activity) => {
+        if (activity !== this.activity) this.log.info(activity, { part: 'activity' });
+        this.activity = activity;
+      },
       reportCheck: (id, name, status, output) =>
         this.deps.store.reportCheck(id, name, status, output, this.deps.config.timings.checkTtl * 3).catch((e) => {
           this.log.debug('check update failed', { id, error: errorMessage(e) });
@@ -280,11 +324,14 @@ export class ReconcileLoop {
       case 'finish_promotion':
         return this.becomeLeader(o.switchover ? 'switchover' : !o.lastLeader ? 'start' : o.lastLeader.name === o.node ? 'resume' : 'failover', o);
       case 'stay_leader':
-        return this.eachPart('leaderTurn', await this.context(this.leadership?.signal ?? new AbortController().signal));
+        if (!this.leadership) return; // stepped down meanwhile: nothing a leader does may run now
+        return this.eachPart('leaderTurn', await this.context(this.leadership.signal));
+      case 'clear_stale_lock':
+        return this.clearStaleLock(action.session);
       case 'step_down':
         return this.stepDown(action.why, this.status);
       case 'hand_over':
-        return this.handOver(action.to);
+        return this.handOver(action.to, o.switchover!);
       case 'follow':
         if (this.role !== 'standby') this.setRole('standby');
         return this.eachPart('followerTurn', await this.context(new AbortController().signal));
@@ -302,6 +349,18 @@ export class ReconcileLoop {
 
   private leaderRecord(term: number): LeaderRecord {
     return { name: this.deps.config.nodeName, apiUrl: this.apiUrl, term, since: new Date().toISOString() };
+  }
+
+  /**
+   * The lock is held by a session of this node that is not its live one (an earlier process's, or one this
+   * process lost track of). Destroying it is safe: no Postgres of ours writes without our live session's
+   * lease (the old process's died with it, design.md "Parent death"), and Consul's lock-delay keeps the lock
+   * from everyone for `lockDelay` after the destroy.
+   */
+  private async clearStaleLock(session: string): Promise<void> {
+    this.log.warn('the lock is held by a stale session of this node: destroying it', { session });
+    this.staleSessions.add(session);
+    await this.reapSessions();
   }
 
   private async tryAcquire(why: AcquireReason, o: Observation): Promise<void> {
@@ -331,7 +390,11 @@ export class ReconcileLoop {
       const term = await store.raiseTerm();
       this.setTerm(term);
       const record = this.leaderRecord(term);
+      const sentAt = performance.now();
       if (!this.session || !(await store.acquireLock(this.session, record))) throw new Error('lost the lock while raising the term');
+      // A raft write that found our session on the lock: the lease counts from it, also when this promotion
+      // resumes one an earlier turn began (the lock still ours) rather than following a fresh acquire.
+      this.lease.confirm(sentAt);
       this.lastLeader = record;
       await store.appendHistory({ term, at: record.since, kind: why, leader: record.name, previous, reason: this.historyReason(why, previous) });
       const ctx = await this.context(leadership.signal);
@@ -344,6 +407,7 @@ export class ReconcileLoop {
       this.setRole('leader');
       this.deps.metrics.leaderChanges.inc();
       this.status = `promoted self to leader by acquiring the session lock (term ${term})`;
+      this.activity = null;
       this.log.info(this.status, { why, previous });
     } catch (e) {
       if (leadership.signal.aborted) return;
@@ -363,42 +427,89 @@ export class ReconcileLoop {
    * Stops writes first, then gives the lock back. Safe to call from the lease timer at any moment, and twice:
    * the role changes synchronously, so /leader answers 503 before any await.
    */
-  private async stepDown(reason: DemoteReason, status: string): Promise<void> {
+  private async stepDown(reason: DemoteReason, status: string, beforeRelease?: () => Promise<void>): Promise<void> {
     if (this.role !== 'leader' && this.role !== 'candidate') return;
     const wasLeader = this.role === 'leader';
     this.leadership?.abort();
     this.leadership = null;
     this.setRole('demoted');
     this.status = status;
+    this.activity = null;
     this.lease.clear();
     this.log.warn('stepping down', { reason });
     const started = performance.now();
-    await Promise.all(
-      this.deps.participants.map((p) => p.demote?.(reason, this.log).catch((e) => this.log.error(`${p.name} demote failed`, { error: errorMessage(e) }))),
-    );
+    // The lock is given back only once every part proved it stopped taking writes. Until then it stays ours
+    // (released, or let lapse, another node could promote beside a Postgres that still writes), and so does
+    // the session: the keeper keeps its check passing, and nobody else takes over meanwhile.
+    while (!(await this.demoteParts(reason))) {
+      this.status = 'stepping down: cannot prove postgres stopped taking writes; keeping the lock and retrying';
+      await sleep(DEMOTE_RETRY_MS);
+    }
     this.log.info('stopped taking writes', { reason, tookMs: Math.round(performance.now() - started) });
     if (wasLeader) this.deps.metrics.leaderChanges.inc();
+    await beforeRelease?.();
     if (this.session && this.lastLeader) {
       // Releasing (rather than letting the session die) spares the others the lock-delay: writes have stopped.
       await this.deps.store.releaseLock(this.session, this.lastLeader).catch((e) => this.log.warn('lock release failed', { error: errorMessage(e) }));
     }
     this.lockHolder = null;
-    if (reason === 'lease_lost' || reason === 'lock_lost') {
-      // The session may be dead or about to die; a fresh one is created next turn if so.
-      this.session = (await this.sessionAlive()) ? this.session : null;
+    if ((reason === 'lease_lost' || reason === 'lock_lost') && (await this.sessionAlive()) !== true) {
+      // The session is dead, about to die, or Consul cannot say: a fresh one is created next turn, and this
+      // one is destroyed once Consul answers, in case it lives on and holds the lock.
+      this.dropSession();
     }
     if (!this.stopping) this.setRole('standby');
   }
 
-  private async sessionAlive(): Promise<boolean> {
+  /** Every part's demote; false when one failed (its error is logged). */
+  private async demoteParts(reason: DemoteReason): Promise<boolean> {
+    const results = await Promise.all(
+      this.deps.participants.map((p) =>
+        (p.demote?.(reason, this.log) ?? Promise.resolve()).then(
+          () => true,
+          (e) => {
+            this.log.error(`${p.name} demote failed`, { error: errorMessage(e), code: (e as { code?: string }).code });
+            return false;
+          },
+        ),
+      ),
+    );
+    return results.every(Boolean);
+  }
+
+  /** Stops using the current session; it is destroyed as soon as Consul answers. */
+  private dropSession(): void {
+    if (this.session) this.staleSessions.add(this.session);
+    this.session = null;
+  }
+
+  /** Destroys the sessions this node no longer uses, and any an earlier process of it left behind. */
+  private async reapSessions(): Promise<void> {
+    try {
+      const destroyed = await this.deps.store.destroyStaleSessions(this.session);
+      if (destroyed.length > 0) this.log.info('destroyed stale Consul sessions of this node', { sessions: destroyed });
+      this.staleSessions.clear();
+    } catch (e) {
+      if (this.staleSessions.size > 0) this.log.warn('stale sessions not destroyed yet; retrying next turn', { error: errorMessage(e), sessions: [...this.staleSessions] });
+    }
+  }
+
+  /** Whether Consul still has our session; null when Consul does not answer. */
+  private async sessionAlive(): Promise<boolean | null> {
     if (!this.session) return false;
-    return this.deps.store.sessionExists(this.session).catch(() => false);
+    return this.deps.store.sessionExists(this.session).catch(() => null);
   }
 
   /** Planned switchover: stop writes, let the parts hand over (the target replays everything), release. */
-  private async handOver(to: string | undefined): Promise<void> {
+  private async handOver(to: string | undefined, request: SwitchoverRequest): Promise<void> {
     this.log.info('switchover: handing the lock over', { to: to ?? 'best standby' });
-    await this.stepDown('switchover', `switchover: handed over to ${to ?? 'the best standby'}`);
+    // Stamped before the lock is released (the target deletes the request once it leads): from then on the
+    // target has SWITCHOVER_TARGET_GRACE_MS to take the lock before any fit node may.
+    const stamp = () =>
+      this.deps.store.writeSwitchover({ ...request, handedOverAt: new Date().toISOString() }).catch((e) => {
+        this.log.warn('switchover record update failed', { error: errorMessage(e) });
+      });
+    await this.stepDown('switchover', `switchover: handed over to ${to ?? 'the best standby'}`, stamp);
   }
 
   // --- publish ---------------------------------------------------------------------------------------------
@@ -438,23 +549,23 @@ export class ReconcileLoop {
       address: config.address,
       apiUrl: this.apiUrl,
       role: this.role === 'demoted' ? 'demoted' : this.role,
-      state: this.status,
+      state: this.statusLine(),
       termSeen: this.term,
       nofailover: config.nofailover,
       updatedAt: new Date().toISOString(),
       ...Object.assign({}, ...this.deps.participants.map((p) => p.memberFields?.() ?? {})),
     };
     const held = await store.putMember(this.session, record).catch(() => false);
-    if (!held && !(await this.sessionAlive())) {
+    if (!held && (await this.sessionAlive()) === false) {
       this.log.warn('Consul session lost; a new one is created next turn', { session: this.session });
-      this.session = null;
+      this.dropSession();
     }
   }
 
   /** The keeper: passes the alive check and keeps the lease fresh while a long action holds the loop. */
   private async keep(): Promise<void> {
     try {
-      await this.deps.store.passAliveCheck(this.status.slice(0, 200));
+      await this.deps.store.passAliveCheck(this.statusLine().slice(0, 200));
       const age = this.lease.age();
       if ((this.role === 'leader' || this.role === 'candidate') && (age === null || age > this.loopWaitMs)) await this.confirmLock();
     } catch (e) {

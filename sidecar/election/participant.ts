@@ -9,11 +9,17 @@ export interface TurnContext {
   /** The current (or, when the lock is free, the last known) leader. */
   leader: LeaderRecord | null;
   members: MemberEntry[];
+  /** Whether the cluster ever had a leader (Consul's `term` or `history` exists): initdb only when it did not. */
+  clusterEverLed(): Promise<boolean>;
+  /** A planned switchover names this node as its target: the old leader handed everything to it. */
+  switchoverTarget: boolean;
   synchronousMode: boolean;
   synchronousModeStrict: boolean;
   /** Aborted when this node loses leadership while the action runs: stop at once. */
   signal: AbortSignal;
   log: Logger;
+  /** Says what the part is doing or what is wrong, for the node's status line until the next turn ("cloning from n2 (37 %)"). */
+  report(activity: string): void;
   /** Publishes a Consul check of this node's service (e.g. `postgres`), for the operator in the Consul UI. */
   reportCheck(id: string, name: string, status: 'passing' | 'warning' | 'critical', output: string): Promise<void>;
 }

@@ -87,3 +87,19 @@ describe('decide: a standby', () => {
     expect(decide(o({ lockHolder: 's2' })).action).toEqual({ kind: 'finish_promotion' });
   });
 });
+
+describe('decide: a lock held by a stale session of this node', () => {
+  test('is cleared by this node (an earlier process of it, or a session it lost track of)', () => {
+    const mine = { ...leader, name: 'n2' };
+    expect(decide(o({ lockHolder: 'old-s2', lastLeader: mine })).action).toEqual({ kind: 'clear_stale_lock', session: 'old-s2' });
+  });
+  test('is not touched when it names another node, or when it is this session', () => {
+    expect(decide(o({ lockHolder: 's1' })).action.kind).toBe('follow');
+    expect(decide(o({ lockHolder: 's2', lastLeader: { ...leader, name: 'n2' } })).action.kind).toBe('finish_promotion');
+  });
+  test('waits for Consul and a session of its own first', () => {
+    const mine = { ...leader, name: 'n2' };
+    expect(decide(o({ lockHolder: 'old-s2', lastLeader: mine, consulReachable: false })).action.kind).toBe('wait');
+    expect(decide(o({ lockHolder: 'old-s2', lastLeader: mine, session: null })).action.kind).toBe('create_session');
+  });
+});
