@@ -207,6 +207,13 @@ export class PostgresController {
   /** Postmasters we are stopping on purpose, so their exit is not reported as a crash. */
   private readonly stopping = new WeakSet<ChildProcess>();
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Whether this data directory may run as a primary now: set by the participant while its node holds the
+   * lock with a valid lease, revoked (synchronously) when it steps down. A start of a primary that was
+   * already under way when the permit went is stopped again (see startLocked), so a demoted node never ends
+   * up with a writable primary, whatever order its turns' actions finish in.
+   */
+  private primaryPermitted = false;
 
   constructor(
     settings: PostgresSettings,
@@ -227,6 +234,31 @@ export class PostgresController {
   }
 
   // ---------------------------------------------------------------- observe
+
+  /** Grants or revokes the permit to run as a primary (see `primaryPermitted`). */
+  permitPrimary(permitted: boolean): void {
+    this.primaryPermitted = permitted;
+  }
+
+  /** The data directory a re-clone moved aside; kept until the new copy has streamed from a leader. */
+  get previousDataDir(): string {
+    return `${this.settings.dataDir}.previous`;
+  }
+
+  /** Removes the data kept aside by a re-clone: call only once this node streams from a leader. */
+  discardPreviousDataDir(): void {
+    if (!existsSync(this.previousDataDir)) return;
+    rmSync(this.previousDataDir, { recursive: true, force: true });
+    this.log.info('removed the data directory kept aside by the last re-clone: the new copy streams', { dir: this.previousDataDir });
+  }
+
+  /** The local data directory's system identifier (from global/pg_control), or null without one. */
+  systemIdentifier(): string | null {
+    const control = join(this.settings.dataDir, 'global', 'pg_control');
+    if (!existsSync(control)) return null;
+    // ControlFileData starts with the 64-bit system identifier, in the machine's byte order (little-endian here).
+    return readFileSync(control).readBigUInt64LE(0).toString();
+  }
 
   /** Whether the data directory holds an initialised cluster (PG_VERSION exists). */
   hasDataDir(): boolean {
@@ -330,6 +362,28 @@ export class PostgresController {
     } catch (e) {
       return { ...base, role: 'starting', error: errorMessage(e) };
     }
+  }
+
+  /**
+   * A peer's WAL positions read from its Postgres itself, so they are fresh even when the peer's sidecar is
+   * frozen or slow: received (or, never streamed since start, replayed) and replayed, in bytes; a primary
+   * answers its flushed position for both. Throws when the peer's Postgres does not answer within `timeoutMs`.
+   */
+  async peerPosition(peer: Upstream, timeoutMs: number): Promise<{ wal: number; replayed: number } | null> {
+    const { rows } = await this.withClient(
+      (c) =>
+        c.query<{ received: string | null; replayed: string | null; flushed: string | null }>(
+          `select case when pg_is_in_recovery() then pg_last_wal_receive_lsn()::text end as received,
+                  case when pg_is_in_recovery() then pg_last_wal_replay_lsn()::text end as replayed,
+                  case when not pg_is_in_recovery() then pg_current_wal_flush_lsn()::text end as flushed`,
+        ),
+      { target: peer, connectTimeoutMs: timeoutMs, queryTimeoutMs: timeoutMs },
+    );
+    const row = rows[0];
+    const replayed = parseLsn(row.replayed ?? row.flushed)?.bytes ?? null;
+    const received = parseLsn(row.received ?? row.flushed)?.bytes ?? null;
+    const wal = Math.max(received ?? -1, replayed ?? -1);
+    return wal < 0 ? null : { wal, replayed: replayed ?? 0 };
   }
 
   /**
@@ -448,9 +502,13 @@ export class PostgresController {
    * replaces the data directory only once complete, so a failed clone (`basebackup_failed`) leaves the
    * old data as it was.
    */
-  cloneFrom(primary: Upstream): Promise<void> {
+  cloneFrom(primary: Upstream, onProgress?: (percent: number) => void): Promise<void> {
     return this.exclusive(async () => {
       const t0 = performance.now();
+      await this.withClient((c) => this.checkSameSystem(c, primary), { target: primary }).catch((e) => {
+        if (e instanceof SidecarError) throw e;
+        throw new SidecarError('basebackup_failed', `cannot reach ${describe(primary)} as ${SUPERUSER} (${errorMessage(e)}); the local data was left as it was`, 502, { primary });
+      });
       this.setState({ ...this.state, intent: 'standby', upstream: primary });
       await this.stopProcess('fast');
       this.prepareDirs();
@@ -483,7 +541,7 @@ export class PostgresController {
           }),
         ],
         this.user,
-        this.progressLogger('pg_basebackup'),
+        this.progressLogger('pg_basebackup', onProgress),
       );
       if (result.code !== 0) {
         rmSync(tmp, { recursive: true, force: true });
@@ -498,9 +556,17 @@ export class PostgresController {
         );
       }
       this.writeConfig(tmp);
+      // The data being replaced may be the only copy of commits (a diverged former primary): it is kept as
+      // `.previous` until the new copy streams (discardPreviousDataDir). A `.previous` already there means the
+      // data now in place is an earlier clone that never streamed, a copy of the leader's: that one goes.
       if (existsSync(dataDir)) {
-        rmSync(old, { recursive: true, force: true });
-        renameSync(dataDir, old);
+        if (existsSync(this.previousDataDir)) {
+          rmSync(old, { recursive: true, force: true });
+          renameSync(dataDir, old);
+        } else {
+          renameSync(dataDir, this.previousDataDir);
+          this.log.warn('kept the replaced data directory aside until the new copy streams', { dir: this.previousDataDir });
+        }
       }
       renameSync(tmp, dataDir);
       rmSync(old, { recursive: true, force: true });
@@ -561,6 +627,7 @@ export class PostgresController {
   promote(): Promise<void> {
     return this.exclusive(async () => {
       const t0 = performance.now();
+      if (!this.primaryPermitted) throw this.notPermitted();
       if (!this.isRunning()) throw new SidecarError('postgres_not_running', 'cannot promote: postgres is not running', 409);
       let inRecovery: boolean;
       try {
@@ -608,7 +675,7 @@ export class PostgresController {
    * writer. Throws `rewind_failed` (data untouched) when `source` cannot be reached as the superuser.
    * False too when there is no data directory at all.
    */
-  rewindFrom(source: Upstream): Promise<boolean> {
+  rewindFrom(source: Upstream, onProgress?: (percent: number) => void): Promise<boolean> {
     return this.exclusive(async () => {
       const t0 = performance.now();
       if (!this.hasDataDir()) return false;
@@ -625,8 +692,15 @@ export class PostgresController {
         connect_timeout: 5,
       });
       try {
-        await this.withClient((c) => this.checkpointAfterPromotion(c, source), { target: source });
+        await this.withClient(
+          async (c) => {
+            await this.checkSameSystem(c, source);
+            await this.checkpointAfterPromotion(c, source);
+          },
+          { target: source },
+        );
       } catch (e) {
+        if (e instanceof SidecarError) throw e;
         throw new SidecarError('rewind_failed', `cannot rewind from ${describe(source)}: cannot connect as ${SUPERUSER} (${errorMessage(e)}); the local data was left as it was`, 502, { source });
       }
       // pg_rewind recovers a crashed target in single-user mode, which refuses to run with standby.signal.
@@ -635,7 +709,7 @@ export class PostgresController {
       const result = await runTool(
         [join(this.settings.binDir, 'pg_rewind'), '--target-pgdata', this.settings.dataDir, '--source-server', server, '--progress'],
         this.user,
-        this.progressLogger('pg_rewind'),
+        this.progressLogger('pg_rewind', onProgress),
       );
       this.writeConfig();
       if (result.code !== 0) {
@@ -898,6 +972,10 @@ export class PostgresController {
     if (!this.hasDataDir()) {
       throw new SidecarError('postgres_no_data', `${this.settings.dataDir} holds no data directory; initialise or clone it first`, 409);
     }
+    // A primary on its unix socket alone (hasUserData) takes no client's writes; any other needs the permit.
+    const socketOnly = extraArgs.includes('listen_addresses=');
+    const needsPermit = this.state.intent === 'primary' && !socketOnly;
+    if (needsPermit && !this.primaryPermitted) throw this.notPermitted();
     const foreign = livePostmasterPid(this.settings.dataDir);
     if (foreign !== null && foreign !== this.child?.pid) {
       // Not our child, so not bound to us by the death signal (rule 3): restart it as ours.
@@ -910,6 +988,15 @@ export class PostgresController {
       this.spawnPostmaster(extraArgs);
     }
     await this.waitAccepting();
+    if (needsPermit && !this.primaryPermitted) {
+      // The node stepped down while this primary was starting: it must not stay up to take writes.
+      await this.stopProcess('immediate');
+      throw this.notPermitted();
+    }
+  }
+
+  private notPermitted(): SidecarError {
+    return new SidecarError('primary_not_permitted', 'this node does not hold the leader lock with a valid lease: postgres is not started as a primary', 409);
   }
 
   private spawnPostmaster(extraArgs: string[]): void {
@@ -993,16 +1080,42 @@ export class PostgresController {
               case when not pg_is_in_recovery() then pg_walfile_name(pg_current_wal_lsn()) end as walfile`,
     );
     const { in_recovery: inRecovery, checkpoint_tli: checkpointTli, walfile } = rows[0];
-    if (inRecovery || walfile === null || parseInt(walfile.slice(0, 8), 16) <= checkpointTli) return;
-    this.log.info('checkpointing the source so its control file shows its new timeline', { source: describe(source) });
+    if (inRecovery || walfile === null) {
+      // A leader still promoting: its control file shows the timeline it recovered on, and a rewind from it
+      // would leave this node on the wrong timeline for good. Try again once it is a primary.
+      throw new SidecarError('rewind_source_not_primary', `${describe(source)} is not a primary yet (still promoting); rewind postponed`, 503, { source });
+    }
+    const insertTli = parseInt(walfile.slice(0, 8), 16);
+    if (insertTli <= checkpointTli) return;
+    this.log.info('checkpointing the source so its control file shows its new timeline', { source: describe(source), timeline: insertTli });
     await c.query('checkpoint');
+    const [{ tli }] = (await c.query<{ tli: number }>('select (pg_control_checkpoint()).timeline_id as tli')).rows;
+    if (tli < insertTli) {
+      throw new SidecarError('rewind_source_not_primary', `${describe(source)}'s control file still shows timeline ${tli} after a checkpoint on ${insertTli}; rewind postponed`, 503, { source });
+    }
+  }
+
+  /** Refuses a source that is not a copy of this node's data (another cluster, or a stray initdb). */
+  private async checkSameSystem(c: pg.Client, source: Upstream): Promise<void> {
+    const mine = this.systemIdentifier();
+    if (mine === null) return;
+    const [{ id }] = (await c.query<{ id: string }>('select system_identifier::text as id from pg_control_system()')).rows;
+    if (id !== mine) {
+      throw new SidecarError(
+        'system_identifier_mismatch',
+        `${describe(source)} runs database system ${id}, but this node's data belongs to system ${mine}: refusing to replace it with a copy of another cluster (move ${this.settings.dataDir} away by hand if that is really wanted)`,
+        409,
+        { source, local: mine, remote: id },
+      );
+    }
   }
 
   /** Logs a tool's messages, and its progress meter at most every few seconds. */
-  private progressLogger(tool: string): (line: string) => void {
+  private progressLogger(tool: string, onProgress?: (percent: number) => void): (line: string) => void {
     let last = 0;
     return (line) => {
       const progress = /\((\d+)%\)/.exec(line);
+      if (progress) onProgress?.(Number(progress[1]));
       if (progress) {
         const now = performance.now();
         if (now - last < PROGRESS_LOG_INTERVAL_MS && progress[1] !== '100') return;
@@ -1015,7 +1128,10 @@ export class PostgresController {
   }
 
   /** A connection as the superuser: over our unix socket, or to `target` over TCP. Always closed. */
-  private async withClient<T>(fn: (c: pg.Client) => Promise<T>, opts: { database?: string; target?: Upstream; queryTimeoutMs?: number } = {}): Promise<T> {
+  private async withClient<T>(
+    fn: (c: pg.Client) => Promise<T>,
+    opts: { database?: string; target?: Upstream; queryTimeoutMs?: number; connectTimeoutMs?: number } = {},
+  ): Promise<T> {
     const client = new pg.Client({
       host: opts.target?.host ?? this.settings.socketDir,
       port: opts.target?.port ?? this.settings.port,
@@ -1023,7 +1139,7 @@ export class PostgresController {
       password: this.settings.superuserPassword,
       database: opts.database ?? 'postgres',
       application_name: 'ha-sidecar',
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
       query_timeout: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
       options: '-c synchronous_commit=local',
     });

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { SidecarConfig } from '../config.js';
 import type { Fitness, Role } from '../election/decide.js';
 import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
@@ -9,9 +10,15 @@ import { PostgresController, type PostgresStatus, type Upstream } from './contro
 import { pgName } from './quoting.js';
 
 /** A peer's fresh WAL position must arrive this fast, or the peer counts as unreachable for the comparison. */
-const PEER_POSITION_TIMEOUT_MS = 500;
-/** A standby that has not streamed for this many turns, with its leader known, is rewound (it diverged). */
-const TURNS_BEFORE_REWIND = 10;
+const PEER_POSITION_TIMEOUT_MS = 1_000;
+/**
+ * A standby that does not stream from a leader whose Postgres is a primary for this long is rewound (it may
+ * have diverged); after a second such window it is cloned again. Long enough for the WAL receiver's own
+ * retries (every 5 s, wal_retrieve_retry_interval) and a leader's restart, short enough to converge in a minute.
+ */
+const NOT_STREAMING_WINDOW_MS = 20_000;
+/** Consecutive failed starts of a standby's Postgres before its data is cloned again from the leader. */
+const FAILED_STARTS_BEFORE_RECLONE = 3;
 
 /** Secrets derived from the cluster token, so one secret configures a node; each purpose gets its own. */
 export function deriveSecret(clusterToken: string, purpose: string): string {
@@ -34,6 +41,7 @@ export type PostgresMemberFields = {
 };
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const firstLine = (text: string): string => text.split('\n')[0].slice(0, 200);
 
 /**
  * Carries the role the reconcile loop decided over to the local PostgreSQL: primary on the leader, a
@@ -46,7 +54,10 @@ export class PostgresParticipant implements Participant {
   private primaryReady = false;
   private syncStandbys: string[] | null = null;
   private leaderPosition: number | null = null;
-  private turnsNotStreaming = 0;
+  /** Convergence of a standby (followerTurn): since when it has not streamed, whether it was rewound for it, failed starts. */
+  private notStreamingSince: number | null = null;
+  private rewoundForStreaming = false;
+  private failedStarts = 0;
 
   constructor(
     private readonly pg: PostgresController,
@@ -66,15 +77,13 @@ export class PostgresParticipant implements Participant {
     return got.length ? Math.max(...got) : null;
   }
 
-  private upstreamOf(ctx: TurnContext): Upstream | null {
-    const leader = ctx.members.find((m) => m.record.name === ctx.leader?.name);
-    return leader ? { host: leader.record.address, port: this.config.postgres.port } : null;
-  }
-
   async fitness(ctx: TurnContext): Promise<Fitness> {
     if (!this.pg.hasDataDir()) {
-      // A cluster that never had a leader has no data anywhere: whoever wins the lock runs initdb.
-      return ctx.term === 0 && ctx.leader === null ? { fit: true, reason: 'new cluster: will initialise postgres' } : { fit: false, reason: 'postgres has no data yet (never cloned)' };
+      // A cluster that never had a leader has no data anywhere: whoever wins the lock runs initdb. Anything
+      // less than proof (a missing or unreadable `leader` value, a restarted node that has not seen a term)
+      // is no proof: an initdb then would start a second database that others might clone over the real one.
+      const fresh = ctx.term === 0 && ctx.leader === null && !(await ctx.clusterEverLed());
+      return fresh ? { fit: true, reason: 'new cluster: will initialise postgres' } : { fit: false, reason: 'postgres has no data yet (never cloned)' };
     }
     let s = await this.refresh();
     const lastLeader = ctx.leader?.name;
@@ -97,21 +106,28 @@ export class PostgresParticipant implements Participant {
       return { fit: false, reason: `${lastPrimary - mine} bytes behind the last known primary position (limit ${this.config.postgres.maxLagOnFailover})` };
     }
 
+    // Synchronous mode fails closed: without the last leader's list nobody can say who has every commit.
     const leaderSync = Array.isArray(leaderRecord?.syncStandbys) ? (leaderRecord.syncStandbys as string[]) : null;
-    if (ctx.synchronousMode && leaderSync && !leaderSync.includes(pgName(this.config.nodeName))) {
-      return { fit: false, reason: 'synchronous mode: I was not a synchronous standby of the last leader' };
+    if (ctx.synchronousMode && lastLeader !== undefined && lastLeader !== this.config.nodeName) {
+      if (!leaderRecord) return { fit: false, reason: `synchronous mode: the last leader ${lastLeader}'s synchronous standbys are unknown` };
+      if (leaderSync && !leaderSync.includes(pgName(this.config.nodeName))) {
+        return { fit: false, reason: 'synchronous mode: I was not a synchronous standby of the last leader' };
+      }
     }
+    // The switchover target was handed everything by the old leader; other standbys do not outrank it.
+    if (ctx.switchoverTarget) return { fit: true, reason: `switchover target, WAL position ${mine}` };
 
-    const peers = ctx.members.filter((m) => m.alive && m.record.name !== this.config.nodeName && m.record.name !== lastLeader);
+    // Compare with every other member but the last leader, as their own Postgres reports it now. In
+    // synchronous mode a listed standby that cannot be compared may hold the only copy of a commit.
+    const mustCompare = (name: string) => ctx.synchronousMode && (leaderSync?.includes(pgName(name)) ?? false);
+    const peers = ctx.members.filter((m) => m.record.name !== this.config.nodeName && m.record.name !== lastLeader && (m.alive || mustCompare(m.record.name)));
     for (const peer of peers) {
-      const theirs = await this.peerPosition(peer.record.apiUrl);
-      if (theirs === null) continue; // it has no position to offer (not running, never cloned)
-      if (theirs === undefined) {
-        // In synchronous mode an unreachable synchronous peer may hold the only copy of a commit.
-        if (ctx.synchronousMode && leaderSync?.includes(pgName(peer.record.name))) {
-          return { fit: false, reason: `synchronous mode: cannot compare with ${peer.record.name}, which may hold newer commits` };
+      const theirs = await this.pg.peerPosition({ host: peer.record.address, port: this.config.postgres.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined);
+      if (theirs === null || theirs === undefined) {
+        if (mustCompare(peer.record.name)) {
+          return { fit: false, reason: `synchronous mode: cannot read ${peer.record.name}'s position, and it may hold newer commits` };
         }
-        continue;
+        continue; // not running, never cloned, or unreachable: it has no position to offer
       }
       // Most WAL received wins; then most replayed (it promotes sooner); then the lower name, so two equal
       // standbys neither both stand aside nor both run.
@@ -125,19 +141,9 @@ export class PostgresParticipant implements Participant {
     return { fit: true, reason: `WAL position ${mine}` };
   }
 
-  /** A peer's current WAL positions from its API; null without any, undefined when it does not answer in time. */
-  private async peerPosition(apiUrl: string): Promise<{ wal: number; replayed: number } | null | undefined> {
-    try {
-      const res = await fetch(`${apiUrl}/health`, { signal: AbortSignal.timeout(PEER_POSITION_TIMEOUT_MS) });
-      const body = (await res.json()) as { walPosition?: unknown; replayPosition?: unknown };
-      const wal = num(body.walPosition);
-      return wal === null ? null : { wal, replayed: num(body.replayPosition) ?? 0 };
-    } catch {
-      return undefined;
-    }
-  }
-
   async promote(ctx: TurnContext): Promise<void> {
+    // Called only while this node holds the lock with a valid lease; demote revokes the permit first thing.
+    this.pg.permitPrimary(true);
     if (!this.pg.hasDataDir()) {
       if (ctx.leader && ctx.leader.name !== this.config.nodeName) {
         throw new SidecarError('postgres_no_data', 'cannot lead: this node has no Postgres data and the cluster already had a leader');
@@ -155,6 +161,8 @@ export class PostgresParticipant implements Participant {
   }
 
   async demote(reason: DemoteReason, log: Logger): Promise<void> {
+    // Synchronously, before any await: no start or promotion still under way can leave a primary running.
+    this.pg.permitPrimary(false);
     this.primaryReady = false;
     // A lost lease leaves moments before another node may write: stop at once. A planned hand-over stops
     // fast, which first sends every WAL record to the connected standbys, so the target has all of it.
@@ -166,7 +174,8 @@ export class PostgresParticipant implements Participant {
   async leaderTurn(ctx: TurnContext): Promise<void> {
     let s = await this.refresh();
     if (!s.running) {
-      this.log.warn('postgres is not running on the leader: starting it');
+      if (ctx.signal.aborted) return; // no longer the leader: never start a primary
+      ctx.report('postgres is not running on the leader: starting it');
       await this.pg.start();
       s = await this.refresh();
     }
@@ -186,40 +195,89 @@ export class PostgresParticipant implements Participant {
     await ctx.reportCheck('postgres', 'postgres', this.primaryReady ? 'passing' : 'critical', this.primaryReady ? `primary, timeline ${s.timeline}, ${s.replicas.length} standbys` : `leader's postgres is ${s.role}`);
   }
 
+  /**
+   * Keeps this node a streaming standby of the leader, and converges whatever went wrong (design.md
+   * "Convergence"): a former primary is rewound; a standby that does not stream for a window is rewound,
+   * and cloned again after a second; one whose Postgres fails to start three times in a row is cloned
+   * again. Rewinds and clones wait until the leader's Postgres is a primary (its promotion finished), and a
+   * re-clone keeps the replaced data aside until the new copy streams.
+   */
   async followerTurn(ctx: TurnContext): Promise<void> {
     this.primaryReady = false;
-    const upstream = this.upstreamOf(ctx);
-    if (!upstream) return; // the leader's member record is not there yet
-    const leaderRecord = ctx.members.find((m) => m.record.name === ctx.leader?.name)?.record;
-    this.leaderPosition = num(leaderRecord?.walPosition);
+    const leader = ctx.members.find((m) => m.record.name === ctx.leader?.name);
+    if (!leader) {
+      ctx.report(`waiting for leader ${ctx.leader?.name ?? 'unknown'} to publish its address`);
+      return;
+    }
+    const leaderName = leader.record.name;
+    const upstream: Upstream = { host: leader.record.address, port: this.config.postgres.port };
+    this.leaderPosition = num(leader.record.walPosition);
+    const leaderIsPrimary = leader.alive && leader.record.role === 'leader' && leader.record.pgRole === 'primary';
+    const progress = (what: string) => (percent: number) => ctx.report(`${what} from ${leaderName} (${percent} %)`);
 
-    if (!this.pg.hasDataDir()) {
-      this.log.info('cloning postgres from the leader', { leader: ctx.leader?.name });
-      await this.pg.cloneFrom(upstream);
-    } else {
-      let s = await this.refresh();
-      if (s.intent === 'primary') {
-        this.log.info('former primary: rewinding from the new leader', { leader: ctx.leader?.name });
-        if (!(await this.pg.rewindFrom(upstream))) await this.pg.cloneFrom(upstream);
-      } else if (!s.running || s.upstream?.host !== upstream.host || s.upstream.port !== upstream.port) {
-        await this.pg.follow(upstream);
-      } else if (!s.streaming) {
-        this.turnsNotStreaming++;
-        if (this.turnsNotStreaming >= TURNS_BEFORE_REWIND) {
-          this.log.warn('standby does not stream from its leader: rewinding', { turns: this.turnsNotStreaming });
-          this.turnsNotStreaming = 0;
-          if (!(await this.pg.rewindFrom(upstream))) await this.pg.cloneFrom(upstream);
-        }
+    try {
+      if (!this.pg.hasDataDir()) {
+        if (!leaderIsPrimary) return ctx.report(`no data yet: waiting for leader ${leaderName}'s postgres to be a primary to clone it`);
+        ctx.report(`cloning from ${leaderName}`);
+        await this.pg.cloneFrom(upstream, progress('cloning'));
       } else {
-        this.turnsNotStreaming = 0;
+        const s = await this.refresh();
+        if (s.intent === 'primary') {
+          if (!leaderIsPrimary) return ctx.report(`former primary: waiting for leader ${leaderName} to finish its promotion before rewinding`);
+          ctx.report(`former primary: rewinding from ${leaderName}`);
+          if (!(await this.pg.rewindFrom(upstream, progress('rewinding')))) await this.reclone(ctx, upstream, leaderName, 'pg_rewind failed');
+        } else if (!s.running || s.upstream?.host !== upstream.host || s.upstream.port !== upstream.port) {
+          await this.pg.follow(upstream);
+          this.failedStarts = 0;
+        } else if (!s.streaming) {
+          await this.notStreaming(ctx, upstream, leaderName, leaderIsPrimary, s.error);
+        } else {
+          this.notStreamingSince = null;
+          this.rewoundForStreaming = false;
+          this.failedStarts = 0;
+          this.pg.discardPreviousDataDir();
+        }
       }
-      s = await this.refresh();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'postgres_start_failed' && code !== 'postgres_start_timeout') throw e;
+      this.failedStarts++;
+      const reason = firstLine(errorMessage(e));
+      ctx.report(`postgres fails to start (${this.failedStarts} of ${FAILED_STARTS_BEFORE_RECLONE}): ${reason}`);
+      if (this.failedStarts >= FAILED_STARTS_BEFORE_RECLONE && leaderIsPrimary) await this.reclone(ctx, upstream, leaderName, `postgres fails to start: ${reason}`);
+      return;
     }
     await this.pg.ensureReplicationSlots([]);
     const s = await this.refresh();
     const lag = this.lagBytes();
     const ok = s.role === 'standby' && s.streaming;
-    await ctx.reportCheck('postgres', 'postgres', ok ? 'passing' : 'warning', ok ? `standby of ${ctx.leader?.name}, lag ${lag ?? '?'} bytes` : `standby of ${ctx.leader?.name}: ${s.role}, not streaming`);
+    if (!ok) ctx.report(s.running ? `standby of ${leaderName}, not streaming${s.error ? `: ${firstLine(s.error)}` : ''}` : `postgres is down, standby of ${leaderName}`);
+    await ctx.reportCheck('postgres', 'postgres', ok ? 'passing' : 'warning', ok ? `standby of ${leaderName}, lag ${lag ?? '?'} bytes` : `standby of ${leaderName}: ${s.role}, not streaming`);
+  }
+
+  /** A running standby that does not stream: after one window rewind it, after a second clone it again. */
+  private async notStreaming(ctx: TurnContext, upstream: Upstream, leaderName: string, leaderIsPrimary: boolean, error: string | undefined): Promise<void> {
+    const now = performance.now();
+    this.notStreamingSince ??= now;
+    // Only a leader whose Postgres is a primary can be streamed from: until then nothing is this node's fault.
+    if (!leaderIsPrimary || now - this.notStreamingSince < NOT_STREAMING_WINDOW_MS) return;
+    this.notStreamingSince = now;
+    const why = `not streaming from ${leaderName} for ${NOT_STREAMING_WINDOW_MS / 1000} s${error ? ` (${firstLine(error)})` : ''}`;
+    if (this.rewoundForStreaming) return this.reclone(ctx, upstream, leaderName, `${why}, also after a rewind`);
+    this.rewoundForStreaming = true;
+    this.log.warn(`standby ${why}: rewinding`);
+    ctx.report(`${why}: rewinding`);
+    if (!(await this.pg.rewindFrom(upstream, (p) => ctx.report(`rewinding from ${leaderName} (${p} %)`)))) await this.reclone(ctx, upstream, leaderName, 'pg_rewind failed');
+  }
+
+  /** Clones this node again from the leader; the replaced data is kept aside until the copy streams. */
+  private async reclone(ctx: TurnContext, upstream: Upstream, leaderName: string, why: string): Promise<void> {
+    this.log.warn('cloning postgres again from the leader', { reason: why, leader: leaderName, keptAside: this.pg.previousDataDir });
+    ctx.report(`${why}; recloning from ${leaderName}`);
+    this.failedStarts = 0;
+    this.notStreamingSince = null;
+    this.rewoundForStreaming = false;
+    await this.pg.cloneFrom(upstream, (p) => ctx.report(`${why}; recloning from ${leaderName} (${p} %)`));
   }
 
   private lagBytes(): number | null {
@@ -242,7 +300,8 @@ export class PostgresParticipant implements Participant {
       timeline: s?.timeline ?? null,
       streaming: s?.streaming ?? false,
       pgRole: s?.role ?? 'stopped',
-      syncStandbys: this.primaryReady ? this.syncStandbys : null,
+      // Kept after a step-down or a failed status query: it says which standbys may hold every commit.
+      syncStandbys: this.syncStandbys,
     };
   }
 
