@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
-import { ConsulStore } from './consul/store.js';
+import { ConsulStore, type MemberEntry } from './consul/store.js';
 import { SidecarError, errorMessage } from './errors.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
@@ -197,26 +197,57 @@ export class SidecarNode implements ApiBackend {
     return { removed: name };
   }
 
+  /**
+   * Planned switchover (design rule 7). Like Patroni, the leader checks the target before it steps down, so
+   * a request it cannot carry out changes nothing; it answers once the new leader serves writes (`/leader`).
+   */
   async switchover(to: string | undefined) {
     const members = await this.store.listMembers();
-    if (to !== undefined) {
-      const target = members.find((m) => m.record.name === to);
-      if (!target || !target.alive) throw new SidecarError('unknown_node', `no running member named ${to}`, 404);
-      if (to === this.config.nodeName) throw new SidecarError('already_leader', `${to} is already the leader`, 409);
-      if (target.record.nofailover) throw new SidecarError('node_nofailover', `${to} is tagged nofailover and cannot lead`, 409);
-    } else if (!members.some((m) => m.alive && m.record.name !== this.config.nodeName && !m.record.nofailover)) {
-      throw new SidecarError('no_candidate', 'no running standby can take over', 409);
-    }
     const from = this.config.nodeName;
+    if (to === from) throw new SidecarError('already_leader', `${to} is already the leader`, 409);
+    if (to !== undefined && !members.some((m) => m.record.name === to)) throw new SidecarError('unknown_node', `no member named ${to}`, 404);
+    const candidates = members.filter((m) => m.record.name !== from && (to === undefined || m.record.name === to));
+    const verdicts = candidates.map((m) => ({ name: m.record.name, problem: this.switchoverProblem(m) }));
+    const fit = verdicts.filter((v) => v.problem === null);
+    if (fit.length === 0) {
+      const reasons = verdicts.map((v) => `${v.name}: ${v.problem}`).join('; ') || 'no other member';
+      throw new SidecarError('candidate_not_ready', `no switchover: ${to ?? 'no standby'} is fit to take over (${reasons})`, 409, { candidates: verdicts });
+    }
     await this.store.writeSwitchover({ from, to, requestedAt: new Date().toISOString() });
     this.loop.poke();
     const deadline = Date.now() + SWITCHOVER_WAIT_MS;
     while (Date.now() < deadline) {
       const { leader, session } = await this.store.readLock(false).catch(() => ({ leader: null, session: null }));
-      if (session && leader && leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
+      if (session && leader && leader.name !== from && (await this.servesWrites(leader.apiUrl))) {
+        return { switchedOver: true, from, to: leader.name, term: leader.term };
+      }
       await sleep(200);
     }
-    throw new SidecarError('switchover_timeout', `no new leader took over within ${SWITCHOVER_WAIT_MS / 1000} s; see \`hactl cluster status\``, 504);
+    throw new SidecarError('switchover_timeout', `no new leader serves writes ${SWITCHOVER_WAIT_MS / 1000} s after the request; see \`hactl cluster status\``, 504);
+  }
+
+  /** Why a member cannot take over in a switchover now, or null when it can. */
+  private switchoverProblem(m: MemberEntry): string | null {
+    const r = m.record as MemberEntry['record'] & { streaming?: unknown; lagBytes?: unknown };
+    if (!m.alive) return 'not running';
+    if (r.nofailover) return 'tagged nofailover';
+    if (r.role !== 'standby') return `role ${r.role}`;
+    if (!this.config.postgres.enabled) return null;
+    if (r.streaming !== true) return 'postgres is not streaming';
+    if (typeof r.lagBytes !== 'number') return 'lag unknown';
+    if (r.lagBytes > this.config.postgres.maxLagOnFailover) return `${r.lagBytes} bytes behind (limit ${this.config.postgres.maxLagOnFailover})`;
+    return null;
+  }
+
+  /** Whether the node at `apiUrl` answers 200 on /leader: it leads and its Postgres took a write. */
+  private async servesWrites(apiUrl: string): Promise<boolean> {
+    try {
+      const res = await fetch(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
+      await res.body?.cancel();
+      return res.status === 200;
+    } catch {
+      return false;
+    }
   }
 
   async patchConfig(patch: Record<string, unknown>) {
