@@ -1,6 +1,7 @@
-import { APP_LOGIN as APP, SUPERUSER_LOGIN as SUPERUSER, TestCluster } from '../harness/cluster.js';
+import { SUPERUSER_LOGIN as SUPERUSER, TestCluster } from '../harness/cluster.js';
 import { killLeadersUnderLoad } from '../harness/load.js';
 import { waitFor } from '../harness/processes.js';
+import { WriteWatcher } from '../harness/watchers.js';
 
 
 
@@ -22,33 +23,17 @@ describe('safety under failures (real Consul + PostgreSQL, 3 nodes)', () => {
   test('kill -9 of the leader sidecar alone: its Postgres stops taking writes before another node takes any (rule 3)', async () => {
     const old = (await cluster.leaderIndex())!;
     // The watcher tries a write on every node every 50 ms; a sweep where two nodes accept is a split brain.
-    const doubleWriters: string[] = [];
-    let sweeps = 0;
-    let running = true;
-    const writersSeen = new Set<string>();
-    const watcher = (async () => {
-      while (running) {
-        const accepted = await Promise.all(
-          [0, 1, 2].map((i) => sql(i, 'insert into probe (node) values ($1)', [cluster.names[i]], APP, 300).then(() => true, () => false)),
-        );
-        const writers = cluster.names.filter((_, i) => accepted[i]);
-        writers.forEach((w) => writersSeen.add(w));
-        if (writers.length > 1) doubleWriters.push(writers.join('+'));
-        sweeps++;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
+    const watcher = new WriteWatcher(cluster);
     try {
-      await waitFor('the watcher to see the leader accept writes', () => writersSeen.has(cluster.names[old]), 5_000, 50);
+      await waitFor('the watcher to see the leader accept writes', () => watcher.writersSeen.has(cluster.names[old]), 5_000, 50);
       await cluster.killSidecar(old);
       const next = await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== old)), 30_000, 50);
-      await waitFor('the watcher to see the new leader accept writes', () => writersSeen.has(cluster.names[next]), 10_000, 50);
+      await waitFor('the watcher to see the new leader accept writes', () => watcher.writersSeen.has(cluster.names[next]), 10_000, 50);
     } finally {
-      running = false;
-      await watcher;
+      await watcher.stop();
     }
-    expect(sweeps).toBeGreaterThan(20);
-    expect(doubleWriters).toEqual([]);
+    expect(watcher.sweeps).toBeGreaterThan(20);
+    expect(watcher.doubleWriters).toEqual([]);
     await cluster.startSidecar(old);
     await allStreaming();
   }, 120_000);

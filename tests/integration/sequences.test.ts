@@ -92,7 +92,10 @@ for (const synchronous of [false, true]) {
         await cluster.startSidecar(leader);
       });
       await step("kill -9 of the leader's postmaster alone", async () => {
-        process.kill(postmasterPid((await cluster.leaderIndex())!), 'SIGKILL');
+        const leader = (await cluster.leaderIndex())!;
+        const pid = postmasterPid(leader);
+        process.kill(pid, 'SIGKILL');
+        await waitFor('the leader to start a new postmaster', () => postmasterPid(leader) !== pid, CONVERGE_MS, 50);
       });
       for (const i of [0, 1, 2]) {
         await step(`graceful restart of ${cluster.names[i]}`, async () => {
