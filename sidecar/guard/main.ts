@@ -57,23 +57,24 @@ function setPolling(on: boolean): void {
 process.stdout.on('error', () => undefined);
 const input = createInterface({ input: process.stdin });
 input.on('line', (line) => {
-  let reply;
+  let command;
   try {
-    const command = parseCommand(line);
-    const wasArmed = state.armed;
-    reply = state.apply(command);
-    if (state.armed !== wasArmed) {
-      const inMs = state.deadlineNs === null ? null : Math.round(Number(state.deadlineNs - monotonicNs()) / 1e6);
-      log.info(state.armed ? 'write guard armed' : 'write guard disarmed', { deadlineInMs: state.armed ? inMs : undefined });
-    }
+    command = parseCommand(line);
   } catch (e) {
     // A command it does not understand is a bug in the sidecar; dying makes the sidecar fail closed.
     log.error('write guard exiting on a bad command', { code: (e as { code?: string }).code, error: errorMessage(e) });
     process.exit(2);
   }
+  const wasArmed = state.armed;
+  const reply = state.apply(command);
   setPolling(state.armed);
   check();
   process.stdout.write(formatReply(reply));
+  // Logged last: a slow log pipe must not delay the check or the answer.
+  if (state.armed !== wasArmed) {
+    const deadlineInMs = state.deadlineNs === null ? null : Math.round(Number(state.deadlineNs - monotonicNs()) / 1e6);
+    log.info(state.armed ? 'write guard armed' : 'write guard disarmed', state.armed ? { deadlineInMs } : {});
+  }
 });
 input.on('close', () => {
   inputClosed = true;
