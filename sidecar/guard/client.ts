@@ -185,6 +185,7 @@ export class WriteGuard {
 
   /** The guard cannot be relied on: kill it; its exit reports the loss (when armed) and starts a new one. */
   private lose(reason: string): void {
+    if (!this.child || this.child.killed) return; // already being replaced
     this.log.error('write guard lost', { code: 'guard_lost', reason });
     this.child?.kill('SIGKILL');
   }
