@@ -10,6 +10,7 @@ import { ConsulStore, type MemberEntry } from './consul/store.js';
 import { SidecarError, errorMessage } from './errors.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
+import { createWriteGuard, type WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 
@@ -27,6 +28,8 @@ export class SidecarNode implements ApiBackend {
   readonly store: ConsulStore;
   private readonly prom: Metrics;
   private readonly loop: ReconcileLoop;
+  /** Only with Postgres: the process that kills it when this node's lease runs out while the sidecar is frozen. */
+  private readonly guard: WriteGuard | undefined;
   private server: Server | null = null;
   private member: Membership | null;
 
@@ -48,7 +51,8 @@ export class SidecarNode implements ApiBackend {
       config.nodeName,
     );
     this.prom = new Metrics(config.nodeName);
-    this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants });
+    this.guard = config.postgres.enabled ? createWriteGuard(config, log) : undefined;
+    this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants, guard: this.guard });
     this.member = this.readMembership();
   }
 
@@ -79,6 +83,7 @@ export class SidecarNode implements ApiBackend {
     } catch (e) {
       throw new SidecarError('consul_unavailable', `cannot reach Consul at ${this.config.consul.url}: ${errorMessage(e)}`);
     }
+    this.guard?.start();
     this.server = await listen(createApi(this, this.config.clusterToken, this.log), this.config.address, this.config.apiPort);
     this.log.info('API listening', { url: `http://${this.config.address}:${this.config.apiPort}` });
     if (this.member) await this.loop.start();
@@ -87,6 +92,7 @@ export class SidecarNode implements ApiBackend {
 
   async stop(): Promise<void> {
     if (this.member) await this.loop.stop();
+    await this.guard?.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
   }

@@ -10,6 +10,11 @@ import { performance } from 'node:perf_hooks';
  * not before t0 + lockDelay. We stop writes at t0 + lease (this timer) + the time Postgres needs to stop, and
  * config validation keeps lease + demoteBudget < lockDelay. A leader cut off from Consul cannot confirm,
  * so its timer fires even when no request ever returns. Clock rates, not wall clocks, matter here.
+ *
+ * This timer runs in the sidecar, so a frozen (SIGSTOP) or blocked sidecar cannot act on it. Every
+ * confirmation therefore also goes to `onConfirmed` with its expiry t0 + lease, which the loop feeds to the
+ * write guard, a separate process that SIGKILLs Postgres at that expiry (plus its 50 ms poll) unless fed a
+ * later one; its half of the argument is in sidecar/guard/client.ts.
  */
 export class Lease {
   private confirmedAt: number | null = null;
@@ -18,12 +23,14 @@ export class Lease {
   constructor(
     private readonly leaseMs: number,
     private readonly onExpired: () => void,
+    private readonly onConfirmed: (expiresAt: number) => void = () => undefined,
   ) {}
 
   /** Records a confirmation whose request was sent at `sentAt` (performance.now()) and re-arms the expiry. */
   confirm(sentAt: number): void {
     if (this.confirmedAt !== null && sentAt < this.confirmedAt) return; // a slower, older answer proves less
     this.confirmedAt = sentAt;
+    this.onConfirmed(sentAt + this.leaseMs);
     if (this.timer) clearTimeout(this.timer);
     const remaining = sentAt + this.leaseMs - performance.now();
     this.timer = setTimeout(() => {

@@ -5,6 +5,7 @@ import type { ConsulStore, MemberEntry } from '../consul/store.js';
 import type { DynamicConfig, LeaderRecord, MemberRecord, SwitchoverRequest } from '../consul/records.js';
 import { defaultDynamicConfig } from '../consul/records.js';
 import { errorMessage } from '../errors.js';
+import type { WriteGuard } from '../guard/client.js';
 import type { LogContext, Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decide, type AcquireReason, type Action, type Fitness, type Observation, type Role } from './decide.js';
@@ -35,6 +36,8 @@ export interface LoopDeps {
   logContext: LogContext;
   metrics: Metrics;
   participants: Participant[];
+  /** Kills Postgres if this node may write and its lease runs out while the sidecar is frozen (write guard). */
+  guard?: WriteGuard;
 }
 
 /** What the API shows of this node's own view. */
@@ -87,7 +90,8 @@ export class ReconcileLoop {
     this.loopWaitMs = deps.config.timings.loopWait * 1000;
     this.lease = new Lease(deps.config.timings.lease * 1000, () => {
       if (this.role === 'leader' || this.role === 'candidate') void this.stepDown('lease_lost', 'lease expired without a confirmed lock');
-    });
+    }, (expiresAt) => deps.guard?.feed(expiresAt)); // write guard: every confirmation feeds it
+    deps.guard?.onLost((why) => void this.stepDown('lease_lost', `${why}: treated as a lost lease`)); // write guard: fail closed
   }
 
   private get log(): Logger {
@@ -398,6 +402,7 @@ export class ReconcileLoop {
       this.lastLeader = record;
       await store.appendHistory({ term, at: record.since, kind: why, leader: record.name, previous, reason: this.historyReason(why, previous) });
       const ctx = await this.context(leadership.signal);
+      await this.deps.guard?.arm(); // write guard: armed before any part may make Postgres writable
       for (const p of this.deps.participants) {
         if (leadership.signal.aborted) return;
         await p.promote?.(ctx);
@@ -446,6 +451,7 @@ export class ReconcileLoop {
       await sleep(DEMOTE_RETRY_MS);
     }
     this.log.info('stopped taking writes', { reason, tookMs: Math.round(performance.now() - started) });
+    await this.deps.guard?.disarm(); // write guard: disarmed only now that Postgres has stopped
     if (wasLeader) this.deps.metrics.leaderChanges.inc();
     await beforeRelease?.();
     if (this.session && this.lastLeader) {

@@ -1,0 +1,84 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** How long the guard waits for a SIGSTOPped postmaster to be stopped before it enumerates its children. */
+const STOP_WAIT_MS = 200;
+
+interface ProcStat {
+  state: string;
+  ppid: number;
+  pgid: number;
+}
+
+/** State, parent and process group of `pid` from /proc, or null when it is gone. */
+function readStat(pid: number): ProcStat | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The fields after the parenthesised command name (which may itself hold spaces or parentheses).
+    const [state, ppid, pgid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state, ppid: Number(ppid), pgid: Number(pgid) };
+  } catch {
+    return null;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* gone already */
+  }
+}
+
+/** Blocks the calling thread for `ms` (the guard acts synchronously on purpose: nothing may interleave). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Every live descendant of `root` (children first found, breadth first), from one scan of /proc. */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    const stat = readStat(pid);
+    if (!stat) continue;
+    const siblings = children.get(stat.ppid) ?? [];
+    siblings.push(pid);
+    children.set(stat.ppid, siblings);
+  }
+  const found: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    for (const child of children.get(queue.shift()!) ?? []) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  return found;
+}
+
+/**
+ * SIGKILLs a postmaster and every process it started; returns the pids signalled.
+ *
+ * Why a tree and not a process group: every PostgreSQL child (backends, walsenders, checkpointer, ...)
+ * calls setsid() at start (InitPostmasterChild), so each leads its own group, and killing the postmaster's
+ * group would leave the backends of open connections serving. Why SIGSTOP first: a stopped postmaster
+ * cannot fork, so the children listed are all there are; a backend forked a moment before is listed too
+ * (it exists once fork returns). SIGKILL rather than an immediate shutdown: nothing can delay it, and it is
+ * crash-safe (every acknowledged commit is in the WAL on disk; the next start runs crash recovery).
+ * A group led by a victim is killed as a whole too, for what a child may have started meanwhile.
+ */
+export function killProcessTree(root: number): number[] {
+  signal(root, 'SIGSTOP');
+  for (let waited = 0; waited < STOP_WAIT_MS; waited++) {
+    const state = readStat(root)?.state;
+    if (state === undefined || state === 'T' || state === 'Z') break;
+    pause(1);
+  }
+  const victims = [...descendants(root), root];
+  for (const pid of victims) {
+    if (readStat(pid)?.pgid === pid) signal(-pid, 'SIGKILL');
+    signal(pid, 'SIGKILL');
+  }
+  return victims;
+}

@@ -1,0 +1,80 @@
+import { performance } from 'node:perf_hooks';
+import { SidecarError } from '../errors.js';
+
+/**
+ * What the sidecar and its write guard say to each other over the guard's stdin and stdout, one line per
+ * message, and the guard's state. Pure: unit-tested without processes.
+ *
+ * Sidecar to guard: `<seq> arm <deadline>`, `<seq> feed <deadline>`, `<seq> disarm`. Guard to sidecar, one
+ * answer per command, in order: `<seq> armed` or `<seq> disarmed`. A deadline is an absolute
+ * CLOCK_MONOTONIC time in nanoseconds: the one clock every process on the machine reads alike (Node's
+ * `process.hrtime.bigint()` reads it on Linux), so a deadline means the same instant in both processes.
+ */
+export type GuardCommand = { seq: number; kind: 'arm' | 'feed'; deadlineNs: bigint } | { seq: number; kind: 'disarm' };
+
+export interface GuardReply {
+  seq: number;
+  armed: boolean;
+}
+
+export function formatCommand(command: GuardCommand): string {
+  return command.kind === 'disarm' ? `${command.seq} disarm\n` : `${command.seq} ${command.kind} ${command.deadlineNs}\n`;
+}
+
+const COMMAND = /^(\d{1,15}) (?:(arm|feed) (\d{1,20})|(disarm))$/;
+
+/** Parses one line from the sidecar. Throws `bad_guard_command` on anything else (a bug: the guard then exits). */
+export function parseCommand(line: string): GuardCommand {
+  const m = COMMAND.exec(line.trim());
+  if (!m) throw new SidecarError('bad_guard_command', `the write guard does not understand ${JSON.stringify(line.slice(0, 80))}`);
+  const seq = Number(m[1]);
+  return m[4] ? { seq, kind: 'disarm' } : { seq, kind: m[2] as 'arm' | 'feed', deadlineNs: BigInt(m[3]) };
+}
+
+export function formatReply(reply: GuardReply): string {
+  return `${reply.seq} ${reply.armed ? 'armed' : 'disarmed'}\n`;
+}
+
+/** Parses one answer of the guard; null for anything else. */
+export function parseReply(line: string): GuardReply | null {
+  const m = /^(\d{1,15}) (armed|disarmed)$/.exec(line.trim());
+  return m ? { seq: Number(m[1]), armed: m[2] === 'armed' } : null;
+}
+
+/** Now on CLOCK_MONOTONIC, in nanoseconds. */
+export const monotonicNs = (): bigint => process.hrtime.bigint();
+
+/**
+ * Converts a `performance.now()` time of this process (the lease's clock) to absolute CLOCK_MONOTONIC
+ * nanoseconds. Both run on the same clock; only their origins differ, so the offset is read once per call.
+ */
+export function performanceToMonotonicNs(at: number): bigint {
+  return monotonicNs() + BigInt(Math.round((at - performance.now()) * 1e6));
+}
+
+/**
+ * The guard's state. Armed: the local Postgres may be a writable primary, and may stay one only until the
+ * deadline. `mustKill` says when that right has run out. A feed only moves the deadline (to the one sent
+ * last: the sidecar's lease never moves it backwards, and a guard must not keep a later one on its own);
+ * arm sets both. An arm without any confirmation behind it carries deadline 0, which is already past:
+ * fail closed.
+ */
+export class GuardState {
+  armed = false;
+  deadlineNs: bigint | null = null;
+
+  apply(command: GuardCommand): GuardReply {
+    if (command.kind === 'disarm') {
+      this.armed = false;
+    } else {
+      this.deadlineNs = command.deadlineNs;
+      if (command.kind === 'arm') this.armed = true;
+    }
+    return { seq: command.seq, armed: this.armed };
+  }
+
+  /** Armed and starved: the postmaster must die now. */
+  mustKill(nowNs: bigint): boolean {
+    return this.armed && (this.deadlineNs === null || nowNs >= this.deadlineNs);
+  }
+}
