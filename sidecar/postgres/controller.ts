@@ -679,18 +679,7 @@ export class PostgresController {
     return this.exclusive(async () => {
       const t0 = performance.now();
       if (!this.hasDataDir()) return false;
-      this.setState({ ...this.state, intent: 'standby', upstream: source });
-      await this.stopProcess('fast');
-      this.prepareDirs();
-      const server = conninfo({
-        host: source.host,
-        port: source.port,
-        user: SUPERUSER,
-        dbname: 'postgres',
-        passfile: this.passFile,
-        application_name: `${this.name}_rewind`,
-        connect_timeout: 5,
-      });
+      // The source is checked before anything local changes: a refused rewind leaves this node as it was.
       try {
         await this.withClient(
           async (c) => {
@@ -703,6 +692,18 @@ export class PostgresController {
         if (e instanceof SidecarError) throw e;
         throw new SidecarError('rewind_failed', `cannot rewind from ${describe(source)}: cannot connect as ${SUPERUSER} (${errorMessage(e)}); the local data was left as it was`, 502, { source });
       }
+      this.setState({ ...this.state, intent: 'standby', upstream: source });
+      await this.stopProcess('fast');
+      this.prepareDirs();
+      const server = conninfo({
+        host: source.host,
+        port: source.port,
+        user: SUPERUSER,
+        dbname: 'postgres',
+        passfile: this.passFile,
+        application_name: `${this.name}_rewind`,
+        connect_timeout: 5,
+      });
       // pg_rewind recovers a crashed target in single-user mode, which refuses to run with standby.signal.
       for (const signal of ['standby.signal', 'recovery.signal']) rmSync(join(this.settings.dataDir, signal), { force: true });
       this.log.info('rewinding postgres (pg_rewind)', { source: describe(source) });

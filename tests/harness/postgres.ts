@@ -108,7 +108,10 @@ export class PgTestNodes {
         memberAddresses: addresses,
       };
       const log = createLogger({ node: name, role: 'test', term: 0 }, logLevel);
-      return { name, address, upstream: { host: address, port: PG_TEST_PORT }, settings, pg: new PostgresController(settings, log) };
+      const controller = new PostgresController(settings, log);
+      // These tests drive roles by hand, as if each node held the lock: a primary is permitted until a test revokes it.
+      controller.permitPrimary(true);
+      return { name, address, upstream: { host: address, port: PG_TEST_PORT }, settings, pg: controller };
     });
   }
 

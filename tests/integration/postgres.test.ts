@@ -156,6 +156,33 @@ describe('PostgresController with real PostgreSQL', () => {
     expect(n3.pg.isRunning()).toBe(false); // ... and stopped again
   });
 
+  test('fencing: without the primary permit a primary neither starts nor promotes, and a start under way is stopped', async () => {
+    n3.pg.permitPrimary(false);
+    await expect(n3.pg.start()).rejects.toMatchObject({ code: 'primary_not_permitted' });
+    expect(n3.pg.isRunning()).toBe(false);
+    expect(await n3.pg.hasUserData()).toBe(true); // on its unix socket alone, no permit needed
+    n3.pg.permitPrimary(true);
+    const starting = n3.pg.start();
+    n3.pg.permitPrimary(false); // stepped down while it started
+    await expect(starting).rejects.toMatchObject({ code: 'primary_not_permitted' });
+    expect(n3.pg.isRunning()).toBe(false);
+    n3.pg.permitPrimary(true);
+  });
+
+  test('a rewind or clone from another database system is refused, and from a standby postponed; nothing local changes', async () => {
+    const n3System = n3.pg.systemIdentifier();
+    expect(n3System).toMatch(/^\d+$/);
+    expect(n3System).not.toBe(n1.pg.systemIdentifier());
+    await expect(n3.pg.rewindFrom(n1.upstream)).rejects.toMatchObject({ code: 'system_identifier_mismatch' });
+    await expect(n3.pg.cloneFrom(n1.upstream)).rejects.toMatchObject({ code: 'system_identifier_mismatch' });
+    expect(n3.pg.systemIdentifier()).toBe(n3System);
+    expect((await n3.pg.status()).intent).toBe('primary');
+
+    // n2 is n1's standby: rewinding the primary n1 from it is refused before n1 is touched.
+    await expect(n1.pg.rewindFrom(n2.upstream)).rejects.toMatchObject({ code: 'rewind_source_not_primary' });
+    expect(await n1.pg.status()).toMatchObject({ running: true, role: 'primary', intent: 'primary' });
+  });
+
   test('rule 3: the postmaster dies within 2 s of its parent being SIGKILLed, even after dropping to the postgres user', async () => {
     // The same command the controller spawns, from a separate Node parent that we can kill -9.
     const spec = n3.pg.postmasterCommand();
