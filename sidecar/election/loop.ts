@@ -78,6 +78,8 @@ export class ReconcileLoop {
   private dynamicConfig: DynamicConfig = defaultDynamicConfig;
   private consulReachable = false;
   private retryAcquireSoon = false;
+  /** A planned step-down is stopping Postgres while the lock is still ours (see stepDown). */
+  private plannedStop = false;
   private leadership: AbortController | null = null;
   private stopping = false;
   private keeper: NodeJS.Timeout | null = null;
@@ -440,7 +442,12 @@ export class ReconcileLoop {
     this.setRole('demoted');
     this.status = status;
     this.activity = null;
-    this.lease.clear();
+    // A planned stop (switchover, shutdown) still holds the lock: the keeper goes on confirming the lease, and
+    // feeding the write guard, until Postgres has stopped, so a fast shutdown that sends the standbys every
+    // WAL record is not cut short. A lost lease or lock ends the lease now.
+    const planned = reason === 'switchover' || reason === 'shutdown';
+    this.plannedStop = planned;
+    if (!planned) this.lease.clear();
     this.log.warn('stepping down', { reason });
     const started = performance.now();
     // The lock is given back only once every part proved it stopped taking writes. Until then it stays ours
@@ -451,6 +458,8 @@ export class ReconcileLoop {
       await sleep(DEMOTE_RETRY_MS);
     }
     this.log.info('stopped taking writes', { reason, tookMs: Math.round(performance.now() - started) });
+    this.plannedStop = false;
+    this.lease.clear();
     await this.deps.guard?.disarm(); // write guard: disarmed only now that Postgres has stopped
     if (wasLeader) this.deps.metrics.leaderChanges.inc();
     await beforeRelease?.();
@@ -573,7 +582,8 @@ export class ReconcileLoop {
     try {
       await this.deps.store.passAliveCheck(this.statusLine().slice(0, 200));
       const age = this.lease.age();
-      if ((this.role === 'leader' || this.role === 'candidate') && (age === null || age > this.loopWaitMs)) await this.confirmLock();
+      const holding = this.role === 'leader' || this.role === 'candidate' || this.plannedStop;
+      if (holding && (age === null || age > this.loopWaitMs)) await this.confirmLock();
     } catch (e) {
       this.log.debug('keeper: Consul call failed', { error: errorMessage(e) });
     }
