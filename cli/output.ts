@@ -1,7 +1,7 @@
 import { SidecarError } from '../sidecar/errors.js';
 
 /**
- * Exit codes of `hactl`, the contract scripts rely on (DESIGN.md "CLI"): 0 done, 1 the operation failed,
+ * Exit codes of `hactl`, the contract scripts rely on (docs/design.md "CLI"): 0 done, 1 the operation failed,
  * 2 usage or input error, 3 no reachable leader.
  */
 export const EXIT = { ok: 0, failed: 1, usage: 2, noLeader: 3 } as const;

@@ -13,7 +13,7 @@ import { usageError } from './output.js';
  * (temporary file + rename): a crash or a concurrent hactl never leaves half a file behind.
  */
 
-/** Port of the sidecar HTTP API when a host is given without one (DESIGN.md "Ports"). */
+/** Port of the sidecar HTTP API when a host is given without one (docs/design.md "Ports"). */
 export const DEFAULT_API_PORT = 8008;
 export const PROFILES_FILE = 'profiles.json';
 const FILE_MODE = 0o600;

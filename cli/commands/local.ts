@@ -16,7 +16,7 @@ function selfCommand(): string {
   return `node ${rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : script}`;
 }
 
-/** `hactl local up|down|status|kill|start`: a whole cluster on this machine (DESIGN.md "Local cluster"). */
+/** `hactl local up|down|status|kill|start`: a whole cluster on this machine (docs/design.md "Local cluster"). */
 export const localCommands: CommandRegistrar = (cli, ctx) =>
   cli.command(
     'local',

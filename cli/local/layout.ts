@@ -9,13 +9,13 @@ import { projectRoot } from './paths.js';
  * Pure functions of the root directory and the options, so `up`, `down`, `status` and `kill` agree.
  */
 
-/** The first node's address by default; DESIGN.md "Local cluster": 127.0.0.11, .12, .13 ... */
+/** The first node's address by default; docs/design.md "Local cluster": 127.0.0.11, .12, .13 ... */
 export const DEFAULT_BASE_ADDRESS = '127.0.0.11';
 /** The sidecars' `clusterName`, and the name of the hactl profile `up` writes. */
 export const LOCAL_CLUSTER_NAME = 'local';
 export const LOCAL_PROFILE = 'local';
 
-/** The production ports (DESIGN.md "Ports"); every node has its own address, so they never clash. */
+/** The production ports (docs/design.md "Ports"); every node has its own address, so they never clash. */
 export const PORTS = {
   consulServer: 8300,
   consulSerf: 8301,

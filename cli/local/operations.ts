@@ -29,7 +29,7 @@ import type { LocalState } from './state.js';
 import { initialState, loadState, newClusterToken, saveState } from './state.js';
 
 /**
- * `hactl local up|down|status|kill|start`: a whole cluster on this machine (DESIGN.md "Local cluster").
+ * `hactl local up|down|status|kill|start`: a whole cluster on this machine (docs/design.md "Local cluster").
  * Each function is one command; `self` is how the user runs hactl (`hactl`, `node dist/cli/hactl.js`), for
  * the hints printed after `up`.
  */

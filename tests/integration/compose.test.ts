@@ -15,7 +15,7 @@ const root = projectRoot();
 const DOCKER_COMPOSE = '/usr/bin/docker-compose';
 const HAPROXY = '/usr/sbin/haproxy';
 const NODES = ['n1', 'n2', 'n3'];
-/** DESIGN.md, "Ports of one node". */
+/** docs/design.md "Ports". */
 const PORTS = { raft: 8300, gossip: 8301, consulHttp: 8500, api: 8008, postgres: 15432, mirror: 22000 };
 
 const dir = mkdtempSync(join(tmpdir(), 'ha-compose-'));
