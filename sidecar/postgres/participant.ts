@@ -19,6 +19,11 @@ const PEER_POSITION_TIMEOUT_MS = 1_000;
 const NOT_STREAMING_WINDOW_MS = 20_000;
 /** Consecutive failed starts of a standby's Postgres before its data is cloned again from the leader. */
 const FAILED_STARTS_BEFORE_RECLONE = 3;
+/**
+ * In non-strict synchronous mode a new leader still makes commits wait for any standby for this long before
+ * it may fall back to asynchronous: enough for the standbys to rewind and stream again after a failover.
+ */
+const SYNC_FALLBACK_GRACE_MS = 30_000;
 
 /** Secrets derived from the cluster token, so one secret configures a node; each purpose gets its own. */
 export function deriveSecret(clusterToken: string, purpose: string): string {
@@ -42,6 +47,7 @@ export type PostgresMemberFields = {
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const firstLine = (text: string): string => text.split('\n')[0].slice(0, 200);
+const sameList = (a: string[] | null | undefined, b: string[] | null): boolean => a !== undefined && (a === null || b === null ? a === b : a.join() === b.join());
 
 /**
  * Carries the role the reconcile loop decided over to the local PostgreSQL: primary on the leader, a
@@ -52,7 +58,13 @@ export class PostgresParticipant implements Participant {
   readonly name = 'postgres';
   private status: PostgresStatus | null = null;
   private primaryReady = false;
+  /** Published in members/<node>: the standbys that may hold every acknowledged commit (null: asynchronous). */
   private syncStandbys: string[] | null = null;
+  /** What synchronous_standby_names holds (see updateSynchronousStandbys), and a wider list waiting one turn. */
+  private appliedSync: string[] | null = null;
+  private pendingSync: string[] | null | undefined = undefined;
+  /** When this node last became the leader (performance.now()). */
+  private leaderSince = 0;
   private leaderPosition: number | null = null;
   /** Convergence of a standby (followerTurn): since when it has not streamed, whether it was rewound for it, failed starts. */
   private notStreamingSince: number | null = null;
@@ -144,6 +156,13 @@ export class PostgresParticipant implements Participant {
   async promote(ctx: TurnContext): Promise<void> {
     // Called only while this node holds the lock with a valid lease; demote revokes the permit first thing.
     this.pg.permitPrimary(true);
+    this.leaderSince = performance.now();
+    // In synchronous mode the new primary makes commits wait for any standby from its first write on ('*',
+    // set before it is promoted; published as every other member): narrowed to the streaming ones later.
+    this.appliedSync = ctx.synchronousMode ? [] : null;
+    this.pendingSync = undefined;
+    this.syncStandbys = ctx.synchronousMode ? ctx.members.map((m) => pgName(m.record.name)).filter((n) => n !== pgName(this.config.nodeName)) : null;
+    await this.pg.setSynchronousStandbys(this.appliedSync);
     if (!this.pg.hasDataDir()) {
       if (ctx.leader && ctx.leader.name !== this.config.nodeName) {
         throw new SidecarError('postgres_no_data', 'cannot lead: this node has no Postgres data and the cluster already had a leader');
@@ -181,18 +200,45 @@ export class PostgresParticipant implements Participant {
     }
     const standbys = ctx.members.map((m) => m.record.name).filter((n) => n !== this.config.nodeName);
     await this.pg.ensureReplicationSlots(standbys.map(pgName));
-    if (ctx.synchronousMode) {
-      const healthy = s.replicas.filter((r) => r.state === 'streaming').map((r) => r.name);
-      const names = healthy.length ? healthy : ctx.synchronousModeStrict ? [] : null;
-      await this.pg.setSynchronousStandbys(names);
-      this.syncStandbys = names;
-    } else {
-      await this.pg.setSynchronousStandbys(null);
-      this.syncStandbys = null;
-    }
+    await this.updateSynchronousStandbys(ctx, s);
     this.leaderPosition = s.currentLsn?.bytes ?? null;
     this.primaryReady = s.role === 'primary';
     await ctx.reportCheck('postgres', 'postgres', this.primaryReady ? 'passing' : 'critical', this.primaryReady ? `primary, timeline ${s.timeline}, ${s.replicas.length} standbys` : `leader's postgres is ${s.role}`);
+  }
+
+  /**
+   * Synchronous mode (design rule 5): commits wait for `ANY 1` of the member standbys that stream now, or,
+   * when none streams, for any standby at all (`'*'`) in strict mode and during a new leader's first
+   * SYNC_FALLBACK_GRACE_MS (so a second fault right after a failover cannot lose commits acknowledged by the
+   * leader alone); non-strict mode falls back to asynchronous after that. The published list (who may hold
+   * every commit, read by the candidates' fitness) must never be narrower than what Postgres applies, so a
+   * list that grows is published one turn before Postgres uses it; a list that shrinks is applied at once.
+   */
+  private async updateSynchronousStandbys(ctx: TurnContext, s: PostgresStatus): Promise<void> {
+    if (!ctx.synchronousMode) {
+      await this.pg.setSynchronousStandbys(null);
+      this.syncStandbys = null;
+      this.pendingSync = undefined;
+      return;
+    }
+    const others = ctx.members.map((m) => pgName(m.record.name)).filter((n) => n !== pgName(this.config.nodeName));
+    // A base backup's walsender (application_name "<node>_clone") streams too, but is no standby.
+    const streaming = s.replicas.filter((r) => r.state === 'streaming' && others.includes(r.name)).map((r) => r.name);
+    const waitForAny = ctx.synchronousModeStrict || performance.now() - this.leaderSince < SYNC_FALLBACK_GRACE_MS;
+    const wanted = streaming.length > 0 ? streaming : waitForAny ? [] : null;
+    // Who may acknowledge a commit under a setting: nobody but the leader (asynchronous), any standby ('*'), or the named ones.
+    const ackers = (names: string[] | null): string[] => (names === null ? [] : names.length === 0 ? others : names);
+    const widens = ackers(wanted).some((n) => !ackers(this.appliedSync).includes(n));
+    const published = [...new Set([...ackers(this.appliedSync), ...ackers(wanted)])].sort();
+    if (widens && !sameList(this.pendingSync, wanted)) {
+      this.pendingSync = wanted; // applied next turn, once `published` is in members/<node>
+      this.syncStandbys = published;
+      return;
+    }
+    await this.pg.setSynchronousStandbys(wanted);
+    this.appliedSync = wanted;
+    this.pendingSync = undefined;
+    this.syncStandbys = wanted === null ? null : ackers(wanted);
   }
 
   /**
