@@ -58,6 +58,22 @@ interface KvEntry {
 
 type Request = Record<string, unknown>;
 
+/**
+ * The session's own TTL, renewed by the keeper every turn. The checks bound to the session (serfHealth, the
+ * alive check) are the fast detectors; the TTL is the backstop for the one case they miss: a node whose
+ * gossip works but that cannot reach the servers' RPC (8300), whose check updates never reach the catalog.
+ * Its session then expires within 2 × TTL. 10 s is Consul's default `session_ttl_min`.
+ */
+export const SESSION_TTL_SECONDS = 10;
+
+/** A Go duration as Consul prints it (`1s`, `500ms`, `1m30s`) in milliseconds, or null. */
+export function parseGoDuration(text: string): number | null {
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001, 'µs': 0.001, ns: 0.000001 };
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) return null;
+  return parts.reduce((ms, [, n, unit]) => ms + Number(n) * units[unit], 0);
+}
+
 /** Consul failures the loop can act on: unreachable or erroring agent vs. a refused operation. */
 export class ConsulUnavailable extends SidecarError {
   constructor(operation: string, cause: unknown) {
@@ -222,6 +238,7 @@ export class ConsulStore {
           checks: ['serfHealth', this.aliveCheckId],
           lockdelay: `${lockDelaySeconds}s`,
           behavior: 'release',
+          ttl: `${SESSION_TTL_SECONDS}s`,
         }) as never,
       ),
     )) as { ID: string };
@@ -242,6 +259,27 @@ export class ConsulStore {
 
   private sessionName(): string {
     return `ha-sidecar ${this.opts.cluster} ${this.node}`;
+  }
+
+  /** Renews the session's TTL; false when Consul no longer knows it (it expired or was invalidated). */
+  async renewSession(id: string): Promise<boolean> {
+    const renewed = (await this.call('session renew', () =>
+      this.client.session.renew(this.opts_({ id }) as never).catch((e: { statusCode?: number }) => {
+        if (e.statusCode === 404) return []; // Consul's answer for a session it no longer has
+        throw e;
+      }),
+    )) as unknown[];
+    return renewed.length > 0;
+  }
+
+  /**
+   * Consul's own raft election timeout, from the agent's configuration (null when the agent does not say, or
+   * the token may not read it). A raft leader election takes one to two of these.
+   */
+  async raftElectionTimeoutMs(): Promise<number | null> {
+    const self = (await this.call('agent self', () => this.client.agent.self(this.opts_() as never))) as { DebugConfig?: { ConsulRaftElectionTimeout?: unknown } };
+    const value = self.DebugConfig?.ConsulRaftElectionTimeout;
+    return typeof value === 'string' ? parseGoDuration(value) : null;
   }
 
   async sessionExists(id: string): Promise<boolean> {

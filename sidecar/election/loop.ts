@@ -131,6 +131,7 @@ export class ReconcileLoop {
   async start(): Promise<void> {
     await this.deps.store.registerService(this.serviceSpec());
     this.consulReachable = true;
+    await this.checkConsulTiming();
     // Sessions of an earlier process of this node died with the alive check's re-registration; destroy any
     // left (bound to serfHealth alone they could linger) so none of them holds the lock.
     await this.reapSessions();
@@ -156,6 +157,22 @@ export class ReconcileLoop {
     }
     await this.reapSessions();
     for (const p of this.deps.participants) await p.close?.();
+  }
+
+  /**
+   * A raft leader election takes one to two election timeouts, and meanwhile no `?consistent` read answers:
+   * with a lease shorter than that, every Consul leader change demotes a healthy leader. Say so at start.
+   */
+  private async checkConsulTiming(): Promise<void> {
+    const electionMs = await this.deps.store.raftElectionTimeoutMs().catch(() => null);
+    if (electionMs === null) return;
+    const leaseMs = this.deps.config.timings.lease * 1000;
+    if (2 * electionMs + this.loopWaitMs <= leaseMs) return;
+    this.log.warn(
+      `Consul's raft election timeout is ${electionMs / 1000} s: a Consul leader election (up to ${(2 * electionMs) / 1000} s) outlasts lease ${leaseMs / 1000} s and will demote a healthy leader. ` +
+        `Set performance { raft_multiplier = 1 } on the Consul servers, or raise timings.lease to at least ${Math.ceil((2 * electionMs + this.loopWaitMs) / 1000)} s (and lockDelay above lease + demoteBudget)`,
+      { code: 'consul_timing_unsafe', electionMs, leaseMs },
+    );
   }
 
   /** Wakes a standby blocked on the lock watch (e.g. a switchover or config change was requested). */
@@ -581,6 +598,11 @@ export class ReconcileLoop {
   private async keep(): Promise<void> {
     try {
       await this.deps.store.passAliveCheck(this.statusLine().slice(0, 200));
+      const session = this.session;
+      if (session && !(await this.deps.store.renewSession(session)) && this.session === session) {
+        this.log.warn('Consul session expired; a new one is created next turn', { session });
+        this.dropSession();
+      }
       const age = this.lease.age();
       const holding = this.role === 'leader' || this.role === 'candidate' || this.plannedStop;
       if (holding && (age === null || age > this.loopWaitMs)) await this.confirmLock();
