@@ -1,17 +1,13 @@
 import { performance } from 'node:perf_hooks';
-import { APP_LOGIN, TestCluster } from '../harness/cluster.js';
+import { TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
+import { WriteWatcher } from '../harness/watchers.js';
 
 /** How long the leader's sidecar stays frozen: well past lease + lock-delay, so a new leader is elected meanwhile. */
 const FREEZE_MS = 15_000;
 /** The default timings (sidecar/config.ts): the old primary must refuse writes within lease + demoteBudget. */
 const LEASE_MS = 3_000;
 const DEMOTE_BUDGET_MS = 1_000;
-
-interface Sweep {
-  at: number;
-  writers: string[];
-}
 
 /**
  * Design rule 1 with a frozen sidecar (issue 10): `kill -STOP` of the leader's sidecar alone leaves its
@@ -48,19 +44,9 @@ describe('a frozen leader sidecar (SIGSTOP) keeps no writable primary (real Cons
   test('kill -STOP of the leader sidecar for 15 s: never two writers, a new leader takes over, the old one rejoins as a standby', async () => {
     const old = (await cluster.leaderIndex())!;
     const oldName = cluster.names[old];
-    const sweeps: Sweep[] = [];
-    let running = true;
-    const watcher = (async () => {
-      while (running) {
-        const at = performance.now();
-        const accepted = await Promise.all(
-          cluster.names.map((name, i) => cluster.sql(i, 'insert into probe (node) values ($1)', [name], APP_LOGIN, 300).then(() => true, () => false)),
-        );
-        sweeps.push({ at, writers: cluster.names.filter((_, i) => accepted[i]) });
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
-    const seen = (name: string, after = 0) => sweeps.some((s) => s.at >= after && s.writers.includes(name));
+    const watcher = new WriteWatcher(cluster);
+    const { sweeps } = watcher;
+    const seen = (name: string, after = 0) => watcher.seen(name, after);
 
     let stoppedAt = 0;
     let next: number;
@@ -81,11 +67,10 @@ describe('a frozen leader sidecar (SIGSTOP) keeps no writable primary (real Cons
       await waitFor('a few sweeps after the rejoin', () => sweeps.filter((s) => s.at > performance.now() - 1_000).length >= 3, 10_000, 50);
     } finally {
       thaw();
-      running = false;
-      await watcher;
+      await watcher.stop();
     }
 
-    const doubleWriters = sweeps.filter((s) => s.writers.length > 1);
+    const { doubleWriters } = watcher;
     const lastOldWrite = sweeps.filter((s) => s.writers.includes(oldName)).at(-1)!.at;
     const firstRefused = sweeps.find((s) => s.at > stoppedAt && !s.writers.includes(oldName))?.at;
     const newLeaderFirstWrite = sweeps.find((s) => s.at > stoppedAt && s.writers.includes(cluster.names[next]))!.at;
@@ -95,7 +80,7 @@ describe('a frozen leader sidecar (SIGSTOP) keeps no writable primary (real Cons
         `new leader ${cluster.names[next]} first accepted at ${(newLeaderFirstWrite - stoppedAt).toFixed(0)} ms`,
     );
     expect(sweeps.length).toBeGreaterThan(50);
-    expect(doubleWriters.map((s) => s.writers.join('+'))).toEqual([]);
+    expect(doubleWriters).toEqual([]);
     expect(lastOldWrite - stoppedAt).toBeLessThan(LEASE_MS + DEMOTE_BUDGET_MS);
     expect(newLeaderFirstWrite).toBeGreaterThan(lastOldWrite);
     const members = await cluster.members();
