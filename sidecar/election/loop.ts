@@ -8,6 +8,7 @@ import { errorMessage } from '../errors.js';
 import type { LogContext, Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decide, type AcquireReason, type Action, type Fitness, type Observation, type Role } from './decide.js';
+import { observeLeaderProblem } from './handover.js';
 import { Lease } from './lease.js';
 import type { DemoteReason, Participant, TurnContext } from './participant.js';
 
@@ -74,6 +75,7 @@ export class ReconcileLoop {
     this.lease = new Lease(deps.config.timings.lease * 1000, () => {
       if (this.role === 'leader' || this.role === 'candidate') void this.stepDown('lease_lost', 'lease expired without a confirmed lock');
     });
+    for (const p of deps.participants) p.registerMetrics?.(deps.metrics.registry);
   }
 
   private get log(): Logger {
@@ -200,6 +202,8 @@ export class ReconcileLoop {
       nofailover: this.deps.config.nofailover,
       fitness,
       switchover,
+      // Parts (the manager) may ask a leader to hand over: decide() weighs it.
+      leaderProblem: this.role === 'leader' ? await observeLeaderProblem(this.deps.participants, () => this.deps.store.listMembers(), this.deps.config.nodeName) : null,
     };
   }
 
@@ -284,6 +288,8 @@ export class ReconcileLoop {
       case 'step_down':
         return this.stepDown(action.why, this.status);
       case 'hand_over':
+        // A hand-over a part asked for is published as a switchover, so this node waits and a standby takes over.
+        if (!o.switchover) await this.deps.store.writeSwitchover({ from: o.node, to: action.to, requestedAt: new Date().toISOString() });
         return this.handOver(action.to);
       case 'follow':
         if (this.role !== 'standby') this.setRole('standby');
