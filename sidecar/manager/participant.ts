@@ -38,6 +38,8 @@ export class ManagerParticipant implements Participant {
   private standbyFailed = false;
   private nextStandbyRetryAt = 0;
   private stoppingRan = false;
+  /** The newest term the loop has shown us, for a `stopping` hook (close() has no turn context). */
+  private knownTerm = 0;
   private readonly hookRuns = new Counter({ name: 'ha_sidecar_manager_hook_runs_total', help: 'Manager hook runs by hook and outcome', labelNames: ['hook', 'outcome'], registers: [] });
   private readonly failuresGauge = new Gauge({ name: 'ha_sidecar_manager_leader_hook_failures', help: 'Failed leader hooks in a row in this term', registers: [] });
   private readonly healthyGauge = new Gauge({ name: 'ha_sidecar_manager_healthy', help: "1 when the manager's health URL answers 2xx, 0 when not, -1 unknown or none", registers: [] });
@@ -69,6 +71,7 @@ export class ManagerParticipant implements Participant {
 
   /** Postgres is writable and the mirror serves (earlier parts): start the `leader` hook, without waiting for it. */
   async promote(ctx: TurnContext): Promise<void> {
+    this.knownTerm = ctx.term;
     this.leaderTerm = ctx.term;
     this.leaderHookOk = !this.hooks.has('leader');
     this.leaderHookOkAt = performance.now();
@@ -99,6 +102,7 @@ export class ManagerParticipant implements Participant {
   }
 
   async leaderTurn(ctx: TurnContext): Promise<void> {
+    this.knownTerm = ctx.term;
     // A node that leads without a promote() of ours (cannot happen today) still gets its hook.
     if (this.leaderTerm !== ctx.term) await this.promote(ctx);
     const retry = !this.leaderHookOk && this.leaderFailures > 0 && this.hooks.current() === null && performance.now() >= this.nextLeaderRetryAt;
@@ -139,7 +143,7 @@ export class ManagerParticipant implements Participant {
    * A graceful shutdown runs `stopping` instead, when there is one.
    */
   async demote(reason: DemoteReason): Promise<void> {
-    const term = this.leaderTerm ?? this.standbyTerm ?? 0;
+    const term = this.leaderTerm ?? this.knownTerm;
     this.leaderTerm = null;
     this.leaderHookOk = false;
     const event: HookEvent = reason === 'shutdown' && this.hooks.has('stopping') ? 'stopping' : 'standby';
@@ -153,6 +157,7 @@ export class ManagerParticipant implements Participant {
   }
 
   async followerTurn(ctx: TurnContext): Promise<void> {
+    this.knownTerm = ctx.term;
     this.leaderTerm = null;
     const due = this.standbyTerm !== ctx.term || (this.standbyFailed && this.hooks.current() === null && performance.now() >= this.nextStandbyRetryAt);
     if (this.hooks.has('standby') && due) {
@@ -173,7 +178,7 @@ export class ManagerParticipant implements Participant {
     this.health?.stop();
     if (this.hooks.has('stopping') && !this.stoppingRan) {
       this.stoppingRan = true;
-      await this.hooks.run('stopping', this.leaderTerm ?? this.standbyTerm ?? 0);
+      await this.hooks.run('stopping', this.knownTerm);
     }
     await this.hooks.cancelAll();
   }

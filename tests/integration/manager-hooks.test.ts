@@ -148,8 +148,11 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
     await waitLines(from, [`${cluster.names[target]} leader ${t + 1} hang`]);
     const hung = Number(readFileSync(join(dir, 'hung.pid'), 'utf8'));
     // While the hook hangs the node leads with its lock and lease (status says why /leader is 503).
-    const node = (await cluster.call(target, 'GET', '/cluster')).body.node as { role: string; status: string };
-    expect(node).toMatchObject({ role: 'leader', status: expect.stringContaining('the leader hook is running') });
+    const node = await waitFor('the status line to say why', async () => {
+      const n = (await cluster.call(target, 'GET', '/cluster')).body.node as { role: string; status: string };
+      return n.status.includes('the leader hook is running') ? n : undefined;
+    }, HOOK_TIMEOUT_S * 1000, 50);
+    expect(node.role).toBe('leader');
     expect(await cluster.leaderStatus(target)).toBe(503);
     await waitFor('the hung hook to be killed', () => !processAlive(hung), HOOK_TIMEOUT_S * 1000 + 4000, 50);
     const killedMs = performance.now() - t0;
@@ -196,6 +199,7 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
     const got = short(await waitLines(from, [`${cluster.names[old]} stopping ${t} ok`, `${cluster.names[next]} leader ${t + 1} ok`]));
     expect(got.indexOf(`${cluster.names[old]} stopping ${t} ok`)).toBeLessThan(got.indexOf(`${cluster.names[next]} leader ${t + 1} ok`));
     const standby = 3 - old - next;
+    await waitLines(from, [`${cluster.names[standby]} standby ${t + 1} ok`]);
     await cluster.stopSidecar(standby);
     await waitLines(from, [`${cluster.names[standby]} stopping ${t + 1} ok`], 5_000);
     await cluster.startSidecar(old);
