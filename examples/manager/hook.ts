@@ -9,8 +9,8 @@ import { configArg, paths, readSampleConfig, type SampleConfig } from './config.
  * (the sidecar appends the last four). Idempotent, as the sidecar's contract asks: it can run any number of
  * times, and after a crash half-way, with the same outcome.
  *
- * - leader / standby: writes the role file, starts the manager process if it does not run, and waits until
- *   the manager answers in that role (leader: its database takes writes). Exit 1 when it does not in time.
+ * - leader / standby: writes the role file and starts the manager process if it does not run; a leader hook
+ *   then waits until the manager answers as leader (its database takes writes), exit 1 when it does not.
  * - stopping: marks the role `stopped` and stops the manager process.
  */
 
@@ -91,8 +91,10 @@ async function main(): Promise<void> {
   if (role !== 'leader' && role !== 'standby') throw new Error(`unknown role ${role}`);
   writeRole(role);
   if (runningPid() === null) startManager(config);
-  await answersAs(role, role === 'leader' ? LEADER_READY_MS : 5_000);
-  say(`the sample manager serves as ${role} (term ${term})`);
+  // The manager reads the role file at every request: a standby is passive once the file says so. A leader
+  // is ready only once the manager answers as one (its database takes writes).
+  if (role === 'leader') await answersAs(role, LEADER_READY_MS);
+  say(`the sample manager is told it is ${role} (term ${term})`);
 }
 
 main().catch((e: Error) => {
