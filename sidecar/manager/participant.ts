@@ -103,8 +103,8 @@ export class ManagerParticipant implements Participant {
 
   async leaderTurn(ctx: TurnContext): Promise<void> {
     this.knownTerm = ctx.term;
-    // A node that leads without a promote() of ours (cannot happen today) still gets its hook.
-    if (this.leaderTerm !== ctx.term) await this.promote(ctx);
+    // A turn that began before a step-down (the lease timer's) must not start a leader hook again.
+    if (this.leaderTerm === null) return;
     const retry = !this.leaderHookOk && this.leaderFailures > 0 && this.hooks.current() === null && performance.now() >= this.nextLeaderRetryAt;
     if (retry) {
       this.log.info('retrying the leader hook', { failures: this.leaderFailures, of: this.config.leaderHookMaxFailures });
