@@ -30,7 +30,7 @@ export function renderClusterStatus(view: ClusterView): string[] {
     typeof m.lagBytes === 'number' ? formatBytes(m.lagBytes) : '-',
     cell(m.timeline),
     filesText(m.files),
-    managerText(m.manager),
+    m.alive === false ? '-' : managerText(m.manager), // an offline member's last word about its manager is stale
   ]);
   lines.push(...renderTable(['', 'NAME', 'ADDRESS', 'ROLE', 'STATE', 'LAG', 'TIMELINE', 'FILES', 'MANAGER'], rows));
   if (view.members.length === 0) lines.push('(no members yet)');
