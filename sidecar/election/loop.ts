@@ -289,6 +289,7 @@ export class ReconcileLoop {
         return this.stepDown(action.why, this.status);
       case 'hand_over':
         // A hand-over a part asked for is published as a switchover, so this node waits and a standby takes over.
+        // It is a planned switchover in every other way: writes stop (fast shutdown) before the lock is released.
         if (!o.switchover) await this.deps.store.writeSwitchover({ from: o.node, to: action.to, requestedAt: new Date().toISOString() });
         return this.handOver(action.to);
       case 'follow':
