@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { SidecarError } from './errors.js';
+import { managerSchema } from './manager/config.js';
 
 const name = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'lowercase letters, digits, - or _, starting with a letter');
 const seconds = z.number().positive().max(600);
@@ -80,6 +81,8 @@ export const configSchema = z
       .strict()
       .default({ enabled: true, binDir: '/usr/lib/postgresql/15/bin', port: 15432, appDatabase: 'manager', appUser: 'manager', maxLagOnFailover: 1024 * 1024 }),
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+    /** The manager application this cluster makes highly available: its role hooks and health URL. */
+    manager: managerSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -155,6 +155,8 @@ export class SidecarNode implements ApiBackend {
 
   assertLeader(): void {
     if (this.loop.leaderReady()) return;
+    // A leader whose manager fails (its /leader answers 503) is still in charge: operators must be able to switch over.
+    if (this.leadsWithLease()) return;
     const leader = this.loop.view().leader;
     throw new SidecarError(
       'not_cluster_leader',
@@ -162,6 +164,11 @@ export class SidecarNode implements ApiBackend {
       409,
       { leader: leader?.name ?? null, leaderUrl: leader?.apiUrl ?? null },
     );
+  }
+
+  private leadsWithLease(): boolean {
+    const v = this.loop.view();
+    return v.role === 'leader' && v.lockHeld && v.leaseAgeMs !== null && v.leaseAgeMs < this.config.timings.lease * 1000;
   }
 
   private assertThisNode(nodeName: string): void {

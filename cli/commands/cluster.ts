@@ -30,8 +30,9 @@ export function renderClusterStatus(view: ClusterView): string[] {
     typeof m.lagBytes === 'number' ? formatBytes(m.lagBytes) : '-',
     cell(m.timeline),
     filesText(m.files),
+    m.alive === false ? '-' : managerText(m.manager), // an offline member's last word about its manager is stale
   ]);
-  lines.push(...renderTable(['', 'NAME', 'ADDRESS', 'ROLE', 'STATE', 'LAG', 'TIMELINE', 'FILES'], rows));
+  lines.push(...renderTable(['', 'NAME', 'ADDRESS', 'ROLE', 'STATE', 'LAG', 'TIMELINE', 'FILES', 'MANAGER'], rows));
   if (view.members.length === 0) lines.push('(no members yet)');
   return lines;
 }
@@ -53,6 +54,12 @@ export function filesText(files: unknown): string {
   const generation = typeof f.generation === 'number' ? `gen ${f.generation}` : undefined;
   const parts = [state, generation].filter((p): p is string => p !== undefined);
   return parts.length > 0 ? parts.join(' ') : cell(files);
+}
+
+/** The MANAGER cell: the state the member's manager part publishes (`healthy`, `leader hook failed (1/3)`, ...). */
+export function managerText(manager: unknown): string {
+  if (typeof manager === 'object' && manager !== null && typeof (manager as { state?: unknown }).state === 'string') return (manager as { state: string }).state;
+  return cell(manager);
 }
 
 /** The lines of `hactl cluster history`, oldest first as the API lists them. */

@@ -8,7 +8,8 @@ import { sendOnce } from '../client.js';
 import type { Io } from '../output.js';
 import { renderConsulServer } from './consul.js';
 import type { NodeLayout } from './layout.js';
-import { nodeLayouts } from './layout.js';
+import { PORTS, nodeLayouts, sampleManagerHook } from './layout.js';
+import { sampleManagerConfig, stopSampleManager } from './manager.js';
 import { STOP_GRACE_MS, crashProcess, isRunning, killGroupLeftovers, logTail, sleep, spawnDetached, stopProcess } from './processes.js';
 import type { LocalState, Part } from './state.js';
 import { recordPid, saveState } from './state.js';
@@ -241,6 +242,12 @@ export class LocalCluster {
       };
       // Postgres lets replication in from the cluster's addresses only.
       if (this.state.postgres) config.clusterAddresses = addresses;
+      if (this.state.postgres) {
+        // The sample manager (examples/manager) beside each node: its hook starts it and tells it its role.
+        writeFileSync(node.managerConfig, `${JSON.stringify(sampleManagerConfig(node, this.state.token), null, 2)}\n`, { mode: 0o600 });
+        const hook = [process.execPath, sampleManagerHook(), '--config', node.managerConfig];
+        config.manager = { hooks: { leader: hook, standby: hook, stopping: hook }, healthUrl: `http://${node.address}:${PORTS.manager}/health` };
+      }
       writeFileSync(node.sidecarConfig, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
     }
   }
@@ -438,6 +445,12 @@ export class LocalCluster {
     const leaders = this.nodes.filter((n) => n.name === leader);
     await Promise.all(standbys.map((n) => this.stopSidecar(n)));
     await Promise.all(leaders.map((n) => this.stopSidecar(n)));
+    // A sidecar's stopping hook stops its sample manager; one left by a crashed sidecar is stopped here.
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        if (await stopSampleManager(node)) this.say(`stopped the sample manager left running on ${node.name}`);
+      }),
+    );
     await Promise.all(
       this.nodes.map(async (node) => {
         const pg = this.pid(node, 'postgres');

@@ -23,6 +23,8 @@ export const PORTS = {
   sidecarApi: 8008,
   postgres: 15432,
   fileMirror: 22000,
+  /** The sample manager (examples/manager) beside each node, started by its hooks. */
+  manager: 8080,
 } as const;
 
 /** `$HACTL_LOCAL_DIR` when set (tests, a second cluster), else `<project>/.local-cluster` (git-ignored). */
@@ -33,6 +35,9 @@ export function localDir(env: Record<string, string | undefined>): string {
 
 export const statePath = (root: string): string => join(root, 'state.json');
 export const lockPath = (root: string): string => join(root, 'up.lock');
+
+/** The sample manager's hook (examples/manager/hook.ts, compiled), run by each sidecar for every role. */
+export const sampleManagerHook = (): string => join(projectRoot(), 'dist', 'examples', 'manager', 'hook.js');
 
 /** The compiled sidecar every node runs (`npm run build`). */
 export const sidecarMain = (): string => join(projectRoot(), 'dist', 'sidecar', 'main.js');
@@ -54,6 +59,9 @@ export interface NodeLayout {
   postgresDataDir: string;
   /** The node's mirrored file directory. */
   filesDir: string;
+  /** The sample manager's config file (0600: it holds the database password) and its state directory. */
+  managerConfig: string;
+  managerDir: string;
   apiUrl: string;
   consulUrl: string;
 }
@@ -92,6 +100,8 @@ export function nodeLayouts(root: string, base: string, count: number): NodeLayo
       dataDir,
       postgresDataDir: join(dataDir, 'postgres'),
       filesDir: join(dir, 'files'),
+      managerConfig: join(dir, 'manager.json'),
+      managerDir: join(dir, 'manager'),
       apiUrl: `http://${address}:${PORTS.sidecarApi}`,
       consulUrl: `http://${address}:${PORTS.consulHttp}`,
     };
@@ -117,6 +127,6 @@ export function portsOf(postgres: boolean): { port: number; what: string; udp?: 
     { port: PORTS.sidecarApi, what: 'sidecar API' },
     { port: PORTS.fileMirror, what: 'file mirror' },
   ];
-  if (postgres) ports.push({ port: PORTS.postgres, what: 'PostgreSQL' });
+  if (postgres) ports.push({ port: PORTS.postgres, what: 'PostgreSQL' }, { port: PORTS.manager, what: 'sample manager' });
   return ports;
 }

@@ -26,6 +26,16 @@ export interface Observation {
   nofailover: boolean;
   fitness: Fitness;
   switchover: SwitchoverRequest | null;
+  /** On a leader: what a part reports wrong (its manager failing), and whether a fit standby could take over. */
+  leaderProblem?: LeaderProblem | null;
+}
+
+/** A part's problem on the leader (sidecar/manager): shown in the status line; `handOver` asks to hand over. */
+export interface LeaderProblem {
+  problem: string;
+  handOver: boolean;
+  /** A live standby that may take over exists (see election/handover.ts). */
+  standbyAvailable: boolean;
 }
 
 /** Why a node takes the lock: the first leader, a failover, a planned switchover, or a leader taking its lock back. */
@@ -66,6 +76,7 @@ export function decide(o: Observation): Decision {
     if (o.switchover && o.switchover.from === o.node && o.switchover.to !== o.node) {
       return decision({ kind: 'hand_over', to: o.switchover.to }, `switchover requested to ${o.switchover.to ?? 'the best standby'}: handing over`);
     }
+    if (o.leaderProblem) return leaderWithProblem(o.leaderProblem, o.paused);
     return decision({ kind: 'stay_leader' }, o.paused ? 'no action: I am the leader with the lock (cluster paused)' : 'no action: I am the leader with the lock');
   }
 
@@ -89,4 +100,14 @@ export function decide(o: Observation): Decision {
   if (!o.fitness.fit) return decision({ kind: 'wait' }, `no leader, but I am not fit to take over: ${o.fitness.reason}`);
   const why = o.switchover ? 'switchover' : o.lastLeader ? (o.lastLeader.name === o.node ? 'resume' : 'failover') : 'start';
   return decision({ kind: 'acquire', why }, `no leader: trying to take the lock (${why})`);
+}
+
+/**
+ * A leader whose part (the manager) is failing hands over only when asked to, a standby can take over, and
+ * the cluster is not paused: leading with a broken manager beats having no leader at all.
+ */
+function leaderWithProblem(p: LeaderProblem, paused: boolean): Decision {
+  if (p.handOver && p.standbyAvailable && !paused) return decision({ kind: 'hand_over', to: undefined }, `handing over to the best standby: ${p.problem}`);
+  const why = !p.handOver ? '' : paused ? '; the cluster is paused, so no hand-over' : '; no standby can take over';
+  return decision({ kind: 'stay_leader' }, `no action: I am the leader with the lock, but ${p.problem}${why}`);
 }

@@ -9,6 +9,7 @@ import type { WriteGuard } from '../guard/client.js';
 import type { LogContext, Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decide, type AcquireReason, type Action, type Fitness, type Observation, type Role } from './decide.js';
+import { observeLeaderProblem } from './handover.js';
 import { Lease } from './lease.js';
 import type { DemoteReason, Participant, TurnContext } from './participant.js';
 
@@ -94,6 +95,7 @@ export class ReconcileLoop {
       if (this.role === 'leader' || this.role === 'candidate') void this.stepDown('lease_lost', 'lease expired without a confirmed lock');
     }, (expiresAt) => deps.guard?.feed(expiresAt)); // write guard: every confirmation feeds it
     deps.guard?.onLost((why) => void this.stepDown('lease_lost', `${why}: treated as a lost lease`)); // write guard: fail closed
+    for (const p of deps.participants) p.registerMetrics?.(deps.metrics.registry);
   }
 
   private get log(): Logger {
@@ -247,6 +249,8 @@ export class ReconcileLoop {
       nofailover: this.deps.config.nofailover,
       fitness,
       switchover,
+      // Parts (the manager) may ask a leader to hand over: decide() weighs it.
+      leaderProblem: this.role === 'leader' ? await observeLeaderProblem(this.deps.participants, () => this.deps.store.listMembers(), this.deps.config.nodeName) : null,
     };
   }
 
@@ -353,8 +357,13 @@ export class ReconcileLoop {
         return this.clearStaleLock(action.session);
       case 'step_down':
         return this.stepDown(action.why, this.status);
-      case 'hand_over':
-        return this.handOver(action.to, o.switchover!);
+      case 'hand_over': {
+        // A hand-over a part asked for is published as a switchover, so this node waits and a standby takes over.
+        // It is a planned switchover in every other way: writes stop (fast shutdown) before the lock is released.
+        const request = o.switchover ?? { from: o.node, to: action.to, requestedAt: new Date().toISOString() };
+        if (!o.switchover) await this.deps.store.writeSwitchover(request);
+        return this.handOver(action.to, request);
+      }
       case 'follow':
         if (this.role !== 'standby') this.setRole('standby');
         return this.eachPart('followerTurn', await this.context(new AbortController().signal));

@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import type { LeaderRecord } from '../consul/records.js';
 import type { MemberEntry } from '../consul/store.js';
+import type { Registry } from 'prom-client';
 import type { Fitness, Role } from './decide.js';
 
 /** What a part sees of the cluster when the loop asks it to act. */
@@ -48,6 +49,10 @@ export interface Participant {
   memberFields?(): Record<string, unknown>;
   /** Refuses to join a node holding data, unless forced (design rule 9). Throws `node_not_empty`. */
   checkJoinable?(force: boolean): Promise<void>;
+  /** On the leader: what is wrong with this part (for the status line), and whether to hand over to a fit standby. */
+  leaderProblem?(): { problem: string; handOver: boolean } | null;
+  /** Adds the part's own metrics to the sidecar's registry (GET /metrics). */
+  registerMetrics?(registry: Registry): void;
   /** Releases what the part holds (the process is exiting). */
   close?(): Promise<void>;
 }

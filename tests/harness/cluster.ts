@@ -76,7 +76,8 @@ export class TestCluster {
     if (this.opts.acl) this.sidecarToken = await this.createSidecarToken(this.opts.acl.managementToken);
     for (let i = 0; i < this.opts.size; i++) await this.startSidecar(i);
     await this.call(0, 'POST', '/cluster/start', { nodeName: this.names[0] }).then(expectOk);
-    await waitFor('n1 to lead', () => this.leaderIndex().then((i) => i === 0));
+    // initdb alone takes 15 s on a loaded machine, and a manager's leader hook comes after it.
+    await waitFor('n1 to lead', () => this.leaderIndex().then((i) => i === 0), 60_000);
     for (let i = 1; i < this.opts.size; i++) await this.call(i, 'POST', '/cluster/join', { nodeName: this.names[i] }).then(expectOk);
   }
 

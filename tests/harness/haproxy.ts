@@ -27,8 +27,11 @@ export class TestHaproxy {
     await this.cluster.processes.stop('haproxy');
   }
 
-  /** The servers HAProxy has in service for Postgres, from its admin socket ("UP 1/2": still in, going down). */
-  inService(): Promise<string[]> {
+  /** The sample manager's frontend (docker/haproxy-local.cfg.tmpl). */
+  readonly managerUrl = `http://${haproxyAddress}:8080`;
+
+  /** The servers HAProxy has in service for `backend` (default Postgres), from its admin socket ("UP 1/2": still in, going down). */
+  inService(backend = 'postgres_leader'): Promise<string[]> {
     return new Promise<string[]>((resolve, reject) => {
       const socket = connect(this.socket);
       let csv = '';
@@ -39,7 +42,7 @@ export class TestHaproxy {
           csv
             .split('\n')
             .map((l) => l.split(','))
-            .filter((f) => f[0] === 'postgres_leader' && f[1] !== 'BACKEND' && f[17].startsWith('UP'))
+            .filter((f) => f[0] === backend && f[1] !== 'BACKEND' && f[17].startsWith('UP'))
             .map((f) => f[1]),
         ),
       );

@@ -353,6 +353,8 @@ describe('HAProxy configs: clients reach only the node whose GET /leader answers
     expectLeaderOnly(localCfg, servers, 'api_leader', PORTS.api);
     expect(localCfg.get('frontend postgres')).toContain('bind 127.0.0.10:5432');
     expect(localCfg.get('frontend api')).toContain('bind 127.0.0.10:8008');
+    expectLeaderOnly(localCfg, servers, 'manager_leader', 8080); // the sample manager (examples/manager)
+    expect(localCfg.get('frontend manager')).toContain('bind 127.0.0.10:8080');
     expect(localCfg.get('listen stats')).toContain('bind 127.0.0.10:8404');
     expect(checkSettings(localCfg)).toEqual(checkSettings(dockerCfg));
   });

@@ -58,6 +58,7 @@ function clusterView() {
       lagBytes: n.name === leaderName ? undefined : 2048 * i,
       timeline: 3,
       files: { state: 'synced', generation: 42 },
+      ...(i < 2 ? { manager: { state: i === 0 ? 'healthy' : 'leader hook failed (1/3)', detail: 'x' } } : {}),
     })),
     status: 'no action: n1 holds the lock',
   };
@@ -337,10 +338,10 @@ describe('cluster', () => {
     expect(run.err).toEqual([]);
     expect(run.out[0]).toBe('cluster: main   term: 7   leader: n1   paused: no');
     expect(run.out[1]).toBe('status: no action: n1 holds the lock');
-    expect(run.out[3]).toMatch(/^\s+NAME\s+ADDRESS\s+ROLE\s+STATE\s+LAG\s+TIMELINE\s+FILES$/);
-    expect(run.out[4]).toMatch(/^\*\s+n1\s+127\.0\.0\.11\s+leader\s+running\s+-\s+3\s+synced gen 42$/);
-    expect(run.out[5]).toMatch(/^\s+n2\s+127\.0\.0\.12\s+standby\s+streaming\s+2\.0 KiB\s+3\s+synced gen 42$/);
-    expect(run.out[6]).toMatch(/^\s+n3\s+127\.0\.0\.13\s+standby\s+streaming\s+4\.0 KiB/);
+    expect(run.out[3]).toMatch(/^\s+NAME\s+ADDRESS\s+ROLE\s+STATE\s+LAG\s+TIMELINE\s+FILES\s+MANAGER$/);
+    expect(run.out[4]).toMatch(/^\*\s+n1\s+127\.0\.0\.11\s+leader\s+running\s+-\s+3\s+synced gen 42\s+healthy$/);
+    expect(run.out[5]).toMatch(/^\s+n2\s+127\.0\.0\.12\s+standby\s+streaming\s+2\.0 KiB\s+3\s+synced gen 42\s+leader hook failed \(1\/3\)$/);
+    expect(run.out[6]).toMatch(/^\s+n3\s+127\.0\.0\.13\s+standby\s+streaming\s+4\.0 KiB\s+3\s+synced gen 42\s+-$/);
     expect((await readProfiles()).profiles.main?.lastLeader).toBe(urlOf('n1'));
   });
 

@@ -103,3 +103,38 @@ describe('decide: a lock held by a stale session of this node', () => {
     expect(decide(o({ lockHolder: 'old-s2', lastLeader: mine, session: null })).action.kind).toBe('create_session');
   });
 });
+
+describe('decide: a leader whose part (the manager) reports a problem', () => {
+  const asLeader = { role: 'leader' as const, session: 's1', node: 'n1', lockHolder: 's1', leaseValid: true };
+  const problem = (handOver: boolean, standbyAvailable: boolean) => ({ problem: 'the leader hook failed 3 times (last: exit code 1)', handOver, standbyAvailable });
+
+  test('hands over to the best standby when asked to and a standby can take over', () => {
+    const d = decide(o({ ...asLeader, leaderProblem: problem(true, true) }));
+    expect(d.action).toEqual({ kind: 'hand_over', to: undefined });
+    expect(d.status).toBe('handing over to the best standby: the leader hook failed 3 times (last: exit code 1)');
+  });
+  test('keeps leading, saying why, when no standby can take over', () => {
+    const d = decide(o({ ...asLeader, leaderProblem: problem(true, false) }));
+    expect(d.action).toEqual({ kind: 'stay_leader' });
+    expect(d.status).toMatch(/^no action: I am the leader with the lock, but the leader hook failed .*; no standby can take over$/);
+  });
+  test('keeps leading in a paused cluster', () => {
+    const d = decide(o({ ...asLeader, paused: true, leaderProblem: problem(true, true) }));
+    expect(d.action).toEqual({ kind: 'stay_leader' });
+    expect(d.status).toMatch(/paused, so no hand-over/);
+  });
+  test('a problem that does not ask for a hand-over only shows in the status line', () => {
+    const d = decide(o({ ...asLeader, leaderProblem: { problem: 'the leader hook is running', handOver: false, standbyAvailable: true } }));
+    expect(d).toEqual({ action: { kind: 'stay_leader' }, status: 'no action: I am the leader with the lock, but the leader hook is running' });
+  });
+  test('a lapsed lease, a lost lock and a requested switchover come first', () => {
+    const leaderProblem = problem(true, true);
+    expect(decide(o({ ...asLeader, leaseValid: false, leaderProblem })).action).toEqual({ kind: 'step_down', why: 'lease_lost' });
+    expect(decide(o({ ...asLeader, lockHolder: 's9', leaderProblem })).action).toEqual({ kind: 'step_down', why: 'lock_lost' });
+    const switchover = { from: 'n1', to: 'n3', requestedAt: 'x' };
+    expect(decide(o({ ...asLeader, switchover, leaderProblem })).action).toEqual({ kind: 'hand_over', to: 'n3' });
+  });
+  test('a standby ignores the field', () => {
+    expect(decide(o({ lockHolder: 's1', leaderProblem: problem(true, true) })).action.kind).toBe('follow');
+  });
+});
