@@ -86,7 +86,7 @@ async function runScenario(cluster: TestCluster, name: string, runs: number, wri
         row.writableLeaderMs.push(Math.round(performance.now() - t0));
         await cluster.waitAllStreaming(false, CONVERGE_MS);
         row.convergedMs.push(Math.round(performance.now() - t0));
-        process.stdout.write(`  ${name} run ${run}: writable after ${row.writableLeaderMs.at(-1)} ms, converged after ${row.convergedMs.at(-1)} ms\n`);
+        process.stdout.write(`  ${name} run ${run} (fault at ${t0.toFixed(0)} ms on ${cluster.names[leader]}): writable after ${row.writableLeaderMs.at(-1)} ms, converged after ${row.convergedMs.at(-1)} ms\n`);
       } catch (e) {
         row.failures.push(`run ${run}: ${e instanceof Error ? e.message : String(e)}`);
         process.stdout.write(`  ${name} run ${run}: FAILED ${row.failures.at(-1)}\n`);
@@ -134,7 +134,12 @@ async function main(): Promise<void> {
       const present = new Set((await cluster.sql<{ id: string }>(final, 'select id from acked')).map((r) => Number(r.id)));
       const acked = writer.acked.slice(ackedBefore);
       row.acknowledged = acked.length;
-      row.lost = acked.filter((id) => !present.has(id)).length;
+      const lostIds = acked.filter((id) => !present.has(id));
+      row.lost = lostIds.length;
+      for (const id of lostIds) {
+        const k = writer.acked.indexOf(id);
+        console.log(`  LOST id ${id}: acknowledged by ${writer.ackedAt[k].server} at ${writer.ackedAt[k].at.toFixed(0)} ms; next ack ${writer.ackedAt[k + 1]?.server} at ${writer.ackedAt[k + 1]?.at.toFixed(0)} ms`);
+      }
       rows.push(row);
       if (row.failures.length > 0) break;
     }

@@ -9,6 +9,8 @@ import { APP_LOGIN } from './cluster.js';
  */
 export class WritingClient {
   readonly acked: number[] = [];
+  /** For each acknowledged id (same order as `acked`): when (performance.now()) and which server (its address). */
+  readonly ackedAt: { at: number; server: string }[] = [];
   longestGapMs = 0;
   private nextId: number;
   private running = true;
@@ -39,8 +41,9 @@ export class WritingClient {
           await client.connect();
         }
         const id = this.nextId++;
-        await client.query('insert into acked (id) values ($1)', [id]);
+        const { rows } = await client.query<{ server: string }>('insert into acked (id) values ($1) returning host(inet_server_addr()) as server', [id]);
         this.acked.push(id); // the commit was acknowledged to the client
+        this.ackedAt.push({ at: performance.now(), server: rows[0].server });
         const now = performance.now();
         this.longestGapMs = Math.max(this.longestGapMs, now - this.lastAckAt);
         this.lastAckAt = now;
