@@ -131,8 +131,9 @@ async function main(): Promise<void> {
       const ackedBefore = writer.acked.length;
       const row = await runScenario(cluster, name, args.runs, writer);
       const final = await waitFor('one leader', () => cluster.leaderIndex(), CONVERGE_MS, 50);
-      const present = new Set((await cluster.sql<{ id: string }>(final, 'select id from acked')).map((r) => Number(r.id)));
+      // Taken before the query: an id acknowledged after the query's snapshot would wrongly count as lost.
       const acked = writer.acked.slice(ackedBefore);
+      const present = new Set((await cluster.sql<{ id: string }>(final, 'select id from acked')).map((r) => Number(r.id)));
       row.acknowledged = acked.length;
       const lostIds = acked.filter((id) => !present.has(id));
       row.lost = lostIds.length;

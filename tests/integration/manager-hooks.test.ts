@@ -144,7 +144,8 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
     writeFileSync(join(dir, `hang-${cluster.names[target]}`), '');
     const from = hookLines().length;
     const t0 = performance.now();
-    expect((await cluster.call(old, 'POST', '/switchover', { to: cluster.names[target] })).status).toBe(200);
+    // The call answers only once the target serves writes, i.e. after the hung hook: watch meanwhile.
+    const switched = cluster.call(old, 'POST', '/switchover', { to: cluster.names[target] });
     await waitLines(from, [`${cluster.names[target]} leader ${t + 1} hang`]);
     const hung = Number(readFileSync(join(dir, 'hung.pid'), 'utf8'));
     // While the hook hangs the node leads with its lock and lease (status says why /leader is 503).
@@ -158,6 +159,7 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
     const killedMs = performance.now() - t0;
     await waitLines(from, [`${cluster.names[target]} leader ${t + 1} ok`]);
     await waitFor('the target to answer 200 on /leader', () => cluster.leaderIndex().then((i) => i === target), 10_000, 50);
+    expect((await switched).status).toBe(200);
     console.log(`hung leader hook killed after ${Math.round(killedMs)} ms, leader ready after ${Math.round(performance.now() - t0)} ms`);
     expect(killedMs).toBeGreaterThan(HOOK_TIMEOUT_S * 1000);
     expect(await term(target)).toBe(t + 1); // no step-down, no new election
