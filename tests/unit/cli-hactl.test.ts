@@ -196,7 +196,7 @@ describe('usage errors: exit 2, one line on stderr, nothing on stdout', () => {
     [['cluster', 'status', '--bogus-flag=1', '-z'], 'Unknown arguments: --bogus-flag, -z (run "hactl cluster status --help" for usage)'],
     [['cluster', 'bogus'], 'Unknown argument: bogus (run "hactl cluster --help" for usage)'],
     [['bogus'], 'Unknown argument: bogus (run "hactl --help" for usage)'],
-    [[], 'say what to do: profiles, cluster, snapshot or local (run "hactl --help" for usage)'],
+    [[], 'say what to do: profiles, cluster, config, dsn, snapshot, local or completion (run "hactl --help" for usage)'],
     [['cluster'], 'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume or history (run "hactl cluster --help" for usage)'],
     [['cluster', 'join', '--node-name', 'n2'], 'missing argument: <leader-host> (run "hactl cluster join --help" for usage)'],
     [['cluster', 'start'], 'Missing required argument: node-name (run "hactl cluster start --help" for usage)'],
