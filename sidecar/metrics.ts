@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues, type ObserveDataWithExemplar } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type HistogramConfiguration } from 'prom-client';
 
 /** Where the scrape-time metrics come from; each is read when Prometheus scrapes, never cached. */
 export interface MetricSources {
@@ -13,12 +13,14 @@ export interface MetricSources {
 class TurnHistogram extends Histogram {
   lastObservedAt: number | null = null;
 
-  observe(value: number): void;
-  observe(labels: LabelValues<string>, value: number): void;
-  observe(data: ObserveDataWithExemplar<string>): void;
-  observe(a: number | LabelValues<string> | ObserveDataWithExemplar<string>, b?: number): void {
-    this.lastObservedAt = performance.now();
-    (super.observe as (a: unknown, b?: number) => void).call(this, a, b);
+  constructor(config: HistogramConfiguration<string>) {
+    super(config);
+    // prom-client assigns `observe` per instance in its constructor, so wrap that one (a prototype override is shadowed).
+    const observe = this.observe.bind(this) as (...args: unknown[]) => void;
+    this.observe = ((...args: unknown[]) => {
+      this.lastObservedAt = performance.now();
+      observe(...args);
+    }) as Histogram['observe'];
   }
 }
 
@@ -34,9 +36,10 @@ function scrapeGauge(registry: Registry, name: string, help: string, value: () =
     help,
     registers: [registry],
     collect() {
-      this.reset();
       const v = value();
-      if (v !== null) this.set(v);
+      // An unlabelled gauge reads 0 after reset(); remove() drops its one series instead.
+      if (v === null) this.remove();
+      else this.set(v);
     },
   });
 }
