@@ -7,6 +7,7 @@ import type { CliContext, CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 import { CLEAR_SCREEN, cell, failureLine, formatBytes, renderTable, usageError } from '../output.js';
 import { normalizeManagerUrl, updateProfile } from '../profiles.js';
+import { checkMembers, portFailures, renderPortMatrix } from '../validate.js';
 import { memberUrls } from './profiles.js';
 
 const GET_CLUSTER: ApiRequest = { method: 'GET', path: '/cluster' };
@@ -330,6 +331,21 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
         },
       )
       .command(
+        'validate',
+        "Check from this host that every member's ports answer (Consul 8300, 8301, 8500; API 8008; Postgres " +
+          '15432; file mirror 22000, where used); exits 1 when one does not',
+        (c) => c,
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER), 'GET /cluster');
+          if (view.members.length === 0) throw new SidecarError('no_members', 'the cluster lists no members to check', 502);
+          const rows = await checkMembers(view.members);
+          print(ctx, renderPortMatrix(rows));
+          const failed = portFailures(rows);
+          if (failed.length > 0) throw new SidecarError('ports_unreachable', failed.join('; '), 503);
+        },
+      )
+      .command(
         'history',
         'List the failovers and switchovers',
         (c) => c.option('json', { type: 'boolean', default: false, describe: 'print the /history JSON on stdout' }),
@@ -343,7 +359,7 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
       )
       .demandCommand(
         1,
-        'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume ' +
-          'or history',
+        'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume, ' +
+          'validate or history',
       ),
   );

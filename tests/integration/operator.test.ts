@@ -204,6 +204,14 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(watch.out).toMatch(/^Every 0.2s: hactl cluster status {4}\S+\n\ncluster: test/);
   });
 
+  test('hactl cluster validate: every member answers on 8300, 8301, 8500, 8008 and 15432 (no file mirror yet)', async () => {
+    const run = await hactl('cluster', 'validate');
+    expect([run.code, run.err]).toEqual([0, '']);
+    const rows = run.out.split('\n').slice(0, 4);
+    expect(rows[0]).toMatch(/^NODE\s+ADDRESS\s+8300\s+8301\s+8500\s+8008\s+15432\s+22000$/);
+    for (const [k, row] of rows.slice(1).entries()) expect(row).toMatch(new RegExp(`^n${k + 1}\\s+\\S+\\s+ok\\s+ok\\s+ok\\s+ok\\s+ok\\s+-$`));
+  });
+
   test("Consul registration: the cluster and the Postgres port in the service meta; probes' paths for checks", async () => {
     const entries = await health(true);
     expect(entries.map((e) => [e.Service.ID, e.Service.Port, e.Service.Meta]).sort()).toEqual(
@@ -244,6 +252,8 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
       return run.code === 4 ? run : undefined;
     }, 15_000, 250);
     expect(status.err.trim()).toBe('hactl: cluster_degraded: n3 is offline');
+    const validate = await hactl('cluster', 'validate');
+    expect([validate.code, validate.err.trim()]).toEqual([1, 'hactl: ports_unreachable: n3:8008 (sidecar API) refused; n3:15432 (PostgreSQL) refused']);
   }, 30_000);
 
   test("a killed leader keeps its 'leader' tag, but its checks are critical: the passing leader query names only the new one", async () => {

@@ -197,7 +197,7 @@ describe('usage errors: exit 2, one line on stderr, nothing on stdout', () => {
     [['cluster', 'bogus'], 'Unknown argument: bogus (run "hactl cluster --help" for usage)'],
     [['bogus'], 'Unknown argument: bogus (run "hactl --help" for usage)'],
     [[], 'say what to do: profiles, cluster, config, dsn, snapshot, local or completion (run "hactl --help" for usage)'],
-    [['cluster'], 'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume or history (run "hactl cluster --help" for usage)'],
+    [['cluster'], 'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume, validate or history (run "hactl cluster --help" for usage)'],
     [['cluster', 'join', '--node-name', 'n2'], 'missing argument: <leader-host> (run "hactl cluster join --help" for usage)'],
     [['cluster', 'start'], 'Missing required argument: node-name (run "hactl cluster start --help" for usage)'],
     [['cluster', 'remove-node'], 'missing argument: <name> (run "hactl cluster remove-node --help" for usage)'],
