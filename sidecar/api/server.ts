@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
+import type { DynamicConfig } from '../consul/records.js';
 import { SidecarError, isSidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseByteSize } from '../units.js';
@@ -44,7 +45,11 @@ function lagParam(value: unknown): number | undefined {
 const startBody = z.object({ nodeName: z.string().min(1) }).strict();
 const joinBody = z.object({ nodeName: z.string().min(1), force: z.boolean().default(false), leaderUrl: z.string().optional() }).strict();
 const switchoverBody = z.object({ to: z.string().min(1).optional() }).strict();
-const configPatch = z
+/**
+ * The PATCH /config body. Not `dynamicConfig.partial()`: zod fills in the defaults of keys not given, so a
+ * patch of one setting would reset the others. Typed against DynamicConfig so the two cannot drift apart.
+ */
+const configPatch: z.ZodType<Partial<DynamicConfig>> = z
   .object({
     paused: z.boolean(),
     synchronousMode: z.boolean(),

@@ -181,6 +181,8 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
   test('synchronous mode by hactl config set: standbys answer /sync, not /async; the leader counts them', async () => {
     const on = await hactl('config', 'set', 'synchronousMode=true');
     expect([on.code, on.out.trim()]).toEqual([0, 'synchronousMode: false -> true']);
+    // A PATCH of one setting keeps the others (maxReplicaLag was set to 32 MB above).
+    expect((await probe(1, '/config')).body).toEqual({ paused: false, synchronousMode: true, synchronousModeStrict: false, maxReplicaLag: 33554432 });
     await cluster.waitAllStreaming(true, 30_000);
     for (const i of [1, 2]) {
       await waitFor(`n${i + 1} to answer /sync`, async () => (await probe(i, '/sync')).status === 200, 10_000, 200);
@@ -212,7 +214,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     for (const [k, row] of rows.slice(1).entries()) expect(row).toMatch(new RegExp(`^n${k + 1}\\s+\\S+\\s+ok\\s+ok\\s+ok\\s+ok\\s+ok\\s+-$`));
   });
 
-  test("Consul registration: the cluster and the Postgres port in the service meta; probes' paths for checks", async () => {
+  test("Consul registration: the cluster name and the Postgres port in every service's meta", async () => {
     const entries = await health(true);
     expect(entries.map((e) => [e.Service.ID, e.Service.Port, e.Service.Meta]).sort()).toEqual(
       ['n1', 'n2', 'n3'].map((n) => [n, 8008, { cluster: 'test', postgres_port: '15432' }]),
@@ -255,6 +257,18 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     const validate = await hactl('cluster', 'validate');
     expect([validate.code, validate.err.trim()]).toEqual([1, 'hactl: ports_unreachable: n3:8008 (sidecar API) refused; n3:15432 (PostgreSQL) refused']);
   }, 30_000);
+
+  test('hactl completion and profiles delete', async () => {
+    const script = await hactl('completion');
+    expect([script.code, script.err]).toEqual([0, '']);
+    expect(script.out).toContain('complete -o bashdefault -o default -F _hactl_yargs_completions hactl');
+    const words = await shell('$HACTL --get-yargs-completions hactl cluster');
+    expect(words.out.split('\n')).toEqual(expect.arrayContaining(['status', 'validate', 'switchover']));
+    const deleted = await hactl('profiles', 'delete', 'n3only');
+    expect([deleted.code, deleted.out.trim()]).toEqual([0, 'profile "n3only" deleted']);
+    const again = await hactl('profiles', 'delete', 'n3only');
+    expect([again.code, again.out, again.err.trim()]).toEqual([2, '', 'hactl: unknown_profile: there is no profile "n3only" (known profiles: test)']);
+  });
 
   test("a killed leader keeps its 'leader' tag, but its checks are critical: the passing leader query names only the new one", async () => {
     await cluster.killSidecar(0);
