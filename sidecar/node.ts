@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { probeVerdict, type ProbeName } from './api/probes.js';
-import { createApi, listen, type ApiBackend, type DsnChoice } from './api/server.js';
+import { chooseDsn, type DsnChoice } from './api/dsn.js';
+import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
 import { ConsulStore } from './consul/store.js';
 import { SidecarError, errorMessage } from './errors.js';
@@ -143,32 +144,12 @@ export class SidecarNode implements ApiBackend {
     return this.store.readDynamicConfig().then((c) => c.config);
   }
 
-  /**
-   * A libpq URI of the application database: on the leader, on a streaming standby, or on the member named.
-   * The password is `postgres.appPassword`, else derived from the cluster token as every node derives it.
-   */
+  /** The application database's URI; the password is `postgres.appPassword`, else derived from the token as every node does. */
   async dsn(choice: DsnChoice) {
-    if (!this.config.postgres.enabled) throw new SidecarError('postgres_disabled', 'this cluster runs without Postgres', 409);
-    const members = (await this.store.listMembers()).filter((m) => m.alive);
-    const leader = this.loop.view().leader?.name;
-    const roleOf = (name: string) => (name === leader ? 'leader' : 'standby');
-    let target: (typeof members)[number] | undefined;
-    if (choice.member !== undefined) {
-      target = members.find((m) => m.record.name === choice.member);
-      if (!target) throw new SidecarError('unknown_node', `no running member named ${choice.member}`, 404);
-      if (choice.role && roleOf(choice.member) !== choice.role) throw new SidecarError('wrong_role', `${choice.member} is the ${roleOf(choice.member)}, not a ${choice.role}`, 409);
-    } else if ((choice.role ?? 'leader') === 'leader') {
-      target = members.find((m) => m.record.name === leader);
-      if (!target) throw new SidecarError('no_leader', 'no leader is elected right now', 503);
-    } else {
-      target = members.filter((m) => m.record.name !== leader && m.record.streaming === true).sort((a, b) => a.record.name.localeCompare(b.record.name))[0];
-      if (!target) throw new SidecarError('no_standby', 'no standby streams from the leader right now', 503);
-    }
     const pg = this.config.postgres;
+    if (!pg.enabled) throw new SidecarError('postgres_disabled', 'this cluster runs without Postgres', 409);
     const password = pg.appPassword ?? deriveSecret(this.config.clusterToken, 'app');
-    const host = target.record.address.includes(':') ? `[${target.record.address}]` : target.record.address;
-    const dsn = `postgresql://${encodeURIComponent(pg.appUser)}:${encodeURIComponent(password)}@${host}:${pg.port}/${encodeURIComponent(pg.appDatabase)}`;
-    return { dsn, member: target.record.name, role: roleOf(target.record.name), host: target.record.address, port: pg.port, user: pg.appUser, database: pg.appDatabase };
+    return chooseDsn(await this.store.listMembers(), this.loop.view().leader?.name, choice, { user: pg.appUser, password, database: pg.appDatabase, port: pg.port });
   }
 
   async cluster() {

@@ -6,6 +6,7 @@ import type { DynamicConfig } from '../consul/records.js';
 import { SidecarError, isSidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseByteSize } from '../units.js';
+import { dsnQuery, type DsnChoice } from './dsn.js';
 import { PROBES, type ProbeName } from './probes.js';
 
 /** What the API needs of the node; the node (sidecar/node.ts) implements it. */
@@ -28,8 +29,6 @@ export interface ApiBackend {
   patchConfig(patch: Record<string, unknown>): Promise<unknown>;
 }
 
-export const dsnQuery = z.object({ role: z.enum(['leader', 'standby']).optional(), member: z.string().min(1).optional() }).strict();
-export type DsnChoice = z.infer<typeof dsnQuery>;
 
 /** `?lag=` of a probe: bytes, or a size with a unit (`16MB`, `16MiB`); absent means the cluster's limit. */
 function lagParam(value: unknown): number | undefined {

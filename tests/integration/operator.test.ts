@@ -139,6 +139,10 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(standby.out.trim()).toMatch(/^t\|/);
     const n3 = await recovery('--member n3');
     expect([n3.code, n3.out.trim()]).toEqual([0, `t|${cluster.address(2)}`]);
+    const all = await recovery('--all-members');
+    expect([all.code, all.out.trim()]).toEqual([0, `f|${cluster.address(0)}`]);
+    const allStandby = await recovery('--all-members --role standby');
+    expect([allStandby.code, allStandby.out.trim()]).toEqual([0, `t|${cluster.address(1)}`]);
     const json = await hactl('dsn', '--member', 'n2', '--role', 'standby', '--json');
     expect(JSON.parse(json.out)).toMatchObject({ member: 'n2', role: 'standby', host: cluster.address(1), port: 15432, user: 'manager', database: 'manager' });
 
@@ -271,6 +275,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
   });
 
   test("a killed leader keeps its 'leader' tag, but its checks are critical: the passing leader query names only the new one", async () => {
+    const everyMember = (await hactl('dsn', '--all-members')).out.trim();
     await cluster.killSidecar(0);
     const next = await waitFor('n2 to lead', async () => ((await cluster.leaderIndex([1])) === 1 ? 1 : undefined), 30_000, 100);
     expect(next).toBe(1);
@@ -280,5 +285,8 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(tagged.map((e) => e.Service.ID).sort()).toEqual(['n1', 'n2']);
     const n1Alive = tagged.find((e) => e.Service.ID === 'n1')!.Checks.find((c) => c.CheckID === 'ha-sidecar-alive:n1')!;
     expect(n1Alive.Status).toBe('critical');
+    // The URI listing every member, taken before the failover, finds the new leader by itself.
+    const psql = await shell(`psql ${quote(everyMember)} -XAtc 'select pg_is_in_recovery(), inet_server_addr()'`);
+    expect([psql.code, psql.out.trim()]).toEqual([0, `f|${cluster.address(1)}`]);
   }, 60_000);
 });
