@@ -158,7 +158,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(anonymous.status).toBe(401);
     const badQuery = await cluster.call(1, 'GET', '/dsn?role=primary');
     expect([badQuery.status, badQuery.body.error]).toEqual([400, 'bad_request']);
-  });
+  }, 180_000);
 
   test('hactl config: bad settings exit 2 and change nothing; set shows the diff; PATCH validates its body', async () => {
     const stored = await consulConfig();
@@ -180,7 +180,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     const table = await hactl('config', 'show');
     expect(table.out).toMatch(/maxReplicaLag\s+33554432 \(32\.0 MiB\)/);
     expect((await probe(2, '/config')).body).toEqual(JSON.parse(show.out));
-  });
+  }, 180_000);
 
   test('synchronous mode by hactl config set: standbys answer /sync, not /async; the leader counts them', async () => {
     const on = await hactl('config', 'set', 'synchronousMode=true');
@@ -260,13 +260,13 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(status.err.trim()).toBe('hactl: cluster_degraded: n3 is offline');
     const validate = await hactl('cluster', 'validate');
     expect([validate.code, validate.err.trim()]).toEqual([1, 'hactl: ports_unreachable: n3:8008 (sidecar API) refused; n3:15432 (PostgreSQL) refused']);
-  }, 30_000);
+  }, 60_000);
 
   test('hactl completion and profiles delete', async () => {
     const script = await hactl('completion');
     expect([script.code, script.err]).toEqual([0, '']);
     expect(script.out).toContain('complete -o bashdefault -o default -F _hactl_yargs_completions hactl');
-    const words = await shell('$HACTL --get-yargs-completions hactl cluster');
+    const words = await shell('$HACTL --get-yargs-completions hactl cluster ""');
     expect(words.out.split('\n')).toEqual(expect.arrayContaining(['status', 'validate', 'switchover']));
     const deleted = await hactl('profiles', 'delete', 'n3only');
     expect([deleted.code, deleted.out.trim()]).toEqual([0, 'profile "n3only" deleted']);
