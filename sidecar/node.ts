@@ -127,7 +127,7 @@ export class SidecarNode implements ApiBackend {
       },
       lagLimit,
     );
-    if (!this.member) return { ok: verdict.ok, body: { ...body, error: 'not_member', message: 'this node has not started or joined a cluster' } };
+    if (!this.member && !verdict.ok) return { ok: false, body: { ...body, error: 'not_member', message: 'this node has not started or joined a cluster' } };
     return { ok: verdict.ok, body: verdict.why === undefined ? body : { ...body, reason: verdict.why } };
   }
 
