@@ -2,9 +2,24 @@ import type { Role } from '../election/decide.js';
 
 /**
  * The probe paths, named as Patroni names them, so HAProxy and Kubernetes probe configs written for Patroni
- * work unchanged. `leader`, `primary` and `read-write` are one probe under three names.
+ * work unchanged. `leader`, `primary`, `master` (Patroni's old name) and `read-write` are one probe;
+ * `synchronous` and `asynchronous` are Patroni's long names of `sync` and `async`.
  */
-export const PROBES = ['health', 'leader', 'primary', 'read-write', 'replica', 'read-only', 'sync', 'async', 'liveness', 'readiness'] as const;
+export const PROBES = [
+  'health',
+  'leader',
+  'primary',
+  'master',
+  'read-write',
+  'replica',
+  'read-only',
+  'sync',
+  'synchronous',
+  'async',
+  'asynchronous',
+  'liveness',
+  'readiness',
+] as const;
 export type ProbeName = (typeof PROBES)[number];
 
 /**
@@ -60,6 +75,7 @@ export function probeVerdict(name: ProbeName, s: ProbeState, lagLimit?: number):
       return s.running ? { ok: true } : { ok: false, why: 'postgres is not running' };
     case 'leader':
     case 'primary':
+    case 'master':
     case 'read-write':
       return leader();
     case 'replica':
@@ -67,15 +83,19 @@ export function probeVerdict(name: ProbeName, s: ProbeState, lagLimit?: number):
     case 'read-only':
       return s.leaderReady ? { ok: true } : replica();
     case 'sync':
-    case 'async': {
+    case 'synchronous':
+    case 'async':
+    case 'asynchronous': {
       const r = replica();
       if (!r.ok) return r;
       if (s.synchronous === undefined) return { ok: false, why: "the leader's synchronous standby list cannot be read" };
-      const wanted = name === 'sync';
+      const wanted = name === 'sync' || name === 'synchronous';
       return s.synchronous === wanted ? { ok: true } : { ok: false, why: s.synchronous ? 'a synchronous standby' : 'not a synchronous standby' };
     }
     case 'readiness':
+      // As Patroni's: the lag counts only when the probe gives one.
       if (s.leaderReady) return { ok: true };
-      return s.role === 'standby' && s.standbyReady ? { ok: true } : { ok: false, why: 'neither the ready leader nor a streaming standby' };
+      if (s.role !== 'standby' || !s.standbyReady) return { ok: false, why: 'neither the ready leader nor a streaming standby' };
+      return lagLimit === undefined ? { ok: true } : replica();
   }
 }

@@ -93,6 +93,9 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     }
     const head = await fetch(`${cluster.apiUrl(1)}/read-only`, { method: 'HEAD' });
     expect(head.status).toBe(200);
+    // Patroni's other names of the same probes.
+    expect(await statuses(0, ['/master', '/synchronous', '/asynchronous'])).toEqual(['/master 200', '/synchronous 503', '/asynchronous 503']);
+    expect(await statuses(1, ['/master', '/synchronous', '/asynchronous'])).toEqual(['/master 503', '/synchronous 503', '/asynchronous 200']);
     // ?lag= takes bytes or sizes; a standby 0 bytes behind passes any of them.
     expect(await statuses(1, ['/replica?lag=10MB', '/replica?lag=16MiB', '/replica?lag=1048576', '/async?lag=1kB'])).toEqual([
       '/replica?lag=10MB 200',

@@ -18,7 +18,7 @@ const passing = (s: ProbeState, lag?: number): ProbeName[] => PROBES.filter((p) 
 
 describe('probeVerdict: Patroni-compatible status codes', () => {
   test('the ready leader: leader/primary/read-write, read-only, health, liveness, readiness', () => {
-    expect(passing(leader)).toEqual(['health', 'leader', 'primary', 'read-write', 'read-only', 'liveness', 'readiness']);
+    expect(passing(leader)).toEqual(['health', 'leader', 'primary', 'master', 'read-write', 'read-only', 'liveness', 'readiness']);
   });
 
   test('a leader whose lease or Postgres is not ready is not a writer, nor ready', () => {
@@ -26,11 +26,11 @@ describe('probeVerdict: Patroni-compatible status codes', () => {
   });
 
   test('a streaming asynchronous standby within the lag limit', () => {
-    expect(passing(standby)).toEqual(['health', 'replica', 'read-only', 'async', 'liveness', 'readiness']);
+    expect(passing(standby)).toEqual(['health', 'replica', 'read-only', 'async', 'asynchronous', 'liveness', 'readiness']);
   });
 
   test('a synchronous standby answers /sync, not /async', () => {
-    expect(passing({ ...standby, synchronous: true })).toEqual(['health', 'replica', 'read-only', 'sync', 'liveness', 'readiness']);
+    expect(passing({ ...standby, synchronous: true })).toEqual(['health', 'replica', 'read-only', 'sync', 'synchronous', 'liveness', 'readiness']);
   });
 
   test('when the leader record cannot be read, neither /sync nor /async passes', () => {
@@ -43,9 +43,16 @@ describe('probeVerdict: Patroni-compatible status codes', () => {
 
   test('?lag= overrides maxReplicaLag for every standby probe', () => {
     expect(probeVerdict('replica', standby, 999)).toEqual({ ok: false, why: '1000 bytes behind the leader (limit 999)' });
-    expect(passing(standby, 999)).toEqual(['health', 'liveness', 'readiness']);
+    expect(passing(standby, 999)).toEqual(['health', 'liveness']);
     expect(probeVerdict('replica', standby, 1000).ok).toBe(true);
     expect(probeVerdict('replica', { ...standby, lagBytes: 2000, maxReplicaLag: 1999 }).ok).toBe(false);
+  });
+
+  test('readiness checks the lag only when the probe gives one, as Patroni does', () => {
+    const behind = { ...standby, lagBytes: 2000, maxReplicaLag: 1000 };
+    expect(probeVerdict('readiness', behind).ok).toBe(true);
+    expect(probeVerdict('readiness', behind, 1999)).toEqual({ ok: false, why: '2000 bytes behind the leader (limit 1999)' });
+    expect(probeVerdict('readiness', behind, 2000).ok).toBe(true);
   });
 
   test('unknown lag fails /replica; no lag measured at all (no Postgres) passes it', () => {
