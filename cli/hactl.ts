@@ -190,12 +190,14 @@ function invokedDirectly(): boolean {
 }
 
 if (invokedDirectly()) {
-  // A reader that went away (`hactl cluster status | head -3`) ends hactl quietly, as it ends `cat`; any
-  // other stdout failure is one failure line, never a stack trace.
+  // A reader that went away (`hactl cluster status | head -3`, also `2>&1 | head`) ends hactl quietly, as
+  // it ends `cat`; any other stdout failure is one failure line, never a stack trace.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') process.stderr.write(`${failureLine('stdout_failed', errorMessage(e))}\n`);
     process.exit(e.code === 'EPIPE' ? EXIT.ok : EXIT.failed);
   });
+  // A closed stderr leaves nowhere to report to: the exit code still says how the command went.
+  process.stderr.on('error', () => undefined);
   main(hideBin(process.argv)).then(
     (code) => {
       process.exitCode = code;

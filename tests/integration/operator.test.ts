@@ -208,7 +208,9 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     // `true` exits before hactl writes: its writes meet a closed pipe (EPIPE).
     const closed = await shell('$HACTL cluster status | true; echo "hactl=${PIPESTATUS[0]}" >&2');
     expect(closed.err).toBe('hactl=0\n');
-    const watch = await shell('$HACTL cluster status --watch 0.2 | head -3; echo "hactl=${PIPESTATUS[0]}" >&2', 15_000);
+    const both = await shell('$HACTL cluster status 2>&1 | true; echo "hactl=${PIPESTATUS[0]}" >&2');
+    expect(both.err).toBe('hactl=0\n');
+        const watch = await shell('$HACTL cluster status --watch 0.2 | head -3; echo "hactl=${PIPESTATUS[0]}" >&2', 15_000);
     expect(watch.err).toBe('hactl=0\n');
     expect(watch.out).toMatch(/^Every 0.2s: hactl cluster status {4}\S+\n\ncluster: test/);
   });
