@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { probeVerdict, type ProbeName } from './api/probes.js';
+import { probeVerdict, readsSyncList, type ProbeName } from './api/probes.js';
 import { chooseDsn, type DsnChoice } from './api/dsn.js';
 import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
@@ -122,7 +122,7 @@ export class SidecarNode implements ApiBackend {
         standbyReady: this.participants.every((p) => p.ready?.('standby') ?? true),
         lagBytes: lag === undefined ? undefined : typeof lag === 'number' ? lag : null,
         maxReplicaLag: view.dynamicConfig.maxReplicaLag,
-        synchronous: name === 'sync' || name === 'async' ? await this.listedSynchronous(view.leader?.name) : undefined,
+        synchronous: readsSyncList(name) ? await this.listedSynchronous(view.leader?.name) : undefined,
         lastTurnAgeMs: this.prom.lastTurnAgeMs(),
       },
       lagLimit,

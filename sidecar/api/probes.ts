@@ -22,6 +22,9 @@ export const PROBES = [
 ] as const;
 export type ProbeName = (typeof PROBES)[number];
 
+/** The probes that need the leader's synchronous standby list (a Consul read), and only these. */
+export const readsSyncList = (name: ProbeName): boolean => name === 'sync' || name === 'synchronous' || name === 'async' || name === 'asynchronous';
+
 /**
  * A reconcile loop that has not finished a turn for this long is stuck, and /liveness says so (Patroni: 503
  * when the HA loop has not run for `ttl`, 30 s). Generous on purpose: one turn holds a whole `pg_basebackup`

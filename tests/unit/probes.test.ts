@@ -1,4 +1,4 @@
-import { LIVENESS_STALL_MS, PROBES, probeVerdict, type ProbeName, type ProbeState } from '../../sidecar/api/probes.js';
+import { LIVENESS_STALL_MS, PROBES, probeVerdict, readsSyncList, type ProbeName, type ProbeState } from '../../sidecar/api/probes.js';
 
 const leader: ProbeState = {
   member: true,
@@ -31,6 +31,10 @@ describe('probeVerdict: Patroni-compatible status codes', () => {
 
   test('a synchronous standby answers /sync, not /async', () => {
     expect(passing({ ...standby, synchronous: true })).toEqual(['health', 'replica', 'read-only', 'sync', 'synchronous', 'liveness', 'readiness']);
+  });
+
+  test('exactly the sync and async probes, under both names, need the leader\'s list', () => {
+    expect(PROBES.filter(readsSyncList)).toEqual(['sync', 'synchronous', 'async', 'asynchronous']);
   });
 
   test('when the leader record cannot be read, neither /sync nor /async passes', () => {
