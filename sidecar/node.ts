@@ -93,7 +93,9 @@ export class SidecarNode implements ApiBackend {
   async stop(): Promise<void> {
     if (this.member) {
       await this.loop.stop();
-      // After the loop let go of its session: the UI then shows why the node is down, not just a TTL expiry.
+      // The UI then shows why the node is down, not just a TTL expiry. Safe: the loop has stopped Postgres
+      // and released the lock by now; a session that outlived a failed clean-up dies with this check, which
+      // only hands the lock on sooner (after lock-delay), with no writer left here.
       await this.store.markStopped(`stopped gracefully at ${new Date().toISOString()}`).catch((e) => this.log.warn('could not mark the checks stopped', { error: errorMessage(e) }));
     }
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
