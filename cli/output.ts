@@ -2,10 +2,11 @@ import { SidecarError } from '../sidecar/errors.js';
 
 /**
  * Exit codes of `hactl`, the contract scripts rely on (DESIGN.md "CLI"): 0 done, 1 the operation failed,
- * 2 usage or input error, 3 no reachable leader (or none elected), 4 `cluster status` found the cluster
- * degraded (a member offline or unhealthy, or Consul unreachable from the node that answered).
+ * 2 usage or input error, 3 no reachable leader.
  */
 export const EXIT = { ok: 0, failed: 1, usage: 2, noLeader: 3, degraded: 4 } as const;
+// 3 also when none is elected (`no_leader`); 4: `cluster status` found a member offline or unhealthy, or
+// Consul unreachable from the node that answered (`cluster_degraded`).
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 /** Error codes that mean "you called me wrong": fix the command line or the input, then retry. */

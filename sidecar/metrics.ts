@@ -59,9 +59,13 @@ export class Metrics {
   });
   readonly leaseAge = new Gauge({ name: 'ha_sidecar_lease_age_seconds', help: 'Seconds since the leader last confirmed its lock (-1 when not leader)', registers: [this.registry] });
 
-  constructor(node: string, sources: MetricSources = {}) {
+  constructor(node: string) {
     this.registry.setDefaultLabels({ node });
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Registers the gauges computed at scrape time from `sources` (call once). */
+  scrapeFrom(sources: MetricSources): void {
     const field = (name: string) => () => finite(sources.partFields?.()[name]);
     const r = this.registry;
     scrapeGauge(r, 'ha_sidecar_postgres_wal_position_bytes', 'Primary: WAL flushed; standby: the most WAL received or replayed (LSN as bytes)', field('walPosition'));

@@ -52,9 +52,10 @@ export class SidecarNode implements ApiBackend {
       },
       config.nodeName,
     );
-    this.prom = new Metrics(config.nodeName, { partFields: () => this.partFields(), consulContactAgeSeconds: () => this.store.lastContactAgeSeconds() });
+    this.prom = new Metrics(config.nodeName);
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants });
     this.member = this.readMembership();
+    this.prom.scrapeFrom({ partFields: () => this.partFields(), consulContactAgeSeconds: () => this.store.lastContactAgeSeconds() });
   }
 
   private get membershipFile(): string {
@@ -91,15 +92,13 @@ export class SidecarNode implements ApiBackend {
   }
 
   async stop(): Promise<void> {
-    if (this.member) {
-      await this.loop.stop();
-      // The UI then shows why the node is down, not just a TTL expiry. Safe: the loop has stopped Postgres
-      // and released the lock by now; a session that outlived a failed clean-up dies with this check, which
-      // only hands the lock on sooner (after lock-delay), with no writer left here.
-      await this.store.markStopped(`stopped gracefully at ${new Date().toISOString()}`).catch((e) => this.log.warn('could not mark the checks stopped', { error: errorMessage(e) }));
-    }
+    if (this.member) await this.loop.stop();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
+    // The UI then shows why the node is down, not just a TTL expiry. Safe: the loop has stopped Postgres
+    // and released the lock by now; a session that outlived a failed clean-up dies with this check, which
+    // only hands the lock on sooner (after lock-delay), with no writer left here.
+    if (this.member) await this.store.markStopped(`stopped gracefully at ${new Date().toISOString()}`).catch((e) => this.log.warn('could not mark the checks stopped', { error: errorMessage(e) }));
   }
 
   // --- ApiBackend ------------------------------------------------------------------------------------------

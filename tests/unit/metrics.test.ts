@@ -6,7 +6,8 @@ const samples = (text: string, name: string) => text.split('\n').filter((l) => l
 describe('Metrics: replication gauges computed from the parts at scrape time', () => {
   test('a standby: positions, both lags, timeline, streaming, role; no synchronous count', async () => {
     let fields: Record<string, unknown> = { walPosition: 5000, replayPosition: 4000, lagBytes: 100, timeline: 3, streaming: true, pgRole: 'standby', syncStandbys: null };
-    const m = new Metrics('n2', { partFields: () => fields, consulContactAgeSeconds: () => 0.25 });
+    const m = new Metrics('n2');
+    m.scrapeFrom({ partFields: () => fields, consulContactAgeSeconds: () => 0.25 });
     const text = await m.registry.metrics();
     expect(samples(text, 'ha_sidecar_postgres_wal_position_bytes')).toEqual(['ha_sidecar_postgres_wal_position_bytes{node="n2"} 5000']);
     expect(samples(text, 'ha_sidecar_postgres_replay_position_bytes')).toEqual(['ha_sidecar_postgres_replay_position_bytes{node="n2"} 4000']);
@@ -30,7 +31,9 @@ describe('Metrics: replication gauges computed from the parts at scrape time', (
   });
 
   test('without Postgres and before any Consul contact: no such series at all', async () => {
-    const text = await new Metrics('n1', { partFields: () => ({}), consulContactAgeSeconds: () => null }).registry.metrics();
+    const m = new Metrics('n1');
+    m.scrapeFrom({ partFields: () => ({}), consulContactAgeSeconds: () => null });
+    const text = await m.registry.metrics();
     expect(text.split('\n').filter((l) => /^ha_sidecar_(postgres|consul)_/.test(l))).toEqual([]);
   });
 
