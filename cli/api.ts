@@ -18,6 +18,9 @@ export const MemberSchema = z.looseObject({
   lagBytes: optionalNumber,
   timeline: optionalNumber,
   files: z.unknown().optional(),
+  alive: z.boolean().nullable().optional(),
+  streaming: z.boolean().nullable().optional(),
+  pgRole: z.string().nullable().optional(),
 });
 
 export const LeaderSchema = z.looseObject({
@@ -34,6 +37,8 @@ export const ClusterViewSchema = z.looseObject({
   paused: z.boolean().nullable().optional(),
   members: z.array(MemberSchema),
   status: z.unknown().optional(),
+  /** Why the answering node could not read the members from Consul (its list is then empty, not "none"). */
+  consulError: z.string().nullable().optional(),
 });
 
 export const HistoryEventSchema = z.looseObject({

@@ -105,7 +105,8 @@ export function buildCli(
     .scriptName('hactl')
     .usage(
       'hactl <command>\n\n' +
-        'Operate an ha-sidecar cluster. Exit codes: 0 done, 1 failed, 2 usage error, 3 no reachable leader.',
+        'Operate an ha-sidecar cluster. Exit codes: 0 done, 1 failed, 2 usage error, 3 no reachable leader,\n' +
+        '4 cluster status found the cluster degraded.',
     )
     .option('profile', {
       type: 'string',
@@ -132,7 +133,8 @@ export function buildCli(
     .help()
     .alias('help', 'h')
     .version(packageVersion())
-    .demandCommand(1, 'say what to do: profiles, cluster, snapshot or local')
+    .completion('completion', 'Print a bash/zsh completion script: hactl completion >> ~/.bashrc')
+    .demandCommand(1, 'say what to do: profiles, cluster, config, dsn, snapshot, local or completion')
     .fail((message: string | null | undefined, error: Error | null | undefined, usage: unknown) => {
       const words = usageWords(usage);
       const hint = helpHint(words);
@@ -188,6 +190,14 @@ function invokedDirectly(): boolean {
 }
 
 if (invokedDirectly()) {
+  // A reader that went away (`hactl cluster status | head -3`, also `2>&1 | head`) ends hactl quietly, as
+  // it ends `cat`; any other stdout failure is one failure line, never a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') process.stderr.write(`${failureLine('stdout_failed', errorMessage(e))}\n`);
+    process.exit(e.code === 'EPIPE' ? EXIT.ok : EXIT.failed);
+  });
+  // A closed stderr leaves nowhere to report to: the exit code still says how the command went.
+  process.stderr.on('error', () => undefined);
   main(hideBin(process.argv)).then(
     (code) => {
       process.exitCode = code;

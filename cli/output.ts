@@ -4,18 +4,23 @@ import { SidecarError } from '../sidecar/errors.js';
  * Exit codes of `hactl`, the contract scripts rely on (docs/design.md "CLI"): 0 done, 1 the operation failed,
  * 2 usage or input error, 3 no reachable leader.
  */
-export const EXIT = { ok: 0, failed: 1, usage: 2, noLeader: 3 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, noLeader: 3, degraded: 4 } as const;
+// 3 also when none is elected (`no_leader`); 4: `cluster status` found a member offline or unhealthy, or
+// Consul unreachable from the node that answered (`cluster_degraded`).
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 /** Error codes that mean "you called me wrong": fix the command line or the input, then retry. */
 const USAGE_CODES = new Set(['usage_error', 'bad_host', 'bad_value', 'no_profile', 'unknown_profile']);
 /** Error codes that mean "nobody answered": the cluster (or the network to it) is down, not the request. */
-const UNREACHABLE_CODES = new Set(['no_reachable_leader', 'no_reachable_manager']);
+const UNREACHABLE_CODES = new Set(['no_reachable_leader', 'no_reachable_manager', 'no_leader']);
+/** Error codes of a status that was read but is not healthy. */
+const DEGRADED_CODES = new Set(['cluster_degraded']);
 
 /** The exit code for an error code; every code not listed above is an operation failure (1). */
 export function exitCodeFor(code: string): ExitCode {
   if (USAGE_CODES.has(code)) return EXIT.usage;
   if (UNREACHABLE_CODES.has(code)) return EXIT.noLeader;
+  if (DEGRADED_CODES.has(code)) return EXIT.degraded;
   return EXIT.failed;
 }
 
@@ -31,12 +36,18 @@ export const failureLine = (code: string, message: string): string =>
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** True when stdout is a terminal (`--watch` then clears the screen before each refresh). */
+  isTerminal?(): boolean;
 }
 
 export const processIo: Io = {
   out: (text) => void process.stdout.write(`${text}\n`),
   err: (text) => void process.stderr.write(`${text}\n`),
+  isTerminal: () => process.stdout.isTTY === true,
 };
+
+/** ANSI: cursor home, clear screen (what `watch` does between refreshes). */
+export const CLEAR_SCREEN = '\x1b[H\x1b[2J';
 
 /** Human size of a byte count: `0 B`, `512 B`, `1.5 KiB`, `12.0 MiB`. */
 export function formatBytes(bytes: number): string {

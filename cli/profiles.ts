@@ -218,6 +218,20 @@ function mergeProfile(existing: Profile | undefined, update: ProfileUpdate): Pro
   return profile;
 }
 
+/**
+ * `profiles delete`: removes the profile (and the token it holds). Deleting the current one leaves no
+ * current profile. Throws `unknown_profile` (exit 2) when there is none of that name.
+ */
+export async function deleteProfile(dir: string, name: string): Promise<{ wasCurrent: boolean }> {
+  const file = await loadProfiles(dir);
+  resolveProfile(file, name);
+  const wasCurrent = file.current === name;
+  delete file.profiles[name];
+  if (wasCurrent) file.current = null;
+  await saveProfiles(dir, file);
+  return { wasCurrent };
+}
+
 /** Normalizes URLs and drops repeats, keeping the first occurrence's position. */
 export function uniqueUrls(urls: readonly string[]): string[] {
   return [...new Set(urls.map(normalizeManagerUrl))];

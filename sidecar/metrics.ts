@@ -1,4 +1,48 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { performance } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type HistogramConfiguration } from 'prom-client';
+
+/** Where the scrape-time metrics come from; each is read when Prometheus scrapes, never cached. */
+export interface MetricSources {
+  /** The parts' member fields (`walPosition`, `lagBytes`, `timeline`, ... as in `members/<node>`). */
+  partFields?: () => Record<string, unknown>;
+  /** Seconds since the last Consul call that succeeded; null before the first. */
+  consulContactAgeSeconds?: () => number | null;
+}
+
+/** The loop-duration histogram, which also remembers when the loop last finished a turn (for /liveness). */
+class TurnHistogram extends Histogram {
+  lastObservedAt: number | null = null;
+
+  constructor(config: HistogramConfiguration<string>) {
+    super(config);
+    // prom-client assigns `observe` per instance in its constructor, so wrap that one (a prototype override is shadowed).
+    const observe = this.observe.bind(this) as (...args: unknown[]) => void;
+    this.observe = ((...args: unknown[]) => {
+      this.lastObservedAt = performance.now();
+      observe(...args);
+    }) as Histogram['observe'];
+  }
+}
+
+const finite = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/**
+ * A gauge whose value is computed at scrape time; a null value removes the series (absent, not 0: a
+ * standby has no synchronous standbys count, a node without Postgres no WAL position).
+ */
+function scrapeGauge(registry: Registry, name: string, help: string, value: () => number | null): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const v = value();
+      // An unlabelled gauge reads 0 after reset(); remove() drops its one series instead.
+      if (v === null) this.remove();
+      else this.set(v);
+    },
+  });
+}
 
 /** Prometheus metrics of one sidecar, served on GET /metrics. */
 export class Metrics {
@@ -7,7 +51,7 @@ export class Metrics {
   readonly role = new Gauge({ name: 'ha_sidecar_role', help: '1 for the role this node plays', labelNames: ['role'], registers: [this.registry] });
   readonly term = new Gauge({ name: 'ha_sidecar_term', help: 'Failover epoch this node has seen', registers: [this.registry] });
   readonly leaderChanges = new Counter({ name: 'ha_sidecar_leader_changes_total', help: 'Times this node became or stopped being leader', registers: [this.registry] });
-  readonly loopDuration = new Histogram({
+  readonly loopDuration = new TurnHistogram({
     name: 'ha_sidecar_loop_duration_seconds',
     help: 'Duration of one reconcile turn',
     buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
@@ -18,5 +62,47 @@ export class Metrics {
   constructor(node: string) {
     this.registry.setDefaultLabels({ node });
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Registers the gauges computed at scrape time from `sources` (call once). */
+  scrapeFrom(sources: MetricSources): void {
+    const field = (name: string) => () => finite(sources.partFields?.()[name]);
+    const r = this.registry;
+    scrapeGauge(r, 'ha_sidecar_postgres_wal_position_bytes', 'Primary: WAL flushed; standby: the most WAL received or replayed (LSN as bytes)', field('walPosition'));
+    scrapeGauge(r, 'ha_sidecar_postgres_replay_position_bytes', 'Standby: WAL replayed (LSN as bytes)', field('replayPosition'));
+    scrapeGauge(r, 'ha_sidecar_postgres_lag_bytes', "Standby: bytes behind the leader's last published WAL position (received or replayed)", field('lagBytes'));
+    scrapeGauge(r, 'ha_sidecar_postgres_replay_lag_bytes', "Standby: bytes of the leader's last published WAL position not replayed yet", () => {
+      const f = sources.partFields?.() ?? {};
+      const [lag, wal, replayed] = [finite(f.lagBytes), finite(f.walPosition), finite(f.replayPosition)];
+      // lagBytes = leader - max(received, replayed), so the leader's position is lagBytes + walPosition.
+      return lag === null || wal === null || replayed === null ? null : Math.max(0, lag + wal - replayed);
+    });
+    scrapeGauge(r, 'ha_sidecar_postgres_timeline', 'Postgres timeline (raised at every promotion)', field('timeline'));
+    scrapeGauge(r, 'ha_sidecar_postgres_streaming', 'Standby: 1 while it streams WAL from the leader, else 0', () => {
+      const f = sources.partFields?.() ?? {};
+      return typeof f.streaming === 'boolean' ? Number(f.streaming) : null;
+    });
+    scrapeGauge(r, 'ha_sidecar_postgres_synchronous_standbys', 'Leader: standbys in synchronous_standby_names (0 in strict mode with none streaming)', () => {
+      const sync = sources.partFields?.().syncStandbys;
+      return Array.isArray(sync) ? sync.length : null;
+    });
+    new Gauge({
+      name: 'ha_sidecar_postgres_role',
+      help: '1 for the role Postgres runs in (primary, standby, stopped, ...)',
+      labelNames: ['role'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const role = sources.partFields?.().pgRole;
+        if (typeof role === 'string') this.set({ role }, 1);
+      },
+    });
+    scrapeGauge(r, 'ha_sidecar_consul_last_contact_seconds', 'Seconds since a Consul call last succeeded', () => sources.consulContactAgeSeconds?.() ?? null);
+  }
+
+  /** Milliseconds since the reconcile loop last finished a turn; null before its first turn. */
+  lastTurnAgeMs(): number | null {
+    const at = this.loopDuration.lastObservedAt;
+    return at === null ? null : performance.now() - at;
   }
 }

@@ -4,6 +4,8 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { probeVerdict, readsSyncList, type ProbeName } from './api/probes.js';
+import { chooseDsn, type DsnChoice } from './api/dsn.js';
 import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
@@ -13,6 +15,8 @@ import type { Participant } from './election/participant.js';
 import { createWriteGuard, type WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { deriveSecret } from './postgres/participant.js';
+import { pgName } from './postgres/quoting.js';
 
 const membership = z.object({ cluster: z.string(), clusterId: z.string(), node: z.string(), joinedAt: z.string(), how: z.enum(['start', 'join']) });
 type Membership = z.infer<typeof membership>;
@@ -47,6 +51,7 @@ export class SidecarNode implements ApiBackend {
         // A confirmation slower than a loop turn is worth nothing to the lease; give up and retry.
         timeoutMs: config.timings.loopWait * 1000,
         onBadValue: (key, problem) => log.warn('ignoring a bad value in Consul KV', { code: 'bad_kv_value', key, problem }),
+        postgresPort: config.postgres.enabled ? config.postgres.port : undefined,
       },
       config.nodeName,
     );
@@ -54,6 +59,7 @@ export class SidecarNode implements ApiBackend {
     this.guard = config.postgres.enabled ? createWriteGuard(config, log) : undefined;
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants, guard: this.guard });
     this.member = this.readMembership();
+    this.prom.scrapeFrom({ partFields: () => this.partFields(), consulContactAgeSeconds: () => this.store.lastContactAgeSeconds() });
   }
 
   private get membershipFile(): string {
@@ -95,37 +101,73 @@ export class SidecarNode implements ApiBackend {
     await this.guard?.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
+    // The UI then shows why the node is down, not just a TTL expiry. Safe: the loop has stopped Postgres
+    // and released the lock by now; a session that outlived a failed clean-up dies with this check, which
+    // only hands the lock on sooner (after lock-delay), with no writer left here.
+    if (this.member) await this.store.markStopped(`stopped gracefully at ${new Date().toISOString()}`).catch((e) => this.log.warn('could not mark the checks stopped', { error: errorMessage(e) }));
   }
 
   // --- ApiBackend ------------------------------------------------------------------------------------------
 
-  probe(name: 'health' | 'leader' | 'replica', query: Record<string, unknown>) {
-    const view = this.loop.view();
-    // Peers read a candidate's fresh WAL position here when they compare themselves before a failover.
-    const fields = Object.assign({}, ...this.participants.map((p) => p.memberFields?.() ?? {})) as Record<string, unknown>;
-    const body = { node: view.node, role: view.role, term: view.term, status: view.status, ...fields };
-    if (!this.member) return { ok: false, body: { ...body, error: 'not_member', message: 'this node has not started or joined a cluster' } };
-    if (name === 'health') {
-      const ok = this.participants.every((p) => p.ready?.('starting') ?? true);
-      return { ok, body };
-    }
-    if (name === 'leader') return { ok: view.leaderReady, body };
-    const lag = query.lag === undefined ? undefined : Number(query.lag);
-    const ok = view.role === 'standby' && this.participants.every((p) => p.ready?.('standby') ?? true) && this.replicaWithin(lag);
-    return { ok, body };
+  private partFields(): Record<string, unknown> {
+    return Object.assign({}, ...this.participants.map((p) => p.memberFields?.() ?? {})) as Record<string, unknown>;
   }
 
-  private replicaWithin(lagLimit: number | undefined): boolean {
-    const fields = Object.assign({}, ...this.participants.map((p) => p.memberFields?.() ?? {})) as { lagBytes?: number | null };
-    if (fields.lagBytes === undefined) return true;
-    if (fields.lagBytes === null) return false;
-    return fields.lagBytes <= (lagLimit !== undefined && Number.isFinite(lagLimit) ? lagLimit : this.loop.view().dynamicConfig.maxReplicaLag);
+  async probe(name: ProbeName, lagLimit: number | undefined) {
+    const view = this.loop.view();
+    // Peers read a candidate's fresh WAL position here when they compare themselves before a failover.
+    const fields = this.partFields();
+    const body = { node: view.node, role: view.role, term: view.term, status: view.status, ...fields };
+    const lag = fields.lagBytes;
+    const verdict = probeVerdict(
+      name,
+      {
+        member: this.member !== null,
+        role: view.role,
+        leaderReady: view.leaderReady,
+        running: this.participants.every((p) => p.ready?.('starting') ?? true),
+        standbyReady: this.participants.every((p) => p.ready?.('standby') ?? true),
+        lagBytes: lag === undefined ? undefined : typeof lag === 'number' ? lag : null,
+        maxReplicaLag: view.dynamicConfig.maxReplicaLag,
+        synchronous: readsSyncList(name) ? await this.listedSynchronous(view.leader?.name) : undefined,
+        lastTurnAgeMs: this.prom.lastTurnAgeMs(),
+      },
+      lagLimit,
+    );
+    if (!this.member && !verdict.ok) return { ok: false, body: { ...body, error: 'not_member', message: 'this node has not started or joined a cluster' } };
+    return { ok: verdict.ok, body: verdict.why === undefined ? body : { ...body, reason: verdict.why } };
+  }
+
+  /** Whether the leader's member record lists this node as a synchronous standby; undefined when unreadable. */
+  private async listedSynchronous(leader: string | undefined): Promise<boolean | undefined> {
+    if (leader === undefined) return undefined;
+    const members = await this.store.listMembers().catch(() => null);
+    const record = members?.find((m) => m.record.name === leader)?.record;
+    if (!record) return undefined;
+    return Array.isArray(record.syncStandbys) && record.syncStandbys.includes(pgName(this.config.nodeName));
+  }
+
+  readConfig() {
+    return this.store.readDynamicConfig().then((c) => c.config);
+  }
+
+  /** The application database's URI; the password is `postgres.appPassword`, else derived from the token as every node does. */
+  async dsn(choice: DsnChoice) {
+    const pg = this.config.postgres;
+    if (!pg.enabled) throw new SidecarError('postgres_disabled', 'this cluster runs without Postgres', 409);
+    const password = pg.appPassword ?? deriveSecret(this.config.clusterToken, 'app');
+    return chooseDsn(await this.store.listMembers(), this.loop.view().leader?.name, choice, { user: pg.appUser, password, database: pg.appDatabase, port: pg.port });
   }
 
   async cluster() {
     const view = this.loop.view();
+    let consulError: string | null = null;
     const [members, term, config, clusterId] = await Promise.all([
-      this.store.listMembers().catch(() => []),
+      // An empty list would read as "no members": say that Consul did not answer instead.
+      this.store.listMembers().catch((e: unknown) => {
+        consulError = errorMessage(e);
+        return [];
+      }),
       this.store.readTerm().catch(() => view.term),
       this.store.readDynamicConfig().then((c) => c.config).catch(() => view.dynamicConfig),
       this.store.readInitialize().catch(() => null),
@@ -139,6 +181,7 @@ export class SidecarNode implements ApiBackend {
       status: view.status,
       config,
       node: { name: view.node, role: view.role, status: view.status, member: this.member !== null },
+      consulError: consulError as string | null,
       members: members
         .map(({ record, alive }) => ({ ...record, state: alive ? record.state : 'offline', alive, role: alive ? record.role : 'offline' }))
         .sort((a, b) => a.name.localeCompare(b.name)),

@@ -1,11 +1,13 @@
-import { SidecarError, errorMessage } from '../../sidecar/errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SidecarError, errorMessage, isSidecarError } from '../../sidecar/errors.js';
 import type { ClusterView, HistoryEvent } from '../api.js';
 import { ClusterViewSchema, HistorySchema, answerMessage, parseAnswer } from '../api.js';
 import type { ApiRequest } from '../client.js';
 import type { CliContext, CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
-import { cell, formatBytes, renderTable } from '../output.js';
+import { CLEAR_SCREEN, cell, failureLine, formatBytes, renderTable, usageError } from '../output.js';
 import { normalizeManagerUrl, updateProfile } from '../profiles.js';
+import { checkMembers, portFailures, renderPortMatrix } from '../validate.js';
 import { memberUrls } from './profiles.js';
 
 const GET_CLUSTER: ApiRequest = { method: 'GET', path: '/cluster' };
@@ -33,8 +35,41 @@ export function renderClusterStatus(view: ClusterView): string[] {
     m.alive === false ? '-' : managerText(m.manager), // an offline member's last word about its manager is stale
   ]);
   lines.push(...renderTable(['', 'NAME', 'ADDRESS', 'ROLE', 'STATE', 'LAG', 'TIMELINE', 'FILES', 'MANAGER'], rows));
-  if (view.members.length === 0) lines.push('(no members yet)');
+  if (typeof view.consulError === 'string') lines.push(`(Consul unreachable from the answering node: ${view.consulError})`);
+  else if (view.members.length === 0) lines.push('(no members yet)');
   return lines;
+}
+
+/**
+ * What is wrong with the cluster `view` shows, as the error `cluster status` exits with: `no_leader` (exit
+ * 3) when no leader holds the lock; `cluster_degraded` (exit 4) when the answering node cannot read Consul,
+ * or a member is offline, not yet leader or standby, or a standby whose Postgres does not stream. Null when
+ * healthy. A cluster without members (not started yet) has no leader, so it is `no_leader`.
+ */
+export function clusterProblem(view: ClusterView, manager: string): SidecarError | null {
+  if (typeof view.consulError === 'string') {
+    return new SidecarError('cluster_degraded', `Consul unreachable from the answering node ${manager}: ${view.consulError}`, 503);
+  }
+  if (view.leader === null || view.leader === undefined) return new SidecarError('no_leader', 'no leader is elected', 503);
+  const unhealthy = view.members.flatMap((m) => {
+    if (m.alive === false || m.role === 'offline') return [`${m.name} is offline`];
+    if (m.role !== 'leader' && m.role !== 'standby') return [`${m.name} is ${cell(m.role)}`];
+    if (m.role === 'standby' && m.streaming === false && m.pgRole !== undefined) return [`${m.name}'s Postgres does not stream`];
+    return [];
+  });
+  return unhealthy.length > 0 ? new SidecarError('cluster_degraded', unhealthy.join('; '), 503) : null;
+}
+
+/** `--watch` with no value: refresh every this many seconds, as `watch` does by default. */
+const DEFAULT_WATCH_SECONDS = 2;
+
+/** `--watch [seconds]`: true or no value means the default; else a positive number of seconds. */
+function watchSeconds(value: unknown): number | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true || value === '') return DEFAULT_WATCH_SECONDS;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw usageError('--watch takes a positive number of seconds', 'bad_value');
+  return seconds;
 }
 
 function statusText(status: unknown): string | undefined {
@@ -193,16 +228,44 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
       )
       .command(
         'status',
-        'Show the term, the leader and every member',
-        (c) => c.option('json', { type: 'boolean', default: false, describe: 'print the /cluster JSON on stdout' }),
+        'Show the term, the leader and every member. Exits 3 when no leader is elected, 4 when a member is ' +
+          'unhealthy or the answering node cannot reach Consul',
+        (c) =>
+          c.option('json', { type: 'boolean', default: false, describe: 'print the /cluster JSON on stdout' }).option('watch', {
+            describe: `refresh every N seconds (default ${DEFAULT_WATCH_SECONDS}) until interrupted`,
+            coerce: watchSeconds,
+          }),
         async (argv) => {
           const session = await Session.open(ctx, argv);
-          const answer = await session.any(GET_CLUSTER);
-          const view = parseAnswer(ClusterViewSchema, answer, 'GET /cluster');
-          const leaderUrl = memberUrls(answer.body)?.leaderUrl;
-          if (leaderUrl !== undefined) await session.noteLeader(leaderUrl);
-          if (argv.json) ctx.io.out(JSON.stringify(answer.body, null, 2));
-          else print(ctx, renderClusterStatus(view));
+          const once = async (): Promise<SidecarError | null> => {
+            const answer = await session.any(GET_CLUSTER);
+            const view = parseAnswer(ClusterViewSchema, answer, 'GET /cluster');
+            const leaderUrl = memberUrls(answer.body)?.leaderUrl;
+            if (leaderUrl !== undefined) await session.noteLeader(leaderUrl);
+            if (argv.json) ctx.io.out(JSON.stringify(answer.body, null, 2));
+            else print(ctx, renderClusterStatus(view));
+            return clusterProblem(view, answer.manager);
+          };
+          const interval = argv.watch as number | undefined;
+          if (interval === undefined) {
+            const problem = await once();
+            if (problem) throw problem;
+            return;
+          }
+          // Like `watch`: a header, the status, again every interval; a failed read is shown, not fatal.
+          for (;;) {
+            const clear = ctx.io.isTerminal?.() ? CLEAR_SCREEN : '';
+            ctx.io.out(`${clear}Every ${interval}s: hactl cluster status    ${new Date().toISOString()}`);
+            ctx.io.out('');
+            try {
+              const problem = await once();
+              if (problem) ctx.io.out(`\n${failureLine(problem.code, problem.message)}`);
+            } catch (e) {
+              ctx.io.out(failureLine(isSidecarError(e) ? e.code : 'internal_error', errorMessage(e)));
+            }
+            if (!ctx.io.isTerminal?.()) ctx.io.out('');
+            await sleep(interval * 1000);
+          }
         },
       )
       .command(
@@ -275,6 +338,21 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
         },
       )
       .command(
+        'validate',
+        "Check from this host that every member's ports answer (Consul 8300, 8301, 8500; API 8008; Postgres " +
+          '15432; file mirror 22000, where used); exits 1 when one does not',
+        (c) => c,
+        async (argv) => {
+          const session = await Session.open(ctx, argv);
+          const view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER), 'GET /cluster');
+          if (view.members.length === 0) throw new SidecarError('no_members', 'the cluster lists no members to check', 502);
+          const rows = await checkMembers(view.members);
+          print(ctx, renderPortMatrix(rows));
+          const failed = portFailures(rows);
+          if (failed.length > 0) throw new SidecarError('ports_unreachable', failed.join('; '), 503);
+        },
+      )
+      .command(
         'history',
         'List the failovers and switchovers',
         (c) => c.option('json', { type: 'boolean', default: false, describe: 'print the /history JSON on stdout' }),
@@ -288,7 +366,7 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
       )
       .demandCommand(
         1,
-        'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume ' +
-          'or history',
+        'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume, ' +
+          'validate or history',
       ),
   );

@@ -5,6 +5,7 @@ import { profilesDir, timeoutMs } from '../context.js';
 import { cell, renderTable } from '../output.js';
 import {
   defaultProfileName,
+  deleteProfile,
   listProfiles,
   loadProfiles,
   normalizeManagerUrl,
@@ -123,7 +124,17 @@ export const profilesCommands: CommandRegistrar = (cli, ctx) =>
           ctx.io.out(`token:       ${p.hasToken ? 'set' : 'not set'}`);
         },
       )
-      .demandCommand(1, 'say which profiles command: use, list or show'),
+      .command(
+        'delete <name>',
+        'Delete a profile and the token it holds',
+        (c) => c.positional('name', { type: 'string', demandOption: true, describe: 'profile name' }),
+        async (argv) => {
+          const { wasCurrent } = await deleteProfile(profilesDir(ctx), argv.name);
+          const note = wasCurrent ? '; no profile is current now (run "hactl profiles use <host>")' : '';
+          ctx.io.out(`profile "${argv.name}" deleted${note}`);
+        },
+      )
+      .demandCommand(1, 'say which profiles command: use, list, show or delete'),
   );
 
 const nonEmpty = (s: string | undefined): string | undefined => (s === undefined || s === '' ? undefined : s);

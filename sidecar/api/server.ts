@@ -2,14 +2,22 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
+import type { DynamicConfig } from '../consul/records.js';
 import { SidecarError, isSidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { parseByteSize } from '../units.js';
+import { dsnQuery, type DsnChoice } from './dsn.js';
+import { PROBES, type ProbeName } from './probes.js';
 
 /** What the API needs of the node; the node (sidecar/node.ts) implements it. */
 export interface ApiBackend {
-  /** 200/503 probes for load balancers and Consul checks. */
-  probe(name: 'health' | 'leader' | 'replica', query: Record<string, unknown>): { ok: boolean; body: Record<string, unknown> };
+  /** 200/503 probes for load balancers, Kubernetes and Consul checks; `lagLimit` from `?lag=` (bytes). */
+  probe(name: ProbeName, lagLimit: number | undefined): Promise<{ ok: boolean; body: Record<string, unknown> }>;
   cluster(): Promise<unknown>;
+  /** The dynamic config as stored in Consul. */
+  readConfig(): Promise<unknown>;
+  /** A libpq connection URI of the application database on the chosen member. */
+  dsn(choice: DsnChoice): Promise<unknown>;
   history(): Promise<unknown>;
   metrics(): Promise<{ contentType: string; text: string }>;
   /** Throws `not_cluster_leader` (409) unless this node is the ready leader. */
@@ -21,10 +29,26 @@ export interface ApiBackend {
   patchConfig(patch: Record<string, unknown>): Promise<unknown>;
 }
 
+
+/** `?lag=` of a probe: bytes, or a size with a unit (`16MB`, `16MiB`); absent means the cluster's limit. */
+function lagParam(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw new SidecarError('bad_request', 'give ?lag= once, as bytes or a size like 16MB', 400);
+  try {
+    return parseByteSize(value);
+  } catch (e) {
+    throw new SidecarError('bad_request', `invalid ?lag=: ${(e as Error).message}`, 400);
+  }
+}
+
 const startBody = z.object({ nodeName: z.string().min(1) }).strict();
 const joinBody = z.object({ nodeName: z.string().min(1), force: z.boolean().default(false), leaderUrl: z.string().optional() }).strict();
 const switchoverBody = z.object({ to: z.string().min(1).optional() }).strict();
-const configPatch = z
+/**
+ * The PATCH /config body. Not `dynamicConfig.partial()`: zod fills in the defaults of keys not given, so a
+ * patch of one setting would reset the others. Typed against DynamicConfig so the two cannot drift apart.
+ */
+const configPatch: z.ZodType<Partial<DynamicConfig>> = z
   .object({
     paused: z.boolean(),
     synchronousMode: z.boolean(),
@@ -35,12 +59,12 @@ const configPatch = z
   .strict()
   .refine((p) => Object.keys(p).length > 0, 'give at least one setting to change');
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+function parse<T>(schema: z.ZodType<T>, body: unknown, what = 'body'): T {
   const result = schema.safeParse(body ?? {});
   if (!result.success) {
     const issue = result.error.issues[0];
     const where = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.') || 'body';
-    throw new SidecarError('bad_request', `invalid request body: ${where}: ${issue.message}`, 400);
+    throw new SidecarError('bad_request', `invalid request ${what}: ${where}: ${issue.message}`, 400);
   }
   return result.data;
 }
@@ -64,14 +88,15 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
   app.use(express.json({ limit: '64kb' }));
 
   // GET, HEAD and OPTIONS answer the same status: load balancers differ in which one they send.
-  for (const name of ['health', 'leader', 'replica'] as const) {
-    app.all(`/${name}`, (req, res, next) => {
+  for (const name of PROBES) {
+    app.all(`/${name}`, async (req, res, next) => {
       if (!['GET', 'HEAD', 'OPTIONS'].includes(req.method)) return next();
-      const { ok, body } = backend.probe(name, req.query as Record<string, unknown>);
+      const { ok, body } = await backend.probe(name, lagParam(req.query.lag));
       res.status(ok ? 200 : 503).json(body);
     });
   }
   app.get('/cluster', async (_req, res) => res.json(await backend.cluster()));
+  app.get('/config', async (_req, res) => res.json(await backend.readConfig()));
   app.get('/history', async (_req, res) => res.json(await backend.history()));
   app.get('/metrics', async (_req, res) => {
     const { contentType, text } = await backend.metrics();
@@ -88,6 +113,8 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
     const body = parse(joinBody, req.body);
     res.json(await backend.joinCluster(body.nodeName, body.force));
   });
+  // The password derives from the cluster token anyway: whoever holds the token can compute it.
+  app.get('/dsn', auth, async (req, res) => res.json(await backend.dsn(parse(dsnQuery, req.query, 'query'))));
   app.delete('/cluster/nodes/:name', auth, leaderOnly, async (req, res) => res.json(await backend.removeNode(String(req.params.name))));
   app.post('/switchover', auth, leaderOnly, async (req, res) => res.json(await backend.switchover(parse(switchoverBody, req.body).to)));
   app.patch('/config', auth, leaderOnly, async (req, res) => res.json(await backend.patchConfig(parse(configPatch, req.body))));

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import Consul from 'consul';
 import { z } from 'zod';
 import { SidecarError, errorMessage } from '../errors.js';
@@ -25,6 +26,8 @@ export interface StoreOptions {
   timeoutMs: number;
   /** Reports a KV value that failed validation (it is then treated as absent). */
   onBadValue?: (key: string, problem: string) => void;
+  /** Postgres port of this node, published in the service's meta (`postgres_port`) for clients. */
+  postgresPort?: number;
 }
 
 export interface LockState {
@@ -89,6 +92,8 @@ export class ConsulStore {
   private readonly client: Consul;
   private readonly prefix: string;
   private readonly aliveCheckId: string;
+  /** Monotonic time of the last Consul call that succeeded (for the `consul_last_contact` metric). */
+  private lastSuccessAt: number | null = null;
 
   constructor(private readonly opts: StoreOptions, readonly node: string) {
     const url = new URL(opts.url);
@@ -106,9 +111,16 @@ export class ConsulStore {
     return this.prefix + name;
   }
 
+  /** Seconds since a Consul call last succeeded; null before the first. */
+  lastContactAgeSeconds(): number | null {
+    return this.lastSuccessAt === null ? null : (performance.now() - this.lastSuccessAt) / 1000;
+  }
+
   private async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
     try {
-      return await run();
+      const result = await run();
+      this.lastSuccessAt = performance.now();
+      return result;
     } catch (e) {
       throw new ConsulUnavailable(operation, e);
     }
@@ -162,7 +174,7 @@ export class ConsulStore {
         address: spec.address,
         port: spec.apiPort,
         tags: spec.tags,
-        meta: { cluster: this.opts.cluster },
+        meta: this.serviceMeta(),
       });
       await this.client.agent.check.register({
         id: this.aliveCheckId,
@@ -195,7 +207,7 @@ export class ConsulStore {
         address: spec.address,
         port: spec.apiPort,
         tags: spec.tags,
-        meta: { cluster: this.opts.cluster },
+        meta: this.serviceMeta(),
       }),
     );
   }
@@ -218,6 +230,21 @@ export class ConsulStore {
         await update();
       }
     });
+  }
+
+  /** Service meta an operator or client reads: the cluster's name and where this node's Postgres listens. */
+  private serviceMeta(): Record<string, string> {
+    return { cluster: this.opts.cluster, ...(this.opts.postgresPort ? { postgres_port: String(this.opts.postgresPort) } : {}) };
+  }
+
+  /**
+   * After a graceful stop (session already destroyed, lock released): the alive check and the Postgres check
+   * turn critical at once with `note`, instead of when their TTLs run out with no reason given.
+   */
+  async markStopped(note: string): Promise<void> {
+    await this.call('alive check fail', () => this.client.agent.check.fail(this.opts_({ id: this.aliveCheckId, note }) as never));
+    // The Postgres check exists only once the Postgres part reported; a missing one is nothing to mark.
+    await this.client.agent.check.fail(this.opts_({ id: `ha-sidecar-postgres:${this.node}`, note }) as never).catch(() => undefined);
   }
 
   async deregisterService(): Promise<void> {

@@ -10,6 +10,7 @@ import {
   configDir,
   currentProfile,
   defaultProfileName,
+  deleteProfile,
   listProfiles,
   loadProfiles,
   normalizeManagerUrl,
@@ -262,5 +263,24 @@ describe('resolving, listing and showing', () => {
     const text = await readFile(profilesPath(dir), 'utf8');
     expect(text.endsWith('}\n')).toBe(true);
     expect(JSON.parse(text)).toEqual(sample);
+  });
+});
+
+describe('deleting', () => {
+  it('deletes a profile; deleting the current one leaves none current', async () => {
+    await useProfile(dir, 'a', { managers: ['http://127.0.0.11:8008'], token: 'token-a' });
+    await useProfile(dir, 'b', { managers: ['http://127.0.0.12:8008'] });
+    expect(await deleteProfile(dir, 'a')).toEqual({ wasCurrent: false });
+    expect(await loadProfiles(dir)).toEqual({ current: 'b', profiles: { b: { managers: ['http://127.0.0.12:8008'] } } });
+    expect(await deleteProfile(dir, 'b')).toEqual({ wasCurrent: true });
+    expect(await loadProfiles(dir)).toEqual({ current: null, profiles: {} });
+  });
+
+  it('an unknown name is unknown_profile (exit 2) and changes nothing', async () => {
+    await useProfile(dir, 'a', { managers: ['http://127.0.0.11:8008'] });
+    const before = await readFile(profilesPath(dir), 'utf8');
+    const e = await rejection(deleteProfile(dir, 'zz'));
+    expect([e.code, exitCodeFor(e.code)]).toEqual(['unknown_profile', 2]);
+    expect(await readFile(profilesPath(dir), 'utf8')).toBe(before);
   });
 });

@@ -1,0 +1,66 @@
+import { describe, expect, it } from '@jest/globals';
+import type { ClusterView } from '../../cli/api.js';
+import { clusterProblem, renderClusterStatus } from '../../cli/commands/cluster.js';
+import { exitCodeFor } from '../../cli/output.js';
+
+const leader = { name: 'n1', apiUrl: 'http://127.0.0.11:8008', term: 2 };
+const member = (name: string, patch: Record<string, unknown> = {}) => ({
+  name,
+  address: '127.0.0.1',
+  role: name === 'n1' ? 'leader' : 'standby',
+  state: 'ok',
+  alive: true,
+  streaming: name !== 'n1',
+  pgRole: name === 'n1' ? 'primary' : 'standby',
+  ...patch,
+});
+const view = (patch: Partial<ClusterView> = {}): ClusterView => ({
+  cluster: 'main',
+  term: 2,
+  leader,
+  paused: false,
+  members: [member('n1'), member('n2'), member('n3')],
+  consulError: null,
+  ...patch,
+});
+const problem = (v: ClusterView) => {
+  const e = clusterProblem(v, 'http://127.0.0.12:8008');
+  return e && { code: e.code, message: e.message, exit: exitCodeFor(e.code) };
+};
+
+describe('hactl cluster status: exit code of what it shows', () => {
+  it('a leader and every standby streaming: healthy (exit 0)', () => {
+    expect(problem(view())).toBeNull();
+  });
+
+  it('an election-only cluster (no Postgres fields) is healthy with leader and standbys', () => {
+    const bare = (name: string) => ({ name, role: name === 'n1' ? 'leader' : 'standby', alive: true });
+    expect(problem(view({ members: [bare('n1'), bare('n2')] }))).toBeNull();
+  });
+
+  it('no leader: no_leader, exit 3', () => {
+    expect(problem(view({ leader: null }))).toEqual({ code: 'no_leader', message: 'no leader is elected', exit: 3 });
+  });
+
+  it('offline, starting and not-streaming members: cluster_degraded naming each, exit 4', () => {
+    const members = [member('n1'), member('n2', { alive: false, role: 'offline' }), member('n3', { role: 'starting' }), member('n4', { streaming: false })];
+    expect(problem(view({ members }))).toEqual({
+      code: 'cluster_degraded',
+      message: "n2 is offline; n3 is starting; n4's Postgres does not stream",
+      exit: 4,
+    });
+  });
+
+  it('Consul unreachable from the answering node: said so, exit 4, instead of "no members"', () => {
+    const v = view({ members: [], consulError: 'Consul member list failed: connect ECONNREFUSED 127.0.0.12:8500' });
+    expect(problem(v)).toEqual({
+      code: 'cluster_degraded',
+      message: 'Consul unreachable from the answering node http://127.0.0.12:8008: Consul member list failed: connect ECONNREFUSED 127.0.0.12:8500',
+      exit: 4,
+    });
+    const lines = renderClusterStatus(v);
+    expect(lines.at(-1)).toBe('(Consul unreachable from the answering node: Consul member list failed: connect ECONNREFUSED 127.0.0.12:8500)');
+    expect(lines).not.toContain('(no members yet)');
+    expect(renderClusterStatus(view({ members: [], leader: null }))).toContain('(no members yet)');
+  });
+});
