@@ -229,7 +229,7 @@ export class ReconcileLoop {
       else await this.watchLock();
       this.dynamicConfig = (await store.readDynamicConfig()).config;
       this.consulReachable = true;
-      await this.reapSessions();
+      if (this.staleSessions.size > 0) await this.reapSessions();
     } catch (e) {
       if (this.consulReachable) this.log.warn('Consul unreachable', { error: errorMessage(e) });
       this.consulReachable = false;
