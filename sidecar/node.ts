@@ -269,13 +269,16 @@ export class SidecarNode implements ApiBackend {
       const reasons = verdicts.map((v) => `${v.name}: ${v.problem}`).join('; ') || 'no other member';
       throw new SidecarError('candidate_not_ready', `no switchover: ${to ?? 'no standby'} is fit to take over (${reasons})`, 409, { candidates: verdicts });
     }
+    const termBefore = this.loop.view().term;
     await this.store.writeSwitchover({ from, to, requestedAt: new Date().toISOString() });
     this.loop.poke();
     const deadline = Date.now() + SWITCHOVER_WAIT_MS;
     while (Date.now() < deadline) {
       const { leader, session } = await this.store.readLock(false).catch(() => ({ leader: null, session: null }));
-      if (session && leader && leader.name !== from && (await this.servesWrites(leader.apiUrl))) {
-        return { switchedOver: true, from, to: leader.name, term: leader.term };
+      if (session && leader && leader.term > termBefore && (await this.servesWrites(leader.apiUrl))) {
+        if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
+        // The target (or the best standby) could not lead and the old leader took its lock back.
+        throw new SidecarError('switchover_failed', `${to ?? 'no standby'} could not take over; ${from} leads again (term ${leader.term}): see \`hactl cluster history\` and the target's log`, 502, { leader: from, term: leader.term });
       }
       await sleep(200);
     }

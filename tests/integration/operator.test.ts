@@ -293,17 +293,19 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
 
   test("a killed leader keeps its 'leader' tag, but its checks are critical: the passing leader query names only the new one", async () => {
     const everyMember = (await hactl('dsn', '--all-members')).out.trim();
-    await cluster.killSidecar(0);
-    const next = await waitFor('n2 to lead', async () => ((await cluster.leaderIndex([1])) === 1 ? 1 : undefined), 30_000, 100);
-    expect(next).toBe(1);
-    await waitFor('the catalog to tag n2 leader', async () => (await health(true, 'leader')).map((e) => e.Service.ID).join() === 'n2', 10_000, 200);
-    // A tag cannot be changed by a dead process: n1 is still tagged leader, with its alive check critical.
+    const old = (await cluster.leaderIndex())!;
+    const oldName = cluster.names[old];
+    await cluster.killSidecar(old);
+    const next = await waitFor('another node to lead', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== old)), 30_000, 100);
+    const nextName = cluster.names[next];
+    await waitFor('the catalog to tag the new leader', async () => (await health(true, 'leader')).map((e) => e.Service.ID).join() === nextName, 10_000, 200);
+    // A tag cannot be changed by a dead process: the old leader is still tagged leader, with its alive check critical.
     const tagged = await health(false, 'leader');
-    expect(tagged.map((e) => e.Service.ID).sort()).toEqual(['n1', 'n2']);
-    const n1Alive = tagged.find((e) => e.Service.ID === 'n1')!.Checks.find((c) => c.CheckID === 'ha-sidecar-alive:n1')!;
-    expect(n1Alive.Status).toBe('critical');
+    expect(tagged.map((e) => e.Service.ID).sort()).toEqual([oldName, nextName].sort());
+    const oldAlive = tagged.find((e) => e.Service.ID === oldName)!.Checks.find((c) => c.CheckID === `ha-sidecar-alive:${oldName}`)!;
+    expect(oldAlive.Status).toBe('critical');
     // The URI listing every member, taken before the failover, finds the new leader by itself.
     const psql = await shell(`psql ${quote(everyMember)} -XAtc 'select pg_is_in_recovery(), inet_server_addr()'`);
-    expect([psql.code, psql.out.trim()]).toEqual([0, `f|${cluster.address(1)}`]);
+    expect([psql.code, psql.out.trim()]).toEqual([0, `f|${cluster.address(next)}`]);
   }, 60_000);
 });
