@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { SidecarConfig } from '../config.js';
 import type { Fitness, Role } from '../election/decide.js';
 import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
+import type { MemberEntry } from '../consul/store.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PostgresController, type PostgresStatus, type Upstream } from './controller.js';
@@ -132,7 +133,13 @@ export class PostgresParticipant implements Participant {
     // Compare with every other member but the last leader, as their own Postgres reports it now. In
     // synchronous mode a listed standby that cannot be compared may hold the only copy of a commit.
     const mustCompare = (name: string) => ctx.synchronousMode && (leaderSync?.includes(pgName(name)) ?? false);
-    const peers = ctx.members.filter((m) => m.record.name !== this.config.nodeName && m.record.name !== lastLeader && (m.alive || mustCompare(m.record.name)));
+    // Only peers that could take over themselves count (as in Patroni): a nofailover peer never promotes, and in
+    // synchronous mode an unlisted peer's extra WAL holds no acknowledged commit. Deferring to either would
+    // leave the cluster without a leader.
+    const couldLead = (m: MemberEntry) => !m.record.nofailover && (!ctx.synchronousMode || leaderSync === null || mustCompare(m.record.name));
+    const peers = ctx.members.filter(
+      (m) => m.record.name !== this.config.nodeName && m.record.name !== lastLeader && couldLead(m) && (m.alive || mustCompare(m.record.name)),
+    );
     for (const peer of peers) {
       const theirs = await this.pg.peerPosition({ host: peer.record.address, port: this.config.postgres.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined);
       if (theirs === null || theirs === undefined) {
