@@ -133,3 +133,27 @@ export async function assertPortFree(host: string, port: number, what: string): 
   });
   if (taken) throw new Error(`port ${host}:${port} (${what}) is already in use: stop whatever listens there first`);
 }
+
+/** What a command run to its end printed, and its exit code (null when killed). */
+export interface CommandRun {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs `command args` with `env` and no stdin, collecting its output; SIGKILLs it after `timeoutMs`. */
+export function runCommand(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<CommandRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}

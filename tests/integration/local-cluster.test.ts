@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../cli/local/paths.js';
+import { runCommand, type CommandRun } from '../harness/processes.js';
 
 /**
  * `hactl local` end to end: the compiled CLI (`npm run build` first) starts a real 3-node cluster in the
@@ -24,29 +24,12 @@ chmodSync(work, 0o755);
 const localDir = join(work, 'cluster');
 const configDir = join(work, 'hactl');
 
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
 
 /** Runs `node dist/cli/hactl.js <args>` with the test's directories; SIGKILLs it after `timeoutMs`. */
-function hactl(args: string[], timeoutMs = 240_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, HACTL_LOCAL_DIR: localDir, HACTL_CONFIG_DIR: configDir };
-    delete env.HACTL_TOKEN;
-    const child = spawn(process.execPath, [hactlJs, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
+function hactl(args: string[], timeoutMs = 240_000): Promise<CommandRun> {
+  const env: NodeJS.ProcessEnv = { ...process.env, HACTL_LOCAL_DIR: localDir, HACTL_CONFIG_DIR: configDir };
+  delete env.HACTL_TOKEN;
+  return runCommand(process.execPath, [hactlJs, ...args], env, timeoutMs);
 }
 
 /** Alive and not a zombie (this sandbox's init reaps orphans late, and a zombie holds no port or file). */

@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../cli/local/paths.js';
 import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
-import { waitFor } from '../harness/processes.js';
+import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
 
 /**
  * The operator's toolkit against a real 3-node cluster (Consul, PostgreSQL, sidecars): the Patroni probe
@@ -15,29 +14,12 @@ import { waitFor } from '../harness/processes.js';
 const hactlJs = join(projectRoot(), 'dist', 'cli', 'hactl.js');
 const configDir = mkdtempSync(join(tmpdir(), 'hactl-operator-'));
 
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
 
 /** Runs a bash script (`$HACTL` is hactl) with pipefail; SIGKILLs it after `timeoutMs`. */
-function shell(script: string, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, HACTL_CONFIG_DIR: configDir, HACTL: `${process.execPath} ${hactlJs}` };
-    delete env.HACTL_TOKEN;
-    const child = spawn('bash', ['-o', 'pipefail', '-c', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
+function shell(script: string, timeoutMs = 30_000): Promise<CommandRun> {
+  const env: NodeJS.ProcessEnv = { ...process.env, HACTL_CONFIG_DIR: configDir, HACTL: `${process.execPath} ${hactlJs}` };
+  delete env.HACTL_TOKEN;
+  return runCommand('bash', ['-o', 'pipefail', '-c', script], env, timeoutMs);
 }
 
 const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
