@@ -35,6 +35,7 @@ export class SidecarNode implements ApiBackend {
     private readonly log: Logger,
     logContext: LogContext,
     private readonly participants: Participant[],
+    metrics: Metrics = new Metrics(config.nodeName),
   ) {
     this.store = new ConsulStore(
       {
@@ -47,7 +48,7 @@ export class SidecarNode implements ApiBackend {
       },
       config.nodeName,
     );
-    this.prom = new Metrics(config.nodeName);
+    this.prom = metrics;
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants });
     this.member = this.readMembership();
   }

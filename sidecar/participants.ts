@@ -1,9 +1,15 @@
 import type { SidecarConfig } from './config.js';
 import type { Participant } from './election/participant.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { createFilesParticipant } from './mirror/participant.js';
 import { createPostgresParticipant } from './postgres/participant.js';
 
 /** The parts the reconcile loop drives on this node, per config. */
-export function buildParticipants(config: SidecarConfig, log: Logger): Participant[] {
-  return config.postgres.enabled ? [createPostgresParticipant(config, log)] : [];
+export function buildParticipants(config: SidecarConfig, log: Logger, metrics: Metrics): Participant[] {
+  const parts: Participant[] = [];
+  if (config.postgres.enabled) parts.push(createPostgresParticipant(config, log));
+  const files = createFilesParticipant(config, log, metrics);
+  if (files) parts.push(files);
+  return parts;
 }

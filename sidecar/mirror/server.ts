@@ -1,0 +1,368 @@
+import { watch, type FSWatcher } from 'chokidar';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import tls from 'node:tls';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { manifestDelta, type Entry, type Manifest } from './manifest.js';
+import { TEMP_PATTERN, unsafePathReason } from './paths.js';
+import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, clientMessage, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
+import { Scanner } from './scanner.js';
+import { serverTlsOptions } from './tls.js';
+
+/** Followers hear from the leader at least this often, so a dead connection is noticed. */
+const HEARTBEAT_MS = 1000;
+/** A connection that has not said hello by then is closed. */
+const HELLO_TIMEOUT_MS = 10_000;
+/** File chunks: large enough for throughput, small enough that memory stays flat. */
+const CHUNK_BYTES = 256 * 1024;
+/** Manifest batches stay far below the frame limit. */
+const SNAPSHOT_BATCH_BYTES = 1024 * 1024;
+/** Watch events are gathered this long, so a burst becomes one change. */
+const EVENT_BATCH_MS = 5;
+
+export interface MirrorServerOptions {
+  root: string;
+  address: string;
+  port: number;
+  term: number;
+  node: string;
+  clusterToken: string;
+  clusterName: string;
+  rescanMs: number;
+  /** False once this node must not serve: checked before every frame, so nothing leaves after a demote. */
+  mayServe: () => boolean;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * The leader's side: keeps a manifest of the directory current from chokidar events and a periodic rescan
+ * (events can be lost), numbers every change with a rising sequence, and streams changes and file content
+ * to each connected follower.
+ */
+export class MirrorServer {
+  readonly epoch = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  private manifest: Manifest = new Map();
+  private seq = 0;
+  private readonly scanner: Scanner;
+  private readonly sessions = new Set<Session>();
+  private readonly dirty = new Set<string>();
+  private flushTimer: NodeJS.Timeout | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private watcher: FSWatcher | null = null;
+  private server: tls.Server | null = null;
+  /** Manifest updates run one at a time, in the order they were read from disk. */
+  private work: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly opts: MirrorServerOptions) {
+    this.scanner = new Scanner(opts.root, opts.log);
+  }
+
+  get sequence(): number {
+    return this.seq;
+  }
+
+  get entries(): number {
+    return this.manifest.size;
+  }
+
+  get followers(): number {
+    return [...this.sessions].filter((s) => s.live).length;
+  }
+
+  /** Watches, scans, then listens: a follower never sees a manifest older than the watcher's first event. */
+  async start(): Promise<void> {
+    const { root, log } = this.opts;
+    this.watcher = watch(root, {
+      ignoreInitial: true,
+      followSymlinks: false,
+      ignored: (path: string) => TEMP_PATTERN.test(path.slice(path.lastIndexOf(sep) + 1)),
+    });
+    this.watcher.on('all', (_event, path) => this.markDirty(relative(root, path).split(sep).join('/')));
+    this.watcher.on('error', (e) => log.warn('files: watcher error; the periodic rescan covers what it misses', { error: errorMessage(e) }));
+    this.manifest = await this.scanner.scan();
+    this.seq = this.manifest.size;
+    this.publishGauges();
+    if (this.stopped) return;
+    this.server = tls.createServer(serverTlsOptions(this.opts.clusterToken, this.opts.clusterName), (socket) => this.accept(socket));
+    this.server.on('tlsClientError', (e, socket) => {
+      this.opts.metrics.filesErrors.inc({ reason: 'tls_refused' });
+      log.warn('files: refused a peer: TLS handshake failed (wrong cluster key, or not TLS)', { code: 'files_peer_refused', peer: socket.remoteAddress, error: errorMessage(e) });
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server?.once('error', reject);
+      this.server?.listen(this.opts.port, this.opts.address, () => resolve());
+    });
+    this.server.on('error', (e) => log.error('files: server error', { error: errorMessage(e) }));
+    this.rescanTimer = setInterval(() => this.enqueue(() => this.rescan()), this.opts.rescanMs);
+    this.heartbeat = setInterval(() => this.broadcast({ t: 'heartbeat', seq: this.seq }), HEARTBEAT_MS);
+    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port });
+  }
+
+  /**
+   * Stops serving at once: the flag is set and every connection destroyed before the first await, so no
+   * frame leaves after a demote; a follower then only ever applies data from the current leader.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.sessions) s.close();
+    this.sessions.clear();
+    this.server?.close();
+    for (const timer of [this.flushTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
+    await this.watcher?.close().catch(() => undefined);
+  }
+
+  private serving(): boolean {
+    return !this.stopped && this.opts.mayServe();
+  }
+
+  private markDirty(path: string): void {
+    if (path === '' || path.startsWith('..')) return;
+    this.dirty.add(path);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = null;
+      this.enqueue(() => this.flush());
+    }, EVENT_BATCH_MS);
+  }
+
+  private enqueue(step: () => Promise<void>): void {
+    this.work = this.work.then(step).catch((e) => {
+      this.opts.metrics.filesErrors.inc({ reason: 'scan' });
+      this.opts.log.error('files: manifest update failed', { code: (e as { code?: string }).code, error: errorMessage(e) });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const paths = [...this.dirty];
+    this.dirty.clear();
+    const before: Manifest = new Map();
+    const after: Manifest = new Map();
+    for (const path of paths) {
+      const old = this.manifest.get(path);
+      if (old) before.set(path, old);
+      const entry = await this.scanner.entry(path);
+      if (entry) after.set(path, entry);
+      if (old?.type === 'dir' || entry?.type === 'dir') {
+        // A directory that went or came (or was renamed): everything below it goes or comes with it.
+        for (const [p, e] of this.manifest) if (p.startsWith(`${path}/`)) before.set(p, e);
+        if (entry?.type === 'dir') {
+          const below = await this.scanner.scanBelow(path);
+          for (const [p, e] of below) after.set(p, e);
+        }
+      }
+    }
+    this.apply(before, after);
+  }
+
+  private async rescan(): Promise<void> {
+    const now = await this.scanner.scan();
+    const { upserts, removed } = this.apply(this.manifest, now);
+    if (upserts + removed > 0) this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed });
+  }
+
+  /** Applies the difference between `before` and `after` (same paths) to the manifest; one sequence per change. */
+  private apply(before: Manifest, after: Manifest): { upserts: number; removed: number } {
+    const delta = manifestDelta(before, after);
+    if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0 };
+    for (const p of delta.removed) this.manifest.delete(p);
+    for (const e of delta.upserts) this.manifest.set(e.path, e);
+    this.seq += delta.upserts.length + delta.removed.length;
+    this.publishGauges();
+    this.broadcast({ t: 'change', seq: this.seq, upserts: delta.upserts, removed: delta.removed });
+    return { upserts: delta.upserts.length, removed: delta.removed.length };
+  }
+
+  private publishGauges(): void {
+    this.opts.metrics.filesEntries.set(this.manifest.size);
+    this.opts.metrics.filesSequence.set(this.seq);
+  }
+
+  private broadcast(message: ServerMessage): void {
+    if (!this.serving()) return;
+    const frame = encodeMessage(message);
+    for (const s of this.sessions) if (s.live) s.socket.write(frame);
+  }
+
+  private accept(socket: tls.TLSSocket): void {
+    const session = new Session(socket, this);
+    this.sessions.add(session);
+    socket.once('close', () => this.sessions.delete(session));
+  }
+
+  // --- what a session asks of the server -------------------------------------------------------------------
+
+  refusal(term: number, version: number): { code: string; message: string } | null {
+    if (!this.serving()) return { code: 'not_leader', message: `${this.opts.node} no longer leads` };
+    if (version !== PROTOCOL_VERSION) return { code: 'bad_version', message: `protocol ${version} is not ${PROTOCOL_VERSION}` };
+    // Design rule 6: a follower that has seen a newer term knows of a newer leader; this one must not serve it.
+    if (term > this.opts.term) return { code: 'stale_term', message: `the follower has seen term ${term}; this leader's term is ${this.opts.term}` };
+    return null;
+  }
+
+  /** The welcome and the whole manifest, written in one synchronous step so no change slips between. */
+  greet(session: Session): void {
+    const w = (m: ServerMessage) => session.socket.write(encodeMessage(m));
+    w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
+    let batch: Entry[] = [];
+    let bytes = 0;
+    for (const e of this.manifest.values()) {
+      batch.push(e);
+      bytes += e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160;
+      if (bytes >= SNAPSHOT_BATCH_BYTES) {
+        w({ t: 'snapshot', seq: this.seq, entries: batch, last: false });
+        batch = [];
+        bytes = 0;
+      }
+    }
+    w({ t: 'snapshot', seq: this.seq, entries: batch, last: true });
+    session.live = true;
+  }
+
+  /** Streams one file with backpressure; its hash travels at the end, computed from the bytes sent. */
+  async sendFile(session: Session, path: string): Promise<void> {
+    const { socket } = session;
+    const entry = this.manifest.get(path);
+    if (unsafePathReason(path) !== null || entry?.type !== 'file') {
+      socket.write(encodeMessage({ t: 'missing', path }));
+      return;
+    }
+    const handle = await open(join(this.opts.root, path), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
+    const st = await handle?.stat().catch(() => null);
+    if (!handle || !st?.isFile()) {
+      await handle?.close();
+      if (this.serving()) socket.write(encodeMessage({ t: 'missing', path }));
+      this.markDirty(path);
+      return;
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      if (!this.serving()) return;
+      socket.write(encodeMessage({ t: 'file', path, size: st.size }));
+      for await (const chunk of handle.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false })) {
+        if (!this.serving() || socket.destroyed) return;
+        const buf = chunk as Buffer;
+        hash.update(buf);
+        size += buf.length;
+        let ok = true;
+        for (const part of encodeData(buf)) ok = socket.write(part);
+        if (!ok) await drained(socket);
+      }
+      const sha256 = hash.digest('hex');
+      if (!this.serving()) return;
+      socket.write(encodeMessage({ t: 'end', path, size, sha256 }));
+      this.opts.metrics.filesBytes.inc({ direction: 'sent' }, size);
+      this.opts.metrics.filesTransferred.inc({ direction: 'sent' });
+      // The file changed since the manifest was made: re-read it, so the follower hears of the new content.
+      if (sha256 !== entry.sha256) this.markDirty(path);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  get log(): Logger {
+    return this.opts.log;
+  }
+
+  get metrics(): Metrics {
+    return this.opts.metrics;
+  }
+}
+
+function drained(socket: tls.TLSSocket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.once('drain', done);
+    socket.once('close', done);
+  });
+}
+
+/** One follower's connection: hello, then the manifest and changes, and the files it asks for, in order. */
+class Session {
+  live = false;
+  private readonly decoder = new FrameDecoder();
+  private readonly gets: string[] = [];
+  private sending = false;
+  private readonly helloTimer: NodeJS.Timeout;
+  private peer: string;
+
+  constructor(
+    readonly socket: tls.TLSSocket,
+    private readonly server: MirrorServer,
+  ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.helloTimer = setTimeout(() => this.fail('hello_timeout', 'no hello within the time limit'), HELLO_TIMEOUT_MS);
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('end', () => {
+      try {
+        this.decoder.end();
+      } catch (e) {
+        this.fail((e as FrameError).code, errorMessage(e));
+      }
+    });
+    socket.on('error', (e) => server.log.debug('files: follower connection error', { peer: this.peer, error: errorMessage(e) }));
+    socket.on('close', () => clearTimeout(this.helloTimer));
+  }
+
+  close(): void {
+    this.live = false;
+    this.socket.destroy();
+  }
+
+  private fail(code: string, why: string): void {
+    this.server.metrics.filesErrors.inc({ reason: code });
+    this.server.log.warn(`files: closing a follower connection: ${why}`, { code, peer: this.peer });
+    this.close();
+  }
+
+  private receive(chunk: Buffer): void {
+    try {
+      for (const frame of this.decoder.push(chunk)) {
+        if (frame.kind === KIND_DATA) throw new FrameError('frame_bad_kind', 'followers send no data frames');
+        const message = parseMessage(clientMessage, frame.message);
+        if (message.t === 'hello') {
+          if (this.live) throw new FrameError('frame_bad_message', 'second hello');
+          clearTimeout(this.helloTimer);
+          this.peer = `${message.node}@${this.peer}`;
+          const refusal = this.server.refusal(message.term, message.v);
+          if (refusal) {
+            this.server.metrics.filesErrors.inc({ reason: refusal.code });
+            this.server.log.warn(`files: refusing follower: ${refusal.message}`, { code: refusal.code, peer: this.peer });
+            this.socket.end(encodeMessage({ t: 'refuse', ...refusal }));
+            return;
+          }
+          this.server.log.info('files: follower connected', { peer: this.peer, term: message.term, lastSeq: message.lastSeq, epoch: message.epoch });
+          this.server.greet(this);
+        } else {
+          if (!this.live) throw new FrameError('frame_bad_message', 'request before hello');
+          this.gets.push(message.path);
+          void this.pump();
+        }
+      }
+    } catch (e) {
+      this.fail(e instanceof FrameError ? e.code : 'frame_bad_message', errorMessage(e));
+    }
+  }
+
+  private async pump(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      while (this.gets.length > 0 && this.live && !this.socket.destroyed) await this.server.sendFile(this, this.gets.shift() as string);
+    } catch (e) {
+      this.fail('send_failed', `sending a file failed: ${errorMessage(e)}`);
+    } finally {
+      this.sending = false;
+    }
+  }
+}
