@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto';
 import type { WriteStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -45,6 +46,7 @@ export interface MirrorClientOptions {
 
 interface Incoming {
   entry: FileEntry;
+  hash: Hash;
   temp: string;
   stream: WriteStream;
 }
@@ -70,7 +72,9 @@ export class MirrorClient {
   private incoming: Incoming | null = null;
   private state: FollowerState = 'connecting';
   private detail = '';
-  private frames: Promise<void> = Promise.resolve();
+  /** Frames received and not yet handled; the socket is paused whenever handling one has to wait. */
+  private queue: Frame[] = [];
+  private pumping = false;
   private reconciling = false;
   private reconcileAgain = false;
   private silence: NodeJS.Timeout | null = null;
@@ -132,7 +136,8 @@ export class MirrorClient {
     this.snapshotDone = false;
     this.target = new Map();
     this.requested.clear();
-    this.frames = Promise.resolve();
+    this.queue = [];
+    this.pumping = false;
     const decoder = new FrameDecoder();
     const { state } = this.opts;
     const socket = tls.connect({ host: this.opts.host, port: this.opts.port, ...clientTlsOptions(this.opts.clusterToken, this.opts.clusterName) });
@@ -143,21 +148,12 @@ export class MirrorClient {
     });
     socket.on('data', (chunk: Buffer) => {
       this.heard();
-      let frames: Frame[];
       try {
-        frames = decoder.push(chunk);
+        this.queue.push(...decoder.push(chunk));
       } catch (e) {
         return this.fail(e instanceof FrameError ? e.code : 'frame_bad_message', errorMessage(e));
       }
-      socket.pause(); // backpressure: nothing more is read until these frames are on disk
-      this.frames = this.frames
-        .then(async () => {
-          for (const f of frames) if (this.socket === socket) await this.handle(f);
-        })
-        .catch((e) => this.fail('apply_failed', errorMessage(e)))
-        .then(() => {
-          if (this.socket === socket) socket.resume();
-        });
+      if (!this.pumping) void this.pump(socket);
     });
     socket.on('error', (e) => {
       if (this.socket !== socket) return;
@@ -197,14 +193,40 @@ export class MirrorClient {
     this.fail(code, why);
   }
 
-  private async handle(frame: Frame): Promise<void> {
-    if (frame.kind === KIND_DATA) {
-      if (!this.incoming) throw new FrameError('frame_bad_kind', 'data outside a file');
-      this.opts.metrics.filesBytes.inc({ direction: 'received' }, frame.data.length);
-      if (!this.incoming.stream.write(frame.data)) await new Promise<void>((r) => this.incoming?.stream.once('drain', () => r()));
-      return;
+  /**
+   * Handles queued frames in order. File data is written at once; when the disk is slower than the network,
+   * or a message needs the disk (open, rename, scan), the socket pauses, so memory holds at most one chunk
+   * read from the network ahead of the disk.
+   */
+  private async pump(socket: tls.TLSSocket): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && this.socket === socket) {
+        const frame = this.queue.shift() as Frame;
+        if (frame.kind === KIND_DATA) {
+          if (!this.incoming) throw new FrameError('frame_bad_kind', 'data outside a file');
+          this.incoming.hash.update(frame.data);
+          this.opts.metrics.filesBytes.inc({ direction: 'received' }, frame.data.length);
+          if (!this.incoming.stream.write(frame.data)) {
+            socket.pause();
+            const stream = this.incoming.stream;
+            await new Promise<void>((r) => stream.once('drain', () => r()));
+          }
+          continue;
+        }
+        socket.pause();
+        await this.handle(frame.message);
+      }
+    } catch (e) {
+      this.fail('apply_failed', errorMessage(e));
+    } finally {
+      this.pumping = false;
+      if (this.socket === socket) socket.resume();
     }
-    const m = parseMessage(serverMessage, frame.message);
+  }
+
+  private async handle(message: unknown): Promise<void> {
+    const m = parseMessage(serverMessage, message);
     switch (m.t) {
       case 'refuse':
         return this.refuse(m.code, `the leader refused us: ${m.message}`);
@@ -235,7 +257,7 @@ export class MirrorClient {
       case 'file':
         return this.beginFile(m.path);
       case 'end':
-        return this.endFile(m.path, m.size, m.sha256);
+        return this.endFile(m.path, m.size, m.changed);
       case 'missing':
         this.answered(m.path);
         this.scheduleReconcile();
@@ -268,10 +290,10 @@ export class MirrorClient {
     const entry = this.requested.get(path)?.entry;
     if (!entry || this.incoming) throw new FrameError('frame_bad_message', `unexpected file ${path}`);
     const { temp, stream } = await this.applier.openTemp(path);
-    this.incoming = { entry, temp, stream };
+    this.incoming = { entry, temp, stream, hash: createHash('sha256') };
   }
 
-  private async endFile(path: string, size: number, sha256: string): Promise<void> {
+  private async endFile(path: string, size: number, changed: boolean): Promise<void> {
     const incoming = this.incoming;
     if (!incoming || incoming.entry.path !== path) throw new FrameError('frame_bad_message', `unexpected end of ${path}`);
     this.incoming = null;
@@ -280,16 +302,21 @@ export class MirrorClient {
       incoming.stream.once('error', reject);
       incoming.stream.end(() => resolve());
     });
+    const sha256 = incoming.hash.digest('hex');
     const wanted = this.target.get(path);
-    // The hash is the leader's reading of the bytes it sent; it must be the content the manifest now names,
-    // or the file changed meanwhile and the leader's next change names the content to fetch.
-    if (wanted?.type === 'file' && wanted.sha256 === sha256 && wanted.size === size) {
+    // Only bytes whose hash is the one the leader's manifest names now are installed; otherwise the file
+    // changed meanwhile, and the leader's next change names the content to fetch.
+    if (!changed && wanted?.type === 'file' && wanted.sha256 === sha256 && wanted.size === size) {
       await this.applier.install(incoming.temp, wanted);
       this.local.set(path, wanted);
       const st = await lstat(join(this.opts.root, path)).catch(() => null);
       if (st) this.scanner.remember(path, st, sha256);
       this.opts.metrics.filesTransferred.inc({ direction: 'received' });
     } else {
+      if (!changed && wanted?.type === 'file' && wanted.size === size && wanted.sha256 !== sha256) {
+        this.opts.metrics.filesErrors.inc({ reason: 'hash_mismatch' });
+        this.opts.log.warn('files: received content does not match the leader\'s hash; discarded', { code: 'files_hash_mismatch', path });
+      }
       await this.applier.discard(incoming.temp);
     }
     this.scheduleReconcile();

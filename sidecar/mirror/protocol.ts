@@ -32,7 +32,8 @@ const refuse = z.object({ t: z.literal('refuse'), code: z.string(), message: z.s
 const snapshot = z.object({ t: z.literal('snapshot'), seq: z.number().int().nonnegative(), entries: z.array(entrySchema), last: z.boolean() }).strict();
 const change = z.object({ t: z.literal('change'), seq: z.number().int().nonnegative(), upserts: z.array(entrySchema), removed: z.array(z.string()) }).strict();
 const fileStart = z.object({ t: z.literal('file'), path: z.string(), size: z.number().int().nonnegative() }).strict();
-const fileEnd = z.object({ t: z.literal('end'), path: z.string(), size: z.number().int().nonnegative(), sha256: z.string() }).strict();
+/** `changed`: the file changed on the leader while it was sent; the follower discards it and waits for the change. */
+const fileEnd = z.object({ t: z.literal('end'), path: z.string(), size: z.number().int().nonnegative(), changed: z.boolean() }).strict();
 const missing = z.object({ t: z.literal('missing'), path: z.string() }).strict();
 const heartbeat = z.object({ t: z.literal('heartbeat'), seq: z.number().int().nonnegative() }).strict();
 export const serverMessage = z.discriminatedUnion('t', [welcome, refuse, snapshot, change, fileStart, fileEnd, missing, heartbeat]);

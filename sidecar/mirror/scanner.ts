@@ -78,7 +78,7 @@ export class Scanner {
       const batch = names.slice(i, i + STAT_BATCH).map((n) => (dir ? `${dir}/${n}` : n));
       const entries = await Promise.all(batch.map((p) => this.entry(p)));
       for (const e of entries) {
-        if (!e) continue;
+        if (!e || e === 'unstable') continue;
         into.set(e.path, e);
         if (e.type === 'dir') subdirs.push(e.path);
       }
@@ -86,8 +86,11 @@ export class Scanner {
     for (const sub of subdirs) await this.walk(sub, into);
   }
 
-  /** The entry of one path now, or null when it is gone or not mirrored. Used by rescans and watch events. */
-  async entry(path: string): Promise<Entry | null> {
+  /**
+   * The entry of one path now, or null when it is gone or not mirrored. With `stable`, a file whose size or
+   * mtime moved while it was hashed gives 'unstable' (it is still being written: its next event counts).
+   */
+  async entry(path: string, stable = false): Promise<Entry | null | 'unstable'> {
     const full = join(this.root, path);
     let st: Stats;
     try {
@@ -120,6 +123,10 @@ export class Scanner {
         sha256 = await sha256File(full, st.size);
       } catch {
         return null; // removed or replaced while hashed: its own event follows
+      }
+      if (stable) {
+        const now = await lstat(full).catch(() => null);
+        if (!now || now.size !== st.size || now.mtimeMs !== st.mtimeMs) return 'unstable';
       }
       this.hashes.set(path, { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256 });
     }

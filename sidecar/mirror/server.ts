@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'chokidar';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
@@ -86,6 +86,8 @@ export class MirrorServer {
     });
     this.watcher.on('all', (_event, path) => this.markDirty(relative(root, path).split(sep).join('/')));
     this.watcher.on('error', (e) => log.warn('files: watcher error; the periodic rescan covers what it misses', { error: errorMessage(e) }));
+    // Events only flow once chokidar has read the tree; a change before that is caught by the scan below.
+    await new Promise<void>((resolve) => this.watcher?.once('ready', () => resolve()));
     this.manifest = await this.scanner.scan();
     this.seq = this.manifest.size;
     this.publishGauges();
@@ -144,9 +146,13 @@ export class MirrorServer {
     const before: Manifest = new Map();
     const after: Manifest = new Map();
     for (const path of paths) {
+      const entry = await this.scanner.entry(path, true);
+      if (entry === 'unstable') {
+        this.markDirty(path); // still being written: announced once it holds still for one hash
+        continue;
+      }
       const old = this.manifest.get(path);
       if (old) before.set(path, old);
-      const entry = await this.scanner.entry(path);
       if (entry) after.set(path, entry);
       if (old?.type === 'dir' || entry?.type === 'dir') {
         // A directory that went or came (or was renamed): everything below it goes or comes with it.
@@ -224,7 +230,11 @@ export class MirrorServer {
     session.live = true;
   }
 
-  /** Streams one file with backpressure; its hash travels at the end, computed from the bytes sent. */
+  /**
+   * Streams one file with backpressure. The follower checks the bytes against the manifest's hash; the
+   * leader only says whether the file changed while it was read (size or mtime moved), which saves hashing
+   * every file twice on the leader.
+   */
   async sendFile(session: Session, path: string): Promise<void> {
     const { socket } = session;
     const entry = this.manifest.get(path);
@@ -233,34 +243,39 @@ export class MirrorServer {
       return;
     }
     const handle = await open(join(this.opts.root, path), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
-    const st = await handle?.stat().catch(() => null);
-    if (!handle || !st?.isFile()) {
+    const before = await handle?.stat().catch(() => null);
+    if (!handle || !before?.isFile()) {
       await handle?.close();
       if (this.serving()) socket.write(encodeMessage({ t: 'missing', path }));
       this.markDirty(path);
       return;
     }
-    const hash = createHash('sha256');
+    const same = (st: typeof before) => st.size === entry.size && Math.round(st.mtimeMs) === entry.mtimeMs;
     let size = 0;
     try {
       if (!this.serving()) return;
-      socket.write(encodeMessage({ t: 'file', path, size: st.size }));
+      socket.write(encodeMessage({ t: 'file', path, size: before.size }));
+      if (!same(before)) {
+        // Changed since the manifest: sending it would be wasted; its change reaches the follower soon.
+        socket.write(encodeMessage({ t: 'end', path, size: 0, changed: true }));
+        this.markDirty(path);
+        return;
+      }
       for await (const chunk of handle.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false })) {
         if (!this.serving() || socket.destroyed) return;
         const buf = chunk as Buffer;
-        hash.update(buf);
         size += buf.length;
         let ok = true;
         for (const part of encodeData(buf)) ok = socket.write(part);
         if (!ok) await drained(socket);
       }
-      const sha256 = hash.digest('hex');
+      const changed = !same(await handle.stat()) || size !== entry.size;
       if (!this.serving()) return;
-      socket.write(encodeMessage({ t: 'end', path, size, sha256 }));
+      socket.write(encodeMessage({ t: 'end', path, size, changed }));
       this.opts.metrics.filesBytes.inc({ direction: 'sent' }, size);
       this.opts.metrics.filesTransferred.inc({ direction: 'sent' });
       // The file changed since the manifest was made: re-read it, so the follower hears of the new content.
-      if (sha256 !== entry.sha256) this.markDirty(path);
+      if (changed) this.markDirty(path);
     } finally {
       await handle.close();
     }
