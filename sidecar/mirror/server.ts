@@ -168,8 +168,12 @@ export class MirrorServer {
 
   private async rescan(): Promise<void> {
     const now = await this.scanner.scan();
+    const sample = manifestDelta(this.manifest, now).upserts.slice(0, 5).map((e) => e.path);
     const { upserts, removed } = this.apply(this.manifest, now);
-    if (upserts + removed > 0) this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed });
+    if (upserts + removed > 0) {
+      // chokidar reports no event for a change that keeps the mtime (chmod alone), and events can be lost.
+      this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed, sample });
+    }
   }
 
   /** Applies the difference between `before` and `after` (same paths) to the manifest; one sequence per change. */
