@@ -23,6 +23,11 @@ const CHUNK_BYTES = 256 * 1024;
 const SNAPSHOT_BATCH_BYTES = 1024 * 1024;
 /** Watch events are gathered this long, so a burst becomes one change. */
 const EVENT_BATCH_MS = 5;
+/**
+ * chokidar drops a second change event of one path within 50 ms of the first: every changed path is looked
+ * at once more after that window, so such a change travels now rather than at the next rescan.
+ */
+const SETTLE_MS = 60;
 
 export interface MirrorServerOptions {
   root: string;
@@ -51,7 +56,9 @@ export class MirrorServer {
   private readonly scanner: Scanner;
   private readonly sessions = new Set<Session>();
   private readonly dirty = new Set<string>();
+  private readonly settling = new Set<string>();
   private flushTimer: NodeJS.Timeout | null = null;
+  private settleTimer: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private watcher: FSWatcher | null = null;
@@ -82,6 +89,8 @@ export class MirrorServer {
     this.watcher = watch(root, {
       ignoreInitial: true,
       followSymlinks: false,
+      // No 100 ms hold on deletions (chokidar's editor-save normalisation): every path is re-read anyway.
+      atomic: false,
       ignored: (path: string) => TEMP_PATTERN.test(path.slice(path.lastIndexOf(sep) + 1)),
     });
     this.watcher.on('all', (_event, path) => this.markDirty(relative(root, path).split(sep).join('/')));
@@ -116,7 +125,7 @@ export class MirrorServer {
     for (const s of this.sessions) s.close();
     this.sessions.clear();
     this.server?.close();
-    for (const timer of [this.flushTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
+    for (const timer of [this.flushTimer, this.settleTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
     await this.watcher?.close().catch(() => undefined);
   }
 
@@ -143,6 +152,19 @@ export class MirrorServer {
   private async flush(): Promise<void> {
     const paths = [...this.dirty];
     this.dirty.clear();
+    await this.update(paths);
+    for (const p of paths) this.settling.add(p);
+    this.settleTimer ??= setTimeout(() => {
+      this.settleTimer = null;
+      const again = [...this.settling];
+      this.settling.clear();
+      this.enqueue(() => this.update(again));
+    }, SETTLE_MS);
+  }
+
+  /** Reads `paths` again and applies what changed (a directory brings its whole subtree). */
+  private async update(paths: string[]): Promise<void> {
+    if (this.stopped) return;
     const before: Manifest = new Map();
     const after: Manifest = new Map();
     for (const path of paths) {
