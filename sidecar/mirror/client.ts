@@ -76,6 +76,9 @@ export class MirrorClient {
   private queue: Frame[] = [];
   private pumping = false;
   private reconciling = false;
+  /** Plan over every path (after a snapshot or a local rescan), else only over the paths changes named. */
+  private fullPlan = true;
+  private touched = new Set<string>();
   private reconcileAgain = false;
   private silence: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
@@ -237,6 +240,7 @@ export class MirrorClient {
         this.targetSeq = this.leaderSeq = m.seq;
         if (m.last) {
           this.snapshotDone = true;
+          this.fullPlan = true;
           this.local = await this.scanner.scan();
           const plan = planChanges(this.target, this.local);
           this.opts.log.info('files: catching up with the leader', { leader: this.opts.leader, seq: m.seq, fetch: plan.fetch.length, remove: plan.remove.length });
@@ -245,8 +249,14 @@ export class MirrorClient {
         }
         return;
       case 'change':
-        for (const e of m.upserts) this.acceptEntry(e);
-        for (const p of m.removed) this.target.delete(p);
+        for (const e of m.upserts) {
+          this.acceptEntry(e);
+          this.touched.add(e.path);
+        }
+        for (const p of m.removed) {
+          this.target.delete(p);
+          this.touched.add(p);
+        }
         this.targetSeq = this.leaderSeq = m.seq;
         if (this.snapshotDone) this.scheduleReconcile();
         return;
@@ -260,7 +270,8 @@ export class MirrorClient {
         return this.endFile(m.path, m.size, m.changed);
       case 'missing':
         this.answered(m.path);
-        this.scheduleReconcile();
+        this.touched.add(m.path);
+        if (this.requested.size === 0) this.scheduleReconcile();
         return;
     }
   }
@@ -318,8 +329,10 @@ export class MirrorClient {
         this.opts.log.warn('files: received content does not match the leader\'s hash; discarded', { code: 'files_hash_mismatch', path });
       }
       await this.applier.discard(incoming.temp);
+      this.touched.add(path);
     }
-    this.scheduleReconcile();
+    // Re-planning after every file would cost the whole manifest each time; the last answer finishes the pass.
+    if (this.requested.size === 0) this.scheduleReconcile();
   }
 
   private answered(path: string): void {
@@ -343,7 +356,9 @@ export class MirrorClient {
         this.reconcileAgain = false;
         if (!this.snapshotDone || !this.socket) return;
         const seq = this.targetSeq;
-        const plan = planChanges(this.target, this.local);
+        const full = this.fullPlan;
+        const paths = full ? [] : [...this.touched];
+        const plan = full ? planChanges(this.target, this.local) : planChanges(subset(this.target, paths), subset(this.local, paths));
         for (const d of plan.dirs) await this.applied(d, () => this.applier.dir(d));
         for (const f of plan.touch) await this.applied(f, () => this.applier.touch(f));
         for (const l of plan.symlinks) await this.applied(l, () => this.applier.symlink(l));
@@ -356,9 +371,11 @@ export class MirrorClient {
         if (plan.fetch.length === 0 && this.requested.size === 0) {
           for (const p of plan.remove) {
             await this.applier.remove(p);
-            for (const q of this.local.keys()) if (q === p || q.startsWith(`${p}/`)) this.local.delete(q);
+            this.local.delete(p); // children were removed first: they are in the plan too
             this.scanner.forget(p);
           }
+          if (full) this.fullPlan = false;
+          for (const p of paths) this.touched.delete(p);
           if (!this.reconcileAgain && this.targetSeq === seq) this.reachedSeq(seq);
         } else {
           this.setState(this.state === 'syncing' ? 'syncing' : 'behind');
@@ -395,9 +412,20 @@ export class MirrorClient {
     const changed = edits.dirs.length + edits.fetch.length + edits.touch.length + edits.symlinks.length + edits.remove.length;
     this.local = now;
     if (changed > 0) {
+      this.fullPlan = true;
       const sample = [...edits.fetch, ...edits.touch, ...edits.dirs, ...edits.symlinks].map((e) => e.path).concat(edits.remove).slice(0, 5);
       this.opts.log.warn('files: local changes on a standby are overwritten by the leader\'s state', { code: 'files_local_edit', changed, sample });
       this.scheduleReconcile();
     }
   }
+}
+
+/** The entries of `paths` only: a plan over what changes named costs their number, not the manifest's size. */
+function subset(manifest: Manifest, paths: string[]): Manifest {
+  const out: Manifest = new Map();
+  for (const p of paths) {
+    const e = manifest.get(p);
+    if (e) out.set(p, e);
+  }
+  return out;
 }

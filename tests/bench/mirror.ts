@@ -11,10 +11,12 @@ import { nodeAddress } from '../harness/net.js';
 import { waitFor } from '../harness/processes.js';
 
 export interface MirrorBench {
-  latency: { changes: number; p50Ms: number; p99Ms: number; maxMs: number };
-  firstMirror: { files: number; smallBytes: number; bigBytes: number; mirrorMs: number; rsyncMs: number; ratio: number };
-  rss: { files: number; leaderRssMb: number; followerRssMb: number; readyMs: number }[];
+  latency?: { changes: number; p50Ms: number; p99Ms: number; maxMs: number };
+  firstMirror?: { files: number; smallBytes: number; bigBytes: number; mirrorMs: number; rsyncMs: number; ratio: number };
+  rss?: { files: number; leaderRssMb: number; followerRssMb: number; readyMs: number }[];
 }
+
+export type MirrorPart = 'latency' | 'first' | 'rss';
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
@@ -107,7 +109,7 @@ async function firstMirror(cluster: TestCluster): Promise<MirrorBench['firstMirr
 }
 
 /** Sidecar RSS once the leader watches `count` files and the followers mirror them. */
-async function rss(cluster: TestCluster, count: number, already: number): Promise<MirrorBench['rss'][number]> {
+async function rss(cluster: TestCluster, count: number, already: number): Promise<NonNullable<MirrorBench['rss']>[number]> {
   const root = join(cluster.filesDir(0), 'many');
   mkdirSync(root, { recursive: true });
   const t0 = performance.now();
@@ -122,25 +124,34 @@ async function rss(cluster: TestCluster, count: number, already: number): Promis
   return { files: count, leaderRssMb: rssMb(pid(0)), followerRssMb: Math.max(rssMb(pid(1)), rssMb(pid(2))), readyMs };
 }
 
-export async function benchMirror(changes: number, rssCounts: number[]): Promise<MirrorBench> {
+export async function benchMirror(changes: number, rssCounts: number[], parts: MirrorPart[]): Promise<MirrorBench> {
   const cluster = new TestCluster({ size: 3, files: { rescanSeconds: 30 } });
+  const result: MirrorBench = {};
   try {
     await cluster.start();
     await cluster.waitAllRunning();
-    const lat = await latency(cluster, changes);
-    console.log(`propagation latency over ${changes} changes: p50 ${lat.p50Ms} ms, p99 ${lat.p99Ms} ms, max ${lat.maxMs} ms`);
-    const first = await firstMirror(cluster);
-    console.log(`first mirror of ${first.files} files: ${first.mirrorMs} ms; rsync -a ${first.rsyncMs} ms; ratio ${first.ratio}`);
-    rmSync(join(cluster.filesDir(0), 'first'), { recursive: true });
-    const rssRows: MirrorBench['rss'] = [];
-    let already = 0;
-    for (const count of rssCounts) {
-      const row = await rss(cluster, count, already);
-      already = count;
-      console.log(`${count} files: leader RSS ${row.leaderRssMb} MB, follower RSS ${row.followerRssMb} MB (mirrored in ${row.readyMs} ms)`);
-      rssRows.push(row);
+    if (parts.includes('latency')) {
+      const lat = await latency(cluster, changes);
+      result.latency = lat;
+      console.log(`propagation latency over ${changes} changes: p50 ${lat.p50Ms} ms, p99 ${lat.p99Ms} ms, max ${lat.maxMs} ms`);
     }
-    return { latency: lat, firstMirror: first, rss: rssRows };
+    if (parts.includes('first')) {
+      const first = await firstMirror(cluster);
+      result.firstMirror = first;
+      console.log(`first mirror of ${first.files} files: ${first.mirrorMs} ms; rsync -a ${first.rsyncMs} ms; ratio ${first.ratio}`);
+      rmSync(join(cluster.filesDir(0), 'first'), { recursive: true });
+    }
+    if (parts.includes('rss')) {
+      result.rss = [];
+      let already = 0;
+      for (const count of rssCounts) {
+        const row = await rss(cluster, count, already);
+        already = count;
+        console.log(`${count} files: leader RSS ${row.leaderRssMb} MB, follower RSS ${row.followerRssMb} MB (mirrored in ${row.readyMs} ms)`);
+        result.rss.push(row);
+      }
+    }
+    return result;
   } finally {
     await cluster.stop();
   }
