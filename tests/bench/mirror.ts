@@ -45,7 +45,7 @@ async function allInSync(cluster: TestCluster, leader: number, timeoutMs: number
 }
 
 /** A file written on the leader until it is identical on every follower, `changes` times. */
-async function latency(cluster: TestCluster, changes: number): Promise<MirrorBench['latency']> {
+async function latency(cluster: TestCluster, changes: number): Promise<NonNullable<MirrorBench['latency']>> {
   const leaderDir = join(cluster.filesDir(0), 'latency');
   mkdirSync(leaderDir);
   await allInSync(cluster, 0, 30_000);
@@ -65,7 +65,7 @@ async function latency(cluster: TestCluster, changes: number): Promise<MirrorBen
 }
 
 /** A fresh follower's first mirror of `first/`, beside `rsync -a` from an rsync daemon over loopback. */
-async function firstMirror(cluster: TestCluster): Promise<MirrorBench['firstMirror']> {
+async function firstMirror(cluster: TestCluster): Promise<NonNullable<MirrorBench['firstMirror']>> {
   const files = 1000;
   const data = join(cluster.filesDir(0), 'first');
   mkdirSync(data);
