@@ -12,6 +12,8 @@ export const KIND_DATA = 2;
 /** Largest payload accepted: file chunks are 256 KiB, manifest batches stay well below this. */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 export const PROTOCOL_VERSION = 1;
+/** Manifest batches (snapshot and changes) stay far below the frame limit. */
+const BATCH_BYTES = 1024 * 1024;
 
 export class FrameError extends Error {
   constructor(
@@ -127,4 +129,22 @@ export function parseMessage<T>(schema: z.ZodType<T>, message: unknown): T {
   const parsed = schema.safeParse(message);
   if (!parsed.success) throw new FrameError('frame_bad_message', `bad message: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
   return parsed.data;
+}
+
+/** Splits `items` into batches whose estimated encoded size stays under BATCH_BYTES. */
+export function batches<T>(items: T[], size: (item: T) => number): T[][] {
+  const out: T[][] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    batch.push(item);
+    bytes += size(item);
+    if (bytes >= BATCH_BYTES) {
+      out.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+  }
+  if (batch.length > 0) out.push(batch);
+  return out;
 }

@@ -1,17 +1,17 @@
-import { watch, type FSWatcher } from 'chokidar';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import tls from 'node:tls';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { manifestDelta, type Entry, type Manifest } from './manifest.js';
-import { TEMP_PATTERN, unsafePathReason } from './paths.js';
-import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, clientMessage, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
+import { manifestDelta, type Manifest } from './manifest.js';
+import { unsafePathReason } from './paths.js';
+import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
+import { watchDirectory, type DirectoryWatch } from './watch.js';
 
 /** Followers hear from the leader at least this often, so a dead connection is noticed. */
 const HEARTBEAT_MS = 1000;
@@ -19,8 +19,6 @@ const HEARTBEAT_MS = 1000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** File chunks: large enough for throughput, small enough that memory stays flat. */
 const CHUNK_BYTES = 256 * 1024;
-/** Manifest batches stay far below the frame limit. */
-const SNAPSHOT_BATCH_BYTES = 1024 * 1024;
 /** Watch events are gathered this long, so a burst becomes one change. */
 const EVENT_BATCH_MS = 5;
 /**
@@ -61,7 +59,7 @@ export class MirrorServer {
   private settleTimer: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
-  private watcher: FSWatcher | null = null;
+  private watch: DirectoryWatch | null = null;
   private server: tls.Server | null = null;
   /** Manifest updates run one at a time, in the order they were read from disk. */
   private work: Promise<void> = Promise.resolve();
@@ -83,22 +81,19 @@ export class MirrorServer {
     return [...this.sessions].filter((s) => s.live).length;
   }
 
-  /** Watches, scans, then listens: a follower never sees a manifest older than the watcher's first event. */
+  /**
+   * Scans, watches (the watcher is chosen by the tree's size), rescans once for what changed in between,
+   * then listens: a follower never sees a manifest older than the watcher's first event.
+   */
   async start(): Promise<void> {
     const { root, log } = this.opts;
-    this.watcher = watch(root, {
-      ignoreInitial: true,
-      followSymlinks: false,
-      // No 100 ms hold on deletions (chokidar's editor-save normalisation): every path is re-read anyway.
-      atomic: false,
-      ignored: (path: string) => TEMP_PATTERN.test(path.slice(path.lastIndexOf(sep) + 1)),
-    });
-    this.watcher.on('all', (_event, path) => this.markDirty(relative(root, path).split(sep).join('/')));
-    this.watcher.on('error', (e) => log.warn('files: watcher error; the periodic rescan covers what it misses', { error: errorMessage(e) }));
-    // Events only flow once chokidar has read the tree; a change before that is caught by the scan below.
-    await new Promise<void>((resolve) => this.watcher?.once('ready', () => resolve()));
     this.manifest = await this.scanner.scan();
     this.seq = this.manifest.size;
+    this.watch = await watchDirectory(root, this.manifest.size, (path) => this.markDirty(path), log);
+    if (this.stopped) return void (await this.watch.close());
+    // What changed between the scan and the watch's start: hashes are cached, so this costs an lstat each.
+    this.enqueue(() => this.rescan());
+    await this.work;
     this.publishGauges();
     if (this.stopped) return;
     this.server = tls.createServer(serverTlsOptions(this.opts.clusterToken, this.opts.clusterName), (socket) => this.accept(socket));
@@ -113,7 +108,7 @@ export class MirrorServer {
     this.server.on('error', (e) => log.error('files: server error', { error: errorMessage(e) }));
     this.rescanTimer = setInterval(() => this.enqueue(() => this.rescan()), this.opts.rescanMs);
     this.heartbeat = setInterval(() => this.broadcast({ t: 'heartbeat', seq: this.seq }), HEARTBEAT_MS);
-    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port });
+    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port, watcher: this.watch.kind });
   }
 
   /**
@@ -126,7 +121,7 @@ export class MirrorServer {
     this.sessions.clear();
     this.server?.close();
     for (const timer of [this.flushTimer, this.settleTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
-    await this.watcher?.close().catch(() => undefined);
+    await this.watch?.close().catch(() => undefined);
   }
 
   private serving(): boolean {
@@ -204,9 +199,16 @@ export class MirrorServer {
     if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0 };
     for (const p of delta.removed) this.manifest.delete(p);
     for (const e of delta.upserts) this.manifest.set(e.path, e);
-    this.seq += delta.upserts.length + delta.removed.length;
+    // Large changes (a tree moved in) go out in batches under the frame limit, each with its own sequence.
+    for (const batch of batches(delta.upserts, (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160)) {
+      this.seq += batch.length;
+      this.broadcast({ t: 'change', seq: this.seq, upserts: batch, removed: [] });
+    }
+    for (const batch of batches(delta.removed, (p) => p.length + 8)) {
+      this.seq += batch.length;
+      this.broadcast({ t: 'change', seq: this.seq, upserts: [], removed: batch });
+    }
     this.publishGauges();
-    this.broadcast({ t: 'change', seq: this.seq, upserts: delta.upserts, removed: delta.removed });
     return { upserts: delta.upserts.length, removed: delta.removed.length };
   }
 
@@ -241,18 +243,9 @@ export class MirrorServer {
   greet(session: Session): void {
     const w = (m: ServerMessage) => session.socket.write(encodeMessage(m));
     w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
-    let batch: Entry[] = [];
-    let bytes = 0;
-    for (const e of this.manifest.values()) {
-      batch.push(e);
-      bytes += e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160;
-      if (bytes >= SNAPSHOT_BATCH_BYTES) {
-        w({ t: 'snapshot', seq: this.seq, entries: batch, last: false });
-        batch = [];
-        bytes = 0;
-      }
-    }
-    w({ t: 'snapshot', seq: this.seq, entries: batch, last: true });
+    const all = batches([...this.manifest.values()], (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
+    all.forEach((entries, i) => w({ t: 'snapshot', seq: this.seq, entries, last: i === all.length - 1 }));
+    if (all.length === 0) w({ t: 'snapshot', seq: this.seq, entries: [], last: true });
     session.live = true;
   }
 
@@ -407,3 +400,4 @@ class Session {
     }
   }
 }
+
