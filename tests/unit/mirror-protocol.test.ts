@@ -1,4 +1,4 @@
-import { FrameDecoder, FrameError, MAX_FRAME_BYTES, clientMessage, encodeData, encodeMessage, parseMessage, serverMessage } from '../../sidecar/mirror/protocol.js';
+import { FrameDecoder, FrameError, MAX_FRAME_BYTES, batches, clientMessage, encodeData, encodeMessage, parseMessage, serverMessage } from '../../sidecar/mirror/protocol.js';
 
 const codeOf = (f: () => unknown): string | undefined => {
   try {
@@ -48,5 +48,13 @@ describe('mirror frame codec', () => {
     expect(codeOf(() => parseMessage(clientMessage, { t: 'hello', v: 1, node: 'n2', term: -1, lastSeq: 0, epoch: '' }))).toBe('frame_bad_message');
     expect(codeOf(() => parseMessage(clientMessage, { t: 'welcome', node: 'n1', term: 1, epoch: 'e', seq: 0 }))).toBe('frame_bad_message');
     expect(codeOf(() => parseMessage(serverMessage, { t: 'change', seq: 1, upserts: [{ type: 'file', path: 'x', size: 1, mode: 0o644, mtimeMs: 1, sha256: 'nothex' }], removed: [] }))).toBe('frame_bad_message');
+  });
+
+  test('manifest batches stay under the frame limit and keep every item in order', () => {
+    const items = Array.from({ length: 5000 }, (_, k) => `p${k}`);
+    const out = batches(items, () => 1000);
+    expect(out.flat()).toEqual(items);
+    expect(Math.max(...out.map((b) => b.length))).toBeLessThanOrEqual(1049);
+    expect(batches([], () => 1)).toEqual([]);
   });
 });
