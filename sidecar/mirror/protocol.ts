@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import { z } from 'zod';
 import { entrySchema } from './manifest.js';
 
@@ -147,4 +148,17 @@ export function batches<T>(items: T[], size: (item: T) => number): T[][] {
   }
   if (batch.length > 0) out.push(batch);
   return out;
+}
+
+/** Resolves when `socket` can take more, or has closed: a sender never waits forever on a dead peer. */
+export function drained(socket: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.once('drain', done);
+    socket.once('close', done);
+  });
 }

@@ -8,10 +8,10 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { manifestDelta, type Manifest } from './manifest.js';
 import { unsafePathReason } from './paths.js';
-import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
+import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
-import { watchDirectory, type DirectoryWatch } from './watch.js';
+import { CHOKIDAR_MAX_ENTRIES, watchDirectory, type DirectoryWatch } from './watch.js';
 
 /** Followers hear from the leader at least this often, so a dead connection is noticed. */
 const HEARTBEAT_MS = 1000;
@@ -183,6 +183,17 @@ export class MirrorServer {
     this.apply(before, after);
   }
 
+  /** The tree outgrew chokidar: watch it with @parcel/watcher from now on, and rescan for the gap. */
+  private async rewatch(): Promise<void> {
+    const old = this.watch;
+    if (this.stopped || old?.kind !== 'chokidar' || this.manifest.size <= CHOKIDAR_MAX_ENTRIES) return;
+    this.watch = await watchDirectory(this.opts.root, this.manifest.size, (path) => this.markDirty(path), this.opts.log);
+    await old.close();
+    if (this.stopped) await this.watch.close();
+    this.opts.log.info('files: the directory outgrew chokidar; watching it with @parcel/watcher', { entries: this.manifest.size });
+    await this.rescan();
+  }
+
   private async rescan(): Promise<void> {
     const now = await this.scanner.scan();
     const sample = manifestDelta(this.manifest, now).upserts.slice(0, 5).map((e) => e.path);
@@ -209,6 +220,7 @@ export class MirrorServer {
       this.broadcast({ t: 'change', seq: this.seq, upserts: [], removed: batch });
     }
     this.publishGauges();
+    if (this.watch?.kind === 'chokidar' && this.manifest.size > CHOKIDAR_MAX_ENTRIES) this.enqueue(() => this.rewatch());
     return { upserts: delta.upserts.length, removed: delta.removed.length };
   }
 
@@ -307,18 +319,6 @@ export class MirrorServer {
   get metrics(): Metrics {
     return this.opts.metrics;
   }
-}
-
-function drained(socket: tls.TLSSocket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      socket.off('drain', done);
-      socket.off('close', done);
-      resolve();
-    };
-    socket.once('drain', done);
-    socket.once('close', done);
-  });
 }
 
 /** One follower's connection: hello, then the manifest and changes, and the files it asks for, in order. */
