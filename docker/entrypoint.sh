@@ -114,6 +114,7 @@ if [ "$(id -u)" = 0 ]; then
   mkdir -p "$DATA_DIR" "$HA_SIDECAR_DATA_DIR"
   chown consul:consul "$DATA_DIR" && chown "$SIDECAR_USER:$SIDECAR_USER" "$HA_SIDECAR_DATA_DIR"
   chmod 0700 "$DATA_DIR" "$HA_SIDECAR_DATA_DIR"
+  if [ -n "${HA_SIDECAR_FILES_DIR:-}" ]; then mkdir -p "$HA_SIDECAR_FILES_DIR" && chown "$SIDECAR_USER:$SIDECAR_USER" "$HA_SIDECAR_FILES_DIR"; fi
   chgrp consul "$CONSUL_CONFIG_DIR"/*.hcl
 fi
 if [ -n "$ACL_MANAGEMENT_TOKEN" ] && [ -z "${HA_SIDECAR_CONSUL_TOKEN:-}" ]; then

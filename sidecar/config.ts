@@ -80,6 +80,18 @@ export const configSchema = z
       })
       .strict()
       .default({ enabled: true, binDir: '/usr/lib/postgresql/15/bin', port: 15432, appDatabase: 'manager', appUser: 'manager', maxLagOnFailover: 1024 * 1024 }),
+    /** The file mirror: the leader's directory is copied to every standby over TLS (see sidecar/mirror/). */
+    files: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** The manager's files (blueprints, plugins, resources, certificates); must exist on every node. */
+        directory: z.string().min(1),
+        port: port.default(22000),
+        /** Full rescan on the leader (watch events can be lost) and of a standby's copy (local edits). */
+        rescanSeconds: seconds.default(30),
+      })
+      .strict()
+      .optional(),
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
     /** The manager application this cluster makes highly available: its role hooks and health URL. */
     manager: managerSchema.optional(),
@@ -104,6 +116,7 @@ const ENV_OVERRIDES: Record<string, (raw: Record<string, unknown>, value: string
   HA_SIDECAR_CLUSTER_ADDRESSES: (raw, v) => (raw.clusterAddresses = v.split(',').map((a) => a.trim()).filter(Boolean)),
   HA_SIDECAR_CONSUL_URL: (raw, v) => (raw.consul = { ...(raw.consul as object), url: v }),
   HA_SIDECAR_CONSUL_TOKEN: (raw, v) => (raw.consul = { ...(raw.consul as object), token: v }),
+  HA_SIDECAR_FILES_DIR: (raw, v) => (raw.files = { ...(raw.files as object), directory: v }),
 };
 
 function describeIssue(issue: z.core.$ZodIssue): string {

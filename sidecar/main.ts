@@ -5,6 +5,7 @@ import { hideBin } from 'yargs/helpers';
 import { loadConfig } from './config.js';
 import { errorMessage, isSidecarError } from './errors.js';
 import { createLogger, type LogContext } from './log.js';
+import { Metrics } from './metrics.js';
 import { SidecarNode } from './node.js';
 import { buildParticipants } from './participants.js';
 
@@ -27,7 +28,8 @@ async function main(): Promise<number> {
   const config = loadConfig(args.config);
   const context: LogContext = { node: config.nodeName, role: 'starting', term: 0 };
   const log = createLogger(context, config.logLevel);
-  const node = new SidecarNode(config, log, context, buildParticipants(config, log));
+  const metrics = new Metrics(config.nodeName);
+  const node = new SidecarNode(config, log, context, buildParticipants(config, log, metrics), metrics);
   await node.start();
 
   await new Promise<void>((resolve) => {

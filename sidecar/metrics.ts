@@ -59,6 +59,14 @@ export class Metrics {
   });
   readonly leaseAge = new Gauge({ name: 'ha_sidecar_lease_age_seconds', help: 'Seconds since the leader last confirmed its lock (-1 when not leader)', registers: [this.registry] });
 
+  // File mirror (port 22000)
+  readonly filesBytes = new Counter({ name: 'ha_sidecar_files_bytes_total', help: 'File content bytes sent (leader) or received (follower) by the mirror', labelNames: ['direction'], registers: [this.registry] });
+  readonly filesTransferred = new Counter({ name: 'ha_sidecar_files_transferred_total', help: 'Files sent (leader) or installed (follower) by the mirror', labelNames: ['direction'], registers: [this.registry] });
+  readonly filesEntries = new Gauge({ name: 'ha_sidecar_files_entries', help: 'Entries (files, directories, symlinks) in the mirrored directory', registers: [this.registry] });
+  readonly filesSequence = new Gauge({ name: 'ha_sidecar_files_sequence', help: 'Leader: its manifest sequence; follower: the sequence it has mirrored', registers: [this.registry] });
+  readonly filesLag = new Gauge({ name: 'ha_sidecar_files_lag_changes', help: 'Follower: changes behind the leader (-1 when not connected)', registers: [this.registry] });
+  readonly filesErrors = new Counter({ name: 'ha_sidecar_files_errors_total', help: 'Mirror errors: refused peers, bad frames, refused paths, failed writes', labelNames: ['reason'], registers: [this.registry] });
+
   constructor(node: string) {
     this.registry.setDefaultLabels({ node });
     collectDefaultMetrics({ register: this.registry });

@@ -42,6 +42,7 @@ export class SidecarNode implements ApiBackend {
     private readonly log: Logger,
     logContext: LogContext,
     private readonly participants: Participant[],
+    metrics: Metrics = new Metrics(config.nodeName),
   ) {
     this.store = new ConsulStore(
       {
@@ -55,7 +56,7 @@ export class SidecarNode implements ApiBackend {
       },
       config.nodeName,
     );
-    this.prom = new Metrics(config.nodeName);
+    this.prom = metrics;
     this.guard = config.postgres.enabled ? createWriteGuard(config, log) : undefined;
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants, guard: this.guard });
     this.member = this.readMembership();

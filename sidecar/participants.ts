@@ -2,14 +2,19 @@ import type { SidecarConfig } from './config.js';
 import type { Participant } from './election/participant.js';
 import type { Logger } from './log.js';
 import { createManagerParticipant } from './manager/participant.js';
+import type { Metrics } from './metrics.js';
+import { createFilesParticipant } from './mirror/participant.js';
 import { createPostgresParticipant } from './postgres/participant.js';
 
 /**
- * The parts the reconcile loop drives on this node, per config, in the order they promote: the manager comes
- * last, so its `leader` hook starts only once Postgres takes writes (and the file mirror serves).
+ * The parts the reconcile loop drives on this node, per config, in the order they promote: Postgres, the file
+ * mirror, and the manager last, so its `leader` hook starts only once Postgres takes writes and the mirror serves.
  */
-export function buildParticipants(config: SidecarConfig, log: Logger): Participant[] {
-  const parts: Participant[] = config.postgres.enabled ? [createPostgresParticipant(config, log)] : [];
+export function buildParticipants(config: SidecarConfig, log: Logger, metrics: Metrics): Participant[] {
+  const parts: Participant[] = [];
+  if (config.postgres.enabled) parts.push(createPostgresParticipant(config, log));
+  const files = createFilesParticipant(config, log, metrics);
+  if (files) parts.push(files);
   const manager = createManagerParticipant(config, log);
   if (manager) parts.push(manager);
   return parts;

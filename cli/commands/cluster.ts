@@ -81,13 +81,14 @@ function statusText(status: unknown): string | undefined {
   return cell(status);
 }
 
-/** The FILES cell: the mirror state and generation when the member publishes them, else what it has. */
+/** The FILES cell: the mirror state and generation when the member publishes them (and how far behind), else what it has. */
 export function filesText(files: unknown): string {
   if (typeof files !== 'object' || files === null || Array.isArray(files)) return cell(files);
   const f = files as Record<string, unknown>;
   const state = typeof f.state === 'string' ? f.state : typeof f.status === 'string' ? f.status : undefined;
   const generation = typeof f.generation === 'number' ? `gen ${f.generation}` : undefined;
-  const parts = [state, generation].filter((p): p is string => p !== undefined);
+  const behind = typeof f.behind === 'number' && f.behind > 0 ? `(-${f.behind})` : undefined;
+  const parts = [state, generation, behind].filter((p): p is string => p !== undefined);
   return parts.length > 0 ? parts.join(' ') : cell(files);
 }
 

@@ -239,6 +239,8 @@ export class LocalCluster {
         clusterToken: this.state.token,
         dataDir: node.dataDir,
         postgres: { enabled: this.state.postgres },
+        // The file mirror: the leader's nX/files is copied to the others over TLS on port 22000.
+        files: { directory: node.filesDir },
       };
       // Postgres lets replication in from the cluster's addresses only.
       if (this.state.postgres) config.clusterAddresses = addresses;

@@ -30,6 +30,8 @@ export interface TestClusterOptions {
   /** Extra config merged into every sidecar's config file. */
   sidecarConfig?: Record<string, unknown>;
   postgres?: boolean;
+  /** The file mirror on every node, each mirroring `filesDir(i)` (created empty), rescanning every `rescanSeconds`. */
+  files?: boolean | { rescanSeconds: number };
   /** Consul with ACLs (default deny) and gossip encryption; sidecars use a token of consul-config/sidecar-policy.hcl. */
   acl?: { managementToken: string; gossipKey: string };
 }
@@ -61,6 +63,11 @@ export class TestCluster {
 
   apiUrl(i: number): string {
     return `http://${this.address(i)}:8008`;
+  }
+
+  /** Node i's mirrored files directory (with the `files` option). */
+  filesDir(i: number): string {
+    return join(this.baseDir, this.names[i], 'files');
   }
 
   configFile(i: number): string {
@@ -95,6 +102,7 @@ export class TestCluster {
   writeConfig(i: number, extra: Record<string, unknown> = {}): void {
     const dir = join(this.baseDir, this.names[i]);
     mkdirSync(dir, { recursive: true });
+    if (this.opts.files) mkdirSync(this.filesDir(i), { recursive: true });
     const config = {
       nodeName: this.names[i],
       clusterName: 'test',
@@ -103,6 +111,7 @@ export class TestCluster {
       dataDir: join(dir, 'sidecar'),
       clusterAddresses: this.consul.addresses,
       postgres: { enabled: this.opts.postgres ?? false },
+      ...(this.opts.files ? { files: { directory: this.filesDir(i), rescanSeconds: this.opts.files === true ? 2 : this.opts.files.rescanSeconds } } : {}),
       ...(this.sidecarToken ? { consul: { token: this.sidecarToken } } : {}),
       ...this.opts.sidecarConfig,
       ...extra,

@@ -137,11 +137,11 @@ describe('docker-compose.yml', () => {
     expect(ips).not.toContain(haproxyIp);
   });
 
-  test("every node's named volumes are its own, for the sidecar's and Consul's data", () => {
+  test("every node's named volumes are its own, for the sidecar's data, its files and Consul's data", () => {
     const all: string[] = [];
     for (const { service } of nodes) {
       const mounts = Object.fromEntries((service.volumes ?? []).map((v) => v.split(':')).map(([source, target]) => [target, source]));
-      expect(Object.keys(mounts).sort()).toEqual(['/var/lib/consul', '/var/lib/ha-sidecar']);
+      expect(Object.keys(mounts).sort()).toEqual(['/var/lib/consul', '/var/lib/ha-files', '/var/lib/ha-sidecar']);
       for (const source of Object.values(mounts)) expect(Object.keys(compose.volumes)).toContain(source);
       all.push(...Object.values(mounts));
     }

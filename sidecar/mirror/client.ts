@@ -1,0 +1,431 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { WriteStream } from 'node:fs';
+import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { Applier } from './applier.js';
+import { planChanges, unsafeEntryReason, type Entry, type FileEntry, type Manifest } from './manifest.js';
+import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, encodeMessage, parseMessage, serverMessage, type Frame, type ServerMessage } from './protocol.js';
+import { Scanner, checkRoot } from './scanner.js';
+import type { MirrorState } from './state.js';
+import { clientTlsOptions } from './tls.js';
+
+/** Without a frame (heartbeats come every second) for this long, the leader is taken for gone. */
+const SILENCE_MS = 5000;
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 2000;
+
+export type FollowerState = 'connecting' | 'syncing' | 'in sync' | 'behind' | 'refused' | 'error';
+
+export interface FollowerStatus {
+  state: FollowerState;
+  leader: string;
+  /** The leader's sequence this copy has fully reached. */
+  appliedSeq: number;
+  /** The leader's newest sequence heard of. */
+  leaderSeq: number;
+  detail: string;
+}
+
+export interface MirrorClientOptions {
+  root: string;
+  host: string;
+  port: number;
+  leader: string;
+  node: string;
+  clusterToken: string;
+  clusterName: string;
+  rescanMs: number;
+  state: MirrorState;
+  log: Logger;
+  metrics: Metrics;
+}
+
+interface Incoming {
+  entry: FileEntry;
+  hash: Hash;
+  temp: string;
+  stream: WriteStream;
+}
+
+/**
+ * A standby's side: one connection to the current leader. It sends its term and last sequence, takes the
+ * leader's manifest and changes, fetches what differs, writes each file to a temporary name beside it,
+ * checks its hash, sets mode and mtime and renames it into place; removals come after additions.
+ */
+export class MirrorClient {
+  private socket: tls.TLSSocket | null = null;
+  private stopped = false;
+  private retryMs = RETRY_MIN_MS;
+  private target: Manifest = new Map();
+  private local: Manifest = new Map();
+  private snapshotDone = false;
+  private targetSeq = 0;
+  private appliedSeq = 0;
+  private leaderSeq = 0;
+  private serverTerm = 0;
+  /** Files asked for and not yet answered: the newest entry asked, and how many answers are still due. */
+  private requested = new Map<string, { entry: FileEntry; due: number }>();
+  private incoming: Incoming | null = null;
+  private state: FollowerState = 'connecting';
+  private detail = '';
+  /** Frames received and not yet handled; the socket is paused whenever handling one has to wait. */
+  private queue: Frame[] = [];
+  private pumping = false;
+  private reconciling = false;
+  /** Plan over every path (after a snapshot or a local rescan), else only over the paths changes named. */
+  private fullPlan = true;
+  private touched = new Set<string>();
+  private reconcileAgain = false;
+  private silence: NodeJS.Timeout | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly scanner: Scanner;
+  private readonly applier: Applier;
+
+  constructor(private readonly opts: MirrorClientOptions) {
+    this.scanner = new Scanner(opts.root, opts.log);
+    this.applier = new Applier(opts.root);
+  }
+
+  get leader(): string {
+    return this.opts.leader;
+  }
+
+  get host(): string {
+    return this.opts.host;
+  }
+
+  /** The term of the leader this client is connected to (0 before a welcome). */
+  get term(): number {
+    return this.serverTerm;
+  }
+
+  status(): FollowerStatus {
+    return { state: this.state, leader: this.opts.leader, appliedSeq: this.appliedSeq, leaderSeq: this.leaderSeq, detail: this.detail };
+  }
+
+  start(): void {
+    this.rescanTimer = setInterval(() => void this.rescanLocal(), this.opts.rescanMs);
+    void this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of [this.silence, this.rescanTimer, this.retryTimer]) if (t) clearTimeout(t);
+    this.socket?.destroy();
+    if (this.incoming) void this.applier.discard(this.incoming.temp);
+  }
+
+  private setState(state: FollowerState, detail = ''): void {
+    this.state = state;
+    this.detail = detail;
+    this.opts.metrics.filesLag.set(state === 'in sync' || state === 'behind' || state === 'syncing' ? this.leaderSeq - this.appliedSeq : -1);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await checkRoot(this.opts.root);
+      await this.applier.removeLeftovers();
+    } catch (e) {
+      this.setState('error', errorMessage(e));
+      this.opts.log.error(`files: ${errorMessage(e)}; nothing is applied until it is back`, { code: (e as { code?: string }).code });
+      return this.retry();
+    }
+    this.snapshotDone = false;
+    this.target = new Map();
+    this.requested.clear();
+    this.queue = [];
+    this.pumping = false;
+    const decoder = new FrameDecoder();
+    const { state } = this.opts;
+    const socket = tls.connect({ host: this.opts.host, port: this.opts.port, ...clientTlsOptions(this.opts.clusterToken, this.opts.clusterName) });
+    this.socket = socket;
+    socket.once('secureConnect', () => {
+      this.retryMs = RETRY_MIN_MS;
+      socket.write(encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, node: this.opts.node, term: state.highestTerm, lastSeq: state.lastSeq, epoch: state.epoch }));
+    });
+    socket.on('data', (chunk: Buffer) => {
+      this.heard();
+      try {
+        this.queue.push(...decoder.push(chunk));
+      } catch (e) {
+        return this.fail(e instanceof FrameError ? e.code : 'frame_bad_message', errorMessage(e));
+      }
+      if (!this.pumping) void this.pump(socket);
+    });
+    socket.on('error', (e) => {
+      if (this.socket !== socket) return;
+      this.opts.metrics.filesErrors.inc({ reason: 'connection' });
+      this.setState('connecting', `${this.opts.leader}: ${errorMessage(e)}`);
+      this.opts.log.debug('files: connection to the leader failed', { leader: this.opts.leader, error: errorMessage(e) });
+    });
+    socket.on('close', () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.incoming) void this.applier.discard(this.incoming.temp);
+      this.incoming = null;
+      if (this.state !== 'refused' && this.state !== 'error') this.setState('connecting', `connection to ${this.opts.leader} closed`);
+      this.retry();
+    });
+  }
+
+  private retry(): void {
+    if (this.stopped) return;
+    this.retryTimer = setTimeout(() => void this.connect(), this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+  }
+
+  private heard(): void {
+    if (this.silence) clearTimeout(this.silence);
+    this.silence = setTimeout(() => this.fail('leader_silent', `no word from ${this.opts.leader} for ${SILENCE_MS} ms`), SILENCE_MS);
+  }
+
+  private fail(code: string, why: string): void {
+    this.opts.metrics.filesErrors.inc({ reason: code });
+    this.opts.log.warn(`files: closing the connection to the leader: ${why}`, { code, leader: this.opts.leader });
+    this.socket?.destroy();
+  }
+
+  private refuse(code: string, why: string): void {
+    this.setState('refused', why);
+    this.fail(code, why);
+  }
+
+  /**
+   * Handles queued frames in order. File data is written at once; when the disk is slower than the network,
+   * or a message needs the disk (open, rename, scan), the socket pauses, so memory holds at most one chunk
+   * read from the network ahead of the disk.
+   */
+  private async pump(socket: tls.TLSSocket): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && this.socket === socket) {
+        const frame = this.queue.shift() as Frame;
+        if (frame.kind === KIND_DATA) {
+          if (!this.incoming) throw new FrameError('frame_bad_kind', 'data outside a file');
+          this.incoming.hash.update(frame.data);
+          this.opts.metrics.filesBytes.inc({ direction: 'received' }, frame.data.length);
+          if (!this.incoming.stream.write(frame.data)) {
+            socket.pause();
+            const stream = this.incoming.stream;
+            await new Promise<void>((r) => stream.once('drain', () => r()));
+          }
+          continue;
+        }
+        socket.pause();
+        await this.handle(frame.message);
+      }
+    } catch (e) {
+      this.fail('apply_failed', errorMessage(e));
+    } finally {
+      this.pumping = false;
+      if (this.socket === socket) socket.resume();
+    }
+  }
+
+  private async handle(message: unknown): Promise<void> {
+    const m = parseMessage(serverMessage, message);
+    switch (m.t) {
+      case 'refuse':
+        return this.refuse(m.code, `the leader refused us: ${m.message}`);
+      case 'welcome':
+        return this.welcome(m);
+      case 'snapshot':
+        for (const e of m.entries) this.acceptEntry(e);
+        this.targetSeq = this.leaderSeq = m.seq;
+        if (m.last) {
+          this.snapshotDone = true;
+          this.fullPlan = true;
+          this.local = await this.scanner.scan();
+          const plan = planChanges(this.target, this.local);
+          this.opts.log.info('files: catching up with the leader', { leader: this.opts.leader, seq: m.seq, fetch: plan.fetch.length, remove: plan.remove.length });
+          this.setState('syncing');
+          this.scheduleReconcile();
+        }
+        return;
+      case 'change':
+        for (const e of m.upserts) {
+          this.acceptEntry(e);
+          this.touched.add(e.path);
+        }
+        for (const p of m.removed) {
+          this.target.delete(p);
+          this.touched.add(p);
+        }
+        this.targetSeq = this.leaderSeq = m.seq;
+        if (this.snapshotDone) this.scheduleReconcile();
+        return;
+      case 'heartbeat':
+        this.leaderSeq = Math.max(this.leaderSeq, m.seq);
+        if (this.state === 'in sync' && this.leaderSeq > this.appliedSeq) this.setState('behind');
+        return;
+      case 'file':
+        return this.beginFile(m.path);
+      case 'end':
+        return this.endFile(m.path, m.size, m.changed);
+      case 'missing':
+        this.answered(m.path);
+        this.touched.add(m.path);
+        if (this.requested.size === 0) this.scheduleReconcile();
+        return;
+    }
+  }
+
+  private welcome(m: Extract<ServerMessage, { t: 'welcome' }>): void {
+    const { state } = this.opts;
+    // Design rule 6: data from a leader older than the newest term seen could be a deposed leader's.
+    if (m.term < state.highestTerm) return this.refuse('stale_term', `${m.node} leads term ${m.term}, but term ${state.highestTerm} has been seen`);
+    if (state.epoch !== m.epoch) this.appliedSeq = 0; // sequences count within one leader's epoch
+    state.update({ highestTerm: m.term, epoch: m.epoch });
+    this.serverTerm = m.term;
+    this.leaderSeq = m.seq;
+    this.opts.log.info('files: following the leader', { leader: m.node, term: m.term, seq: m.seq });
+  }
+
+  private acceptEntry(e: Entry): void {
+    const unsafe = unsafeEntryReason(e);
+    if (unsafe) {
+      this.opts.metrics.filesErrors.inc({ reason: 'path_refused' });
+      this.opts.log.warn(`files: refusing an entry from the leader: ${unsafe}`, { code: 'files_path_refused', path: e.path });
+      return;
+    }
+    this.target.set(e.path, e);
+  }
+
+  private async beginFile(path: string): Promise<void> {
+    const entry = this.requested.get(path)?.entry;
+    if (!entry || this.incoming) throw new FrameError('frame_bad_message', `unexpected file ${path}`);
+    const { temp, stream } = await this.applier.openTemp(path);
+    this.incoming = { entry, temp, stream, hash: createHash('sha256') };
+  }
+
+  private async endFile(path: string, size: number, changed: boolean): Promise<void> {
+    const incoming = this.incoming;
+    if (!incoming || incoming.entry.path !== path) throw new FrameError('frame_bad_message', `unexpected end of ${path}`);
+    this.incoming = null;
+    this.answered(path);
+    await new Promise<void>((resolve, reject) => {
+      incoming.stream.once('error', reject);
+      incoming.stream.end(() => resolve());
+    });
+    const sha256 = incoming.hash.digest('hex');
+    const wanted = this.target.get(path);
+    // Only bytes whose hash is the one the leader's manifest names now are installed; otherwise the file
+    // changed meanwhile, and the leader's next change names the content to fetch.
+    if (!changed && wanted?.type === 'file' && wanted.sha256 === sha256 && wanted.size === size) {
+      await this.applier.install(incoming.temp, wanted);
+      this.local.set(path, wanted);
+      const st = await lstat(join(this.opts.root, path)).catch(() => null);
+      if (st) this.scanner.remember(path, st, sha256);
+      this.opts.metrics.filesTransferred.inc({ direction: 'received' });
+    } else {
+      if (!changed && wanted?.type === 'file' && wanted.size === size && wanted.sha256 !== sha256) {
+        this.opts.metrics.filesErrors.inc({ reason: 'hash_mismatch' });
+        this.opts.log.warn('files: received content does not match the leader\'s hash; discarded', { code: 'files_hash_mismatch', path });
+      }
+      await this.applier.discard(incoming.temp);
+      this.touched.add(path);
+    }
+    // Re-planning after every file would cost the whole manifest each time; the last answer finishes the pass.
+    if (this.requested.size === 0) this.scheduleReconcile();
+  }
+
+  private answered(path: string): void {
+    const asked = this.requested.get(path);
+    if (asked && --asked.due <= 0) this.requested.delete(path);
+  }
+
+  private scheduleReconcile(): void {
+    if (this.reconciling) {
+      this.reconcileAgain = true;
+      return;
+    }
+    this.reconciling = true;
+    setImmediate(() => void this.reconcile());
+  }
+
+  /** One pass towards the target: directories, fixes in place and symlinks now; fetches asked; removals last. */
+  private async reconcile(): Promise<void> {
+    try {
+      do {
+        this.reconcileAgain = false;
+        if (!this.snapshotDone || !this.socket) return;
+        const seq = this.targetSeq;
+        const full = this.fullPlan;
+        const paths = full ? [] : [...this.touched];
+        const plan = full ? planChanges(this.target, this.local) : planChanges(subset(this.target, paths), subset(this.local, paths));
+        for (const d of plan.dirs) await this.applied(d, () => this.applier.dir(d));
+        for (const f of plan.touch) await this.applied(f, () => this.applier.touch(f));
+        for (const l of plan.symlinks) await this.applied(l, () => this.applier.symlink(l));
+        for (const f of plan.fetch) {
+          const asked = this.requested.get(f.path);
+          if (asked && asked.entry.sha256 === f.sha256) continue;
+          this.requested.set(f.path, { entry: f, due: (asked?.due ?? 0) + 1 });
+          this.socket.write(encodeMessage({ t: 'get', path: f.path }));
+        }
+        if (plan.fetch.length === 0 && this.requested.size === 0) {
+          for (const p of plan.remove) {
+            await this.applier.remove(p);
+            this.local.delete(p); // children were removed first: they are in the plan too
+            this.scanner.forget(p);
+          }
+          if (full) this.fullPlan = false;
+          for (const p of paths) this.touched.delete(p);
+          if (!this.reconcileAgain && this.targetSeq === seq) this.reachedSeq(seq);
+        } else {
+          this.setState(this.state === 'syncing' ? 'syncing' : 'behind');
+        }
+      } while (this.reconcileAgain);
+    } catch (e) {
+      this.opts.metrics.filesErrors.inc({ reason: 'apply_failed' });
+      this.opts.log.error('files: applying the leader\'s state failed', { error: errorMessage(e) });
+      this.setState('error', errorMessage(e));
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  private async applied(entry: Entry, step: () => Promise<void>): Promise<void> {
+    await step();
+    this.local.set(entry.path, entry);
+  }
+
+  private reachedSeq(seq: number): void {
+    this.appliedSeq = seq;
+    this.opts.metrics.filesSequence.set(seq);
+    this.setState(this.leaderSeq > seq ? 'behind' : 'in sync');
+    this.opts.state.update({ lastSeq: seq });
+  }
+
+  /** Finds local edits (events on a standby are not watched) and puts the leader's state back. */
+  private async rescanLocal(): Promise<void> {
+    if (!this.snapshotDone || this.reconciling || this.requested.size > 0 || this.incoming) return;
+    const before = this.local;
+    const now = await this.scanner.scan().catch(() => null);
+    if (!now || this.reconciling || this.requested.size > 0) return;
+    const edits = planChanges(before, now);
+    const changed = edits.dirs.length + edits.fetch.length + edits.touch.length + edits.symlinks.length + edits.remove.length;
+    this.local = now;
+    if (changed > 0) {
+      this.fullPlan = true;
+      const sample = [...edits.fetch, ...edits.touch, ...edits.dirs, ...edits.symlinks].map((e) => e.path).concat(edits.remove).slice(0, 5);
+      this.opts.log.warn('files: local changes on a standby are overwritten by the leader\'s state', { code: 'files_local_edit', changed, sample });
+      this.scheduleReconcile();
+    }
+  }
+}
+
+/** The entries of `paths` only: a plan over what changes named costs their number, not the manifest's size. */
+function subset(manifest: Manifest, paths: string[]): Manifest {
+  const out: Manifest = new Map();
+  for (const p of paths) {
+    const e = manifest.get(p);
+    if (e) out.set(p, e);
+  }
+  return out;
+}

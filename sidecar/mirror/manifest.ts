@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import { unsafeLinkReason, unsafePathReason } from './paths.js';
+
+/**
+ * One entry of a mirrored directory. `mtimeMs` is rounded to whole milliseconds (what utimes sets back, up to float rounding);
+ * directories carry no mtime, since writing into a directory changes it on every node anyway.
+ */
+export const entrySchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('file'),
+    path: z.string(),
+    size: z.number().int().nonnegative(),
+    mode: z.number().int().min(0).max(0o7777),
+    mtimeMs: z.number().int(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  }).strict(),
+  z.object({ type: z.literal('dir'), path: z.string(), mode: z.number().int().min(0).max(0o7777) }).strict(),
+  z.object({ type: z.literal('symlink'), path: z.string(), target: z.string() }).strict(),
+]);
+export type Entry = z.infer<typeof entrySchema>;
+export type FileEntry = Extract<Entry, { type: 'file' }>;
+export type Manifest = Map<string, Entry>;
+
+/** Why an entry from a peer must not be applied (it would write outside the directory), or null. */
+export function unsafeEntryReason(entry: Entry): string | null {
+  const reason = unsafePathReason(entry.path);
+  if (reason) return reason;
+  return entry.type === 'symlink' ? unsafeLinkReason(entry.path, entry.target) : null;
+}
+
+export function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
+  if (!a || !b || a.type !== b.type || a.path !== b.path) return false;
+  if (a.type === 'file' && b.type === 'file') return a.sha256 === b.sha256 && a.size === b.size && a.mode === b.mode && a.mtimeMs === b.mtimeMs;
+  if (a.type === 'dir' && b.type === 'dir') return a.mode === b.mode;
+  if (a.type === 'symlink' && b.type === 'symlink') return a.target === b.target;
+  return false;
+}
+
+/** What a follower must do to turn `local` into `target`, in the order it must be done. */
+export interface Plan {
+  /** Directories to create or re-mode, parents first. */
+  dirs: Extract<Entry, { type: 'dir' }>[];
+  /** Files whose content differs: fetched from the leader. */
+  fetch: FileEntry[];
+  /** Files with the right content but another mode or mtime: fixed in place. */
+  touch: FileEntry[];
+  symlinks: Extract<Entry, { type: 'symlink' }>[];
+  /** Paths the leader does not have, children before their parents; applied after everything else. */
+  remove: string[];
+}
+
+export function planChanges(target: Manifest, local: Manifest): Plan {
+  const plan: Plan = { dirs: [], fetch: [], touch: [], symlinks: [], remove: [] };
+  for (const entry of target.values()) {
+    const mine = local.get(entry.path);
+    if (sameEntry(entry, mine)) continue;
+    if (entry.type === 'dir') plan.dirs.push(entry);
+    else if (entry.type === 'symlink') plan.symlinks.push(entry);
+    else if (mine?.type === 'file' && mine.sha256 === entry.sha256 && mine.size === entry.size) plan.touch.push(entry);
+    else plan.fetch.push(entry);
+  }
+  for (const path of local.keys()) if (!target.has(path)) plan.remove.push(path);
+  const byPath = (a: { path: string }, b: { path: string }) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+  plan.dirs.sort(byPath);
+  plan.fetch.sort(byPath);
+  // Reverse order puts every path before its parent directory ("a/b" sorts after "a").
+  plan.remove.sort().reverse();
+  return plan;
+}
+
+/** Changes between two manifests of the same directory, as the leader streams them: upserts, then removals. */
+export function manifestDelta(before: Manifest, after: Manifest): { upserts: Entry[]; removed: string[] } {
+  const upserts = [...after.values()].filter((e) => !sameEntry(e, before.get(e.path)));
+  const removed = [...before.keys()].filter((p) => !after.has(p)).sort().reverse();
+  return { upserts, removed };
+}

@@ -1,0 +1,202 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SidecarConfig } from '../config.js';
+import type { Role } from '../election/decide.js';
+import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
+import { SidecarError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { MirrorClient } from './client.js';
+import { checkRoot } from './scanner.js';
+import { MirrorServer } from './server.js';
+import { MirrorState } from './state.js';
+
+export type FilesConfig = NonNullable<SidecarConfig['files']>;
+
+/** What `members/<node>.files` holds; `hactl cluster status` shows state and generation. */
+export interface FilesMemberField {
+  state: string;
+  /** Leader: its manifest sequence. Follower: the leader's sequence it has mirrored. */
+  generation: number;
+  /** Follower: changes behind the leader. */
+  behind?: number;
+  leader?: string;
+  entries?: number;
+  followers?: number;
+  detail?: string;
+}
+
+/**
+ * The file mirror as a part of the reconcile loop: the leader serves its directory on port 22000, each
+ * standby follows the current leader. The direction follows the lock: promote starts the server, demote stops
+ * it before anything else, followerTurn points the client at whoever leads now.
+ */
+export class FilesParticipant implements Participant {
+  readonly name = 'files';
+  private server: MirrorServer | null = null;
+  private client: MirrorClient | null = null;
+  /** Cleared synchronously at demote: the server checks it before every frame it sends. */
+  private serving = false;
+  private serverTerm = 0;
+  private error: string | null = null;
+  private readonly state: MirrorState;
+
+  constructor(
+    private readonly config: SidecarConfig,
+    private readonly files: FilesConfig,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.state = new MirrorState(join(config.dataDir, 'files-mirror.json'));
+  }
+
+  /** A missing root, or an empty one on another device than before (unmounted), is an error: nothing is served or applied. */
+  private async checkMounted(): Promise<void> {
+    const root = this.files.directory;
+    const st = await checkRoot(root);
+    const empty = (await readdir(root)).length === 0;
+    if (empty && this.state.rootDevice !== null && st.dev !== this.state.rootDevice) {
+      throw new SidecarError('files_root_unmounted', `the files directory ${root} is empty and on another device than before: is it unmounted?`);
+    }
+    if (!empty) this.state.update({ rootDevice: st.dev });
+  }
+
+  async promote(ctx: TurnContext): Promise<void> {
+    this.stopClient();
+    this.state.update({ highestTerm: ctx.term });
+    this.serving = true;
+    this.serverTerm = ctx.term;
+    // The mirror does not hold up writes: a scan of a large directory runs while the leader already leads.
+    void this.startServer();
+  }
+
+  private async startServer(): Promise<void> {
+    if (this.server || !this.serving) return;
+    const server = new MirrorServer({
+      root: this.files.directory,
+      address: this.config.address,
+      port: this.files.port,
+      term: this.serverTerm,
+      node: this.config.nodeName,
+      clusterToken: this.config.clusterToken,
+      clusterName: this.config.clusterName,
+      rescanMs: this.files.rescanSeconds * 1000,
+      mayServe: () => this.serving,
+      log: this.log,
+      metrics: this.metrics,
+    });
+    this.server = server;
+    try {
+      await this.checkMounted();
+      await server.start();
+      this.error = null;
+    } catch (e) {
+      this.error = errorMessage(e);
+      this.metrics.filesErrors.inc({ reason: 'serve_failed' });
+      this.log.error(`files: cannot serve: ${this.error}`, { code: (e as { code?: string }).code });
+      await server.stop();
+      if (this.server === server) this.server = null;
+    }
+  }
+
+  /** Stops serving before the first await: no follower gets a frame from a node that no longer leads. */
+  async demote(reason: DemoteReason, log: Logger): Promise<void> {
+    this.serving = false;
+    const server = this.server;
+    this.server = null;
+    if (server) {
+      await server.stop();
+      log.info('files: stopped serving', { reason });
+    }
+  }
+
+  async leaderTurn(ctx: TurnContext): Promise<void> {
+    if (!this.serving) {
+      // Leading without a promote of ours (the loop resumed a lease): serve under the current term.
+      this.serving = true;
+      this.serverTerm = ctx.term;
+    }
+    if (!this.server) await this.startServer();
+    const s = this.server;
+    if (this.error || !s) await ctx.reportCheck('files', 'files', 'critical', `leader cannot serve its files: ${this.error ?? 'starting'}`);
+    else await ctx.reportCheck('files', 'files', 'passing', `serving ${s.entries} entries at sequence ${s.sequence} to ${s.followers} followers`);
+  }
+
+  async followerTurn(ctx: TurnContext): Promise<void> {
+    if (this.server || this.serving) await this.demote('lock_lost', this.log);
+    this.state.update({ highestTerm: ctx.term });
+    const leader = ctx.members.find((m) => m.record.name === ctx.leader?.name)?.record;
+    if (!leader || leader.name === this.config.nodeName) return;
+    const c = this.client;
+    // A newer term means a newer leader: drop a connection to an older one at once.
+    if (c && (c.leader !== leader.name || c.host !== leader.address || (c.term > 0 && c.term < ctx.term))) this.stopClient();
+    if (!this.client) {
+      try {
+        await this.checkMounted();
+        this.error = null;
+      } catch (e) {
+        this.error = errorMessage(e);
+        this.log.error(`files: cannot mirror: ${this.error}`, { code: (e as { code?: string }).code });
+        await ctx.reportCheck('files', 'files', 'critical', this.error);
+        return;
+      }
+      this.client = new MirrorClient({
+        root: this.files.directory,
+        host: leader.address,
+        port: this.files.port,
+        leader: leader.name,
+        node: this.config.nodeName,
+        clusterToken: this.config.clusterToken,
+        clusterName: this.config.clusterName,
+        rescanMs: this.files.rescanSeconds * 1000,
+        state: this.state,
+        log: this.log,
+        metrics: this.metrics,
+      });
+      this.client.start();
+    }
+    const st = this.client.status();
+    const behind = st.leaderSeq - st.appliedSeq;
+    if (st.state === 'in sync') await ctx.reportCheck('files', 'files', 'passing', `in sync with ${st.leader} at sequence ${st.appliedSeq}`);
+    else if (st.state === 'behind' || st.state === 'syncing') await ctx.reportCheck('files', 'files', 'warning', `behind by ${behind} changes (${st.leader} at ${st.leaderSeq})`);
+    else await ctx.reportCheck('files', 'files', st.state === 'error' ? 'critical' : 'warning', `${st.state}: ${st.detail || st.leader}`);
+  }
+
+  private stopClient(): void {
+    this.client?.stop();
+    this.client = null;
+  }
+
+  ready(_role: Role): boolean {
+    return true; // the mirror never holds up writes or the load balancer; its state is the `files` check
+  }
+
+  memberFields(): { files: FilesMemberField } {
+    if (this.server && this.serving) {
+      return { files: { state: this.error ? 'error' : 'serving', generation: this.server.sequence, entries: this.server.entries, followers: this.server.followers } };
+    }
+    if (this.client) {
+      const st = this.client.status();
+      return { files: { state: st.state, generation: st.appliedSeq, behind: Math.max(0, st.leaderSeq - st.appliedSeq), leader: st.leader, ...(st.detail ? { detail: st.detail } : {}) } };
+    }
+    return { files: { state: this.error ? 'error' : 'idle', generation: 0, ...(this.error ? { detail: this.error } : {}) } };
+  }
+
+  /** Design rule 9: joining replaces the directory with the leader's, so a non-empty one needs --force. */
+  async checkJoinable(force: boolean): Promise<void> {
+    if (force) return;
+    const entries = await readdir(this.files.directory).catch(() => []);
+    if (entries.length > 0) {
+      throw new SidecarError('node_not_empty', `the files directory ${this.files.directory} is not empty; joining would replace it with the leader's. Back it up, then join with --force`, 409);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stopClient();
+    await this.demote('shutdown', this.log);
+  }
+}
+
+export function createFilesParticipant(config: SidecarConfig, log: Logger, metrics: Metrics): FilesParticipant | null {
+  return config.files?.enabled ? new FilesParticipant(config, config.files, log, metrics) : null;
+}

@@ -1,0 +1,403 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { manifestDelta, type Manifest } from './manifest.js';
+import { unsafePathReason } from './paths.js';
+import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
+import { Scanner } from './scanner.js';
+import { serverTlsOptions } from './tls.js';
+import { CHOKIDAR_MAX_ENTRIES, watchDirectory, type DirectoryWatch } from './watch.js';
+
+/** Followers hear from the leader at least this often, so a dead connection is noticed. */
+const HEARTBEAT_MS = 1000;
+/** A connection that has not said hello by then is closed. */
+const HELLO_TIMEOUT_MS = 10_000;
+/** File chunks: large enough for throughput, small enough that memory stays flat. */
+const CHUNK_BYTES = 256 * 1024;
+/** Watch events are gathered this long, so a burst becomes one change. */
+const EVENT_BATCH_MS = 5;
+/**
+ * chokidar drops a second change event of one path within 50 ms of the first: every changed path is looked
+ * at once more after that window, so such a change travels now rather than at the next rescan.
+ */
+const SETTLE_MS = 60;
+
+export interface MirrorServerOptions {
+  root: string;
+  address: string;
+  port: number;
+  term: number;
+  node: string;
+  clusterToken: string;
+  clusterName: string;
+  rescanMs: number;
+  /** False once this node must not serve: checked before every frame, so nothing leaves after a demote. */
+  mayServe: () => boolean;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * The leader's side: keeps a manifest of the directory current from chokidar events and a periodic rescan
+ * (events can be lost), numbers every change with a rising sequence, and streams changes and file content
+ * to each connected follower.
+ */
+export class MirrorServer {
+  readonly epoch = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  private manifest: Manifest = new Map();
+  private seq = 0;
+  private readonly scanner: Scanner;
+  private readonly sessions = new Set<Session>();
+  private readonly dirty = new Set<string>();
+  private readonly settling = new Set<string>();
+  private flushTimer: NodeJS.Timeout | null = null;
+  private settleTimer: NodeJS.Timeout | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private watch: DirectoryWatch | null = null;
+  private server: tls.Server | null = null;
+  /** Manifest updates run one at a time, in the order they were read from disk. */
+  private work: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly opts: MirrorServerOptions) {
+    this.scanner = new Scanner(opts.root, opts.log);
+  }
+
+  get sequence(): number {
+    return this.seq;
+  }
+
+  get entries(): number {
+    return this.manifest.size;
+  }
+
+  get followers(): number {
+    return [...this.sessions].filter((s) => s.live).length;
+  }
+
+  /**
+   * Scans, watches (the watcher is chosen by the tree's size), rescans once for what changed in between,
+   * then listens: a follower never sees a manifest older than the watcher's first event.
+   */
+  async start(): Promise<void> {
+    const { root, log } = this.opts;
+    this.manifest = await this.scanner.scan();
+    this.seq = this.manifest.size;
+    this.watch = await watchDirectory(root, this.manifest.size, (path) => this.markDirty(path), log);
+    if (this.stopped) return void (await this.watch.close());
+    // What changed between the scan and the watch's start: hashes are cached, so this costs an lstat each.
+    this.enqueue(() => this.rescan());
+    await this.work;
+    this.publishGauges();
+    if (this.stopped) return;
+    this.server = tls.createServer(serverTlsOptions(this.opts.clusterToken, this.opts.clusterName), (socket) => this.accept(socket));
+    this.server.on('tlsClientError', (e, socket) => {
+      this.opts.metrics.filesErrors.inc({ reason: 'tls_refused' });
+      log.warn('files: refused a peer: TLS handshake failed (wrong cluster key, or not TLS)', { code: 'files_peer_refused', peer: socket.remoteAddress, error: errorMessage(e) });
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server?.once('error', reject);
+      this.server?.listen(this.opts.port, this.opts.address, () => resolve());
+    });
+    this.server.on('error', (e) => log.error('files: server error', { error: errorMessage(e) }));
+    this.rescanTimer = setInterval(() => this.enqueue(() => this.rescan()), this.opts.rescanMs);
+    this.heartbeat = setInterval(() => this.broadcast({ t: 'heartbeat', seq: this.seq }), HEARTBEAT_MS);
+    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port, watcher: this.watch.kind });
+  }
+
+  /**
+   * Stops serving at once: the flag is set and every connection destroyed before the first await, so no
+   * frame leaves after a demote; a follower then only ever applies data from the current leader.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.sessions) s.close();
+    this.sessions.clear();
+    this.server?.close();
+    for (const timer of [this.flushTimer, this.settleTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
+    await this.watch?.close().catch(() => undefined);
+  }
+
+  private serving(): boolean {
+    return !this.stopped && this.opts.mayServe();
+  }
+
+  private markDirty(path: string): void {
+    if (path === '' || path.startsWith('..')) return;
+    this.dirty.add(path);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = null;
+      this.enqueue(() => this.flush());
+    }, EVENT_BATCH_MS);
+  }
+
+  private enqueue(step: () => Promise<void>): void {
+    this.work = this.work.then(step).catch((e) => {
+      this.opts.metrics.filesErrors.inc({ reason: 'scan' });
+      this.opts.log.error('files: manifest update failed', { code: (e as { code?: string }).code, error: errorMessage(e) });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const paths = [...this.dirty];
+    this.dirty.clear();
+    await this.update(paths);
+    for (const p of paths) this.settling.add(p);
+    this.settleTimer ??= setTimeout(() => {
+      this.settleTimer = null;
+      const again = [...this.settling];
+      this.settling.clear();
+      this.enqueue(() => this.update(again));
+    }, SETTLE_MS);
+  }
+
+  /** Reads `paths` again and applies what changed (a directory brings its whole subtree). */
+  private async update(paths: string[]): Promise<void> {
+    if (this.stopped) return;
+    const before: Manifest = new Map();
+    const after: Manifest = new Map();
+    for (const path of paths) {
+      const entry = await this.scanner.entry(path, true);
+      if (entry === 'unstable') {
+        this.markDirty(path); // still being written: announced once it holds still for one hash
+        continue;
+      }
+      const old = this.manifest.get(path);
+      if (old) before.set(path, old);
+      if (entry) after.set(path, entry);
+      if (old?.type === 'dir' || entry?.type === 'dir') {
+        // A directory that went or came (or was renamed): everything below it goes or comes with it.
+        for (const [p, e] of this.manifest) if (p.startsWith(`${path}/`)) before.set(p, e);
+        if (entry?.type === 'dir') {
+          const below = await this.scanner.scanBelow(path);
+          for (const [p, e] of below) after.set(p, e);
+        }
+      }
+    }
+    this.apply(before, after);
+  }
+
+  /** The tree outgrew chokidar: watch it with @parcel/watcher from now on, and rescan for the gap. */
+  private async rewatch(): Promise<void> {
+    const old = this.watch;
+    if (this.stopped || old?.kind !== 'chokidar' || this.manifest.size <= CHOKIDAR_MAX_ENTRIES) return;
+    this.watch = await watchDirectory(this.opts.root, this.manifest.size, (path) => this.markDirty(path), this.opts.log);
+    await old.close();
+    if (this.stopped) await this.watch.close();
+    this.opts.log.info('files: the directory outgrew chokidar; watching it with @parcel/watcher', { entries: this.manifest.size });
+    await this.rescan();
+  }
+
+  private async rescan(): Promise<void> {
+    const now = await this.scanner.scan();
+    const sample = manifestDelta(this.manifest, now).upserts.slice(0, 5).map((e) => e.path);
+    const { upserts, removed } = this.apply(this.manifest, now);
+    if (upserts + removed > 0) {
+      // chokidar reports no event for a change that keeps the mtime (chmod alone), and events can be lost.
+      this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed, sample });
+    }
+  }
+
+  /** Applies the difference between `before` and `after` (same paths) to the manifest; one sequence per change. */
+  private apply(before: Manifest, after: Manifest): { upserts: number; removed: number } {
+    const delta = manifestDelta(before, after);
+    if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0 };
+    for (const p of delta.removed) this.manifest.delete(p);
+    for (const e of delta.upserts) this.manifest.set(e.path, e);
+    // Large changes (a tree moved in) go out in batches under the frame limit, each with its own sequence.
+    for (const batch of batches(delta.upserts, (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160)) {
+      this.seq += batch.length;
+      this.broadcast({ t: 'change', seq: this.seq, upserts: batch, removed: [] });
+    }
+    for (const batch of batches(delta.removed, (p) => p.length + 8)) {
+      this.seq += batch.length;
+      this.broadcast({ t: 'change', seq: this.seq, upserts: [], removed: batch });
+    }
+    this.publishGauges();
+    if (this.watch?.kind === 'chokidar' && this.manifest.size > CHOKIDAR_MAX_ENTRIES) this.enqueue(() => this.rewatch());
+    return { upserts: delta.upserts.length, removed: delta.removed.length };
+  }
+
+  private publishGauges(): void {
+    this.opts.metrics.filesEntries.set(this.manifest.size);
+    this.opts.metrics.filesSequence.set(this.seq);
+  }
+
+  private broadcast(message: ServerMessage): void {
+    if (!this.serving()) return;
+    const frame = encodeMessage(message);
+    for (const s of this.sessions) if (s.live) s.socket.write(frame);
+  }
+
+  private accept(socket: tls.TLSSocket): void {
+    const session = new Session(socket, this);
+    this.sessions.add(session);
+    socket.once('close', () => this.sessions.delete(session));
+  }
+
+  // --- what a session asks of the server -------------------------------------------------------------------
+
+  refusal(term: number, version: number): { code: string; message: string } | null {
+    if (!this.serving()) return { code: 'not_leader', message: `${this.opts.node} no longer leads` };
+    if (version !== PROTOCOL_VERSION) return { code: 'bad_version', message: `protocol ${version} is not ${PROTOCOL_VERSION}` };
+    // Design rule 6: a follower that has seen a newer term knows of a newer leader; this one must not serve it.
+    if (term > this.opts.term) return { code: 'stale_term', message: `the follower has seen term ${term}; this leader's term is ${this.opts.term}` };
+    return null;
+  }
+
+  /** The welcome and the whole manifest, written in one synchronous step so no change slips between. */
+  greet(session: Session): void {
+    const w = (m: ServerMessage) => session.socket.write(encodeMessage(m));
+    w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
+    const all = batches([...this.manifest.values()], (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
+    all.forEach((entries, i) => w({ t: 'snapshot', seq: this.seq, entries, last: i === all.length - 1 }));
+    if (all.length === 0) w({ t: 'snapshot', seq: this.seq, entries: [], last: true });
+    session.live = true;
+  }
+
+  /**
+   * Streams one file with backpressure. The follower checks the bytes against the manifest's hash; the
+   * leader only says whether the file changed while it was read (size or mtime moved), which saves hashing
+   * every file twice on the leader.
+   */
+  async sendFile(session: Session, path: string): Promise<void> {
+    const { socket } = session;
+    const entry = this.manifest.get(path);
+    if (unsafePathReason(path) !== null || entry?.type !== 'file') {
+      socket.write(encodeMessage({ t: 'missing', path }));
+      return;
+    }
+    const handle = await open(join(this.opts.root, path), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
+    const before = await handle?.stat().catch(() => null);
+    if (!handle || !before?.isFile()) {
+      await handle?.close();
+      if (this.serving()) socket.write(encodeMessage({ t: 'missing', path }));
+      this.markDirty(path);
+      return;
+    }
+    const same = (st: typeof before) => st.size === entry.size && Math.round(st.mtimeMs) === entry.mtimeMs;
+    let size = 0;
+    try {
+      if (!this.serving()) return;
+      socket.write(encodeMessage({ t: 'file', path, size: before.size }));
+      if (!same(before)) {
+        // Changed since the manifest: sending it would be wasted; its change reaches the follower soon.
+        socket.write(encodeMessage({ t: 'end', path, size: 0, changed: true }));
+        this.markDirty(path);
+        return;
+      }
+      for await (const chunk of handle.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false })) {
+        if (!this.serving() || socket.destroyed) return;
+        const buf = chunk as Buffer;
+        size += buf.length;
+        let ok = true;
+        for (const part of encodeData(buf)) ok = socket.write(part);
+        if (!ok) await drained(socket);
+      }
+      const changed = !same(await handle.stat()) || size !== entry.size;
+      if (!this.serving()) return;
+      socket.write(encodeMessage({ t: 'end', path, size, changed }));
+      this.opts.metrics.filesBytes.inc({ direction: 'sent' }, size);
+      this.opts.metrics.filesTransferred.inc({ direction: 'sent' });
+      // The file changed since the manifest was made: re-read it, so the follower hears of the new content.
+      if (changed) this.markDirty(path);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  get log(): Logger {
+    return this.opts.log;
+  }
+
+  get metrics(): Metrics {
+    return this.opts.metrics;
+  }
+}
+
+/** One follower's connection: hello, then the manifest and changes, and the files it asks for, in order. */
+class Session {
+  live = false;
+  private readonly decoder = new FrameDecoder();
+  private readonly gets: string[] = [];
+  private sending = false;
+  private readonly helloTimer: NodeJS.Timeout;
+  private peer: string;
+
+  constructor(
+    readonly socket: tls.TLSSocket,
+    private readonly server: MirrorServer,
+  ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.helloTimer = setTimeout(() => this.fail('hello_timeout', 'no hello within the time limit'), HELLO_TIMEOUT_MS);
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('end', () => {
+      try {
+        this.decoder.end();
+      } catch (e) {
+        this.fail((e as FrameError).code, errorMessage(e));
+      }
+    });
+    socket.on('error', (e) => server.log.debug('files: follower connection error', { peer: this.peer, error: errorMessage(e) }));
+    socket.on('close', () => clearTimeout(this.helloTimer));
+  }
+
+  close(): void {
+    this.live = false;
+    this.socket.destroy();
+  }
+
+  private fail(code: string, why: string): void {
+    this.server.metrics.filesErrors.inc({ reason: code });
+    this.server.log.warn(`files: closing a follower connection: ${why}`, { code, peer: this.peer });
+    this.close();
+  }
+
+  private receive(chunk: Buffer): void {
+    try {
+      for (const frame of this.decoder.push(chunk)) {
+        if (frame.kind === KIND_DATA) throw new FrameError('frame_bad_kind', 'followers send no data frames');
+        const message = parseMessage(clientMessage, frame.message);
+        if (message.t === 'hello') {
+          if (this.live) throw new FrameError('frame_bad_message', 'second hello');
+          clearTimeout(this.helloTimer);
+          this.peer = `${message.node}@${this.peer}`;
+          const refusal = this.server.refusal(message.term, message.v);
+          if (refusal) {
+            this.server.metrics.filesErrors.inc({ reason: refusal.code });
+            this.server.log.warn(`files: refusing follower: ${refusal.message}`, { code: refusal.code, peer: this.peer });
+            this.socket.end(encodeMessage({ t: 'refuse', ...refusal }));
+            return;
+          }
+          this.server.log.info('files: follower connected', { peer: this.peer, term: message.term, lastSeq: message.lastSeq, epoch: message.epoch });
+          this.server.greet(this);
+        } else {
+          if (!this.live) throw new FrameError('frame_bad_message', 'request before hello');
+          this.gets.push(message.path);
+          void this.pump();
+        }
+      }
+    } catch (e) {
+      this.fail(e instanceof FrameError ? e.code : 'frame_bad_message', errorMessage(e));
+    }
+  }
+
+  private async pump(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      while (this.gets.length > 0 && this.live && !this.socket.destroyed) await this.server.sendFile(this, this.gets.shift() as string);
+    } catch (e) {
+      this.fail('send_failed', `sending a file failed: ${errorMessage(e)}`);
+    } finally {
+      this.sending = false;
+    }
+  }
+}
+

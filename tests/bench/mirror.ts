@@ -1,0 +1,158 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { TestCluster } from '../harness/cluster.js';
+import { treeDigest } from '../harness/files.js';
+import { filesOf, writeRandomFile } from '../harness/mirror.js';
+import { nodeAddress } from '../harness/net.js';
+import { waitFor } from '../harness/processes.js';
+
+export interface MirrorBench {
+  latency?: { changes: number; p50Ms: number; p99Ms: number; maxMs: number };
+  firstMirror?: { files: number; smallBytes: number; bigBytes: number; mirrorMs: number; rsyncMs: number; ratio: number };
+  rss?: { files: number; leaderRssMb: number; followerRssMb: number; readyMs: number }[];
+}
+
+export type MirrorPart = 'latency' | 'first' | 'rss';
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+
+function rssMb(pid: number | undefined): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  try {
+    const [sa, sb] = [statSync(a), statSync(b)];
+    if (sa.size !== sb.size || sa.mode !== sb.mode || Math.round(sa.mtimeMs) !== Math.round(sb.mtimeMs)) return false;
+    return (await readFile(a)).equals(await readFile(b));
+  } catch {
+    return false;
+  }
+}
+
+/** Every follower in `nodes` in sync at the leader's generation, as /cluster shows it. */
+async function allInSync(cluster: TestCluster, leader: number, timeoutMs: number, nodes = [0, 1, 2]): Promise<void> {
+  await waitFor('followers in sync', async () => {
+    const files = await filesOf(cluster);
+    const gen = files[cluster.names[leader]]?.generation;
+    return nodes.every((i) => i === leader || (files[cluster.names[i]]?.state === 'in sync' && files[cluster.names[i]]?.generation === gen));
+  }, timeoutMs, 50);
+}
+
+/** A file written on the leader until it is identical on every follower, `changes` times. */
+async function latency(cluster: TestCluster, changes: number): Promise<NonNullable<MirrorBench['latency']>> {
+  const leaderDir = join(cluster.filesDir(0), 'latency');
+  mkdirSync(leaderDir);
+  await allInSync(cluster, 0, 30_000);
+  const times: number[] = [];
+  for (let k = 0; k < changes; k++) {
+    const name = `f${k % 50}`;
+    const t0 = performance.now();
+    writeFileSync(join(leaderDir, name), randomBytes(1024));
+    await waitFor('the change on every follower', async () => {
+      const same = await Promise.all([1, 2].map((i) => sameFile(join(leaderDir, name), join(cluster.filesDir(i), 'latency', name))));
+      return same.every(Boolean);
+    }, 10_000, 2);
+    times.push(performance.now() - t0);
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  return { changes, p50Ms: Math.round(percentile(sorted, 50)), p99Ms: Math.round(percentile(sorted, 99)), maxMs: Math.round(sorted[sorted.length - 1]) };
+}
+
+/** A fresh follower's first mirror of `first/`, beside `rsync -a` from an rsync daemon over loopback. */
+async function firstMirror(cluster: TestCluster): Promise<NonNullable<MirrorBench['firstMirror']>> {
+  const files = 1000;
+  const data = join(cluster.filesDir(0), 'first');
+  mkdirSync(data);
+  for (let k = 0; k < files; k++) writeFileSync(join(data, `small-${k}`), randomBytes(2048));
+  await writeRandomFile(join(data, 'big.bin'), 256 * 1024 * 1024);
+  await cluster.stopSidecar(2);
+  await allInSync(cluster, 0, 120_000, [0, 1]);
+
+  // The mirror: n3 starts with an empty directory and no mirror state.
+  rmSync(cluster.filesDir(2), { recursive: true });
+  mkdirSync(cluster.filesDir(2));
+  rmSync(join(cluster.baseDir, 'n3', 'sidecar', 'files-mirror.json'), { force: true });
+  const logFile = join(cluster.baseDir, 'n3', 'sidecar.log');
+  const logStart = readFileSync(logFile, 'utf8').length;
+  await cluster.startSidecar(2);
+  await allInSync(cluster, 0, 300_000);
+  const doneAt = Date.now();
+  const connected = readFileSync(logFile, 'utf8').slice(logStart).split('\n').find((l) => l.includes('files: following the leader'));
+  const connectedAt = Date.parse((JSON.parse(connected ?? '{}') as { timestamp?: string }).timestamp ?? '');
+  const mirrorMs = doneAt - connectedAt;
+  if (!Number.isFinite(mirrorMs)) throw new Error('no "following the leader" line in the n3 log');
+  if ((await treeDigest(cluster.filesDir(2))) !== (await treeDigest(cluster.filesDir(0)))) throw new Error('n3 is not identical after its first mirror');
+
+  // rsync: a daemon on its own loopback address serving the same data, one `rsync -a` into an empty directory.
+  const conf = join(cluster.baseDir, 'rsyncd.conf');
+  writeFileSync(conf, `use chroot = no\n[data]\n  path = ${data}\n  read only = yes\n`);
+  const host = nodeAddress(9);
+  const daemon = spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`, `--address=${host}`, '--port=8873'], { stdio: 'ignore' });
+  try {
+    await waitFor('the rsync daemon', () => spawnSync('rsync', [`rsync://${host}:8873/`], { stdio: 'ignore' }).status === 0, 10_000);
+    const dest = join(cluster.baseDir, 'rsync-dest');
+    mkdirSync(dest);
+    const t0 = performance.now();
+    const run = spawnSync('rsync', ['-a', `rsync://${host}:8873/data/`, `${dest}/`]);
+    const rsyncMs = Math.round(performance.now() - t0);
+    if (run.status !== 0) throw new Error(`rsync failed: ${run.stderr.toString()}`);
+    return { files: files + 1, smallBytes: 2048, bigBytes: 256 * 1024 * 1024, mirrorMs, rsyncMs, ratio: Math.round((mirrorMs / rsyncMs) * 100) / 100 };
+  } finally {
+    daemon.kill('SIGTERM');
+  }
+}
+
+/** Sidecar RSS once the leader watches `count` files and the followers mirror them. */
+async function rss(cluster: TestCluster, count: number, already: number): Promise<NonNullable<MirrorBench['rss']>[number]> {
+  const root = join(cluster.filesDir(0), 'many');
+  mkdirSync(root, { recursive: true });
+  const t0 = performance.now();
+  for (let k = already; k < count; k++) {
+    const dir = join(root, `d${Math.floor(k / 1000)}`);
+    if (k % 1000 === 0) mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `f${k}`), `file ${k}\n`);
+  }
+  await allInSync(cluster, 0, 900_000);
+  const readyMs = Math.round(performance.now() - t0);
+  const pid = (i: number) => cluster.processes.get(`sidecar-${cluster.names[i]}`)?.child.pid;
+  return { files: count, leaderRssMb: rssMb(pid(0)), followerRssMb: Math.max(rssMb(pid(1)), rssMb(pid(2))), readyMs };
+}
+
+export async function benchMirror(changes: number, rssCounts: number[], parts: MirrorPart[]): Promise<MirrorBench> {
+  const cluster = new TestCluster({ size: 3, files: { rescanSeconds: 30 } });
+  const result: MirrorBench = {};
+  try {
+    await cluster.start();
+    await cluster.waitAllRunning();
+    if (parts.includes('latency')) {
+      const lat = await latency(cluster, changes);
+      result.latency = lat;
+      console.log(`propagation latency over ${changes} changes: p50 ${lat.p50Ms} ms, p99 ${lat.p99Ms} ms, max ${lat.maxMs} ms`);
+    }
+    if (parts.includes('first')) {
+      const first = await firstMirror(cluster);
+      result.firstMirror = first;
+      console.log(`first mirror of ${first.files} files: ${first.mirrorMs} ms; rsync -a ${first.rsyncMs} ms; ratio ${first.ratio}`);
+      rmSync(join(cluster.filesDir(0), 'first'), { recursive: true });
+    }
+    if (parts.includes('rss')) {
+      result.rss = [];
+      let already = 0;
+      for (const count of rssCounts) {
+        const row = await rss(cluster, count, already);
+        already = count;
+        console.log(`${count} files: leader RSS ${row.leaderRssMb} MB, follower RSS ${row.followerRssMb} MB (mirrored in ${row.readyMs} ms)`);
+        result.rss.push(row);
+      }
+    }
+    return result;
+  } finally {
+    await cluster.stop();
+  }
+}
