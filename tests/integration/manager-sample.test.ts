@@ -14,15 +14,15 @@ const UNHEALTHY_HAND_OVER_S = 3;
 
 /**
  * The sample manager (examples/manager) beside each sidecar, started and switched by its hooks, behind the
- * real HAProxy of the local cluster, with Postgres in synchronous mode. The file mirror is not part of this
- * branch: files are checked on the node that stored them only.
+ * real HAProxy of the local cluster, with Postgres in synchronous mode and the file mirror on: records and
+ * uploaded files both survive a failover.
  */
 describe('the sample manager made highly available (real Consul, Postgres, HAProxy; synchronous mode)', () => {
-  const cluster = new TestCluster({ size: 3, postgres: true });
+  const cluster = new TestCluster({ size: 3, postgres: true, files: true });
   const haproxy = new TestHaproxy(cluster);
   const hook = join(projectRoot(), 'dist', 'examples', 'manager', 'hook.js');
   const managerDir = (i: number) => join(cluster.baseDir, cluster.names[i], 'manager');
-  const filesDir = (i: number) => join(cluster.baseDir, cluster.names[i], 'files');
+  const filesDir = (i: number) => cluster.filesDir(i);
   const managerUrl = (i: number) => `http://${cluster.address(i)}:8080`;
 
   beforeAll(async () => {
@@ -83,6 +83,9 @@ describe('the sample manager made highly available (real Consul, Postgres, HAPro
     expect(upload.status).toBe(201);
     expect(readFileSync(join(filesDir(leader), 'report.txt'), 'utf8')).toBe('uploaded before the crash');
     expect(await (await viaHaproxy('/files/report.txt')).text()).toBe('uploaded before the crash');
+    // The mirror copies it to the standbys asynchronously (within ~100 ms): an upload counts as safe once there.
+    const mirrored = (i: number) => existsSync(join(filesDir(i), 'report.txt')) && readFileSync(join(filesDir(i), 'report.txt'), 'utf8') === 'uploaded before the crash';
+    await waitFor('the upload on every standby', () => [0, 1, 2].every(mirrored), 10_000, 20);
 
     const t0 = performance.now();
     await cluster.killSidecar(leader);
@@ -99,6 +102,8 @@ describe('the sample manager made highly available (real Consul, Postgres, HAPro
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ id: record.id, body: 'before the crash', node: cluster.names[leader], servedBy: cluster.names[next] });
     console.log(`kill -9: the record served by the new leader ${Math.round(performance.now() - t0)} ms after the kill`);
+    const file = await viaHaproxy('/files/report.txt');
+    expect([file.status, await file.text()]).toEqual([200, 'uploaded before the crash']);
 
     await cluster.startSidecar(leader);
     await cluster.waitAllStreaming(true);
