@@ -70,7 +70,7 @@ describe('the sample manager made highly available (real Consul, Postgres, HAPro
   const status = (url: string) => fetch(url, { signal: AbortSignal.timeout(500) }).then((r) => r.status, () => 0);
   const managerInService = async (i: number) => (await haproxy.inService('manager_leader')).join() === cluster.names[i];
 
-  test('a record and a file uploaded through HAProxy before a kill -9 of the leader: the new leader serves the record', async () => {
+  test('a record and a file uploaded through HAProxy before a kill -9 of the leader: the new leader serves both', async () => {
     const leader = (await cluster.leaderIndex())!;
     await waitFor('HAProxy to send manager clients to the leader only', () => managerInService(leader), 15_000, 100);
     expect(await status(`${managerUrl((leader + 1) % 3)}/records/1`)).toBe(503); // standbys answer 503
