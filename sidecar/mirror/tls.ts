@@ -17,14 +17,15 @@ export function pskIdentity(clusterName: string): string {
   return `ha-sidecar-files:${clusterName}`;
 }
 
+/** What both ends agree on: Node's TLS-PSK exists for TLS 1.2 only. */
+const PSK_PROTOCOL = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', ciphers: PSK_CIPHERS } as const;
+
 /** Server side: only the identity of this cluster gets a key; any other identity fails the handshake. */
 export function serverTlsOptions(clusterToken: string, clusterName: string): TlsOptions {
   const key = mirrorKey(clusterToken);
   const identity = pskIdentity(clusterName);
   return {
-    minVersion: 'TLSv1.2',
-    maxVersion: 'TLSv1.2',
-    ciphers: PSK_CIPHERS,
+    ...PSK_PROTOCOL,
     pskIdentityHint: identity,
     pskCallback: (_socket, id) => (id === identity ? key : null),
   };
@@ -34,9 +35,7 @@ export function clientTlsOptions(clusterToken: string, clusterName: string): Con
   const key = mirrorKey(clusterToken);
   const identity = pskIdentity(clusterName);
   return {
-    minVersion: 'TLSv1.2',
-    maxVersion: 'TLSv1.2',
-    ciphers: PSK_CIPHERS,
+    ...PSK_PROTOCOL,
     pskCallback: () => ({ psk: key, identity }),
     // PSK authenticates the server; there is no certificate to check.
     checkServerIdentity: () => undefined,
