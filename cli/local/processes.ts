@@ -3,7 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { SidecarError, errorMessage } from '../../sidecar/errors.js';
-import { processAlive } from '../../sidecar/postgres/process.js';
+import { processAlive, signalQuietly } from '../../sidecar/postgres/process.js';
 
 /**
  * The processes of the local cluster: started detached (their own session, stdio to a log file, not
@@ -82,13 +82,6 @@ export function isRunning(pid: number | null | undefined, marker: string): pid i
   }
 }
 
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
 
 /** Polls `alive` until it is false; resolves false when `ms` passed first. */
 async function waitGone(alive: () => boolean, ms: number): Promise<boolean> {
@@ -110,16 +103,16 @@ export async function stopProcess(
   opts: { sig?: NodeJS.Signals; graceMs?: number } = {},
 ): Promise<'stopped' | 'killed' | 'gone'> {
   if (!alive()) return 'gone';
-  signal(pid, opts.sig ?? 'SIGTERM');
+  signalQuietly(pid, opts.sig ?? 'SIGTERM');
   if (await waitGone(alive, opts.graceMs ?? STOP_GRACE_MS)) return 'stopped';
-  signal(pid, 'SIGKILL');
+  signalQuietly(pid, 'SIGKILL');
   if (await waitGone(alive, KILL_WAIT_MS)) return 'killed';
   throw new SidecarError('stop_failed', `process ${pid} is still there ${KILL_WAIT_MS / 1000} s after SIGKILL`, 500);
 }
 
 /** `kill -9` of one process (not its group), the way a crash looks to the rest of the node. */
 export async function crashProcess(pid: number, alive: () => boolean): Promise<void> {
-  signal(pid, 'SIGKILL');
+  signalQuietly(pid, 'SIGKILL');
   if (!(await waitGone(alive, KILL_WAIT_MS))) {
     throw new SidecarError('stop_failed', `process ${pid} is still there ${KILL_WAIT_MS / 1000} s after SIGKILL`, 500);
   }

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { signalQuietly } from '../postgres/process.js';
 
 /** How long the guard waits for a SIGSTOPped postmaster to be stopped before it enumerates its children. */
 const STOP_WAIT_MS = 200;
@@ -21,13 +22,6 @@ function readStat(pid: number): ProcStat | null {
   }
 }
 
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* gone already */
-  }
-}
 
 /** Blocks the calling thread for `ms` (the guard acts synchronously on purpose: nothing may interleave). */
 function pause(ms: number): void {
@@ -69,7 +63,7 @@ function descendants(root: number): number[] {
  * A group led by a victim is killed as a whole too, for what a child may have started meanwhile.
  */
 export function killProcessTree(root: number): number[] {
-  signal(root, 'SIGSTOP');
+  signalQuietly(root, 'SIGSTOP');
   for (let waited = 0; waited < STOP_WAIT_MS; waited++) {
     const state = readStat(root)?.state;
     if (state === undefined || state === 'T' || state === 'Z') break;
@@ -77,8 +71,8 @@ export function killProcessTree(root: number): number[] {
   }
   const victims = [...descendants(root), root];
   for (const pid of victims) {
-    if (readStat(pid)?.pgid === pid) signal(-pid, 'SIGKILL');
-    signal(pid, 'SIGKILL');
+    if (readStat(pid)?.pgid === pid) signalQuietly(-pid, 'SIGKILL');
+    signalQuietly(pid, 'SIGKILL');
   }
   return victims;
 }

@@ -147,6 +147,15 @@ export function tailFile(path: string, lines = 15, maxBytes = 16 * 1024): string
 }
 
 /** Whether `pid` is a live process (a zombie counts as dead: it no longer runs and holds no port). */
+/** Sends `sig` to `pid`; a process that is already gone is not an error. */
+export function signalQuietly(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* gone already */
+  }
+}
+
 export function processAlive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
