@@ -7,7 +7,9 @@ import type { DemoteReason, Participant, TurnContext } from '../election/partici
 import type { MemberEntry } from '../consul/store.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { PostgresController, type PostgresStatus, type Upstream } from './controller.js';
+import type { Upstream } from './conf.js';
+import { PostgresController } from './controller.js';
+import type { PostgresStatus } from './status.js';
 import { pgName } from './quoting.js';
 
 /** A peer's fresh WAL position must arrive this fast, or the peer counts as unreachable for the comparison. */

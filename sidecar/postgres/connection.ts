@@ -1,0 +1,55 @@
+import pg from 'pg';
+import type { Upstream } from './conf.js';
+import { SUPERUSER, type PostgresSettings } from './settings.js';
+
+/** Connecting to a server on this machine or a peer's takes milliseconds; one that takes 3 s is not usable this turn. */
+const CONNECT_TIMEOUT_MS = 3_000;
+/** Client-side limit of one query; catalog queries answer in milliseconds, so 10 s means the server is stuck. */
+const QUERY_TIMEOUT_MS = 10_000;
+
+export interface ConnectOptions {
+  database?: string;
+  /** A peer's server over TCP; default: this node's over its unix socket. */
+  target?: Upstream;
+  queryTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * A connection as the superuser: over this node's unix socket, or to `target` over TCP. Always closed.
+ * `synchronous_commit` is `local` in these sessions: the sidecar's own writes never wait for a standby.
+ */
+export async function withClient<T>(settings: PostgresSettings, fn: (c: pg.Client) => Promise<T>, opts: ConnectOptions = {}): Promise<T> {
+  const client = new pg.Client({
+    host: opts.target?.host ?? settings.socketDir,
+    port: opts.target?.port ?? settings.port,
+    user: SUPERUSER,
+    password: settings.superuserPassword,
+    database: opts.database ?? 'postgres',
+    application_name: 'ha-sidecar',
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    query_timeout: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
+    options: '-c synchronous_commit=local',
+  });
+  // A server that goes away mid-session emits 'error' on the client; the pending query rejects anyway.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** One query over this node's unix socket; the rows. */
+export async function queryRows<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  settings: PostgresSettings,
+  sql: string,
+  params: unknown[] = [],
+  database = 'postgres',
+): Promise<R[]> {
+  return (await withClient(settings, (c) => c.query<R>(sql, params), { database })).rows;
+}
+
+/** `host:port`, for messages and logs. */
+export const describe = (u: Upstream): string => `${u.host}:${u.port}`;

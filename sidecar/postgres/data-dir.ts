@@ -1,0 +1,76 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { renderHba, renderPgpass, renderSidecarConf, scrubAutoConf, SIDECAR_CONF, withInclude } from './conf.js';
+import { chownTo, writeOwnedFile } from './process.js';
+import { SUPERUSER, type PostgresNode } from './settings.js';
+import type { PostgresIntent } from './state-file.js';
+
+/** Whether the data directory holds an initialised cluster (PG_VERSION exists). */
+export function hasDataDir(node: PostgresNode): boolean {
+  return existsSync(join(node.settings.dataDir, 'PG_VERSION'));
+}
+
+/** The local data directory's system identifier (from global/pg_control), or null without one. */
+export function systemIdentifier(node: PostgresNode): string | null {
+  const control = join(node.settings.dataDir, 'global', 'pg_control');
+  if (!existsSync(control)) return null;
+  // ControlFileData starts with the 64-bit system identifier, in the machine's byte order (little-endian here).
+  return readFileSync(control).readBigUInt64LE(0).toString();
+}
+
+/** The directories around the data directory, and the password file. */
+export function prepareDirs(node: PostgresNode): void {
+  const { dataDir, socketDir, replicationUser, replicationPassword, superuserPassword } = node.settings;
+  mkdirSync(dirname(dataDir), { recursive: true });
+  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  chownTo(socketDir, node.user);
+  chmodSync(socketDir, 0o700);
+  writeOwnedFile(
+    node.passFile,
+    renderPgpass([
+      { user: replicationUser, password: replicationPassword },
+      { user: SUPERUSER, password: superuserPassword },
+    ]),
+    node.user,
+  );
+}
+
+/**
+ * Writes the sidecar's files into a data directory (the live one, or a clone before it goes live) and
+ * standby.signal per the intent. Returns whether ha-sidecar.conf or pg_hba.conf changed (reload needed).
+ */
+export function writeConfig(node: PostgresNode, state: PostgresIntent, dir = node.settings.dataDir): boolean {
+  const { host, port, socketDir, replicationUser, memberAddresses } = node.settings;
+  let changed = false;
+  const put = (file: string, content: string): void => {
+    const path = join(dir, file);
+    const before = existsSync(path) ? readFileSync(path, 'utf8') : null;
+    if (before === content) return;
+    writeOwnedFile(path, content, node.user);
+    changed = true;
+  };
+  const mainConf = join(dir, 'postgresql.conf');
+  const included = withInclude(existsSync(mainConf) ? readFileSync(mainConf, 'utf8') : '');
+  if (included !== null) put('postgresql.conf', included);
+  const autoConf = join(dir, 'postgresql.auto.conf');
+  const scrubbed = existsSync(autoConf) ? scrubAutoConf(readFileSync(autoConf, 'utf8')) : null;
+  if (scrubbed !== null) put('postgresql.auto.conf', scrubbed);
+  put(
+    SIDECAR_CONF,
+    renderSidecarConf({
+      name: node.name,
+      host,
+      port,
+      socketDir,
+      passFile: node.passFile,
+      replicationUser,
+      upstream: state.intent === 'standby' ? state.upstream : null,
+      synchronousStandbyNames: state.synchronousStandbyNames,
+    }),
+  );
+  put('pg_hba.conf', renderHba(memberAddresses, replicationUser));
+  const standbySignal = join(dir, 'standby.signal');
+  if (state.intent === 'standby' && !existsSync(standbySignal)) writeOwnedFile(standbySignal, '', node.user);
+  if (state.intent === 'primary') rmSync(standbySignal, { force: true });
+  return changed;
+}

@@ -1,0 +1,91 @@
+import net from 'node:net';
+import { z } from 'zod';
+import { SidecarError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { resolveOsUser, type OsUser } from './process.js';
+import { pgName } from './quoting.js';
+
+/** The role name initdb gives the superuser; pg_rewind and the sidecar itself connect as it. */
+export const SUPERUSER = 'postgres';
+
+const roleName = z.string().regex(/^[a-z_][a-z0-9_-]{0,62}$/, 'lowercase letters, digits, - or _, starting with a letter or _');
+const ipAddress = z.string().refine((a) => net.isIP(a) !== 0, 'an IP address');
+const settingsSchema = z
+  .object({
+    nodeName: z.string().min(1),
+    binDir: z.string().min(1),
+    dataDir: z.string().regex(/^\/.*[^/]$/, 'an absolute path without a trailing slash'),
+    socketDir: z.string().regex(/^\//, 'an absolute path'),
+    host: ipAddress,
+    port: z.number().int().min(1).max(65535),
+    runAsUser: z.string().min(1).optional(),
+    superuserPassword: z.string().min(8),
+    replicationUser: roleName,
+    replicationPassword: z.string().min(8),
+    appDatabase: roleName,
+    appUser: roleName,
+    appPassword: z.string().min(8),
+    memberAddresses: z.array(ipAddress).min(1),
+  })
+  .strict();
+
+/**
+ * What a node's PostgreSQL is made of. Passwords are SCRAM-hashed before they reach the server and are kept on
+ * disk only in the 0600 password file `<dataDir>.pgpass`, never on a command line or in a log.
+ */
+export interface PostgresSettings {
+  /** This node's name; its slot on the primary and its application_name are `pgName(nodeName)`. */
+  nodeName: string;
+  binDir: string;
+  /** The data directory. Next to it live `<dataDir>.log` (server log), `<dataDir>.pgpass` and `<dataDir>.state.json`. */
+  dataDir: string;
+  /** Unix socket directory of this node alone. */
+  socketDir: string;
+  /** Address PostgreSQL listens on (the node's address) and its port. */
+  host: string;
+  port: number;
+  /** OS user PostgreSQL runs as. Default: `postgres` when the sidecar is root, the sidecar's own user otherwise. */
+  runAsUser?: string;
+  /** Password of the superuser `postgres`. */
+  superuserPassword: string;
+  replicationUser: string;
+  replicationPassword: string;
+  appDatabase: string;
+  appUser: string;
+  appPassword: string;
+  /** Every member's address: pg_hba lets logins and replication in from these only. */
+  memberAddresses: string[];
+}
+
+/** Validated settings plus what follows from them: the parts of the controller share this one value. */
+export interface PostgresNode {
+  readonly settings: PostgresSettings;
+  /** This node's slot and application name. */
+  readonly name: string;
+  readonly user: OsUser;
+  readonly logFile: string;
+  readonly passFile: string;
+  readonly stateFile: string;
+  /** The data directory a re-clone moved aside; kept until the new copy has streamed from a leader. */
+  readonly previousDataDir: string;
+  readonly log: Logger;
+}
+
+/** Validates `settings` (`invalid_config`, 400, naming every bad field) and lays out the files next to the data directory. */
+export function postgresNode(settings: PostgresSettings, log: Logger): PostgresNode {
+  const parsed = settingsSchema.safeParse(settings);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(settings)'}: ${i.message}`).join('; ');
+    throw new SidecarError('invalid_config', `invalid postgres settings: ${issues}`, 400);
+  }
+  return {
+    settings: parsed.data,
+    name: pgName(settings.nodeName),
+    user: resolveOsUser(settings.runAsUser),
+    logFile: `${settings.dataDir}.log`,
+    passFile: `${settings.dataDir}.pgpass`,
+    stateFile: `${settings.dataDir}.state.json`,
+    previousDataDir: `${settings.dataDir}.previous`,
+    log,
+  };
+}
