@@ -8,6 +8,7 @@ import { probeVerdict, readsSyncList, type ProbeName } from './api/probes.js';
 import { chooseDsn, type DsnChoice } from './api/dsn.js';
 import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
+import { ConsulRefused } from './consul/errors.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
 import { SidecarError, errorMessage } from './errors.js';
 import { ReconcileLoop } from './election/loop.js';
@@ -88,6 +89,8 @@ export class SidecarNode implements ApiBackend {
     try {
       await this.store.readInitialize();
     } catch (e) {
+      // Consul answered but said no (a token without the policy): say so, rather than "cannot reach".
+      if (e instanceof ConsulRefused) throw e;
       throw new SidecarError('consul_unavailable', `cannot reach Consul at ${this.config.consul.url}: ${errorMessage(e)}`);
     }
     this.guard?.start();

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { ConsulStore } from '../../sidecar/consul/store.js';
 import { TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
 
@@ -26,6 +27,12 @@ describe('election with Consul ACLs on (default deny, sidecar token of consul-co
     expect((await consul('/v1/kv/somewhere-else', token, 'PUT', 'x')).status).toBe(403);
     // Default deny: an anonymous read of the lock finds nothing (Consul answers 404 rather than leak it).
     expect((await consul('/v1/kv/ha-sidecar/test/leader', undefined)).status).not.toBe(200);
+  });
+
+  test("the store names Consul's refusal consul_acl_denied: another cluster's prefix, an unknown token", async () => {
+    const store = (token: string, clusterName: string) => new ConsulStore({ url: cluster.consul.httpUrl(0), token, cluster: clusterName, timeoutMs: 5_000 }, 'n9');
+    await expect(store(cluster.sidecarToken!, 'other-cluster').initialize('x')).rejects.toMatchObject({ code: 'consul_acl_denied', details: { httpStatus: 403 } });
+    await expect(store(randomUUID(), 'test').readInitialize()).rejects.toMatchObject({ code: 'consul_acl_denied', details: { httpStatus: 403 } });
   });
 
   test('kill -9 of the leader sidecar: another takes over with ACLs on', async () => {

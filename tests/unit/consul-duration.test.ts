@@ -1,4 +1,4 @@
-import { parseGoDuration } from '../../sidecar/consul/store.js';
+import { parseGoDuration } from '../../sidecar/consul/duration.js';
 
 describe('parseGoDuration (Consul prints its timeouts as Go durations)', () => {
   test.each([

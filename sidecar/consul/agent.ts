@@ -1,0 +1,120 @@
+import type { ConsulConnection } from './connection.js';
+import { parseGoDuration } from './duration.js';
+
+export interface ServiceSpec {
+  node: string;
+  address: string;
+  apiPort: number;
+  tags: string[];
+  checkTtlSeconds: number;
+}
+
+/** The alive TTL check of `node`: passed every turn, and its session is bound to it. */
+export const aliveCheckId = (node: string): string => `ha-sidecar-alive:${node}`;
+
+/** The node's service `ha-sidecar` and its checks on the local agent. */
+export class AgentService {
+  private readonly aliveCheckId: string;
+
+  constructor(private readonly consul: ConsulConnection) {
+    this.aliveCheckId = aliveCheckId(consul.node);
+  }
+
+  /**
+   * Registers the node's service and its checks. The alive TTL check is passed once at once, because a new TTL
+   * check starts critical and a session cannot be bound to a critical check.
+   */
+  async registerService(spec: ServiceSpec): Promise<void> {
+    const { client } = this.consul;
+    await this.consul.call('service registration', async () => {
+      // A re-registered check keeps its last status (CONSUL-NOTES), so a session bound to it by an earlier
+      // process of this node would live on and hold the lock for good. Deregistering the check first
+      // invalidates every such session at once (its lock is released with lock-delay, see design.md
+      // "Sessions"); only then is the check registered afresh for this process.
+      await client.agent.check.deregister(this.aliveCheckId).catch(() => undefined);
+      await client.agent.service.register(this.service(spec));
+      await client.agent.check.register({
+        id: this.aliveCheckId,
+        name: 'sidecar alive',
+        serviceid: spec.node,
+        ttl: `${spec.checkTtlSeconds}s`,
+        notes: 'passed by the sidecar every reconcile turn; the session is bound to it',
+      } as never);
+      await client.agent.check.register({
+        id: `ha-sidecar-api:${spec.node}`,
+        name: 'sidecar API /health',
+        serviceid: spec.node,
+        http: `http://${spec.address}:${spec.apiPort}/health`,
+        interval: '2s',
+        timeout: '1s',
+      } as never);
+      await client.agent.check.pass({ id: this.aliveCheckId, note: 'starting' } as never);
+    });
+  }
+
+  /**
+   * Changes the service's tags. Checks registered on their own are kept by a re-registration (Consul replaces
+   * them only when asked), so the alive check, and the session bound to it, survive a role change.
+   */
+  async setServiceTags(spec: ServiceSpec): Promise<void> {
+    await this.consul.call('service tag update', () => this.consul.client.agent.service.register(this.service(spec)));
+  }
+
+  async passAliveCheck(note: string): Promise<void> {
+    await this.consul.call('alive check pass', () => this.consul.client.agent.check.pass(this.consul.request({ id: this.aliveCheckId, note }) as never));
+  }
+
+  /** Reports a check of the node's service (registered on first use), e.g. the Postgres or file-mirror state. */
+  async reportCheck(id: string, name: string, status: 'passing' | 'warning' | 'critical', output: string, ttlSeconds: number): Promise<void> {
+    const { client, node } = this.consul;
+    const checkId = `ha-sidecar-${id}:${node}`;
+    const verb = status === 'passing' ? 'pass' : status === 'warning' ? 'warn' : 'fail';
+    const update = () => client.agent.check[verb](this.consul.request({ id: checkId, note: output }) as never);
+    await this.consul.call(`check ${id} update`, async () => {
+      try {
+        await update();
+      } catch {
+        // Not registered yet (first turn, or the agent restarted): register it, then set the status.
+        await client.agent.check.register({ id: checkId, name, serviceid: node, ttl: `${ttlSeconds}s` } as never);
+        await update();
+      }
+    });
+  }
+
+  /**
+   * After a graceful stop (session already destroyed, lock released): the alive check and the Postgres check
+   * turn critical at once with `note`, instead of when their TTLs run out with no reason given.
+   */
+  async markStopped(note: string): Promise<void> {
+    const { client, node } = this.consul;
+    await this.consul.call('alive check fail', () => client.agent.check.fail(this.consul.request({ id: this.aliveCheckId, note }) as never));
+    // The Postgres check exists only once the Postgres part reported; a missing one is nothing to mark.
+    await client.agent.check.fail(this.consul.request({ id: `ha-sidecar-postgres:${node}`, note }) as never).catch(() => undefined);
+  }
+
+  async deregisterService(): Promise<void> {
+    await this.consul.call('service deregistration', () => this.consul.client.agent.service.deregister(this.consul.node));
+  }
+
+  /**
+   * Consul's own raft election timeout, from the agent's configuration (null when the agent does not say, or
+   * the token may not read it). A raft leader election takes one to two of these.
+   */
+  async raftElectionTimeoutMs(): Promise<number | null> {
+    const self = (await this.consul.call('agent self', () => this.consul.client.agent.self(this.consul.request() as never))) as {
+      DebugConfig?: { ConsulRaftElectionTimeout?: unknown };
+    };
+    const value = self.DebugConfig?.ConsulRaftElectionTimeout;
+    return typeof value === 'string' ? parseGoDuration(value) : null;
+  }
+
+  private service(spec: ServiceSpec) {
+    return { name: 'ha-sidecar', id: spec.node, address: spec.address, port: spec.apiPort, tags: spec.tags, meta: this.serviceMeta() };
+  }
+
+  /** Service meta an operator or client reads: the cluster's name and where this node's Postgres listens. */
+  private serviceMeta(): Record<string, string> {
+    const { cluster, postgresPort } = this.consul.opts;
+    return { cluster, ...(postgresPort ? { postgres_port: String(postgresPort) } : {}) };
+  }
+}
