@@ -4,13 +4,13 @@ import { performance } from 'node:perf_hooks';
 import type { SidecarConfig } from '../config.js';
 import type { Fitness, Role } from '../election/decide.js';
 import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
-import type { MemberEntry } from '../consul/store.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Upstream } from './conf.js';
 import { PostgresController } from './controller.js';
 import type { PostgresStatus } from './status.js';
 import { pgName } from './quoting.js';
+import { peerIsAhead, peersToCompare, synchronousModeUnfitReason, type RankingContext } from './ranking.js';
 
 /** A peer's fresh WAL position must arrive this fast, or the peer counts as unreachable for the comparison. */
 const PEER_POSITION_TIMEOUT_MS = 1_000;
@@ -121,42 +121,25 @@ export class PostgresParticipant implements Participant {
       return { fit: false, reason: `${lastPrimary - mine} bytes behind the last known primary position (limit ${this.config.postgres.maxLagOnFailover})` };
     }
 
-    // Synchronous mode fails closed: without the last leader's list nobody can say who has every commit.
     const leaderSync = Array.isArray(leaderRecord?.syncStandbys) ? (leaderRecord.syncStandbys as string[]) : null;
-    if (ctx.synchronousMode && lastLeader !== undefined && lastLeader !== this.config.nodeName) {
-      if (!leaderRecord) return { fit: false, reason: `synchronous mode: the last leader ${lastLeader}'s synchronous standbys are unknown` };
-      if (leaderSync && !leaderSync.includes(pgName(this.config.nodeName))) {
-        return { fit: false, reason: 'synchronous mode: I was not a synchronous standby of the last leader' };
-      }
-    }
+    const ranking: RankingContext = { self: this.config.nodeName, lastLeader, synchronousMode: ctx.synchronousMode, leaderSync };
+    const unfitForSync = synchronousModeUnfitReason(ranking, leaderRecord !== undefined);
+    if (unfitForSync !== null) return { fit: false, reason: unfitForSync };
     // The switchover target was handed everything by the old leader; other standbys do not outrank it.
     if (ctx.switchoverTarget) return { fit: true, reason: `switchover target, WAL position ${mine}` };
 
-    // Compare with every other member but the last leader, as their own Postgres reports it now. In
-    // synchronous mode a listed standby that cannot be compared may hold the only copy of a commit.
-    const mustCompare = (name: string) => ctx.synchronousMode && (leaderSync?.includes(pgName(name)) ?? false);
-    // Only peers that could take over themselves count (as in Patroni): a nofailover peer never promotes, and in
-    // synchronous mode an unlisted peer's extra WAL holds no acknowledged commit. Deferring to either would
-    // leave the cluster without a leader.
-    const couldLead = (m: MemberEntry) => !m.record.nofailover && (!ctx.synchronousMode || leaderSync === null || mustCompare(m.record.name));
-    const peers = ctx.members.filter(
-      (m) => m.record.name !== this.config.nodeName && m.record.name !== lastLeader && couldLead(m) && (m.alive || mustCompare(m.record.name)),
-    );
-    for (const peer of peers) {
-      const theirs = await this.pg.peerPosition({ host: peer.record.address, port: this.config.postgres.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined);
+    // Compare with the peers that could lead, as their own Postgres reports it now (see peersToCompare).
+    const self = { name: this.config.nodeName, position: { wal: mine, replayed: mineReplayed } };
+    for (const peer of peersToCompare(ctx.members, ranking)) {
+      const theirs = await this.pg.peerPosition({ host: peer.address, port: this.config.postgres.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined);
       if (theirs === null || theirs === undefined) {
-        if (mustCompare(peer.record.name)) {
-          return { fit: false, reason: `synchronous mode: cannot read ${peer.record.name}'s position, and it may hold newer commits` };
+        if (peer.mustCompare) {
+          return { fit: false, reason: `synchronous mode: cannot read ${peer.name}'s position, and it may hold newer commits` };
         }
         continue; // not running, never cloned, or unreachable: it has no position to offer
       }
-      // Most WAL received wins; then most replayed (it promotes sooner); then the lower name, so two equal
-      // standbys neither both stand aside nor both run.
-      const ahead =
-        theirs.wal > mine ||
-        (theirs.wal === mine && (theirs.replayed > mineReplayed || (theirs.replayed === mineReplayed && peer.record.name < this.config.nodeName)));
-      if (ahead) {
-        return { fit: false, reason: `${peer.record.name} is ahead (received ${theirs.wal} vs ${mine}, replayed ${theirs.replayed} vs ${mineReplayed} bytes)` };
+      if (peerIsAhead({ name: peer.name, position: theirs }, self)) {
+        return { fit: false, reason: `${peer.name} is ahead (received ${theirs.wal} vs ${mine}, replayed ${theirs.replayed} vs ${mineReplayed} bytes)` };
       }
     }
     return { fit: true, reason: `WAL position ${mine}` };
