@@ -1,4 +1,4 @@
-import { SidecarError, errorMessage } from '../sidecar/errors.js';
+import { SidecarError, answeredCode, errorMessage } from '../sidecar/errors.js';
 import type { Profile } from './profiles.js';
 import { normalizeManagerUrl } from './profiles.js';
 
@@ -287,7 +287,7 @@ export function expectOk(answer: ApiAnswer): ApiAnswer {
   if (answer.status < 400) return answer;
   const body = answer.body;
   const hasCode = isObject(body) && typeof body.error === 'string' && body.error !== '';
-  const code = hasCode ? (body.error as string) : `http_${answer.status}`;
+  const code = answeredCode(hasCode ? (body.error as string) : `http_${answer.status}`);
   let message: string;
   if (isObject(body) && typeof body.message === 'string' && body.message !== '') message = body.message;
   else if (typeof body === 'string' && body.trim() !== '') message = body.trim().slice(0, 300);

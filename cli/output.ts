@@ -1,35 +1,26 @@
+import { ERROR_CODES, HACTL_EXIT, hactlExitFor, type AnsweredCode, type ErrorCode, type HactlExit } from '../sidecar/error-codes.js';
 import { SidecarError } from '../sidecar/errors.js';
 
 /**
  * Exit codes of `hactl`, the contract scripts rely on (docs/design.md "CLI"): 0 done, 1 the operation failed,
- * 2 usage or input error, 3 no reachable leader.
+ * 2 usage or input error, 3 no reachable leader (or none elected), 4 `cluster status` found the cluster
+ * degraded. Which code ends with which is the `exit` column of sidecar/error-codes.ts.
  */
-export const EXIT = { ok: 0, failed: 1, usage: 2, noLeader: 3, degraded: 4 } as const;
-// 3 also when none is elected (`no_leader`); 4: `cluster status` found a member offline or unhealthy, or
-// Consul unreachable from the node that answered (`cluster_degraded`).
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+export const EXIT = HACTL_EXIT;
+export type ExitCode = HactlExit;
 
-/** Error codes that mean "you called me wrong": fix the command line or the input, then retry. */
-const USAGE_CODES = new Set(['usage_error', 'bad_host', 'bad_value', 'no_profile', 'unknown_profile']);
-/** Error codes that mean "nobody answered": the cluster (or the network to it) is down, not the request. */
-const UNREACHABLE_CODES = new Set(['no_reachable_leader', 'no_reachable_manager', 'no_leader']);
-/** Error codes of a status that was read but is not healthy. */
-const DEGRADED_CODES = new Set(['cluster_degraded']);
+/** The exit code for an error code (the table's); a code this build does not know is an operation failure (1). */
+export const exitCodeFor = (code: AnsweredCode): ExitCode => hactlExitFor(code);
 
-/** The exit code for an error code; every code not listed above is an operation failure (1). */
-export function exitCodeFor(code: string): ExitCode {
-  if (USAGE_CODES.has(code)) return EXIT.usage;
-  if (UNREACHABLE_CODES.has(code)) return EXIT.noLeader;
-  if (DEGRADED_CODES.has(code)) return EXIT.degraded;
-  return EXIT.failed;
-}
+/** Codes of errors in the command line or the input (exit 2). */
+type UsageCode = { [C in ErrorCode]: (typeof ERROR_CODES)[C]['exit'] extends typeof EXIT.usage ? C : never }[ErrorCode];
 
 /** A usage or input error (exit 2). */
-export const usageError = (message: string, code = 'usage_error'): SidecarError =>
+export const usageError = (message: string, code: UsageCode = 'usage_error'): SidecarError =>
   new SidecarError(code, message, 400);
 
 /** The one stderr line every failure prints. Newlines are folded so it stays one line. */
-export const failureLine = (code: string, message: string): string =>
+export const failureLine = (code: AnsweredCode, message: string): string =>
   `hactl: ${code}: ${message.replace(/\s*\n\s*/g, ' ').trim()}`;
 
 /** Where a command writes; one call writes one line (a trailing newline is added). Tests capture it. */

@@ -1,10 +1,15 @@
+import type { AnsweredCode } from './error-codes.js';
+
+export { answeredCode, ERROR_CODES, isErrorCode, type AnsweredCode, type ErrorCode } from './error-codes.js';
+
 /**
- * Errors with a stable `code`. The API answers with `{ error: code, message }`, the CLI maps codes to exit
- * codes, and the logs carry the code, so callers test the code, never the message text.
+ * Errors with a stable `code` from the table in error-codes.ts. The API answers with `{ error: code, message }`,
+ * the CLI maps codes to exit codes, and the logs carry the code, so callers test the code, never the message
+ * text. A code answered by another process enters through `answeredCode`.
  */
 export class SidecarError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: AnsweredCode,
     message: string,
     /** HTTP status the API answers with when this error reaches a client. */
     readonly status = 500,

@@ -10,7 +10,7 @@ import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
 import { ConsulRefused } from './consul/errors.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
-import { SidecarError, errorMessage } from './errors.js';
+import { SidecarError, errorMessage, type ErrorCode } from './errors.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
 import { createWriteGuard, type WriteGuard } from './guard/client.js';
@@ -138,7 +138,7 @@ export class SidecarNode implements ApiBackend {
       },
       lagLimit,
     );
-    if (!this.member && !verdict.ok) return { ok: false, body: { ...body, error: 'not_member', message: 'this node has not started or joined a cluster' } };
+    if (!this.member && !verdict.ok) return { ok: false, body: { ...body, error: 'not_member' satisfies ErrorCode, message: 'this node has not started or joined a cluster' } };
     return { ok: verdict.ok, body: verdict.why === undefined ? body : { ...body, reason: verdict.why } };
   }
 

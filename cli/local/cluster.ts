@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { SidecarError, errorMessage } from '../../sidecar/errors.js';
+import { SidecarError, answeredCode, errorMessage } from '../../sidecar/errors.js';
 import { livePostmasterPid } from '../../sidecar/postgres/process.js';
 import type { ClusterView } from '../api.js';
 import { ClusterViewSchema } from '../api.js';
@@ -182,7 +182,7 @@ export class LocalCluster {
     }
     if (result.status !== 200) {
       const b = (result.body ?? {}) as { error?: unknown; message?: unknown };
-      const code = typeof b.error === 'string' ? b.error : 'request_failed';
+      const code = typeof b.error === 'string' ? answeredCode(b.error) : 'request_failed';
       const message = typeof b.message === 'string' ? b.message : `HTTP ${result.status}`;
       throw new SidecarError(code, `POST ${path} to ${node.name}: ${message}`, result.status);
     }

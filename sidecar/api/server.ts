@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { DynamicConfig } from '../consul/records.js';
-import { SidecarError, isSidecarError } from '../errors.js';
+import { SidecarError, isSidecarError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseByteSize } from '../units.js';
 import { dsnQuery, type DsnChoice } from './dsn.js';
@@ -133,18 +133,21 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
     }
     const e = err as { type?: string; status?: number; message?: string };
     if (e.type === 'entity.parse.failed' || e.status === 400) {
-      res.status(400).json({ error: 'bad_request', message: `request body is not valid JSON: ${e.message}` });
+      res.status(400).json(errorBody('bad_request', `request body is not valid JSON: ${e.message}`));
       return;
     }
     if (e.status === 413) {
-      res.status(413).json({ error: 'body_too_large', message: 'request body is larger than 64 kB' });
+      res.status(413).json(errorBody('body_too_large', 'request body is larger than 64 kB'));
       return;
     }
     log.error('API call failed', { path: req.path, error: e.message });
-    res.status(500).json({ error: 'internal_error', message: e.message ?? 'internal error' });
+    res.status(500).json(errorBody('internal_error', e.message ?? 'internal error'));
   });
   return app;
 }
+
+/** The body of an error answer that is no SidecarError: a code of the table (sidecar/error-codes.ts) and a message. */
+const errorBody = (error: ErrorCode, message: string) => ({ error, message });
 
 /** Listens on address:port; rejects with `port_in_use` rather than crashing when the port is taken. */
 export function listen(app: express.Express, address: string, port: number): Promise<Server> {

@@ -233,7 +233,7 @@ describe('resolving, listing and showing', () => {
     const none = () => resolveProfile({ current: null, profiles: {} });
     expect(none).toThrow('no current profile: run "hactl profiles use <host>" first');
     expect(() => resolveProfile(sample, 'nope')).toThrow('there is no profile "nope" (known profiles: prod, lab)');
-    for (const code of ['no_profile', 'unknown_profile']) expect(exitCodeFor(code)).toBe(2);
+    for (const code of ['no_profile', 'unknown_profile'] as const) expect(exitCodeFor(code)).toBe(2);
     try {
       none();
     } catch (e) {
