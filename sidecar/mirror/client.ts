@@ -1,3 +1,7 @@
+// Over 400 lines, not split: MirrorClient is one connection's state machine (the frame queue, the target and
+// local manifests, the sequences reached, the files requested and in flight), and every handler reads and
+// changes that state; the pure parts already live apart (manifest.ts plans, applier.ts writes, protocol.ts
+// frames, scanner.ts walks), and spreading the rest over modules would only pass the state around.
 import { createHash, type Hash } from 'node:crypto';
 import type { WriteStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
