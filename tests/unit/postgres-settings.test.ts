@@ -1,0 +1,49 @@
+import type { Logger } from '../../sidecar/log.js';
+import { postgresNode, type PostgresSettings } from '../../sidecar/postgres/settings.js';
+
+const log = {} as Logger;
+const settings: PostgresSettings = {
+  nodeName: 'Node-2',
+  binDir: '/usr/lib/postgresql/15/bin',
+  dataDir: '/var/lib/ha/postgres',
+  socketDir: '/var/lib/ha/pgsocket',
+  host: '127.0.5.12',
+  port: 15432,
+  superuserPassword: 'superuser-secret',
+  replicationUser: 'replicator',
+  replicationPassword: 'replication-secret',
+  appDatabase: 'manager',
+  appUser: 'manager',
+  appPassword: 'app-secret-1',
+  memberAddresses: ['127.0.5.11', '127.0.5.12'],
+};
+
+describe('postgres settings: validated once, files laid out next to the data directory', () => {
+  test('the files live beside the data directory, never inside it; the name is the pgName', () => {
+    const node = postgresNode(settings, log);
+    expect(node.name).toBe('node_2');
+    expect([node.logFile, node.passFile, node.stateFile, node.previousDataDir]).toEqual([
+      '/var/lib/ha/postgres.log',
+      '/var/lib/ha/postgres.pgpass',
+      '/var/lib/ha/postgres.state.json',
+      '/var/lib/ha/postgres.previous',
+    ]);
+  });
+
+  test('bad settings are one invalid_config error naming every bad field', () => {
+    const bad = { ...settings, dataDir: 'relative/', host: 'not-an-ip', replicationUser: 'Bad Name', superuserPassword: 'short' };
+    let error: unknown;
+    try {
+      postgresNode(bad, log);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ code: 'invalid_config', status: 400 });
+    const message = (error as Error).message;
+    for (const field of ['dataDir', 'host', 'replicationUser', 'superuserPassword']) expect(message).toContain(`${field}:`);
+  });
+
+  test('unknown settings are refused too', () => {
+    expect(() => postgresNode({ ...settings, sharedBuffers: '1GB' } as PostgresSettings, log)).toThrow(/invalid postgres settings: \(settings\): Unrecognized key/);
+  });
+});
