@@ -10,7 +10,18 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, noLeader: 3, degraded: 4 } as 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 /** Error codes that mean "you called me wrong": fix the command line or the input, then retry. */
-const USAGE_CODES = new Set(['usage_error', 'bad_host', 'bad_value', 'no_profile', 'unknown_profile']);
+const USAGE_CODES = new Set([
+  'usage_error',
+  'bad_host',
+  'bad_value',
+  'no_profile',
+  'unknown_profile',
+  // A snapshot that cannot be restored here is bad input too: nothing was changed (sidecar/snapshot/).
+  'unknown_snapshot',
+  'snapshot_invalid',
+  'snapshot_checksum_mismatch',
+  'snapshot_newer_version',
+]);
 /** Error codes that mean "nobody answered": the cluster (or the network to it) is down, not the request. */
 const UNREACHABLE_CODES = new Set(['no_reachable_leader', 'no_reachable_manager', 'no_leader']);
 /** Error codes of a status that was read but is not healthy. */

@@ -15,6 +15,13 @@ export class SidecarError extends Error {
   }
 }
 
+/*
+ * Codes of snapshots (sidecar/snapshot/). Refusals change nothing: `unknown_snapshot` (404), `snapshot_invalid`
+ * (400, not a readable archive or bad metadata), `snapshot_checksum_mismatch` (400, a part or the archive does
+ * not match its sha256), `snapshot_newer_version` (400, written by a newer ha-sidecar major/minor),
+ * `snapshot_busy` (409, another create or restore runs). Failures while working: `snapshot_failed`,
+ * `snapshot_pull_failed` (a standby's copy from the leader).
+ */
 export const isSidecarError = (e: unknown): e is SidecarError => e instanceof SidecarError;
 
 /** Message of any thrown value, for logs and one-line CLI errors. */

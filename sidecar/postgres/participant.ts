@@ -7,7 +7,7 @@ import type { DemoteReason, Participant, TurnContext } from '../election/partici
 import type { MemberEntry } from '../consul/store.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { PostgresController, type PostgresStatus, type Upstream } from './controller.js';
+import { PostgresController, type PostgresSettings, type PostgresStatus, type Upstream } from './controller.js';
 import { pgName } from './quoting.js';
 
 /** A peer's fresh WAL position must arrive this fast, or the peer counts as unreachable for the comparison. */
@@ -377,26 +377,27 @@ export class PostgresParticipant implements Participant {
 }
 
 /** The node's Postgres controller, laid out under the sidecar's data directory. */
-export function createPostgresParticipant(config: SidecarConfig, log: Logger): PostgresParticipant {
+/** The node's Postgres as its config makes it; snapshots (sidecar/snapshot/) dump and restore through the same socket and login. */
+export function postgresSettings(config: SidecarConfig): PostgresSettings {
   const secret = (purpose: string) => deriveSecret(config.clusterToken, purpose);
-  const controller = new PostgresController(
-    {
-      nodeName: config.nodeName,
-      binDir: config.postgres.binDir,
-      dataDir: join(config.dataDir, 'postgres'),
-      socketDir: join(config.dataDir, 'pgsocket'),
-      host: config.address,
-      port: config.postgres.port,
-      runAsUser: config.postgres.runAsUser,
-      superuserPassword: secret('postgres-superuser'),
-      replicationUser: 'replicator',
-      replicationPassword: secret('replication'),
-      appDatabase: config.postgres.appDatabase,
-      appUser: config.postgres.appUser,
-      appPassword: config.postgres.appPassword ?? secret('app'),
-      memberAddresses: config.clusterAddresses,
-    },
-    log,
-  );
-  return new PostgresParticipant(controller, config, log);
+  return {
+    nodeName: config.nodeName,
+    binDir: config.postgres.binDir,
+    dataDir: join(config.dataDir, 'postgres'),
+    socketDir: join(config.dataDir, 'pgsocket'),
+    host: config.address,
+    port: config.postgres.port,
+    runAsUser: config.postgres.runAsUser,
+    superuserPassword: secret('postgres-superuser'),
+    replicationUser: 'replicator',
+    replicationPassword: secret('replication'),
+    appDatabase: config.postgres.appDatabase,
+    appUser: config.postgres.appUser,
+    appPassword: config.postgres.appPassword ?? secret('app'),
+    memberAddresses: config.clusterAddresses,
+  };
+}
+
+export function createPostgresParticipant(config: SidecarConfig, log: Logger): PostgresParticipant {
+  return new PostgresParticipant(new PostgresController(postgresSettings(config), log), config, log);
 }
