@@ -144,7 +144,10 @@ export const snapshotCommands: CommandRegistrar = (cli, ctx) =>
         (c) => c.option('json', { type: 'boolean', default: false, describe: 'print the answer JSON on stdout' }),
         async (argv) => {
           const session = await Session.open(ctx, argv);
-          const answer = await session.any({ method: 'GET', path: '/snapshots' });
+          // The leader's view (its own copies first); any manager's when no leader is elected.
+          const leader = await findLeader(session).catch(() => null);
+          const request = { method: 'GET', path: '/snapshots' } as const;
+          const answer = leader ? await session.direct(leader, request) : await session.any(request);
           const snapshots = snapshotList(answer.body);
           if (argv.json || snapshots === null) ctx.io.out(JSON.stringify(answer.body, null, 2));
           else renderSnapshots(snapshots).forEach((l) => ctx.io.out(l));
