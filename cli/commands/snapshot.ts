@@ -173,7 +173,8 @@ export const snapshotCommands: CommandRegistrar = (cli, ctx) =>
             .positional('id', { type: 'string', describe: 'id of a snapshot the cluster holds' })
             .option('file', { type: 'string', requiresArg: true, describe: 'an archive saved with `snapshot download` (from this or another cluster)' }),
         async (argv) => {
-          if ((argv.id === undefined) === (argv.file === undefined)) throw usageError('give a snapshot id or --file FILE, not both');
+          if (argv.id === undefined && argv.file === undefined) throw usageError('say which snapshot to restore: an id, or --file FILE');
+          if (argv.id !== undefined && argv.file !== undefined) throw usageError('give a snapshot id or --file FILE, not both');
           if (argv.file !== undefined && !existsSync(argv.file)) throw usageError(`no file ${argv.file}`, 'bad_value');
           const session = await Session.open(ctx, argv);
           const path = argv.file !== undefined ? '/snapshots/restore' : `/snapshots/${encodeURIComponent(argv.id!)}/restore`;

@@ -114,6 +114,7 @@ export class SnapshotDirectory {
 
   /** Moves a finished archive in and writes its record. */
   add(record: SnapshotRecord, archive: string): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     renameSync(archive, this.archivePath(record.id));
     writeFileSync(this.recordPath(record.id) + '.tmp', JSON.stringify(record, null, 2) + '\n');
     renameSync(this.recordPath(record.id) + '.tmp', this.recordPath(record.id));
