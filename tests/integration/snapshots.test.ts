@@ -147,6 +147,24 @@ describe('snapshots on a real cluster (3 nodes, Postgres and the file mirror)', 
     expect({ rows: await rows(leader), list: await localIds(leader), config: (await cluster.call(leader, 'GET', '/config')).body }).toEqual(before);
   }, 120_000);
 
+  test('the schedule: the leader takes snapshots by itself, and a smaller snapshotKeep prunes every node', async () => {
+    for (const bad of ['snapshotSchedule=soon', 'snapshotSchedule=0s', 'snapshotKeep=0', 'snapshotKeep=many']) {
+      const run = await hactl(profiles, 'config', 'set', bad);
+      expect([bad, run.code, run.err.split(':')[1]?.trim()]).toEqual([bad, 2, 'bad_value']);
+    }
+    const set = ok(await hactl(profiles, 'config', 'set', 'snapshotSchedule=2s', 'snapshotKeep=3'), 'config set');
+    expect(set.trim().split('\n')).toEqual(['snapshotSchedule: off -> 2s', 'snapshotKeep: 10 -> 3']);
+    const live = [1, 2];
+    const newestBefore = ids[9];
+    const scheduled = await waitFor('two scheduled snapshots on every live node, 3 kept', async () => {
+      const lists = await Promise.all(live.map(localIds));
+      const fresh = lists.map((l) => l.filter((id) => id > newestBefore));
+      return lists.every((l) => l.length === 3) && fresh.every((f) => f.length >= 2) && JSON.stringify(lists[0]) === JSON.stringify(lists[1]) ? lists[0] : undefined;
+    }, 30_000);
+    ok(await hactl(profiles, 'config', 'set', 'snapshotSchedule=off', 'snapshotKeep=10'), 'config set');
+    expect(scheduled.slice(-2).every((id) => id > newestBefore)).toBe(true);
+  }, 60_000);
+
   test('upgrade to new hosts: the archive restored with --file into a fresh cluster, every node streaming', async () => {
     const good = join(work, 'good.tar');
     await cluster.stop();
