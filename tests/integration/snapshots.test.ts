@@ -87,6 +87,9 @@ describe('snapshots on a real cluster (3 nodes, Postgres and the file mirror)', 
   test('the leader killed (-9): the new leader lists the snapshots and restores the newest, data and files', async () => {
     await cluster.sql(0, "DELETE FROM items WHERE label = 'alpha'; INSERT INTO items VALUES ('after-snapshot')");
     writeFileSync(join(cluster.filesDir(0), 'blueprint.yaml'), 'version: changed later\n');
+    // The change is everywhere before the leader dies, so the restore has something to undo on every node.
+    const changed = (i: number) => readFileSync(join(cluster.filesDir(i), 'blueprint.yaml'), 'utf8') === 'version: changed later\n';
+    await waitFor('the standbys to mirror the later change', () => changed(1) && changed(2), 30_000);
     await cluster.killSidecar(0);
     leader = await waitFor('a new leader', () => cluster.leaderIndex([1, 2]), 60_000);
     const list = JSON.parse(ok(await hactl(profiles, 'snapshot', 'list', '--json'), 'snapshot list')) as { node: string; nodes: Record<string, string[] | null> };
