@@ -88,6 +88,12 @@ export class SnapshotService implements Participant {
     return (progress) => this.create(progress).finally(() => (this.busy = null));
   }
 
+  /**
+   * Writes one archive. It only reads the database (pg_dump's one read-only, repeatable-read transaction) and
+   * the files, so it can neither create a writer nor change a commit; if this node loses leadership meanwhile,
+   * the dump either completes from its consistent snapshot or fails, and nothing is half-written (the record
+   * that lists a snapshot is written last).
+   */
   private async create(progress: Progress): Promise<SnapshotRecord> {
     const scratch = this.dir.scratch();
     try {
