@@ -18,6 +18,7 @@ import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { deriveSecret } from './postgres/participant.js';
 import { pgName } from './postgres/quoting.js';
+import { SnapshotService } from './snapshot/service.js';
 
 const membership = z.object({ cluster: z.string(), clusterId: z.string(), node: z.string(), joinedAt: z.string(), how: z.enum(['start', 'join']) });
 type Membership = z.infer<typeof membership>;
@@ -37,6 +38,8 @@ export class SidecarNode implements ApiBackend {
   private readonly guard: WriteGuard | undefined;
   private server: Server | null = null;
   private member: Membership | null;
+  /** Snapshots: a part of the loop (schedule on the leader, copies on standbys) and the API's /snapshots. */
+  readonly snapshots: SnapshotService;
 
   constructor(
     private readonly config: SidecarConfig,
@@ -59,7 +62,17 @@ export class SidecarNode implements ApiBackend {
     );
     this.prom = metrics;
     this.guard = config.postgres.enabled ? createWriteGuard(config, log) : undefined;
-    this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants, guard: this.guard });
+    this.snapshots = new SnapshotService({
+      config,
+      log,
+      view: () => this.loop.view(),
+      assertLeader: () => this.assertLeader(),
+      readDynamicConfig: () => this.store.readDynamicConfig().then((c) => c.config),
+      patchConfig: (patch) => this.patchConfig(patch),
+      members: () => this.store.listMembers(),
+    });
+    const parts = [...participants, this.snapshots];
+    this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });
     this.member = this.readMembership();
     this.prom.scrapeFrom({ partFields: () => this.partFields(), consulContactAgeSeconds: () => this.store.lastContactAgeSeconds() });
   }

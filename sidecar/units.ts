@@ -31,3 +31,19 @@ export function parseByteSize(text: string): number {
   if (!Number.isSafeInteger(bytes)) throw new SidecarError('bad_value', `"${text}" is not a whole number of bytes below 2^53`, 400);
   return bytes;
 }
+
+const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * A duration from `90s`, `30m`, `6h`, `1d` or a sum like `1h30m` (what a schedule is written in), in
+ * milliseconds. Throws `bad_value` for anything else, for zero, and beyond 365 days.
+ */
+export function parseDuration(text: string): number {
+  const parts = [...text.trim().matchAll(/(\d+)\s*([smhd])/gi)];
+  const whole = parts.map((p) => p[0]).join('');
+  const ms = parts.reduce((sum, [, n, unit]) => sum + Number(n) * DURATION_UNITS[unit.toLowerCase()], 0);
+  if (parts.length === 0 || whole.replace(/\s/g, '') !== text.replace(/\s/g, '') || ms <= 0 || ms > 365 * DURATION_UNITS.d) {
+    throw new SidecarError('bad_value', `"${text}" is not a duration: give a number with s, m, h or d (90s, 30m, 6h, 1d, 1h30m), up to 365d`, 400);
+  }
+  return ms;
+}

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { DynamicConfig } from '../../sidecar/consul/records.js';
-import { parseByteSize } from '../../sidecar/units.js';
+import { parseByteSize, parseDuration } from '../../sidecar/units.js';
 import { parseAnswer } from '../api.js';
 import type { CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
@@ -24,6 +24,26 @@ const SETTINGS: { [K in keyof DynamicConfig]-?: { parse: (text: string) => Dynam
     },
     help: 'bytes or a size (16MB, 16MiB): the /replica lag limit',
   },
+  snapshotKeep: {
+    parse: (t) => {
+      const n = Number(t);
+      if (!/^\d+$/.test(t) || n < 1 || n > 1000) throw usageError(`snapshotKeep takes a whole number from 1 to 1000, not "${t}"`, 'bad_value');
+      return n;
+    },
+    help: 'how many snapshots every node keeps (the newest)',
+  },
+  snapshotSchedule: {
+    parse: (t) => {
+      if (t === 'off') return t;
+      try {
+        parseDuration(t);
+        return t;
+      } catch (e) {
+        throw usageError(`snapshotSchedule: ${(e as Error).message}, or off`, 'bad_value');
+      }
+    },
+    help: 'off, or how often the leader takes a snapshot (6h, 1d)',
+  },
 };
 const KEYS = Object.keys(SETTINGS) as (keyof DynamicConfig)[];
 
@@ -39,6 +59,9 @@ const ConfigAnswer = z.looseObject({
   synchronousMode: z.boolean(),
   synchronousModeStrict: z.boolean(),
   maxReplicaLag: z.number(),
+  // A sidecar from before snapshots does not send these.
+  snapshotKeep: z.number().optional(),
+  snapshotSchedule: z.string().optional(),
 });
 
 /**

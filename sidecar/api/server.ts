@@ -2,9 +2,11 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { DynamicConfig } from '../consul/records.js';
+import { snapshotKeep, snapshotSchedule, type DynamicConfig } from '../consul/records.js';
 import { SidecarError, isSidecarError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import { addSnapshotRoutes } from '../snapshot/routes.js';
+import type { SnapshotService } from '../snapshot/service.js';
 import { parseByteSize } from '../units.js';
 import { dsnQuery, type DsnChoice } from './dsn.js';
 import { PROBES, type ProbeName } from './probes.js';
@@ -27,6 +29,8 @@ export interface ApiBackend {
   removeNode(name: string): Promise<unknown>;
   switchover(to: string | undefined): Promise<unknown>;
   patchConfig(patch: Record<string, unknown>): Promise<unknown>;
+  /** Snapshots (sidecar/snapshot/); absent on a node that has not started or joined a cluster. */
+  readonly snapshots?: SnapshotService;
 }
 
 
@@ -54,6 +58,8 @@ const configPatch: z.ZodType<Partial<DynamicConfig>> = z
     synchronousMode: z.boolean(),
     synchronousModeStrict: z.boolean(),
     maxReplicaLag: z.number().int().nonnegative(),
+    snapshotKeep,
+    snapshotSchedule,
   })
   .partial()
   .strict()
@@ -120,6 +126,7 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
   app.patch('/config', auth, leaderOnly, async (req, res) => res.json(await backend.patchConfig(parse(configPatch, req.body))));
   app.post('/pause', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: true })));
   app.post('/resume', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: false })));
+  if (backend.snapshots) addSnapshotRoutes(app, backend.snapshots, auth, leaderOnly, log);
 
   app.use((req: Request) => {
     throw new SidecarError('not_found', `no such endpoint: ${req.method} ${req.path}`, 404);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseDuration } from '../units.js';
 
 /**
  * What the sidecars keep in Consul KV under `ha-sidecar/<cluster>/`. Every value read back is validated:
@@ -39,6 +40,18 @@ export const historyEvent = z.object({
 });
 export type HistoryEvent = z.infer<typeof historyEvent>;
 
+/** Bounded so a typo cannot fill the disk; 1 keeps at least the snapshot just taken. */
+export const snapshotKeep = z.number().int().min(1).max(1000);
+export const snapshotSchedule = z.string().refine((s) => s === 'off' || isDuration(s), 'off, or a duration like 6h, 30m, 1d');
+
+function isDuration(text: string): boolean {
+  try {
+    return parseDuration(text) > 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Dynamic cluster settings (`config` key), changed at run time with `PATCH /config`. */
 export const dynamicConfig = z
   .object({
@@ -48,6 +61,10 @@ export const dynamicConfig = z
     synchronousModeStrict: z.boolean().default(false),
     /** /replica answers 200 only within this many bytes of the primary. */
     maxReplicaLag: z.number().int().nonnegative().default(16 * 1024 * 1024),
+    /** Snapshots every node keeps (the newest ones); YugabyteDB Anywhere keeps 10 too. */
+    snapshotKeep: snapshotKeep.default(10),
+    /** How often the leader takes a snapshot (`6h`, `1d`), or `off`. */
+    snapshotSchedule: snapshotSchedule.default('off'),
   })
   .strict();
 export type DynamicConfig = z.infer<typeof dynamicConfig>;

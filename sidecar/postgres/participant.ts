@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { Upstream } from './conf.js';
 import { PostgresController } from './controller.js';
 import type { PostgresStatus } from './status.js';
+import type { PostgresSettings } from './settings.js';
 import { pgName } from './quoting.js';
 import { peerIsAhead, peersToCompare, synchronousModeUnfitReason, type RankingContext } from './ranking.js';
 
@@ -362,26 +363,27 @@ export class PostgresParticipant implements Participant {
 }
 
 /** The node's Postgres controller, laid out under the sidecar's data directory. */
-export function createPostgresParticipant(config: SidecarConfig, log: Logger): PostgresParticipant {
+/** The node's Postgres as its config makes it; snapshots (sidecar/snapshot/) dump and restore through the same socket and login. */
+export function postgresSettings(config: SidecarConfig): PostgresSettings {
   const secret = (purpose: string) => deriveSecret(config.clusterToken, purpose);
-  const controller = new PostgresController(
-    {
-      nodeName: config.nodeName,
-      binDir: config.postgres.binDir,
-      dataDir: join(config.dataDir, 'postgres'),
-      socketDir: join(config.dataDir, 'pgsocket'),
-      host: config.address,
-      port: config.postgres.port,
-      runAsUser: config.postgres.runAsUser,
-      superuserPassword: secret('postgres-superuser'),
-      replicationUser: 'replicator',
-      replicationPassword: secret('replication'),
-      appDatabase: config.postgres.appDatabase,
-      appUser: config.postgres.appUser,
-      appPassword: config.postgres.appPassword ?? secret('app'),
-      memberAddresses: config.clusterAddresses,
-    },
-    log,
-  );
-  return new PostgresParticipant(controller, config, log);
+  return {
+    nodeName: config.nodeName,
+    binDir: config.postgres.binDir,
+    dataDir: join(config.dataDir, 'postgres'),
+    socketDir: join(config.dataDir, 'pgsocket'),
+    host: config.address,
+    port: config.postgres.port,
+    runAsUser: config.postgres.runAsUser,
+    superuserPassword: secret('postgres-superuser'),
+    replicationUser: 'replicator',
+    replicationPassword: secret('replication'),
+    appDatabase: config.postgres.appDatabase,
+    appUser: config.postgres.appUser,
+    appPassword: config.postgres.appPassword ?? secret('app'),
+    memberAddresses: config.clusterAddresses,
+  };
+}
+
+export function createPostgresParticipant(config: SidecarConfig, log: Logger): PostgresParticipant {
+  return new PostgresParticipant(new PostgresController(postgresSettings(config), log), config, log);
 }

@@ -34,6 +34,8 @@ export interface TestClusterOptions {
   files?: boolean | { rescanSeconds: number };
   /** Consul with ACLs (default deny) and gossip encryption; sidecars use a token of consul-config/sidecar-policy.hcl. */
   acl?: { managementToken: string; gossipKey: string };
+  /** Loopback /24 of the nodes (a second cluster beside the first); TEST_NET when not given. */
+  net?: string;
 }
 
 /** A whole cluster on this machine: N Consul servers and N sidecars on 127.0.0.11, .12, ... */
@@ -51,6 +53,7 @@ export class TestCluster {
       processes: this.processes,
       aclManagementToken: opts.acl?.managementToken,
       gossipKey: opts.acl?.gossipKey,
+      net: opts.net,
     });
     this.names = this.consul.names;
     chmodSync(this.baseDir, 0o711); // the postgres OS user must reach its data directories

@@ -12,6 +12,8 @@ export interface ConsulClusterOptions {
   processes: ProcessGroup;
   gossipKey?: string;
   aclManagementToken?: string;
+  /** Loopback /24 of the nodes; TEST_NET when not given. */
+  net?: string;
 }
 
 /** N real Consul servers on <net>.11, .12, ... (see net.ts) with the production ports, forming one raft cluster. */
@@ -21,7 +23,7 @@ export class ConsulCluster {
   private readonly binary = consulBinary();
 
   constructor(private readonly opts: ConsulClusterOptions) {
-    this.addresses = Array.from({ length: opts.size }, (_, i) => nodeAddress(i));
+    this.addresses = Array.from({ length: opts.size }, (_, i) => nodeAddress(i, opts.net));
     this.names = this.addresses.map((_, i) => `n${i + 1}`);
   }
 

@@ -6,5 +6,6 @@
 export const TEST_NET = process.env.HA_TEST_NET ?? '127.0.0';
 if (!/^127\.\d{1,3}\.\d{1,3}$/.test(TEST_NET)) throw new Error(`HA_TEST_NET must be a loopback /24 prefix like 127.0.5, not ${TEST_NET}`);
 
-export const nodeAddress = (i: number): string => `${TEST_NET}.${11 + i}`;
+/** Node i's address; `net` puts a second cluster of one test on another /24 (the upgrade test). */
+export const nodeAddress = (i: number, net = TEST_NET): string => `${net}.${11 + i}`;
 export const haproxyAddress = `${TEST_NET}.10`;

@@ -173,7 +173,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     const set = await hactl('config', 'set', 'maxReplicaLag=32MB', 'paused=false');
     expect([set.code, set.out.trim().split('\n'), set.err]).toEqual([0, ['maxReplicaLag: 16777216 (16.0 MiB) -> 33554432 (32.0 MiB)', 'paused: false (unchanged)'], '']);
     const show = await hactl('config', 'show', '--json');
-    expect(JSON.parse(show.out)).toEqual({ paused: false, synchronousMode: false, synchronousModeStrict: false, maxReplicaLag: 33554432 });
+    expect(JSON.parse(show.out)).toEqual({ paused: false, synchronousMode: false, synchronousModeStrict: false, maxReplicaLag: 33554432, snapshotKeep: 10, snapshotSchedule: 'off' });
     const table = await hactl('config', 'show');
     expect(table.out).toMatch(/maxReplicaLag\s+33554432 \(32\.0 MiB\)/);
     expect((await probe(2, '/config')).body).toEqual(JSON.parse(show.out));
@@ -183,7 +183,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     const on = await hactl('config', 'set', 'synchronousMode=true');
     expect([on.code, on.out.trim()]).toEqual([0, 'synchronousMode: false -> true']);
     // A PATCH of one setting keeps the others (maxReplicaLag was set to 32 MB above).
-    expect((await probe(1, '/config')).body).toEqual({ paused: false, synchronousMode: true, synchronousModeStrict: false, maxReplicaLag: 33554432 });
+    expect((await probe(1, '/config')).body).toEqual({ paused: false, synchronousMode: true, synchronousModeStrict: false, maxReplicaLag: 33554432, snapshotKeep: 10, snapshotSchedule: 'off' });
     await cluster.waitAllStreaming(true, 30_000);
     for (const i of [1, 2]) {
       await waitFor(`n${i + 1} to answer /sync`, async () => (await probe(i, '/sync')).status === 200, 10_000, 200);

@@ -69,6 +69,12 @@ const HISTORY = [
   { term: 7, at: '2024-01-02T00:00:00Z', kind: 'switchover', leader: 'n1', previous: 'n2', reason: 'hactl switchover' },
 ];
 
+/** A streamed answer: NDJSON lines, sent as they are. */
+class Ndjson {
+  constructor(readonly text: string) {}
+}
+const ndjson = (...lines: unknown[]) => new Ndjson(lines.map((l) => JSON.stringify(l) + '\n').join(''));
+
 function route(node: Node, method: string, path: string, auth: string | undefined, body: unknown): [number, unknown] {
   const isLeader = node.name === leaderName;
   const notLeader: [number, unknown] = [
@@ -94,9 +100,14 @@ function route(node: Node, method: string, path: string, auth: string | undefine
   }
   if (key === 'DELETE /cluster/nodes/n9') return [404, { error: 'unknown_node', message: 'there is no node n9' }];
   if (key === 'DELETE /cluster/nodes/n3') return [200, { message: 'n3 removed' }];
-  if (key === 'GET /snapshots') return [200, [{ id: 's1', createdAt: '2024-01-03', sizeBytes: 1000 }]];
-  if (key === 'POST /snapshots') return [201, { id: 's2' }];
-  if (key === 'POST /snapshots/s1/restore') return [200, { message: 'restored s1' }];
+  if (key === 'GET /snapshots') {
+    const s1 = { id: 's1', createdAt: '2024-01-03', term: 7, haSidecarVersion: '0.1.0', archiveSize: 1000, parts: { database: {} }, nodes: ['n1', 'n2'] };
+    return [200, { node: node.name, snapshots: [s1] }];
+  }
+  // Long operations stream NDJSON progress lines, then the result.
+  if (key === 'POST /snapshots') return [200, ndjson({ progress: 'dumping database manager (pg_dump -Fc)' }, { done: true, result: { id: 's2' } })];
+  if (key === 'POST /snapshots/s1/restore') return [200, ndjson({ progress: 'pausing failover for the restore' }, { done: true, result: { restored: 's1' } })];
+  if (key === 'POST /snapshots/s9/restore') return [200, ndjson({ progress: 'pausing failover for the restore' }, { error: 'snapshot_failed', message: 'pg_restore failed: disk full' })];
   return [404, { error: 'not_found', message: `no route ${key}` }];
 }
 
@@ -110,8 +121,9 @@ async function startNode(name: string): Promise<Node> {
       const path = req.url ?? '/';
       seen.push({ node: name, method: req.method ?? '', path, auth: req.headers.authorization, body });
       const [status, answer] = route(node, req.method ?? 'GET', path, req.headers.authorization, body);
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(answer));
+      const streamed = answer instanceof Ndjson;
+      res.writeHead(status, { 'content-type': streamed ? 'application/x-ndjson' : 'application/json' });
+      res.end(streamed ? answer.text : JSON.stringify(answer));
     });
   });
   await new Promise<void>((resolve) => node.server.listen(0, '127.0.0.1', resolve));
@@ -203,7 +215,8 @@ describe('usage errors: exit 2, one line on stderr, nothing on stdout', () => {
     [['cluster', 'start'], 'Missing required argument: node-name (run "hactl cluster start --help" for usage)'],
     [['cluster', 'remove-node'], 'missing argument: <name> (run "hactl cluster remove-node --help" for usage)'],
     [['cluster', 'remove-node', 'n2', 'n3'], 'Unknown argument: n3 (run "hactl cluster remove-node --help" for usage)'],
-    [['snapshot', 'restore'], 'missing argument: <id> (run "hactl snapshot restore --help" for usage)'],
+    [['snapshot', 'restore'], 'say which snapshot to restore: an id, or --file FILE'],
+    [['snapshot', 'restore', 's1', '--file', 'x.tar'], 'give a snapshot id or --file FILE, not both'],
     [['profiles', 'use'], 'missing argument: <host> (run "hactl profiles use --help" for usage)'],
     [['local', 'sideways'], 'Unknown argument: sideways (run "hactl local --help" for usage)'],
     [['local'], 'say which local command: up, down, status, kill or start (run "hactl local --help" for usage)'],
@@ -470,17 +483,26 @@ describe('cluster', () => {
 });
 
 describe('snapshot and local', () => {
-  it('create, list and restore go to the leader', async () => {
+  it('create, list and restore go to the leader and print its progress lines', async () => {
     await withProfile('n2');
-    expect(await hactl(['snapshot', 'create'])).toEqual({ code: 0, out: ['snapshot s2 created'], err: [] });
+    expect(await hactl(['snapshot', 'create'])).toEqual({ code: 0, out: ['dumping database manager (pg_dump -Fc)', 'snapshot s2 created'], err: [] });
     const list = await hactl(['snapshot', 'list']);
-    expect(list.out[0]).toMatch(/^ID\s+CREATEDAT\s+SIZEBYTES$/);
-    expect(list.out[1]).toMatch(/^s1\s+2024-01-03\s+1000$/);
-    expect(await hactl(['snapshot', 'restore', 's1'])).toEqual({ code: 0, out: ['restored s1'], err: [] });
-    expect(seen.filter((s) => s.node === 'n1').map((s) => `${s.method} ${s.path}`)).toEqual([
-      'POST /snapshots',
-      'GET /snapshots',
-      'POST /snapshots/s1/restore',
+    expect(list.out[0]).toMatch(/^ID\s+CREATED\s+TERM\s+VERSION\s+SIZE\s+PARTS\s+NODES$/);
+    expect(list.out[1]).toMatch(/^s1\s+2024-01-03\s+7\s+0\.1\.0\s+1000 B\s+database\s+n1,n2$/);
+    expect(await hactl(['snapshot', 'restore', 's1'])).toEqual({ code: 0, out: ['pausing failover for the restore', 'snapshot s1 restored'], err: [] });
+    expect(seen.filter((s) => s.node === 'n1' && s.path !== '/cluster').map((s) => `${s.method} ${s.path} ${s.auth}`)).toEqual([
+      `POST /snapshots Bearer ${TOKEN}`,
+      `GET /snapshots Bearer ${TOKEN}`,
+      `POST /snapshots/s1/restore Bearer ${TOKEN}`,
     ]);
+  });
+
+  it('a failure while the leader works arrives as the last line: its code, exit 1', async () => {
+    await withProfile('n1');
+    expect(await hactl(['snapshot', 'restore', 's9'])).toEqual({
+      code: 1,
+      out: ['pausing failover for the restore'],
+      err: ['hactl: snapshot_failed: pg_restore failed: disk full'],
+    });
   });
 });

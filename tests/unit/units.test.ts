@@ -1,4 +1,4 @@
-import { parseByteSize } from '../../sidecar/units.js';
+import { parseByteSize, parseDuration } from '../../sidecar/units.js';
 import { rejection } from '../harness/assertions.js';
 
 describe('parseByteSize: the ?lag= of the probes and the byte settings of hactl config set', () => {
@@ -30,4 +30,25 @@ describe('parseByteSize: the ?lag= of the probes and the byte settings of hactl 
       expect(e.message).toContain(JSON.stringify(text));
     },
   );
+});
+
+describe('parseDuration: the snapshot schedule (snapshotSchedule=6h)', () => {
+  test.each([
+    ['90s', 90_000],
+    ['30m', 1_800_000],
+    ['6h', 21_600_000],
+    ['6H', 21_600_000],
+    ['1d', 86_400_000],
+    ['1h30m', 5_400_000],
+    ['1h 30m', 5_400_000],
+    ['365d', 365 * 86_400_000],
+  ])('%s is %d ms', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+  });
+
+  test.each(['', 'off', '6', 'h', '0s', '-1h', '1.5h', '6x', 'x6h', '6h!', '1w', '366d'])('"%s" is refused with bad_value', async (text) => {
+    const e = await rejection(Promise.resolve().then(() => parseDuration(text)));
+    expect([e.code, e.status]).toEqual(['bad_value', 400]);
+    expect(e.message).toContain(JSON.stringify(text));
+  });
 });
