@@ -6,12 +6,14 @@ import { SidecarError, errorMessage } from '../errors.js';
 import {
   defaultDynamicConfig,
   dynamicConfig,
+  failoverRequest,
   historyEvent,
   HISTORY_CAP,
   leaderRecord,
   memberRecord,
   switchoverRequest,
   type DynamicConfig,
+  type FailoverRequest,
   type HistoryEvent,
   type LeaderRecord,
   type MemberRecord,
@@ -50,6 +52,8 @@ export interface ServiceSpec {
   address: string;
   apiPort: number;
   tags: string[];
+  /** Tag of the node's service `<cluster>-postgres`: true to its role, `primary` only on the ready leader. */
+  postgresTag: 'primary' | 'replica';
   checkTtlSeconds: number;
 }
 
@@ -192,7 +196,27 @@ export class ConsulStore {
         timeout: '1s',
       } as never);
       await this.client.agent.check.pass({ id: this.aliveCheckId, note: 'starting' } as never);
+      await this.registerPostgresService(spec);
     });
+  }
+
+  /**
+   * The service clients look Postgres up by: `<cluster>-postgres` on the Postgres port, tagged `primary` or
+   * `replica`. Its only check aliases the node's `ha-sidecar` service, so it turns critical with the alive
+   * check, which is bound to the session: a dead or stopped node's `primary` tag never passes, even though
+   * nobody is left to remove it, and `?passing&tag=primary` names at most the one live leader.
+   */
+  private async registerPostgresService(spec: ServiceSpec): Promise<void> {
+    if (!this.opts.postgresPort) return;
+    await this.client.agent.service.register({
+      name: `${this.opts.cluster}-postgres`,
+      id: `${spec.node}-postgres`,
+      address: spec.address,
+      port: this.opts.postgresPort,
+      tags: [spec.postgresTag],
+      meta: { cluster: this.opts.cluster, node: spec.node },
+      checks: [{ name: 'sidecar of this node', aliasservice: spec.node, notes: "mirrors the node's ha-sidecar service: its alive check, API and postgres checks" }],
+    } as never);
   }
 
   /**
@@ -210,6 +234,7 @@ export class ConsulStore {
         meta: this.serviceMeta(),
       }),
     );
+    await this.call('postgres service tag update', () => this.registerPostgresService(spec));
   }
 
   async passAliveCheck(note: string): Promise<void> {
@@ -249,6 +274,7 @@ export class ConsulStore {
 
   async deregisterService(): Promise<void> {
     await this.call('service deregistration', () => this.client.agent.service.deregister(this.node));
+    if (this.opts.postgresPort) await this.call('postgres service deregistration', () => this.client.agent.service.deregister(`${this.node}-postgres`));
   }
 
   // --- session ---------------------------------------------------------------------------------------------
@@ -469,6 +495,19 @@ export class ConsulStore {
   async writeSwitchover(request: SwitchoverRequest | null): Promise<void> {
     const key = this.key('switchover');
     await this.call('switchover update', () =>
+      request ? this.client.kv.set(this.opts_({ key, value: JSON.stringify(request) }) as never) : this.client.kv.del(this.opts_({ key }) as never),
+    );
+  }
+
+  async readFailover(): Promise<FailoverRequest | null> {
+    const key = this.key('failover');
+    const { entry } = await this.getEntry(key);
+    return this.parse(key, failoverRequest, entry?.Value);
+  }
+
+  async writeFailover(request: FailoverRequest | null): Promise<void> {
+    const key = this.key('failover');
+    await this.call('failover update', () =>
       request ? this.client.kv.set(this.opts_({ key, value: JSON.stringify(request) }) as never) : this.client.kv.del(this.opts_({ key }) as never),
     );
   }
