@@ -324,7 +324,7 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
             body: argv.to !== undefined ? { to: argv.to } : {},
             timeoutMs: session.longTimeoutMs,
           };
-          const answer = await withClusterProgress(ctx, session, session.leader(request));
+          const answer = await withClusterProgress(ctx, session, () => session.leader(request));
           const done = argv.to !== undefined ? `switchover to ${argv.to} done` : 'switchover done';
           ctx.io.out(answerMessage(answer) ?? done);
         },

@@ -59,27 +59,31 @@ async function nodeUrl(session: Session, name: string): Promise<string> {
  * Runs `work` and meanwhile prints each member's status line when it changes (`n2: promotion in progress`),
  * as the sidecars publish them: an operator sees what happens instead of a silent wait.
  */
-export async function withClusterProgress<T>(ctx: CliContext, session: Session, work: Promise<T>): Promise<T> {
+export async function withClusterProgress<T>(ctx: CliContext, session: Session, work: () => Promise<T>): Promise<T> {
   let finished = false;
   const seen = new Map<string, string>();
-  const poll = async () => {
-    while (!finished) {
-      try {
-        const view = parseAnswer(ClusterViewSchema, await session.any({ ...GET_CLUSTER, timeoutMs: 1_000 }), 'GET /cluster');
-        for (const m of view.members) {
-          const line = `${cell(m.role)}: ${cell(m.state)}`;
-          if (seen.has(m.name) && seen.get(m.name) !== line && !finished) ctx.io.out(`  ${m.name} ${line}`);
-          seen.set(m.name, line);
-        }
-      } catch {
-        // A node going away mid-operation is expected: the next poll asks another.
+  const look = async () => {
+    try {
+      const view = parseAnswer(ClusterViewSchema, await session.any({ ...GET_CLUSTER, timeoutMs: 1_000 }), 'GET /cluster');
+      for (const m of view.members) {
+        const line = `${cell(m.role)}: ${cell(m.state)}`;
+        if (seen.has(m.name) && seen.get(m.name) !== line && !finished) ctx.io.out(`  ${m.name} ${line}`);
+        seen.set(m.name, line);
       }
-      await sleep(PROGRESS_POLL_MS);
+    } catch {
+      // A node going away mid-operation is expected: the next look asks another.
     }
   };
+  const poll = async () => {
+    while (!finished) {
+      await sleep(PROGRESS_POLL_MS);
+      if (!finished) await look();
+    }
+  };
+  await look(); // the states before the request, so every change after it is printed
   const polling = poll();
   try {
-    return await work;
+    return await work();
   } finally {
     finished = true;
     await polling;
@@ -129,9 +133,8 @@ export function recoveryCommands(y: Argv<GlobalArgs>, ctx: CliContext): Argv<Glo
       async (argv) => {
         const session = await Session.open(ctx, argv);
         await memberOf(session, argv.to);
-        ctx.io.out(`failover to ${argv.to} requested${argv.force ? ' (forced)' : ''}; waiting for it to serve writes`);
         const request: ApiRequest = { method: 'POST', path: '/failover', body: { to: argv.to, force: argv.force }, timeoutMs: session.longTimeoutMs };
-        const answer = await withClusterProgress(ctx, session, session.any(request));
+        const answer = await withClusterProgress(ctx, session, () => session.any(request));
         const done = parseAnswer(FailoverAnswerSchema, answer, 'POST /failover');
         await session.noteLeader(answer.manager);
         ctx.io.out(`failover done: ${done.to} leads (term ${done.term})`);
