@@ -149,7 +149,6 @@ describe('recovery commands on a real cluster (3 nodes with Postgres)', () => {
     const forced = await hactl('cluster', 'failover', '--to', 'n3', '--force');
     expect([forced.code, forced.err]).toEqual([0, '']);
     const lines = forced.out.trim().split('\n');
-    console.log(forced.out);
     expect(lines.some((l) => /^ {2}n3 \S+: /.test(l))).toBe(true); // its steps as it reported them
     expect(lines.at(-2)).toMatch(/^failover done: n3 leads \(term \d+\)$/);
     expect(lines.at(-1)).toMatch(/^forced: \d+ bytes of WAL past n3's position were given up$/);
