@@ -39,18 +39,22 @@ const OperationSchema = z.looseObject({
 
 const FailoverAnswerSchema = z.looseObject({ to: z.string(), term: z.number(), lostBytes: z.number().nullable().optional() });
 
-/** The cluster's members, read from any manager; `name` must be one of them, else a usage error (exit 2). */
-async function memberOf(session: Session, name: string): Promise<ClusterView['members'][number]> {
+/**
+ * Member `name` as any manager lists it, and that manager; `name` must be a member, else a usage error
+ * (exit 2) and nothing is sent.
+ */
+async function memberOf(session: Session, name: string): Promise<{ member: ClusterView['members'][number]; manager: string }> {
   if (name.trim() === '') throw usageError('a node name is empty', 'bad_value');
-  const view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER), 'GET /cluster');
+  const answer = await session.any(GET_CLUSTER);
+  const view = parseAnswer(ClusterViewSchema, answer, 'GET /cluster');
   const member = view.members.find((m) => m.name === name);
   if (!member) throw usageError(`no member is named "${name}" (members: ${view.members.map((m) => m.name).join(', ') || 'none'})`, 'bad_value');
-  return member;
+  return { member, manager: answer.manager };
 }
 
 /** The sidecar URL of member `name`. */
 async function nodeUrl(session: Session, name: string): Promise<string> {
-  const member = await memberOf(session, name);
+  const { member } = await memberOf(session, name);
   if (typeof member.apiUrl !== 'string' || member.apiUrl === '') throw new SidecarError('unknown_node', `member "${name}" publishes no apiUrl`, 404);
   return normalizeManagerUrl(member.apiUrl);
 }
@@ -132,11 +136,12 @@ export function recoveryCommands(y: Argv<GlobalArgs>, ctx: CliContext): Argv<Glo
           .option('force', { type: 'boolean', default: false, describe: 'take over even if behind: the commits past its position are lost' }),
       async (argv) => {
         const session = await Session.open(ctx, argv);
-        await memberOf(session, argv.to);
+        // Sent once, to the node that just answered: a failover is not a call to repeat on another node.
+        const { member, manager } = await memberOf(session, argv.to);
         const request: ApiRequest = { method: 'POST', path: '/failover', body: { to: argv.to, force: argv.force }, timeoutMs: session.longTimeoutMs };
-        const answer = await withClusterProgress(ctx, session, () => session.any(request));
+        const answer = await withClusterProgress(ctx, session, () => session.direct(manager, request));
         const done = parseAnswer(FailoverAnswerSchema, answer, 'POST /failover');
-        await session.noteLeader(answer.manager);
+        if (typeof member.apiUrl === 'string' && member.apiUrl !== '') await session.noteLeader(normalizeManagerUrl(member.apiUrl));
         ctx.io.out(`failover done: ${done.to} leads (term ${done.term})`);
         if (typeof done.lostBytes === 'number' && done.lostBytes > 0) ctx.io.out(`forced: ${done.lostBytes} bytes of WAL past ${done.to}'s position were given up`);
       },
