@@ -68,10 +68,10 @@ export async function withClusterProgress<T>(ctx: CliContext, session: Session, 
   const seen = new Map<string, string>();
   const look = async () => {
     try {
-      const view = parseAnswer(ClusterViewSchema, await session.any({ ...GET_CLUSTER, timeoutMs: 1_000 }), 'GET /cluster');
+      const view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER), 'GET /cluster');
       for (const m of view.members) {
         const line = `${cell(m.role)}: ${cell(m.state)}`;
-        if (seen.has(m.name) && seen.get(m.name) !== line && !finished) ctx.io.out(`  ${m.name} ${line}`);
+        if (seen.has(m.name) && seen.get(m.name) !== line) ctx.io.out(`  ${m.name} ${line}`);
         seen.set(m.name, line);
       }
     } catch {
@@ -87,7 +87,11 @@ export async function withClusterProgress<T>(ctx: CliContext, session: Session, 
   await look(); // the states before the request, so every change after it is printed
   const polling = poll();
   try {
-    return await work();
+    const result = await work();
+    finished = true;
+    await polling;
+    await look(); // the states the operation ended in
+    return result;
   } finally {
     finished = true;
     await polling;

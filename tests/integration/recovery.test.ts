@@ -66,7 +66,7 @@ describe('recovery commands on a real cluster (3 nodes with Postgres)', () => {
     }
     expect(await failoverKey()).toBe(404);
     expect({ leader: await cluster.leaderIndex(), started: await startedAt(0), term: (await clusterView(0)).leader?.term }).toEqual(before);
-  }, 60_000);
+  }, 150_000);
 
   test('reload and restart: a standby, then the leader, which stays the leader', async () => {
     const logFile = join(cluster.baseDir, 'n2', 'sidecar', 'postgres.log');
@@ -149,7 +149,7 @@ describe('recovery commands on a real cluster (3 nodes with Postgres)', () => {
     const forced = await hactl('cluster', 'failover', '--to', 'n3', '--force');
     expect([forced.code, forced.err]).toEqual([0, '']);
     const lines = forced.out.trim().split('\n');
-    expect(lines.some((l) => /^ {2}n3 \S+: /.test(l))).toBe(true); // its steps as it reported them
+    expect(lines.some((l) => /^ {2}n[13] \S+: /.test(l))).toBe(true); // the steps as the nodes reported them
     expect(lines.at(-2)).toMatch(/^failover done: n3 leads \(term \d+\)$/);
     expect(lines.at(-1)).toMatch(/^forced: \d+ bytes of WAL past n3's position were given up$/);
     console.log(`forced failover: n3 serves writes ${Math.round(performance.now() - t0)} ms after the command started; ${behind} bytes given up`);

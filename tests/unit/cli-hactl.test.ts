@@ -367,7 +367,8 @@ describe('cluster', () => {
     leaderName = 'n3';
     await withProfile('n1');
     const run = await hactl(['cluster', 'switchover', '--to', 'n2'], ['n1']);
-    expect(run).toEqual({ code: 0, out: ['switchover done: n2 is the leader'], err: [] });
+    // n3 was leader before (leaderName), n2 after: the progress lines say so, then the answer.
+    expect(run).toEqual({ code: 0, out: ['  n2 leader: running', '  n3 standby: streaming', 'switchover done: n2 is the leader'], err: [] });
     // n1 refused the connection (not seen), n2 answered 409 naming n3, n3 did it (GET /cluster: the progress lines).
     const posts = seen.filter((s) => s.method === 'POST');
     expect(posts.map((s) => `${s.node} ${s.method} ${s.path}`)).toEqual(['n2 POST /switchover', 'n3 POST /switchover']);
