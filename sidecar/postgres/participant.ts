@@ -1,3 +1,5 @@
+// Over 400 lines: one class carries the whole Postgres side of a role (fitness, promotion, convergence, operator
+// actions), each step beside the others it must stay consistent with; the controller below it is being split by concern.
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
