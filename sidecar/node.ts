@@ -19,6 +19,8 @@ import { Metrics } from './metrics.js';
 import { deriveSecret } from './postgres/participant.js';
 import { pgName } from './postgres/quoting.js';
 import { SnapshotService } from './snapshot/service.js';
+import { Recovery, servesWrites } from './recovery.js';
+import type { OperatorAction } from './election/participant.js';
 
 const membership = z.object({ cluster: z.string(), clusterId: z.string(), node: z.string(), joinedAt: z.string(), how: z.enum(['start', 'join']) });
 type Membership = z.infer<typeof membership>;
@@ -40,6 +42,7 @@ export class SidecarNode implements ApiBackend {
   private member: Membership | null;
   /** Snapshots: a part of the loop (schedule on the leader, copies on standbys) and the API's /snapshots. */
   readonly snapshots: SnapshotService;
+  private readonly recovery: Recovery;
 
   constructor(
     private readonly config: SidecarConfig,
@@ -74,6 +77,7 @@ export class SidecarNode implements ApiBackend {
     const parts = [...participants, this.snapshots];
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });
     this.member = this.readMembership();
+    this.recovery = new Recovery({ config, store: this.store, loop: this.loop, participants, log, isMember: () => this.member !== null });
     this.prom.scrapeFrom({ partFields: () => this.partFields(), consulContactAgeSeconds: () => this.store.lastContactAgeSeconds() });
   }
 
@@ -292,7 +296,7 @@ export class SidecarNode implements ApiBackend {
     const deadline = Date.now() + SWITCHOVER_WAIT_MS;
     while (Date.now() < deadline) {
       const { leader, session } = await this.store.readLock(false).catch(() => ({ leader: null, session: null }));
-      if (session && leader && leader.term > termBefore && (await this.servesWrites(leader.apiUrl))) {
+      if (session && leader && leader.term > termBefore && (await servesWrites(leader.apiUrl))) {
         if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
         // The target (or the best standby) could not lead and the old leader took its lock back.
         throw new SidecarError('switchover_failed', `${to ?? 'no standby'} could not take over; ${from} leads again (term ${leader.term}): see \`hactl cluster history\` and the target's log`, 502, { leader: from, term: leader.term });
@@ -315,15 +319,16 @@ export class SidecarNode implements ApiBackend {
     return null;
   }
 
-  /** Whether the node at `apiUrl` answers 200 on /leader: it leads and its Postgres took a write. */
-  private async servesWrites(apiUrl: string): Promise<boolean> {
-    try {
-      const res = await fetch(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
-      await res.body?.cancel();
-      return res.status === 200;
-    } catch {
-      return false;
-    }
+  failover(to: string, force: boolean) {
+    return this.recovery.failover(to, force);
+  }
+
+  postgresAction(action: OperatorAction) {
+    return this.recovery.postgresAction(action);
+  }
+
+  postgresOperation() {
+    return Promise.resolve(this.recovery.operationView());
   }
 
   async patchConfig(patch: Record<string, unknown>) {

@@ -9,6 +9,7 @@ import { CLEAR_SCREEN, cell, failureLine, formatBytes, renderTable, usageError }
 import { normalizeManagerUrl, updateProfile } from '../profiles.js';
 import { checkMembers, portFailures, renderPortMatrix } from '../validate.js';
 import { memberUrls } from './profiles.js';
+import { recoveryCommands, withClusterProgress } from './recovery.js';
 
 const GET_CLUSTER: ApiRequest = { method: 'GET', path: '/cluster' };
 
@@ -150,7 +151,7 @@ const print = (ctx: CliContext, lines: string[]) => lines.forEach((l) => ctx.io.
 /** `hactl cluster ...`. */
 export const clusterCommands: CommandRegistrar = (cli, ctx) =>
   cli.command('cluster', 'Operate the cluster of the current profile', (y) =>
-    y
+    recoveryCommands(y, ctx)
       .command(
         'start',
         'Initialize the cluster with this node as its first leader',
@@ -195,6 +196,11 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
               type: 'string',
               describe: "the joining node's sidecar URL (default: found from the members)",
             })
+            .option('node-address', {
+              type: 'string',
+              describe: "the joining node's address (host or host:port); its sidecar is then http://<address>:8008",
+            })
+            .conflicts('node-url', 'node-address')
             .option('force', {
               type: 'boolean',
               default: false,
@@ -206,12 +212,16 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
           let target: string;
           if (argv.nodeUrl !== undefined) {
             target = normalizeManagerUrl(argv.nodeUrl);
+          } else if (argv.nodeAddress !== undefined) {
+            // A bare address gets the sidecar's port, as the leader host does (normalizeManagerUrl).
+            if (/^[a-z][a-z0-9+.-]*:\/\//i.test(argv.nodeAddress)) throw usageError('--node-address takes a host, not a URL (use --node-url for a URL)', 'bad_host');
+            target = normalizeManagerUrl(argv.nodeAddress);
           } else {
             const found = await memberApiUrl(session, argv.nodeName, [leaderUrl]);
             if (found.url === undefined) {
               throw new SidecarError(
                 'unknown_node',
-                `cannot tell where node "${argv.nodeName}" runs: ${found.why}; pass --node-url http://<its host>:8008`,
+                `cannot tell where node "${argv.nodeName}" runs: ${found.why}; pass --node-address <its address>`,
                 404,
               );
             }
@@ -308,12 +318,13 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
         (c) => c.option('to', { type: 'string', describe: 'the node that becomes leader' }),
         async (argv) => {
           const session = await Session.open(ctx, argv);
-          const answer = await session.leader({
+          const request: ApiRequest = {
             method: 'POST',
             path: '/switchover',
             body: argv.to !== undefined ? { to: argv.to } : {},
             timeoutMs: session.longTimeoutMs,
-          });
+          };
+          const answer = await withClusterProgress(ctx, session, () => session.leader(request));
           const done = argv.to !== undefined ? `switchover to ${argv.to} done` : 'switchover done';
           ctx.io.out(answerMessage(answer) ?? done);
         },
@@ -367,7 +378,7 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
       )
       .demandCommand(
         1,
-        'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume, ' +
-          'validate or history',
+        'say which cluster command: start, join, status, remove-node, update-profile, switchover, failover, pause, ' +
+          'resume, reinit, restart, reload, validate or history',
       ),
   );

@@ -31,6 +31,11 @@ export interface ApiBackend {
   patchConfig(patch: Record<string, unknown>): Promise<unknown>;
   /** Snapshots (sidecar/snapshot/); absent on a node that has not started or joined a cluster. */
   readonly snapshots?: SnapshotService;
+  /** Makes `to` the leader of a cluster that has none (see sidecar/recovery.ts). */
+  failover(to: string, force: boolean): Promise<unknown>;
+  /** Reload, restart or reinit this node's Postgres; restart and reinit run on (postgresOperation). */
+  postgresAction(action: 'reload' | 'restart' | 'reinit'): Promise<unknown>;
+  postgresOperation(): Promise<unknown>;
 }
 
 
@@ -48,6 +53,7 @@ function lagParam(value: unknown): number | undefined {
 const startBody = z.object({ nodeName: z.string().min(1) }).strict();
 const joinBody = z.object({ nodeName: z.string().min(1), force: z.boolean().default(false), leaderUrl: z.string().optional() }).strict();
 const switchoverBody = z.object({ to: z.string().min(1).optional() }).strict();
+const failoverBody = z.object({ to: z.string().min(1), force: z.boolean().default(false) }).strict();
 /**
  * The PATCH /config body. Not `dynamicConfig.partial()`: zod fills in the defaults of keys not given, so a
  * patch of one setting would reset the others. Typed against DynamicConfig so the two cannot drift apart.
@@ -127,6 +133,16 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
   app.post('/pause', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: true })));
   app.post('/resume', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: false })));
   if (backend.snapshots) addSnapshotRoutes(app, backend.snapshots, auth, leaderOnly, log);
+  // No leader exists when a failover is needed: any node takes it.
+  app.post('/failover', auth, async (req, res) => {
+    const body = parse(failoverBody, req.body);
+    res.json(await backend.failover(body.to, body.force));
+  });
+  // About this node's own Postgres: hactl sends them to the node it names.
+  app.post('/postgres/reload', auth, async (_req, res) => res.json(await backend.postgresAction('reload')));
+  app.post('/postgres/restart', auth, async (_req, res) => res.status(202).json(await backend.postgresAction('restart')));
+  app.post('/postgres/reinit', auth, async (_req, res) => res.status(202).json(await backend.postgresAction('reinit')));
+  app.get('/postgres/operation', async (_req, res) => res.json(await backend.postgresOperation()));
 
   app.use((req: Request) => {
     throw new SidecarError('not_found', `no such endpoint: ${req.method} ${req.path}`, 404);

@@ -6,6 +6,8 @@ export interface ServiceSpec {
   address: string;
   apiPort: number;
   tags: string[];
+  /** Tag of the node's service `<cluster>-postgres`: true to its role, `primary` only on the ready leader. */
+  postgresTag: 'primary' | 'replica';
   checkTtlSeconds: number;
 }
 
@@ -49,7 +51,28 @@ export class AgentService {
         timeout: '1s',
       } as never);
       await client.agent.check.pass({ id: this.aliveCheckId, note: 'starting' } as never);
+      await this.registerPostgresService(spec);
     });
+  }
+
+  /**
+   * The service clients look Postgres up by: `<cluster>-postgres` on the Postgres port, tagged `primary` or
+   * `replica`. Its only check aliases the node's `ha-sidecar` service, so it turns critical with the alive
+   * check, which is bound to the session: a dead or stopped node's `primary` tag never passes, even though
+   * nobody is left to remove it, and `?passing&tag=primary` names at most the one live leader.
+   */
+  private async registerPostgresService(spec: ServiceSpec): Promise<void> {
+    const { cluster, postgresPort } = this.consul.opts;
+    if (!postgresPort) return;
+    await this.consul.client.agent.service.register({
+      name: `${cluster}-postgres`,
+      id: `${spec.node}-postgres`,
+      address: spec.address,
+      port: postgresPort,
+      tags: [spec.postgresTag],
+      meta: { cluster, node: spec.node },
+      checks: [{ name: 'sidecar of this node', aliasservice: spec.node, notes: "mirrors the node's ha-sidecar service: its alive check, API and postgres checks" }],
+    } as never);
   }
 
   /**
@@ -58,6 +81,7 @@ export class AgentService {
    */
   async setServiceTags(spec: ServiceSpec): Promise<void> {
     await this.consul.call('service tag update', () => this.consul.client.agent.service.register(this.service(spec)));
+    await this.consul.call('postgres service tag update', () => this.registerPostgresService(spec));
   }
 
   async passAliveCheck(note: string): Promise<void> {
@@ -94,6 +118,9 @@ export class AgentService {
 
   async deregisterService(): Promise<void> {
     await this.consul.call('service deregistration', () => this.consul.client.agent.service.deregister(this.consul.node));
+    if (this.consul.opts.postgresPort) {
+      await this.consul.call('postgres service deregistration', () => this.consul.client.agent.service.deregister(`${this.consul.node}-postgres`));
+    }
   }
 
   /**

@@ -8,10 +8,12 @@ import {
   HISTORY_CAP,
   memberRecord,
   switchoverRequest,
+  failoverRequest,
   type DynamicConfig,
   type HistoryEvent,
   type MemberRecord,
   type SwitchoverRequest,
+  type FailoverRequest,
 } from './records.js';
 
 export interface MemberEntry {
@@ -135,6 +137,20 @@ export class ClusterKeys {
     const { client } = this.consul;
     const key = this.consul.key('switchover');
     await this.consul.call('switchover update', () =>
+      request ? client.kv.set(this.consul.request({ key, value: JSON.stringify(request) }) as never) : client.kv.del(this.consul.request({ key }) as never),
+    );
+  }
+
+  async readFailover(): Promise<FailoverRequest | null> {
+    const key = this.consul.key('failover');
+    const { entry } = await this.consul.getEntry(key);
+    return this.consul.parse(key, failoverRequest, entry?.Value);
+  }
+
+  async writeFailover(request: FailoverRequest | null): Promise<void> {
+    const { client } = this.consul;
+    const key = this.consul.key('failover');
+    await this.consul.call('failover update', () =>
       request ? client.kv.set(this.consul.request({ key, value: JSON.stringify(request) }) as never) : client.kv.del(this.consul.request({ key }) as never),
     );
   }

@@ -81,5 +81,21 @@ export const switchoverRequest = z
   .strict();
 export type SwitchoverRequest = z.infer<typeof switchoverRequest>;
 
+/**
+ * An operator's manual failover (`hactl cluster failover --to N`), written only while no leader holds the
+ * lock. Only `to` may take the lock while it stands; `force` lifts `to`'s fitness bar (it may then lose the
+ * commits past its position: `behindBytes` says how many the last known primary position shows).
+ */
+export const failoverRequest = z
+  .object({
+    to: z.string(),
+    force: z.boolean(),
+    requestedAt: z.string(),
+    /** How far `to` was behind the last known primary position when asked (null: unknown). */
+    behindBytes: z.number().int().nullable(),
+  })
+  .strict();
+export type FailoverRequest = z.infer<typeof failoverRequest>;
+
 /** History keeps the newest events only, so the key stays small. */
 export const HISTORY_CAP = 100;

@@ -1,7 +1,7 @@
 import { AgentService, type ServiceSpec } from './agent.js';
 import { ClusterKeys, type MemberEntry } from './cluster-keys.js';
 import { ConsulConnection, type StoreOptions } from './connection.js';
-import type { DynamicConfig, HistoryEvent, LeaderRecord, MemberRecord, SwitchoverRequest } from './records.js';
+import type { DynamicConfig, FailoverRequest, HistoryEvent, LeaderRecord, MemberRecord, SwitchoverRequest } from './records.js';
 import { SessionLock, type LockState } from './sessions.js';
 
 export type { ServiceSpec } from './agent.js';
@@ -76,6 +76,8 @@ export class ConsulStore {
   writeDynamicConfig = (config: DynamicConfig, index: number): Promise<boolean> => this.keys.writeDynamicConfig(config, index);
   readSwitchover = (): Promise<SwitchoverRequest | null> => this.keys.readSwitchover();
   writeSwitchover = (request: SwitchoverRequest | null): Promise<void> => this.keys.writeSwitchover(request);
+  readFailover = (): Promise<FailoverRequest | null> => this.keys.readFailover();
+  writeFailover = (request: FailoverRequest | null): Promise<void> => this.keys.writeFailover(request);
   initialize = (clusterId: string): Promise<{ created: boolean; clusterId: string }> => this.keys.initialize(clusterId);
   readInitialize = (): Promise<string | null> => this.keys.readInitialize();
 }

@@ -1,4 +1,4 @@
-import type { LeaderRecord, SwitchoverRequest } from '../consul/records.js';
+import type { FailoverRequest, LeaderRecord, SwitchoverRequest } from '../consul/records.js';
 
 /** The role a node plays; `candidate` holds the lock but has not finished becoming leader. */
 export type Role = 'starting' | 'standby' | 'candidate' | 'leader' | 'demoted';
@@ -26,6 +26,8 @@ export interface Observation {
   nofailover: boolean;
   fitness: Fitness;
   switchover: SwitchoverRequest | null;
+  /** An operator's manual failover (`hactl cluster failover`), read while the lock is free. */
+  failover?: FailoverRequest | null;
   /** On a leader: what a part reports wrong (its manager failing), and whether a fit standby could take over. */
   leaderProblem?: LeaderProblem | null;
 }
@@ -91,6 +93,7 @@ export function decide(o: Observation): Decision {
   if (o.lockHolder !== null) return decision({ kind: 'follow', leader: o.lastLeader }, `following leader ${leaderName}`);
 
   // The lock is free: someone may take it.
+  if (o.failover) return manualFailover(o, o.failover);
   // Paused means "keep the current leader": the leader itself, restarted (say for an upgrade), takes its lock back.
   if (o.paused && o.lastLeader?.name !== o.node) return decision({ kind: 'wait' }, 'no leader, and the cluster is paused: no automatic failover');
   if (o.nofailover) return decision({ kind: 'wait' }, 'no leader, but this node is tagged nofailover');
@@ -100,6 +103,25 @@ export function decide(o: Observation): Decision {
   if (!o.fitness.fit) return decision({ kind: 'wait' }, `no leader, but I am not fit to take over: ${o.fitness.reason}`);
   const why = o.switchover ? 'switchover' : o.lastLeader ? (o.lastLeader.name === o.node ? 'resume' : 'failover') : 'start';
   return decision({ kind: 'acquire', why }, `no leader: trying to take the lock (${why})`);
+}
+
+/**
+ * A manual failover names the one node that may take the free lock; every other node waits, the last leader
+ * too (it must not resume over the operator's choice). It cannot create a second writer: the target still
+ * has to acquire the Consul lock (so the dead leader's session is gone and its lock-delay has run out), and
+ * its promotion then raises the term and runs under the same lease and write guard as any other. A paused
+ * cluster does not stop it (recovering a paused cluster whose leader died is what it is for). `force` lifts
+ * only the fitness bar (rule 5): the commits past the target's position are then lost, which the operator
+ * accepted with the number of bytes shown to them.
+ */
+function manualFailover(o: Observation, f: FailoverRequest): Decision {
+  if (f.to !== o.node) return decision({ kind: 'wait' }, `no leader: manual failover to ${f.to} requested`);
+  if (o.nofailover) return decision({ kind: 'wait' }, 'no leader: manual failover to me requested, but this node is tagged nofailover');
+  if (!f.force && !o.fitness.fit) {
+    return decision({ kind: 'wait' }, `no leader: manual failover to me requested, but I am not fit to take over: ${o.fitness.reason} (--force takes over anyway)`);
+  }
+  const forced = f.force && !o.fitness.fit ? ` (forced: ${o.fitness.reason})` : '';
+  return decision({ kind: 'acquire', why: 'failover' }, `no leader: manual failover to me requested: trying to take the lock${forced}`);
 }
 
 /**

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SidecarConfig } from '../config.js';
 import type { ConsulStore, MemberEntry } from '../consul/store.js';
-import type { DynamicConfig, LeaderRecord, MemberRecord, SwitchoverRequest } from '../consul/records.js';
+import type { DynamicConfig, FailoverRequest, LeaderRecord, MemberRecord, SwitchoverRequest } from '../consul/records.js';
 import { defaultDynamicConfig } from '../consul/records.js';
 import { errorMessage } from '../errors.js';
 import type { WriteGuard } from '../guard/client.js';
@@ -27,6 +27,12 @@ const SWITCHOVER_TIMEOUT_MS = 30_000;
  * node (the old leader included) may, so a target that cannot take over never strands the cluster.
  */
 const SWITCHOVER_TARGET_GRACE_MS = 5_000;
+/**
+ * A manual failover its target has not completed by then is dropped, so a target that cannot lead (its
+ * Postgres will not start, say) does not keep the cluster leaderless: the operator sees it and asks again.
+ * Covers the dead leader's lock-delay and a promotion's crash recovery.
+ */
+const FAILOVER_TIMEOUT_MS = 60_000;
 /** Between attempts to stop Postgres when a demotion failed: the lock is kept meanwhile (see stepDown). */
 const DEMOTE_RETRY_MS = 1_000;
 
@@ -236,7 +242,8 @@ export class ReconcileLoop {
     }
     const switchover = this.consulReachable ? await this.currentSwitchover() : null;
     const lockFree = this.consulReachable && this.lockHolder === null && !claiming;
-    const fitness = lockFree ? await this.fitness(switchover) : { fit: true, reason: '' };
+    const failover = lockFree || this.role === 'leader' ? await this.currentFailover() : null;
+    const fitness = lockFree ? await this.fitness(switchover, failover) : { fit: true, reason: '' };
     return {
       node: this.deps.config.nodeName,
       role: this.role,
@@ -249,6 +256,7 @@ export class ReconcileLoop {
       nofailover: this.deps.config.nofailover,
       fitness,
       switchover,
+      failover,
       // Parts (the manager) may ask a leader to hand over: decide() weighs it.
       leaderProblem: this.role === 'leader' ? await observeLeaderProblem(this.deps.participants, () => this.deps.store.listMembers(), this.deps.config.nodeName) : null,
     };
@@ -293,10 +301,25 @@ export class ReconcileLoop {
     return request;
   }
 
-  private async fitness(switchover: SwitchoverRequest | null): Promise<Fitness> {
+  /**
+   * The manual failover standing while the lock is free. A leader drops any it sees (the failover is done,
+   * or a leader came back first): a request left behind would bind the next failover to its target.
+   */
+  private async currentFailover(): Promise<FailoverRequest | null> {
+    const request = await this.deps.store.readFailover().catch(() => null);
+    if (!request) return null;
+    if (this.role === 'leader' || Date.now() - Date.parse(request.requestedAt) > FAILOVER_TIMEOUT_MS) {
+      this.log.warn(this.role === 'leader' ? 'dropping a manual failover request: a leader holds the lock' : 'dropping a manual failover its target did not complete in time', { ...request });
+      await this.deps.store.writeFailover(null).catch(() => undefined);
+      return null;
+    }
+    return request;
+  }
+
+  private async fitness(switchover: SwitchoverRequest | null, failover: FailoverRequest | null): Promise<Fitness> {
     let ctx: TurnContext;
     try {
-      ctx = await this.context(new AbortController().signal, switchover);
+      ctx = await this.context(new AbortController().signal, switchover, failover);
     } catch (e) {
       // Fail closed: without the members' positions nobody can tell whether this node is behind.
       return { fit: false, reason: `cannot read the cluster's members: ${errorMessage(e)}` };
@@ -313,13 +336,14 @@ export class ReconcileLoop {
    * What the parts see this turn. Throws when the members cannot be read: an empty list would read as "no
    * standbys" (slots dropped, nobody to compare with), so a part never acts on a guess.
    */
-  private async context(signal: AbortSignal, switchover: SwitchoverRequest | null = null): Promise<TurnContext> {
+  private async context(signal: AbortSignal, switchover: SwitchoverRequest | null = null, failover: FailoverRequest | null = null): Promise<TurnContext> {
     const members: MemberEntry[] = await this.deps.store.listMembers();
     return {
       term: this.term,
       leader: this.lastLeader,
       members,
-      switchoverTarget: switchover?.to === this.deps.config.nodeName,
+      // The operator named this node (switchover, or manual failover): other standbys do not outrank it.
+      switchoverTarget: switchover?.to === this.deps.config.nodeName || failover?.to === this.deps.config.nodeName,
       clusterEverLed: () => this.deps.store.everLed(),
       synchronousMode: this.dynamicConfig.synchronousMode,
       synchronousModeStrict: this.dynamicConfig.synchronousModeStrict,
@@ -428,7 +452,8 @@ export class ReconcileLoop {
       // resumes one an earlier turn began (the lock still ours) rather than following a fresh acquire.
       this.lease.confirm(sentAt);
       this.lastLeader = record;
-      await store.appendHistory({ term, at: record.since, kind: why, leader: record.name, previous, reason: this.historyReason(why, previous) });
+      const reason = o.failover ? manualFailoverReason(o.failover) : this.historyReason(why, previous);
+      await store.appendHistory({ term, at: record.since, kind: why, leader: record.name, previous, reason });
       const ctx = await this.context(leadership.signal);
       await this.deps.guard?.arm(); // write guard: armed before any part may make Postgres writable
       for (const p of this.deps.participants) {
@@ -437,6 +462,7 @@ export class ReconcileLoop {
       }
       if (leadership.signal.aborted) return;
       if (o.switchover) await store.writeSwitchover(null);
+      if (o.failover) await store.writeFailover(null);
       this.setRole('leader');
       this.deps.metrics.leaderChanges.inc();
       this.status = `promoted self to leader by acquiring the session lock (term ${term})`;
@@ -576,7 +602,8 @@ export class ReconcileLoop {
   private serviceSpec() {
     const { config } = this.deps;
     const tags = [this.role === 'leader' ? 'leader' : 'standby', ...(config.nofailover ? ['nofailover'] : [])];
-    return { node: config.nodeName, address: config.address, apiPort: config.apiPort, tags, checkTtlSeconds: config.timings.checkTtl };
+    const postgresTag = this.role === 'leader' ? ('primary' as const) : ('replica' as const);
+    return { node: config.nodeName, address: config.address, apiPort: config.apiPort, tags, postgresTag, checkTtlSeconds: config.timings.checkTtl };
   }
 
   private async publish(): Promise<void> {
@@ -619,4 +646,9 @@ export class ReconcileLoop {
       this.log.debug('keeper: Consul call failed', { error: errorMessage(e) });
     }
   }
+}
+
+function manualFailoverReason(f: FailoverRequest): string {
+  const behind = f.behindBytes === null ? 'an unknown number of' : String(f.behindBytes);
+  return `manual failover to ${f.to} by an operator${f.force ? ` (forced, ${behind} bytes behind the last known primary position)` : ''}`;
 }

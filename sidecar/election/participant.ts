@@ -12,7 +12,7 @@ export interface TurnContext {
   members: MemberEntry[];
   /** Whether the cluster ever had a leader (Consul's `term` or `history` exists): initdb only when it did not. */
   clusterEverLed(): Promise<boolean>;
-  /** A planned switchover names this node as its target: the old leader handed everything to it. */
+  /** A planned switchover (the old leader handed everything to it) or an operator's manual failover names this node. */
   switchoverTarget: boolean;
   synchronousMode: boolean;
   synchronousModeStrict: boolean;
@@ -24,6 +24,8 @@ export interface TurnContext {
   /** Publishes a Consul check of this node's service (e.g. `postgres`), for the operator in the Consul UI. */
   reportCheck(id: string, name: string, status: 'passing' | 'warning' | 'critical', output: string): Promise<void>;
 }
+
+export type OperatorAction = 'reload' | 'restart' | 'reinit';
 
 export type DemoteReason = 'lease_lost' | 'lock_lost' | 'switchover' | 'shutdown' | 'promotion_failed';
 
@@ -53,6 +55,8 @@ export interface Participant {
   leaderProblem?(): { problem: string; handOver: boolean } | null;
   /** Adds the part's own metrics to the sidecar's registry (GET /metrics). */
   registerMetrics?(registry: Registry): void;
+  /** An operator's action on the part (hactl cluster reload/restart/reinit); resolves once it is done. */
+  operatorAction?(action: OperatorAction): Promise<void>;
   /** Releases what the part holds (the process is exiting). */
   close?(): Promise<void>;
 }

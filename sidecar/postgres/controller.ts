@@ -475,6 +475,36 @@ export class PostgresController {
     }
   }
 
+  // ---------------------------------------------------------------- operator actions (hactl cluster reload/restart)
+
+  /**
+   * Rewrites the sidecar's configuration files and has the running server re-read them (SIGHUP, what
+   * `pg_ctl reload` sends). Throws `postgres_not_running` when stopped.
+   */
+  reload(): Promise<void> {
+    return this.exclusive(async () => {
+      const pid = this.postmasterPid();
+      if (pid === null) throw new SidecarError('postgres_not_running', 'postgres is not running on this node: nothing to reload', 409);
+      writeConfig(this.node, this.intent.current);
+      this.postmaster.reload(pid);
+      this.log.info('reloaded the postgres configuration', { pid });
+    });
+  }
+
+  /**
+   * Stops the server (fast: open transactions roll back, the standbys get every WAL record) and starts it
+   * again in its recorded role. A primary comes back only under the permit (startLocked): a node that
+   * stepped down meanwhile gets `primary_not_permitted` and no writer. Resolves once it accepts connections.
+   */
+  restart(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.postmasterPid() === null) throw new SidecarError('postgres_not_running', 'postgres is not running on this node: nothing to restart', 409);
+      await this.postmaster.stop('fast');
+      await this.startLocked();
+      this.log.info('restarted postgres', { role: this.intent.current.intent });
+    });
+  }
+
   private notPermitted(): SidecarError {
     return new SidecarError('primary_not_permitted', 'this node does not hold the leader lock with a valid lease: postgres is not started as a primary', 409);
   }

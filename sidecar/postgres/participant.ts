@@ -1,9 +1,11 @@
+// Over 400 lines: one class carries the whole Postgres side of a role (fitness, promotion, convergence, operator
+// actions), each step beside the others it must stay consistent with; the controller below it is being split by concern.
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { SidecarConfig } from '../config.js';
 import type { Fitness, Role } from '../election/decide.js';
-import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
+import type { DemoteReason, OperatorAction, Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Upstream } from './conf.js';
@@ -74,6 +76,8 @@ export class PostgresParticipant implements Participant {
   private notStreamingSince: number | null = null;
   private rewoundForStreaming = false;
   private failedStarts = 0;
+  /** An operator's reinit (hactl cluster reinit) the next follower turn carries out; settled once the new copy streams. */
+  private reinit: { resolve: () => void; reject: (e: Error) => void; cloned: boolean } | null = null;
 
   constructor(
     private readonly pg: PostgresController,
@@ -149,6 +153,7 @@ export class PostgresParticipant implements Participant {
   async promote(ctx: TurnContext): Promise<void> {
     // Called only while this node holds the lock with a valid lease; demote revokes the permit first thing.
     this.pg.permitPrimary(true);
+    this.settleReinit(new SidecarError('reinit_leader_refused', 'this node became the leader before its reinit ran: a leader is never recloned', 409));
     this.leaderSince = performance.now();
     // In synchronous mode the new primary makes commits wait for any standby from its first write on ('*',
     // set before it is promoted; published as every other member): narrowed to the streaming ones later.
@@ -253,6 +258,7 @@ export class PostgresParticipant implements Participant {
     this.leaderPosition = num(leader.record.walPosition);
     const leaderIsPrimary = leader.alive && leader.record.role === 'leader' && leader.record.pgRole === 'primary';
     const progress = (what: string) => (percent: number) => ctx.report(`${what} from ${leaderName} (${percent} %)`);
+    if (this.reinit && !this.reinit.cloned) return this.runReinit(ctx, upstream, leaderName, leaderIsPrimary);
 
     try {
       if (!this.pg.hasDataDir()) {
@@ -275,6 +281,7 @@ export class PostgresParticipant implements Participant {
           this.rewoundForStreaming = false;
           this.failedStarts = 0;
           this.pg.discardPreviousDataDir();
+          if (this.reinit?.cloned) this.settleReinit(null);
         }
       }
     } catch (e) {
@@ -355,6 +362,43 @@ export class PostgresParticipant implements Participant {
     if (holdsData) {
       throw new SidecarError('node_not_empty', `this node's Postgres holds user data; joining would replace it with a copy of the leader's. Back it up, then join with --force`, 409);
     }
+  }
+
+  /**
+   * An operator's action on this node's Postgres: `reload` re-reads the configuration, `restart` stops and
+   * starts it in its role (the leader's primary restarts under the same lock and lease: it stays the
+   * leader, writes pause until it accepts again), `reinit` clones it again from the leader on the next
+   * follower turn and resolves once the new copy streams. The node refuses `reinit` on the leader first.
+   */
+  operatorAction(action: OperatorAction): Promise<void> {
+    if (action === 'reload') return this.pg.reload();
+    if (action === 'restart') return this.pg.restart();
+    if (this.reinit) return Promise.reject(new SidecarError('operation_in_progress', 'a reinit of this node is already under way', 409));
+    return new Promise((resolve, reject) => (this.reinit = { resolve, reject, cloned: false }));
+  }
+
+  /**
+   * The reinit itself: a new clone of the leader, as convergence does (the replaced data kept aside until the
+   * copy streams). It runs only as a follower, from a leader whose Postgres is a primary, and the clone is
+   * recorded as a standby before anything is touched (cloneFrom), so it can never bring up a second writer.
+   */
+  private async runReinit(ctx: TurnContext, upstream: Upstream, leaderName: string, leaderIsPrimary: boolean): Promise<void> {
+    if (!leaderIsPrimary) return ctx.report(`reinit requested: waiting for leader ${leaderName}'s postgres to be a primary to clone it`);
+    try {
+      await this.reclone(ctx, upstream, leaderName, 'reinit requested by an operator');
+      if (this.reinit) this.reinit.cloned = true;
+      ctx.report(`reinit: cloned from ${leaderName}, waiting for it to stream`);
+    } catch (e) {
+      this.settleReinit(e instanceof Error ? e : new Error(errorMessage(e)));
+      throw e;
+    }
+  }
+
+  private settleReinit(error: Error | null): void {
+    const pending = this.reinit;
+    this.reinit = null;
+    if (pending && error) pending.reject(error);
+    else pending?.resolve();
   }
 
   async close(): Promise<void> {

@@ -210,7 +210,11 @@ describe('usage errors: exit 2, one line on stderr, nothing on stdout', () => {
     [['cluster', 'bogus'], 'Unknown argument: bogus (run "hactl cluster --help" for usage)'],
     [['bogus'], 'Unknown argument: bogus (run "hactl --help" for usage)'],
     [[], 'say what to do: profiles, cluster, config, dsn, snapshot, local or completion (run "hactl --help" for usage)'],
-    [['cluster'], 'say which cluster command: start, join, status, remove-node, update-profile, switchover, pause, resume, validate or history (run "hactl cluster --help" for usage)'],
+    [['cluster'], 'say which cluster command: start, join, status, remove-node, update-profile, switchover, failover, pause, resume, reinit, restart, reload, validate or history (run "hactl cluster --help" for usage)'],
+    [['cluster', 'failover'], 'Missing required argument: to (run "hactl cluster failover --help" for usage)'],
+    [['cluster', 'reinit'], 'missing argument: <node> (run "hactl cluster reinit --help" for usage)'],
+    [['cluster', 'restart', 'n1', 'n2'], 'Unknown argument: n2 (run "hactl cluster restart --help" for usage)'],
+    [['cluster', 'reload', 'n2', '--force'], 'Unknown argument: --force (run "hactl cluster reload --help" for usage)'],
     [['cluster', 'join', '--node-name', 'n2'], 'missing argument: <leader-host> (run "hactl cluster join --help" for usage)'],
     [['cluster', 'start'], 'Missing required argument: node-name (run "hactl cluster start --help" for usage)'],
     [['cluster', 'remove-node'], 'missing argument: <name> (run "hactl cluster remove-node --help" for usage)'],
@@ -376,10 +380,12 @@ describe('cluster', () => {
     leaderName = 'n3';
     await withProfile('n1');
     const run = await hactl(['cluster', 'switchover', '--to', 'n2'], ['n1']);
-    expect(run).toEqual({ code: 0, out: ['switchover done: n2 is the leader'], err: [] });
-    // n1 refused the connection (not seen), n2 answered 409 naming n3, n3 did it.
-    expect(seen.map((s) => `${s.node} ${s.method} ${s.path}`)).toEqual(['n2 POST /switchover', 'n3 POST /switchover']);
-    expect(seen[1]?.body).toEqual({ to: 'n2' });
+    // n3 was leader before (leaderName), n2 after: the progress lines say so, then the answer.
+    expect(run).toEqual({ code: 0, out: ['  n2 leader: running', '  n3 standby: streaming', 'switchover done: n2 is the leader'], err: [] });
+    // n1 refused the connection (not seen), n2 answered 409 naming n3, n3 did it (GET /cluster: the progress lines).
+    const posts = seen.filter((s) => s.method === 'POST');
+    expect(posts.map((s) => `${s.node} ${s.method} ${s.path}`)).toEqual(['n2 POST /switchover', 'n3 POST /switchover']);
+    expect(posts[1]?.body).toEqual({ to: 'n2' });
     expect((await readProfiles()).profiles.main?.lastLeader).toBe(urlOf('n3'));
   });
 
@@ -448,14 +454,23 @@ describe('cluster', () => {
     expect(seen.filter((s) => s.path === '/cluster/join').at(-1)).toMatchObject({ node: 'n2', body: { force: true } });
   });
 
-  it('join of a node nobody knows says to pass --node-url, exit 1', async () => {
+  it('join --node-address finds the joining node at <address>:8008; a URL there is a usage error', async () => {
+    await writeProfiles({ current: 'main', profiles: { main: { managers: [urlOf('n1')], token: TOKEN } } });
+    const run = await hactl(['cluster', 'join', '--node-name', 'x', '--node-address', new URL(urlOf('n2')).host, urlOf('n1')]);
+    expect(run.code).toBe(0);
+    expect(seen.filter((s) => s.path === '/cluster/join').at(-1)).toMatchObject({ node: 'n2', body: { nodeName: 'x', leaderUrl: urlOf('n1') } });
+    const url = await hactl(['cluster', 'join', '--node-name', 'x', '--node-address', urlOf('n2'), urlOf('n1')]);
+    expect(url).toEqual({ code: 2, out: [], err: ['hactl: bad_host: --node-address takes a host, not a URL (use --node-url for a URL)'] });
+  });
+
+  it('join of a node nobody knows says to pass --node-address, exit 1', async () => {
     await withProfile();
     const run = await hactl(['cluster', 'join', '--node-name', 'n7', urlOf('n1')]);
     expect(run).toEqual({
       code: 1,
       out: [],
       err: [
-        'hactl: unknown_node: cannot tell where node "n7" runs: no member is named "n7"; pass --node-url http://<its host>:8008',
+        'hactl: unknown_node: cannot tell where node "n7" runs: no member is named "n7"; pass --node-address <its address>',
       ],
     });
   });

@@ -138,3 +138,36 @@ describe('decide: a leader whose part (the manager) reports a problem', () => {
     expect(decide(o({ lockHolder: 's1', leaderProblem: problem(true, true) })).action.kind).toBe('follow');
   });
 });
+
+describe('decide: a manual failover (hactl cluster failover --to N)', () => {
+  const toN2 = { to: 'n2', force: false, requestedAt: 'x', behindBytes: 0 };
+  const unfit = { fit: false, reason: '5000000 bytes behind the last known primary position (limit 1048576)' };
+
+  test('the named node takes the free lock, also in a paused cluster', () => {
+    expect(decide(o({ failover: toN2 }))).toEqual({ action: { kind: 'acquire', why: 'failover' }, status: 'no leader: manual failover to me requested: trying to take the lock' });
+    expect(decide(o({ failover: toN2, paused: true })).action).toEqual({ kind: 'acquire', why: 'failover' });
+  });
+  test('every other node waits, the last leader too (it must not resume over the choice)', () => {
+    const toN3 = { ...toN2, to: 'n3' };
+    expect(decide(o({ failover: toN3 }))).toEqual({ action: { kind: 'wait' }, status: 'no leader: manual failover to n3 requested' });
+    expect(decide(o({ node: 'n1', failover: toN3 })).action).toEqual({ kind: 'wait' });
+    expect(decide(o({ failover: toN3, switchover: { from: 'n1', to: 'n2', requestedAt: 'x' } })).action).toEqual({ kind: 'wait' });
+  });
+  test('without force an unfit target waits and says why; with force it takes the lock anyway', () => {
+    const d = decide(o({ failover: toN2, fitness: unfit }));
+    expect(d.action).toEqual({ kind: 'wait' });
+    expect(d.status).toBe(`no leader: manual failover to me requested, but I am not fit to take over: ${unfit.reason} (--force takes over anyway)`);
+    const forced = decide(o({ failover: { ...toN2, force: true }, fitness: unfit }));
+    expect(forced.action).toEqual({ kind: 'acquire', why: 'failover' });
+    expect(forced.status).toBe(`no leader: manual failover to me requested: trying to take the lock (forced: ${unfit.reason})`);
+  });
+  test('force never lifts nofailover, and the lock bar stays: a held lock is followed, a leader keeps leading', () => {
+    expect(decide(o({ failover: { ...toN2, force: true }, nofailover: true })).action).toEqual({ kind: 'wait' });
+    expect(decide(o({ failover: { ...toN2, force: true }, lockHolder: 's1' })).action.kind).toBe('follow');
+    expect(decide(o({ failover: { ...toN2, force: true }, node: 'n1', role: 'leader', session: 's1', lockHolder: 's1', leaseValid: true })).action).toEqual({ kind: 'stay_leader' });
+  });
+  test('without a session or Consul nothing is tried', () => {
+    expect(decide(o({ failover: toN2, session: null })).action).toEqual({ kind: 'create_session' });
+    expect(decide(o({ failover: toN2, consulReachable: false })).action).toEqual({ kind: 'wait' });
+  });
+});
