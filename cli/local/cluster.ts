@@ -93,7 +93,7 @@ export class LocalCluster {
         recordPid(this.root, this.state, node.name, part, pid);
       },
       isRunning: (node, part) => this.pid(node, part) !== null,
-      stop: (node, part) => (part === 'sidecar' ? this.stopSidecar(node) : this.stopConsul(node)),
+      stop: (node, part) => this.stopPart(node, part),
       clusterName: state.clusterName,
       clusterToken: state.token,
       postgres: state.postgres,
@@ -180,29 +180,25 @@ export class LocalCluster {
 
   // --- stopping -------------------------------------------------------------------------------------------
 
-  private async stopSidecar(node: NodeLayout): Promise<void> {
-    const pid = this.pid(node, 'sidecar');
+  /**
+   * Stops one part of a node: SIGTERM, SIGKILL after 10 s. A sidecar's Postgres dies with it (parent-death
+   * signal); it gets the same grace, then what is left of the sidecar's process group is killed.
+   */
+  private async stopPart(node: NodeLayout, part: Part): Promise<void> {
+    const pid = this.pid(node, part);
     if (pid === null) return;
-    this.say(`stopping sidecar on ${node.name} (pid ${pid})`);
-    const how = await stopProcess(pid, () => this.pid(node, 'sidecar') === pid);
-    if (how === 'killed') this.say(`sidecar on ${node.name} did not stop within ${STOP_GRACE_S} s: killed`);
-    // Its Postgres dies with it (parent-death signal); give it the same grace, then clear the group.
-    const pg = this.pid(node, 'postgres');
-    if (pg !== null) {
-      const pgHow = await stopProcess(pg, () => this.pid(node, 'postgres') === pg, { sig: 'SIGINT' });
-      if (pgHow !== 'gone') this.say(`postgres on ${node.name} (pid ${pg}) outlived its sidecar: ${pgHow}`);
+    this.say(`stopping ${part} on ${node.name} (pid ${pid})`);
+    const how = await stopProcess(pid, () => this.pid(node, part) === pid);
+    if (how === 'killed') this.say(`${part} on ${node.name} did not stop within ${STOP_GRACE_S} s: killed`);
+    if (part === 'sidecar') {
+      const pg = this.pid(node, 'postgres');
+      if (pg !== null) {
+        const pgHow = await stopProcess(pg, () => this.pid(node, 'postgres') === pg, { sig: 'SIGINT' });
+        if (pgHow !== 'gone') this.say(`postgres on ${node.name} (pid ${pg}) outlived its sidecar: ${pgHow}`);
+      }
+      killGroupLeftovers(pid);
     }
-    killGroupLeftovers(pid);
-    recordPid(this.root, this.state, node.name, 'sidecar', null);
-  }
-
-  private async stopConsul(node: NodeLayout): Promise<void> {
-    const pid = this.pid(node, 'consul');
-    if (pid === null) return;
-    this.say(`stopping consul on ${node.name} (pid ${pid})`);
-    const how = await stopProcess(pid, () => this.pid(node, 'consul') === pid);
-    if (how === 'killed') this.say(`consul on ${node.name} did not stop within ${STOP_GRACE_S} s: killed`);
-    recordPid(this.root, this.state, node.name, 'consul', null);
+    recordPid(this.root, this.state, node.name, part, null);
   }
 
   /**

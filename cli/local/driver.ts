@@ -5,7 +5,9 @@ import { ClusterViewSchema } from '../api.js';
 import type { FetchLike } from '../client.js';
 import { sendOnce } from '../client.js';
 import { renderConsulServer } from './consul.js';
-import type { NodeIdentity } from './layout.js';
+import type { NodeFiles, NodeIdentity } from './layout.js';
+
+export type { NodeFiles } from './layout.js';
 import { nodeIdentity } from './layout.js';
 import { logTail } from './processes.js';
 import { waitUntil } from './wait.js';
@@ -37,19 +39,6 @@ const PROBE_TIMEOUT_MS = 1_000;
 
 /** The processes the driver starts on each node; Postgres is the sidecar's child, not the driver's. */
 export type Part = 'consul' | 'sidecar';
-
-/** Where one node's files are; the CLI keeps them under `.local-cluster/nX`, the harness in a temp dir. */
-export interface NodeFiles {
-  /** The node's directory, the working directory of its processes. */
-  dir: string;
-  consulConfigDir: string;
-  consulDataDir: string;
-  consulLog: string;
-  sidecarConfig: string;
-  sidecarLog: string;
-  /** The sidecar's `dataDir`. */
-  dataDir: string;
-}
 
 /** One node as the driver knows it. */
 export type DriverNode = NodeIdentity & NodeFiles;
@@ -96,6 +85,13 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
       const identity = nodeIdentity(i, setup.addressOf(i));
       return { ...setup.filesOf(identity.name, identity.address), ...identity };
     });
+  }
+
+  /** Node `index` (0 is n1). */
+  node(index: number): DriverNode & Files {
+    const node = this.nodes[index];
+    if (node === undefined) throw new Error(`the cluster has no node ${index} (it has ${this.nodes.length})`);
+    return node;
   }
 
   private say(line: string): void {
@@ -187,7 +183,7 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
    * crash votes only after server_stabilization_time (10 s); a second fault before then can leave no quorum.
    */
   async waitForConsulHealthy(opts: { nodes?: (DriverNode & Files)[]; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
-    const first = this.nodes[0] as DriverNode;
+    const first = this.node(0);
     await waitUntil(
       'every consul server to be healthy and voting (autopilot)',
       async () => {
@@ -232,7 +228,7 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
     const views = await Promise.all(this.nodes.map((n) => this.nodeView(n)));
     const isMember = (i: number) => views[i]?.node?.member === true;
     const members = this.nodes.filter((_, i) => isMember(i));
-    const first = this.nodes[0] as DriverNode & Files;
+    const first = this.node(0);
     let toJoin = this.nodes.filter((_, i) => !isMember(i));
     if (members.length === 0) {
       this.say(`starting the cluster on ${first.name}`);

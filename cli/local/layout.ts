@@ -54,10 +54,10 @@ export function nodeIdentity(index: number, address: string): NodeIdentity {
   return { name: `n${index + 1}`, address, apiUrl: `http://${address}:${PORTS.sidecarApi}`, consulUrl: `http://${address}:${PORTS.consulHttp}` };
 }
 
-/** Where one node of the local cluster keeps its files, below `<root>/nX`. */
-export interface LocalNodeFiles {
+/** Where one node's files are, as the cluster driver needs them; the harness keeps them in a temp dir. */
+export interface NodeFiles {
+  /** The node's directory, the working directory of its processes. */
   dir: string;
-  consulDir: string;
   consulConfigDir: string;
   consulDataDir: string;
   consulLog: string;
@@ -65,6 +65,11 @@ export interface LocalNodeFiles {
   sidecarLog: string;
   /** The sidecar's `dataDir`. */
   dataDir: string;
+}
+
+/** Where one node of the local cluster keeps its files, below `<root>/nX`. */
+export interface LocalNodeFiles extends NodeFiles {
+  consulDir: string;
   /** Where the sidecar runs Postgres: `<dataDir>/postgres` (sidecar/postgres/participant.ts). */
   postgresDataDir: string;
   /** The node's mirrored file directory. */

@@ -68,27 +68,22 @@ export class TestCluster {
     if (!existsSync(sidecarMain())) throw new Error(`${sidecarMain()} is missing: run \`npm run build\` first`);
   }
 
-  private node(i: number) {
-    const node = this.driver.nodes[i];
-    if (node === undefined) throw new Error(`the cluster has no node ${i}`);
-    return node;
-  }
 
   address(i: number): string {
-    return this.node(i).address;
+    return this.driver.node(i).address;
   }
 
   apiUrl(i: number): string {
-    return this.node(i).apiUrl;
+    return this.driver.node(i).apiUrl;
   }
 
   /** Node i's mirrored files directory (with the `files` option). */
   filesDir(i: number): string {
-    return join(this.node(i).dir, 'files');
+    return join(this.driver.node(i).dir, 'files');
   }
 
   configFile(i: number): string {
-    return this.node(i).sidecarConfig;
+    return this.driver.node(i).sidecarConfig;
   }
 
   /** Starts Consul, then every sidecar; `cluster start` on n1 (until it leads) and `cluster join` on the others. */
@@ -112,7 +107,7 @@ export class TestCluster {
 
   writeConfig(i: number, extra: Record<string, unknown> = {}): void {
     if (this.opts.files) mkdirSync(this.filesDir(i), { recursive: true });
-    this.driver.writeSidecarConfig(this.node(i), {
+    this.driver.writeSidecarConfig(this.driver.node(i), {
       ...(this.opts.files ? { files: { directory: this.filesDir(i), rescanSeconds: this.opts.files === true ? 2 : this.opts.files.rescanSeconds } } : {}),
       ...(this.sidecarToken ? { consul: { token: this.sidecarToken } } : {}),
       ...this.opts.sidecarConfig,
@@ -123,16 +118,16 @@ export class TestCluster {
   async startSidecar(i: number): Promise<void> {
     await assertPortFree(this.address(i), PORTS.sidecarApi, `sidecar API of ${this.names[i]}`);
     if (!existsSync(this.configFile(i))) this.writeConfig(i);
-    await this.driver.startSidecar(this.node(i));
-    await this.driver.waitForSidecarApi(this.node(i));
+    await this.driver.startSidecar(this.driver.node(i));
+    await this.driver.waitForSidecarApi(this.driver.node(i));
   }
 
   async killSidecar(i: number): Promise<void> {
-    await this.processes.crash(processName(this.node(i), 'sidecar'));
+    await this.processes.crash(processName(this.driver.node(i), 'sidecar'));
   }
 
   async stopSidecar(i: number): Promise<void> {
-    await this.processes.stop(processName(this.node(i), 'sidecar'), 'SIGTERM');
+    await this.processes.stop(processName(this.driver.node(i), 'sidecar'), 'SIGTERM');
   }
 
   async call(i: number, method: string, path: string, body?: unknown, token = CLUSTER_TOKEN): Promise<{ status: number; body: Record<string, unknown> }> {

@@ -30,14 +30,9 @@ export class ConsulCluster {
     this.names = this.driver.nodes.map((n) => n.name);
   }
 
-  private node(i: number) {
-    const node = this.driver.nodes[i];
-    if (node === undefined) throw new Error(`the cluster has no node ${i}`);
-    return node;
-  }
 
   httpUrl(i: number): string {
-    return this.node(i).consulUrl;
+    return this.driver.node(i).consulUrl;
   }
 
   async start(): Promise<void> {
@@ -49,18 +44,18 @@ export class ConsulCluster {
   }
 
   async startNode(i: number): Promise<void> {
-    await this.driver.startConsul(this.node(i));
+    await this.driver.startConsul(this.driver.node(i));
   }
 
   async stopNode(i: number, how: 'graceful' | 'kill'): Promise<void> {
-    const name = processName(this.node(i), 'consul');
+    const name = processName(this.driver.node(i), 'consul');
     if (how === 'kill') await this.opts.processes.crash(name);
     else await this.opts.processes.stop(name, 'SIGTERM');
   }
 
   /** Raft leader address as seen by server i ('' while there is none). */
   raftLeader(i: number): Promise<string> {
-    return this.driver.raftLeader(this.node(i));
+    return this.driver.raftLeader(this.driver.node(i));
   }
 
   /**
@@ -73,6 +68,6 @@ export class ConsulCluster {
 
   /** Waits until every running server agrees on one raft leader, and returns its address. */
   waitForLeader(indexes = this.addresses.map((_, i) => i), timeoutMs = 60_000): Promise<string> {
-    return this.driver.waitForRaftLeader({ nodes: indexes.map((i) => this.node(i)), timeoutMs });
+    return this.driver.waitForRaftLeader({ nodes: indexes.map((i) => this.driver.node(i)), timeoutMs });
   }
 }
