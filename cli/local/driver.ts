@@ -6,11 +6,11 @@ import type { FetchLike } from '../client.js';
 import { sendOnce } from '../client.js';
 import { renderConsulServer } from './consul.js';
 import type { NodeFiles, NodeIdentity } from './layout.js';
-
-export type { NodeFiles } from './layout.js';
 import { nodeIdentity } from './layout.js';
 import { logTail } from './processes.js';
 import { waitUntil } from './wait.js';
+
+export type { NodeFiles } from './layout.js';
 
 /**
  * The one driver of a cluster on this machine, used by `hactl local` (cli/local/cluster.ts) and by the test
@@ -291,7 +291,9 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
 
   /**
    * Stops every sidecar: the standbys' first, then the leader's, so nobody fails over onto a node that is
-   * about to stop anyway. Consul stays up (a sidecar stopping gracefully still releases its lock through it).
+   * about to stop anyway. Consul stays up meanwhile, so the leader's graceful stop can release its lock after
+   * its Postgres has stopped taking writes (the sidecar's own shutdown order): at no point is a second node
+   * both alive and allowed to promote while the first still writes.
    */
   async stopSidecars(): Promise<void> {
     const leader = (await this.clusterView())?.leader?.name ?? undefined;
