@@ -42,12 +42,22 @@ export const sampleManagerHook = (): string => join(projectRoot(), 'dist', 'exam
 /** The compiled sidecar every node runs (`npm run build`). */
 export const sidecarMain = (): string => join(projectRoot(), 'dist', 'sidecar', 'main.js');
 
-/** Everything about one node that follows from the root directory, its index and the base address. */
-export interface NodeLayout {
+/** A node's name and the URLs that follow from its address: node i (from 0) is `n<i+1>`. */
+export interface NodeIdentity {
   name: string;
   address: string;
+  apiUrl: string;
+  consulUrl: string;
+}
+
+export function nodeIdentity(index: number, address: string): NodeIdentity {
+  return { name: `n${index + 1}`, address, apiUrl: `http://${address}:${PORTS.sidecarApi}`, consulUrl: `http://${address}:${PORTS.consulHttp}` };
+}
+
+/** Where one node's files are, as the cluster driver needs them; the harness keeps them in a temp dir. */
+export interface NodeFiles {
+  /** The node's directory, the working directory of its processes. */
   dir: string;
-  consulDir: string;
   consulConfigDir: string;
   consulDataDir: string;
   consulLog: string;
@@ -55,6 +65,11 @@ export interface NodeLayout {
   sidecarLog: string;
   /** The sidecar's `dataDir`. */
   dataDir: string;
+}
+
+/** Where one node of the local cluster keeps its files, below `<root>/nX`. */
+export interface LocalNodeFiles extends NodeFiles {
+  consulDir: string;
   /** Where the sidecar runs Postgres: `<dataDir>/postgres` (sidecar/postgres/participant.ts). */
   postgresDataDir: string;
   /** The node's mirrored file directory. */
@@ -62,8 +77,28 @@ export interface NodeLayout {
   /** The sample manager's config file (0600: it holds the database password) and its state directory. */
   managerConfig: string;
   managerDir: string;
-  apiUrl: string;
-  consulUrl: string;
+}
+
+/** Everything about one node that follows from the root directory, its index and the base address. */
+export type NodeLayout = NodeIdentity & LocalNodeFiles;
+
+export function localNodeFiles(root: string, name: string): LocalNodeFiles {
+  const dir = join(root, name);
+  const dataDir = join(dir, 'data');
+  return {
+    dir,
+    consulDir: join(dir, 'consul'),
+    consulConfigDir: join(dir, 'consul', 'config'),
+    consulDataDir: join(dir, 'consul', 'data'),
+    consulLog: join(dir, 'consul.log'),
+    sidecarConfig: join(dir, 'sidecar.json'),
+    sidecarLog: join(dir, 'sidecar.log'),
+    dataDir,
+    postgresDataDir: join(dataDir, 'postgres'),
+    filesDir: join(dir, 'files'),
+    managerConfig: join(dir, 'manager.json'),
+    managerDir: join(dir, 'manager'),
+  };
 }
 
 /**
@@ -84,27 +119,8 @@ export function nodeAddresses(base: string, count: number): string[] {
 
 export function nodeLayouts(root: string, base: string, count: number): NodeLayout[] {
   return nodeAddresses(base, count).map((address, i) => {
-    const name = `n${i + 1}`;
-    const dir = join(root, name);
-    const dataDir = join(dir, 'data');
-    return {
-      name,
-      address,
-      dir,
-      consulDir: join(dir, 'consul'),
-      consulConfigDir: join(dir, 'consul', 'config'),
-      consulDataDir: join(dir, 'consul', 'data'),
-      consulLog: join(dir, 'consul.log'),
-      sidecarConfig: join(dir, 'sidecar.json'),
-      sidecarLog: join(dir, 'sidecar.log'),
-      dataDir,
-      postgresDataDir: join(dataDir, 'postgres'),
-      filesDir: join(dir, 'files'),
-      managerConfig: join(dir, 'manager.json'),
-      managerDir: join(dir, 'manager'),
-      apiUrl: `http://${address}:${PORTS.sidecarApi}`,
-      consulUrl: `http://${address}:${PORTS.consulHttp}`,
-    };
+    const identity = nodeIdentity(i, address);
+    return { ...identity, ...localNodeFiles(root, identity.name) };
   });
 }
 
@@ -130,3 +146,6 @@ export function portsOf(postgres: boolean): { port: number; what: string; udp?: 
   if (postgres) ports.push({ port: PORTS.postgres, what: 'PostgreSQL' }, { port: PORTS.manager, what: 'sample manager' });
   return ports;
 }
+
+/** Consul's ports of one node, checked before a node's Consul alone starts (again). */
+export const consulPorts = portsOf(false).filter((p) => p.what.startsWith('consul'));

@@ -13,6 +13,7 @@ import { Interrupt, LocalCluster } from './cluster.js';
 import type { NodeLayout } from './layout.js';
 import {
   DEFAULT_BASE_ADDRESS,
+  consulPorts,
   LOCAL_CLUSTER_NAME,
   LOCAL_PROFILE,
   PORTS,
@@ -76,10 +77,9 @@ function lock(root: string): () => void {
 }
 
 /** The first problem that would stop `up` before it starts anything: missing binaries, taken ports. */
-async function preflight(nodes: readonly NodeLayout[], postgres: boolean): Promise<{ consul: string; sidecar: string }> {
-  let consul: string;
+async function preflight(nodes: readonly NodeLayout[], postgres: boolean): Promise<void> {
   try {
-    consul = consulBinary();
+    consulBinary();
   } catch (e) {
     throw new SidecarError('consul_missing', errorMessage(e), 500);
   }
@@ -95,7 +95,6 @@ async function preflight(nodes: readonly NodeLayout[], postgres: boolean): Promi
   for (const node of nodes) {
     for (const { port, what, udp } of portsOf(postgres)) await assertPortFree(node.address, port, `${what} of ${node.name}`, udp);
   }
-  return { consul, sidecar };
 }
 
 /** Refuses options that contradict the cluster an earlier `up` made here (its Consul data expects those servers). */
@@ -137,7 +136,7 @@ export async function localUp(ctx: CliContext, opts: UpOptions, self: string): P
     const baseAddress = opts.baseAddress ?? previous?.baseAddress ?? DEFAULT_BASE_ADDRESS;
     const postgres = opts.postgres ?? previous?.postgres ?? true;
     const nodes = nodeLayouts(root, baseAddress, opts.nodes ?? previous?.nodes.length ?? 3);
-    const binaries = await preflight(nodes, postgres);
+    await preflight(nodes, postgres);
 
     // The token is made once and kept: the sidecars' data (and a restarted cluster) rely on it.
     const state = initialState({ clusterName: LOCAL_CLUSTER_NAME, baseAddress, postgres, token: previous?.token ?? newClusterToken(), nodes });
@@ -148,12 +147,13 @@ export async function localUp(ctx: CliContext, opts: UpOptions, self: string): P
     say(ctx, `${previous === null ? 'creating' : 'restarting'} a ${nodes.length}-node cluster in ${root}${postgres ? '' : ' (without Postgres)'}`);
     c.prepare();
 
-    for (const node of c.nodes) await c.startConsul(node, binaries.consul);
-    await c.waitForConsul(interrupt.signal);
-    for (const node of c.nodes) await c.startSidecar(node, binaries.sidecar);
-    await Promise.all(c.nodes.map((node) => c.waitForSidecarApi(node, interrupt.signal)));
-    await abortable(c.formCluster(interrupt.signal), interrupt);
-    view = await c.waitForMembers(interrupt.signal);
+    const driver = c.driver;
+    for (const node of driver.nodes) await driver.startConsul(node);
+    await driver.waitForConsul(interrupt.signal);
+    for (const node of driver.nodes) await driver.startSidecar(node);
+    await Promise.all(driver.nodes.map((node) => driver.waitForSidecarApi(node, interrupt.signal)));
+    await abortable(driver.formCluster(interrupt.signal), interrupt);
+    view = await driver.waitForMembers(interrupt.signal);
   } catch (e) {
     if (cluster !== undefined && cluster.running().length > 0) {
       say(ctx, `start-up failed (${errorMessage(e)}): stopping what was started`);
@@ -342,15 +342,15 @@ export async function localStart(ctx: CliContext, nodeName: string, part: 'consu
   try {
     for (const p of parts) {
       if (p === 'consul') {
-        for (const { port, what, udp } of portsOf(false).filter((x) => x.what.startsWith('consul'))) {
+        for (const { port, what, udp } of consulPorts) {
           await assertPortFree(node.address, port, `${what} of ${node.name}`, udp);
         }
-        await cluster.startConsul(node, consulBinary());
-        await cluster.waitForConsul(interrupt.signal, [node]);
+        await cluster.driver.startConsul(node);
+        await cluster.driver.waitForConsul(interrupt.signal, [node]);
       } else {
         await assertPortFree(node.address, PORTS.sidecarApi, `sidecar API of ${node.name}`);
-        await cluster.startSidecar(node, sidecarMain());
-        await cluster.waitForSidecarApi(node, interrupt.signal);
+        await cluster.driver.startSidecar(node);
+        await cluster.driver.waitForSidecarApi(node, interrupt.signal);
       }
     }
   } finally {

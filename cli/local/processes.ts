@@ -1,9 +1,11 @@
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { dirname } from 'node:path';
 import { SidecarError, errorMessage } from '../../sidecar/errors.js';
 import { processAlive, signalQuietly } from '../../sidecar/postgres/process.js';
+import { sleep } from './wait.js';
 
 /**
  * The processes of the local cluster: started detached (their own session, stdio to a log file, not
@@ -14,34 +16,32 @@ import { processAlive, signalQuietly } from '../../sidecar/postgres/process.js';
 export const STOP_GRACE_MS = 10_000;
 /** How long a process may take to disappear after SIGKILL (the kernel's work; longer means it is stuck). */
 const KILL_WAIT_MS = 5_000;
+/** How often a stopping process is looked at: stopping takes from milliseconds to seconds. */
 const POLL_MS = 100;
 
-/** Resolves after `ms`, or at once when `signal` aborts (without leaving a listener behind). */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
+/**
+ * Starts `command` as the leader of its own session and process group (so its children can be signalled
+ * with it) with stdout and stderr appended to `logFile`. The log is the child's own descriptor, not a pipe
+ * through us, so nothing is lost when the starter exits. A failure to start comes as the child's `error` event.
+ */
+export function startLogged(command: string, args: string[], opts: { logFile: string; cwd?: string; env: NodeJS.ProcessEnv }): ChildProcess {
+  mkdirSync(dirname(opts.logFile), { recursive: true });
+  const log = openSync(opts.logFile, 'a', 0o600);
+  try {
+    return spawn(command, args, { detached: true, stdio: ['ignore', log, log], cwd: opts.cwd, env: opts.env });
+  } finally {
+    // The child holds its own copy of the descriptor from here on.
+    closeSync(log);
+  }
 }
 
 /**
- * Starts `command` in its own session with stdout and stderr appended to `logFile`, and returns its pid
- * once it runs. hactl neither waits for it nor keeps it alive: it goes on after hactl exits.
+ * Starts `command` like `startLogged` and returns its pid once it runs. hactl neither waits for it nor
+ * keeps it alive: it goes on after hactl exits.
  */
-export async function spawnDetached(
-  command: string,
-  args: string[],
-  opts: { logFile: string; cwd: string; env: NodeJS.ProcessEnv },
-): Promise<number> {
-  const log = openSync(opts.logFile, 'a', 0o600);
+export async function spawnDetached(command: string, args: string[], opts: { logFile: string; cwd: string; env: NodeJS.ProcessEnv }): Promise<number> {
   try {
-    const child = spawn(command, args, { detached: true, stdio: ['ignore', log, log], cwd: opts.cwd, env: opts.env });
+    const child = startLogged(command, args, opts);
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', reject);
@@ -51,8 +51,6 @@ export async function spawnDetached(
     return child.pid;
   } catch (e) {
     throw new SidecarError('spawn_failed', `cannot start ${command}: ${errorMessage(e)}`, 500);
-  } finally {
-    closeSync(log);
   }
 }
 

@@ -45,7 +45,7 @@ export async function benchFailover(runs: number, postgres = false): Promise<Ser
         times.push(Math.round(performance.now() - t0));
         process.stdout.write(`  ${kind} #${run + 1}: ${times.at(-1)} ms\n`);
         if (kind === 'consul agent stop') {
-          cluster.consul.startNode(old);
+          await cluster.consul.startNode(old);
           await cluster.consul.waitForHealthy();
         } else {
           await cluster.startSidecar(old);

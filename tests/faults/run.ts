@@ -35,7 +35,7 @@ const SCENARIOS: Record<string, Scenario> = {
     describe: "kill -9 of the leader's Consul agent, restarted at once",
     async inject(cluster, leader) {
       await cluster.consul.stopNode(leader, 'kill');
-      cluster.consul.startNode(leader);
+      await cluster.consul.startNode(leader);
     },
   },
   'leader-sidecar-kill': {

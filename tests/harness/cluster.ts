@@ -1,12 +1,16 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { renderTemplate } from '../../cli/local/consul.js';
+import type { ClusterDriver } from '../../cli/local/driver.js';
+import { PORTS, sidecarMain } from '../../cli/local/layout.js';
 import { projectRoot } from '../../cli/local/paths.js';
 import { deriveSecret } from '../../sidecar/postgres/participant.js';
 import { ConsulCluster } from './consul.js';
+import { processName, testDriver } from './driver.js';
 import { ProcessGroup, assertPortFree, waitFor } from './processes.js';
+import { nodeAddress } from './net.js';
 
 export const CLUSTER_TOKEN = 'test-cluster-token-0123456789';
 
@@ -38,57 +42,59 @@ export interface TestClusterOptions {
   net?: string;
 }
 
-/** A whole cluster on this machine: N Consul servers and N sidecars on 127.0.0.11, .12, ... */
+/**
+ * A whole cluster on this machine: N Consul servers and N sidecars on <net>.11, .12, ... (net.ts). Starting,
+ * forming and stopping it is the shared driver's (cli/local/driver.ts, as `hactl local` does it): how a node's
+ * processes are spawned and which address a node has are `testDriver`'s `spawn` and `addressOf` below.
+ */
 export class TestCluster {
   readonly processes = new ProcessGroup();
   readonly baseDir = mkdtempSync(join(tmpdir(), 'ha-cluster-'));
+  readonly driver: ClusterDriver;
   readonly consul: ConsulCluster;
   readonly names: string[];
-  private readonly sidecarMain = join(projectRoot(), 'dist', 'sidecar', 'main.js');
+  /** The sidecars' Consul token (ACL mode): limited to their KV prefix, sessions and their service. */
+  sidecarToken: string | undefined;
 
   constructor(private readonly opts: TestClusterOptions) {
-    this.consul = new ConsulCluster({
+    this.driver = testDriver({
       size: opts.size,
       baseDir: this.baseDir,
       processes: this.processes,
-      aclManagementToken: opts.acl?.managementToken,
-      gossipKey: opts.acl?.gossipKey,
-      net: opts.net,
+      clusterToken: CLUSTER_TOKEN,
+      postgres: opts.postgres ?? false,
+      consulSecrets: opts.acl ? { gossipKey: opts.acl.gossipKey, aclManagementToken: opts.acl.managementToken } : undefined,
+      addressOf: (i) => nodeAddress(i, opts.net),
     });
-    this.names = this.consul.names;
+    this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes, driver: this.driver });
+    this.names = this.driver.nodes.map((n) => n.name);
     chmodSync(this.baseDir, 0o711); // the postgres OS user must reach its data directories
-    if (!existsSync(this.sidecarMain)) throw new Error(`${this.sidecarMain} is missing: run \`npm run build\` first`);
+    if (!existsSync(sidecarMain())) throw new Error(`${sidecarMain()} is missing: run \`npm run build\` first`);
   }
 
   address(i: number): string {
-    return this.consul.addresses[i];
+    return this.driver.node(i).address;
   }
 
   apiUrl(i: number): string {
-    return `http://${this.address(i)}:8008`;
+    return this.driver.node(i).apiUrl;
   }
 
   /** Node i's mirrored files directory (with the `files` option). */
   filesDir(i: number): string {
-    return join(this.baseDir, this.names[i], 'files');
+    return join(this.driver.node(i).dir, 'files');
   }
 
   configFile(i: number): string {
-    return join(this.baseDir, this.names[i], 'sidecar.json');
+    return this.driver.node(i).sidecarConfig;
   }
 
-  /** Starts Consul, then every sidecar; `cluster start` on n1 and `cluster join` on the others. */
-  /** The sidecars' Consul token (ACL mode): limited to their KV prefix, sessions and their service. */
-  sidecarToken: string | undefined;
-
+  /** Starts Consul, then every sidecar; `cluster start` on n1 (until it leads) and `cluster join` on the others. */
   async start(): Promise<void> {
     await this.consul.start();
     if (this.opts.acl) this.sidecarToken = await this.createSidecarToken(this.opts.acl.managementToken);
     for (let i = 0; i < this.opts.size; i++) await this.startSidecar(i);
-    await this.call(0, 'POST', '/cluster/start', { nodeName: this.names[0] }).then(expectOk);
-    // initdb alone takes 15 s on a loaded machine, and a manager's leader hook comes after it.
-    await waitFor('n1 to lead', () => this.leaderIndex().then((i) => i === 0), 60_000);
-    for (let i = 1; i < this.opts.size; i++) await this.call(i, 'POST', '/cluster/join', { nodeName: this.names[i] }).then(expectOk);
+    await this.driver.formCluster();
   }
 
   private async createSidecarToken(management: string): Promise<string> {
@@ -103,38 +109,28 @@ export class TestCluster {
   }
 
   writeConfig(i: number, extra: Record<string, unknown> = {}): void {
-    const dir = join(this.baseDir, this.names[i]);
-    mkdirSync(dir, { recursive: true });
     if (this.opts.files) mkdirSync(this.filesDir(i), { recursive: true });
-    const config = {
-      nodeName: this.names[i],
-      clusterName: 'test',
-      address: this.address(i),
-      clusterToken: CLUSTER_TOKEN,
-      dataDir: join(dir, 'sidecar'),
-      clusterAddresses: this.consul.addresses,
-      postgres: { enabled: this.opts.postgres ?? false },
+    this.driver.writeSidecarConfig(this.driver.node(i), {
       ...(this.opts.files ? { files: { directory: this.filesDir(i), rescanSeconds: this.opts.files === true ? 2 : this.opts.files.rescanSeconds } } : {}),
       ...(this.sidecarToken ? { consul: { token: this.sidecarToken } } : {}),
       ...this.opts.sidecarConfig,
       ...extra,
-    };
-    writeFileSync(this.configFile(i), JSON.stringify(config, null, 2));
+    });
   }
 
   async startSidecar(i: number): Promise<void> {
-    await assertPortFree(this.address(i), 8008, `sidecar API of ${this.names[i]}`);
+    await assertPortFree(this.address(i), PORTS.sidecarApi, `sidecar API of ${this.names[i]}`);
     if (!existsSync(this.configFile(i))) this.writeConfig(i);
-    this.processes.start(`sidecar-${this.names[i]}`, process.execPath, [this.sidecarMain, '--config', this.configFile(i)], join(this.baseDir, this.names[i], 'sidecar.log'));
-    await waitFor(`the sidecar API of ${this.names[i]}`, () => fetch(`${this.apiUrl(i)}/cluster`).then((r) => r.ok), 20_000);
+    await this.driver.startSidecar(this.driver.node(i));
+    await this.driver.waitForSidecarApi(this.driver.node(i));
   }
 
   async killSidecar(i: number): Promise<void> {
-    await this.processes.crash(`sidecar-${this.names[i]}`);
+    await this.processes.crash(processName(this.driver.node(i), 'sidecar'));
   }
 
   async stopSidecar(i: number): Promise<void> {
-    await this.processes.stop(`sidecar-${this.names[i]}`, 'SIGTERM');
+    await this.processes.stop(processName(this.driver.node(i), 'sidecar'), 'SIGTERM');
   }
 
   async call(i: number, method: string, path: string, body?: unknown, token = CLUSTER_TOKEN): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -211,18 +207,12 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    // Sidecars first, so a leader does not fail over onto a node that is about to stop anyway.
-    await Promise.all(this.names.map((_, i) => this.stopSidecar(i)));
+    await this.driver.stopSidecars();
     await this.processes.stopAll();
     // HA_KEEP_TEST_DIRS=1 keeps every node's logs and data for a post-mortem.
     if (process.env.HA_KEEP_TEST_DIRS === '1') console.log(`test cluster kept in ${this.baseDir}`);
     else rmSync(this.baseDir, { recursive: true, force: true });
   }
-}
-
-function expectOk(res: { status: number; body: Record<string, unknown> }) {
-  if (res.status !== 200) throw new Error(`cluster call failed: ${res.status} ${JSON.stringify(res.body)}`);
-  return res;
 }
 
 /**

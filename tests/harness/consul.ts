@@ -1,10 +1,12 @@
-import { join } from 'node:path';
-import { renderConsulServer } from '../../cli/local/consul.js';
+import type { ClusterDriver } from '../../cli/local/driver.js';
+import { consulPorts } from '../../cli/local/layout.js';
 import { consulBinary } from '../../cli/local/paths.js';
-import { nodeAddress } from './net.js';
-import { assertPortFree, ProcessGroup, waitFor } from './processes.js';
+import { processName, testDriver } from './driver.js';
+import { assertPortFree, type ProcessGroup } from './processes.js';
 
-export { nodeAddress } from './net.js';
+import { nodeAddress } from './net.js';
+
+export { nodeAddress };
 
 export interface ConsulClusterOptions {
   size: 1 | 3 | 5;
@@ -14,62 +16,49 @@ export interface ConsulClusterOptions {
   aclManagementToken?: string;
   /** Loopback /24 of the nodes; TEST_NET when not given. */
   net?: string;
+  /** The driver of a whole test cluster (TestCluster); one of Consul alone otherwise. */
+  driver?: ClusterDriver;
 }
 
 /** N real Consul servers on <net>.11, .12, ... (see net.ts) with the production ports, forming one raft cluster. */
 export class ConsulCluster {
+  readonly driver: ClusterDriver;
   readonly addresses: string[];
   readonly names: string[];
-  private readonly binary = consulBinary();
 
   constructor(private readonly opts: ConsulClusterOptions) {
-    this.addresses = Array.from({ length: opts.size }, (_, i) => nodeAddress(i, opts.net));
-    this.names = this.addresses.map((_, i) => `n${i + 1}`);
+    consulBinary(); // a missing binary fails here, with how to build it, before anything starts
+    const consulSecrets = opts.gossipKey !== undefined && opts.aclManagementToken !== undefined ? { gossipKey: opts.gossipKey, aclManagementToken: opts.aclManagementToken } : undefined;
+    this.driver = opts.driver ?? testDriver({ size: opts.size, baseDir: opts.baseDir, processes: opts.processes, clusterToken: '', postgres: false, consulSecrets, addressOf: (i) => nodeAddress(i, opts.net) });
+    this.addresses = this.driver.nodes.map((n) => n.address);
+    this.names = this.driver.nodes.map((n) => n.name);
   }
 
   httpUrl(i: number): string {
-    return `http://${this.addresses[i]}:8500`;
-  }
-
-  private processName(i: number): string {
-    return `consul-${this.names[i]}`;
+    return this.driver.node(i).consulUrl;
   }
 
   async start(): Promise<void> {
-    for (const address of this.addresses) {
-      for (const port of [8300, 8301, 8500]) await assertPortFree(address, port, `consul on ${address}`);
+    for (const node of this.driver.nodes) {
+      for (const { port, what, udp } of consulPorts) await assertPortFree(node.address, port, `${what} on ${node.address}`, udp);
     }
-    this.addresses.forEach((_, i) => this.startNode(i));
-    await this.waitForLeader();
-    await this.waitForHealthy();
+    for (const node of this.driver.nodes) await this.driver.startConsul(node);
+    await this.driver.waitForConsul();
   }
 
-  startNode(i: number): void {
-    const dir = join(this.opts.baseDir, this.names[i], 'consul');
-    const args = renderConsulServer({
-      nodeName: this.names[i],
-      address: this.addresses[i],
-      serverAddresses: this.addresses,
-      dataDir: join(dir, 'data'),
-      configDir: join(dir, 'config'),
-      gossipKey: this.opts.gossipKey,
-      aclManagementToken: this.opts.aclManagementToken,
-    });
-    this.opts.processes.start(this.processName(i), this.binary, args, join(dir, 'consul.log'));
+  async startNode(i: number): Promise<void> {
+    await this.driver.startConsul(this.driver.node(i));
   }
 
   async stopNode(i: number, how: 'graceful' | 'kill'): Promise<void> {
-    if (how === 'kill') await this.opts.processes.crash(this.processName(i));
-    else await this.opts.processes.stop(this.processName(i), 'SIGTERM');
+    const name = processName(this.driver.node(i), 'consul');
+    if (how === 'kill') await this.opts.processes.crash(name);
+    else await this.opts.processes.stop(name, 'SIGTERM');
   }
 
   /** Raft leader address as seen by server i ('' while there is none). */
-  async raftLeader(i: number): Promise<string> {
-    const res = await fetch(`${this.httpUrl(i)}/v1/status/leader`, {
-      signal: AbortSignal.timeout(1000),
-      headers: this.opts.aclManagementToken ? { 'X-Consul-Token': this.opts.aclManagementToken } : {},
-    });
-    return res.ok ? ((await res.json()) as string) : '';
+  raftLeader(i: number): Promise<string> {
+    return this.driver.raftLeader(this.driver.node(i));
   }
 
   /**
@@ -77,32 +66,11 @@ export class ConsulCluster {
    * only after Consul's server_stabilization_time (10 s); a second fault before then can leave no quorum.
    */
   async waitForHealthy(timeoutMs = 60_000): Promise<void> {
-    await waitFor(
-      'every Consul server healthy and voting',
-      async () => {
-        const res = await fetch(`${this.httpUrl(0)}/v1/operator/autopilot/health`, {
-          signal: AbortSignal.timeout(1000),
-          headers: this.opts.aclManagementToken ? { 'X-Consul-Token': this.opts.aclManagementToken } : {},
-        });
-        if (!res.ok) return false;
-        const health = (await res.json()) as { Healthy: boolean; Servers: { Healthy: boolean; Voter: boolean }[] };
-        return health.Healthy && health.Servers.length === this.addresses.length && health.Servers.every((s) => s.Healthy && s.Voter);
-      },
-      timeoutMs,
-      250,
-    );
+    await this.driver.waitForConsulHealthy({ timeoutMs });
   }
 
   /** Waits until every running server agrees on one raft leader, and returns its address. */
-  async waitForLeader(indexes = this.addresses.map((_, i) => i), timeoutMs = 60_000): Promise<string> {
-    return waitFor(
-      'a Consul raft leader agreed by all servers',
-      async () => {
-        const leaders = await Promise.all(indexes.map((i) => this.raftLeader(i)));
-        return leaders[0] && leaders.every((l) => l === leaders[0]) ? leaders[0] : undefined;
-      },
-      timeoutMs,
-      200,
-    );
+  waitForLeader(indexes = this.addresses.map((_, i) => i), timeoutMs = 60_000): Promise<string> {
+    return this.driver.waitForRaftLeader({ nodes: indexes.map((i) => this.driver.node(i)), timeoutMs });
   }
 }

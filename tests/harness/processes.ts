@@ -1,24 +1,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
-import net from 'node:net';
-import { dirname } from 'node:path';
+import { appendFileSync } from 'node:fs';
+import { crashProcess, killGroupLeftovers, startLogged, stopProcess } from '../../cli/local/processes.js';
+import { waitUntil } from '../../cli/local/wait.js';
+
+/**
+ * The test side of running processes: a group of named children of the test process, each logging to a file
+ * and stopped with the group. Starting and stopping is the local cluster's (cli/local/processes.ts), so the
+ * harness and `hactl local` treat processes alike; what is the harness's own is that every child is ours and
+ * an exit hook SIGKILLs whatever a dying test left behind.
+ */
+
+export { assertPortFree } from '../../cli/local/processes.js';
 
 /** Every process any harness started in this test process, so the exit hook can SIGKILL what is left. */
 const everyChild = new Set<ChildProcess>();
 
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    // Each child leads its own process group, so its own children (Postgres backends, ...) go too.
-    process.kill(-child.pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
+const hasExited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null;
 
 // Last resort when a test runner dies or times out before its afterAll ran: nothing may outlive it.
+// Each child leads its own process group, so its own children (Postgres backends, ...) go too.
 process.on('exit', () => {
-  for (const child of everyChild) killGroup(child, 'SIGKILL');
+  for (const child of everyChild) if (child.pid !== undefined && !hasExited(child)) killGroupLeftovers(child.pid);
 });
 
 export interface Started {
@@ -33,17 +35,9 @@ export interface Started {
 export class ProcessGroup {
   private readonly running = new Map<string, Started>();
 
-  start(name: string, command: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Started {
+  start(name: string, command: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}, cwd?: string): Started {
     if (this.running.has(name)) throw new Error(`process ${name} is already running`);
-    mkdirSync(dirname(logFile), { recursive: true });
-    const log = createWriteStream(logFile, { flags: 'a' });
-    const child = spawn(command, args, {
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    child.stdout?.pipe(log, { end: false });
-    child.stderr?.pipe(log, { end: false });
+    const child = startLogged(command, args, { logFile, cwd, env: { ...process.env, ...env } });
     everyChild.add(child);
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.on('exit', (code, signal) => {
@@ -51,7 +45,7 @@ export class ProcessGroup {
         resolve({ code, signal });
       });
       child.on('error', (err) => {
-        log.write(`spawn error: ${err.message}\n`);
+        appendFileSync(logFile, `spawn error: ${err.message}\n`);
         everyChild.delete(child);
         resolve({ code: -1, signal: null });
       });
@@ -60,7 +54,6 @@ export class ProcessGroup {
     this.running.set(name, started);
     void exited.then(() => {
       if (this.running.get(name) === started) this.running.delete(name);
-      log.end();
     });
     return started;
   }
@@ -69,23 +62,22 @@ export class ProcessGroup {
     return this.running.get(name);
   }
 
-  /** Sends `signal` and waits for the exit; escalates to SIGKILL after `graceMs`. */
+  /** Sends `signal` and waits for the exit; escalates to SIGKILL after `graceMs`; then clears its group. */
   async stop(name: string, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<void> {
     const started = this.running.get(name);
-    if (!started) return;
-    killGroup(started.child, signal);
-    const timer = setTimeout(() => killGroup(started.child, 'SIGKILL'), graceMs);
+    const pid = started?.child.pid;
+    if (started === undefined || pid === undefined) return;
+    await stopProcess(pid, () => !hasExited(started.child), { sig: signal, graceMs });
     await started.exited;
-    clearTimeout(timer);
     // The leader of the group is gone; its children (if any survived) go with the group.
-    killGroup(started.child, 'SIGKILL');
+    killGroupLeftovers(pid);
   }
 
   /** `kill -9` of the process alone (not its group), the way a crash looks to the rest of the node. */
   async crash(name: string): Promise<void> {
     const started = this.running.get(name);
     if (!started?.child.pid) return;
-    process.kill(started.child.pid, 'SIGKILL');
+    await crashProcess(started.child.pid, () => !hasExited(started.child));
     await started.exited;
   }
 
@@ -95,43 +87,13 @@ export class ProcessGroup {
 }
 
 /** Polls `check` until it returns a value other than undefined/false, or fails with `what` after `timeoutMs`. */
-export async function waitFor<T>(
+export function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 30_000,
   intervalMs = 100,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (e) {
-      lastError = e;
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
-}
-
-/** Fails with a clear message when something already listens on host:port. */
-export async function assertPortFree(host: string, port: number, what: string): Promise<void> {
-  const taken = await new Promise<boolean>((resolve) => {
-    const socket = net.connect({ host, port });
-    socket.setTimeout(500);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(false));
-  });
-  if (taken) throw new Error(`port ${host}:${port} (${what}) is already in use: stop whatever listens there first`);
+  return waitUntil(what, check, { timeoutMs, intervalMs });
 }
 
 /** What a command run to its end printed, and its exit code (null when killed). */

@@ -56,7 +56,7 @@ describe('a real 3-server Consul cluster', () => {
 
   test('the harness fails at once with a clear message when a port is taken or the binary is missing', async () => {
     const second = new ConsulCluster({ size: 3, baseDir, processes });
-    await expect(second.start()).rejects.toThrow(/port 127\.0\.0\.\d+:8\d+ \(consul on .*\) is already in use/);
+    await expect(second.start()).rejects.toThrow(/127\.0\.\d+\.\d+:8\d+ \(consul .*\) is already in use/);
     process.env.CONSUL_BIN = join(baseDir, 'no-such-consul');
     try {
       expect(() => new ConsulCluster({ size: 1, baseDir, processes })).toThrow(/consul binary not found .*run `npm run setup`/);
@@ -66,7 +66,7 @@ describe('a real 3-server Consul cluster', () => {
   });
 
   test('the harness stops every process it started', async () => {
-    cluster.startNode(0);
+    await cluster.startNode(0);
     await cluster.waitForLeader();
     const pids = () => execFileSync('pgrep', ['-f', baseDir]).toString().trim().split('\n').filter(Boolean);
     expect(pids()).toHaveLength(3);

@@ -82,7 +82,7 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
     expect(performance.now() - t0).toBeLessThan(LEASE_MS + 1000);
     await newLeader(others, t0, 30_000);
 
-    cluster.consul.startNode(old);
+    await cluster.consul.startNode(old);
     await cluster.consul.waitForHealthy();
     await waitFor('the old leader to rejoin as standby', async () => {
       const members = (await cluster.call(others[0], 'GET', '/cluster')).body.members as { name: string; role: string }[];

@@ -2,19 +2,20 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../cli/local/paths.js';
+import { nodeAddress } from '../harness/net.js';
 import { runCommand, type CommandRun } from '../harness/processes.js';
 
 /**
  * `hactl local` end to end: the compiled CLI (`npm run build` first) starts a real 3-node cluster in the
  * background, reports it, survives a `kill -9` of the leader's sidecar, and `down` leaves no process.
- * It runs on 127.0.2.11-13 (the other integration tests use 127.0.0.11-13) with its cluster directory and
+ * It runs on the test net's .21-.23 (net.ts; the other integration tests use .11-.15) with its cluster directory and
  * hactl profiles in a temporary directory.
  */
 
 /** Run Postgres under the sidecars (the real local cluster); false checks the election alone (--no-postgres). */
 const WITH_POSTGRES = true;
-const BASE = '127.0.2.11';
-const ADDRESSES = ['127.0.2.11', '127.0.2.12', '127.0.2.13'];
+const ADDRESSES = [0, 1, 2].map((i) => nodeAddress(10 + i));
+const BASE = ADDRESSES[0] as string;
 const NAMES = ['n1', 'n2', 'n3'];
 
 const hactlJs = join(projectRoot(), 'dist', 'cli', 'hactl.js');
@@ -145,7 +146,7 @@ describe('hactl local: a whole cluster on this machine', () => {
     }
     expect(run.out).toMatch(/^\s+NAME\s+ADDRESS\s+ROLE\s+STATE/m);
     expect(run.out).toMatch(/^cluster: local\s+term: 1\s+leader: n1/m);
-    expect(run.out).toContain('http://127.0.2.11:8500/ui');
+    expect(run.out).toContain(`http://${BASE}:8500/ui`);
     expect(run.out).toMatch(/local kill n1 sidecar/);
   }, 300_000);
 

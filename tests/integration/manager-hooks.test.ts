@@ -131,7 +131,7 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
     const next = await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== old)), 30_000, 50);
     const [promoted] = (await waitLines(from, [`${cluster.names[next]} leader ${t + 1} ok`])).filter((l) => l.event === 'leader');
     expect(promoted.at).toBeGreaterThan(stepDown.at);
-    cluster.consul.startNode(old);
+    await cluster.consul.startNode(old);
     await cluster.consul.waitForHealthy();
     await waitLines(from, [`${cluster.names[old]} standby ${t + 1} ok`]);
   }, 90_000);

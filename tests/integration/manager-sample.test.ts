@@ -123,7 +123,7 @@ describe('the sample manager made highly available (real Consul, Postgres, HAPro
     await waitFor('the standby hook to have told the manager', () => roleFile().role === 'standby', 5_000, 50);
     const next = await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== old)), 30_000, 50);
     await waitFor('the new leader\'s manager to serve', async () => (await status(`${managerUrl(next)}/records/1`)) === 200, 15_000, 100);
-    cluster.consul.startNode(old);
+    await cluster.consul.startNode(old);
     await cluster.consul.waitForHealthy();
     await cluster.waitAllStreaming(true);
     await allManagersHealthy();

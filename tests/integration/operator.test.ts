@@ -239,7 +239,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
       expect(status.out).toContain('(Consul unreachable from the answering node: ');
       expect(status.err).toMatch(new RegExp(`^hactl: cluster_degraded: Consul unreachable from the answering node http://${cluster.address(2).replace(/\./g, '\\.')}:8008: `));
     } finally {
-      cluster.consul.startNode(2);
+      await cluster.consul.startNode(2);
     }
     await cluster.waitAllRunning(60_000);
     await hactl('profiles', 'use', cluster.apiUrl(0), '--name', 'test');

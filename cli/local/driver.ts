@@ -1,0 +1,377 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { SidecarError, answeredCode } from '../../sidecar/errors.js';
+import type { ClusterView } from '../api.js';
+import { ClusterViewSchema } from '../api.js';
+import type { FetchLike } from '../client.js';
+import { sendOnce } from '../client.js';
+import { renderConsulServer } from './consul.js';
+import type { NodeFiles, NodeIdentity } from './layout.js';
+import { nodeIdentity } from './layout.js';
+import { logTail } from './processes.js';
+import { waitUntil } from './wait.js';
+
+export type { NodeFiles } from './layout.js';
+
+/**
+ * The one driver of a cluster on this machine, used by `hactl local` (cli/local/cluster.ts) and by the test
+ * harness (tests/harness/): it names the nodes and gives each its address, renders their Consul and sidecar
+ * configuration, starts their processes through one function, waits for Consul's raft leader and autopilot,
+ * forms the cluster (`cluster start`, `cluster join`), waits for the members, and stops the sidecars before
+ * Consul. What differs between the two users comes in through `DriverSetup`: where the files are, how a
+ * process is started and stopped (detached with a pid in state.json, or a child in a test's process group),
+ * the cluster token and Consul's secrets.
+ */
+
+/** Raft needs every server up and agreeing; 3 servers on one machine elect in a few seconds. */
+const CONSUL_LEADER_TIMEOUT_MS = 60_000;
+/** Autopilot calls a server healthy and voting after it has been stable (server_stabilization_time, 10 s). */
+const CONSUL_HEALTHY_TIMEOUT_MS = 60_000;
+/** A sidecar opens its API once it has reached Consul: a second or two, more on a loaded machine. */
+const SIDECAR_API_TIMEOUT_MS = 30_000;
+/** The first leader initialises its Postgres (initdb, 15 s on a loaded machine) before /leader answers 200. */
+const FIRST_LEADER_TIMEOUT_MS = 120_000;
+/** Standbys clone the primary (pg_basebackup) before they are healthy. */
+const MEMBERS_TIMEOUT_MS = 180_000;
+/** `cluster start` and `join` answer when their work is done (see cli/context.ts LONG_OPERATION_TIMEOUT_MS). */
+const OPERATION_TIMEOUT_MS = 120_000;
+/** One probe of a local process: loopback answers in milliseconds, so a second means it is not answering. */
+const PROBE_TIMEOUT_MS = 1_000;
+
+/** The processes the driver starts on each node; Postgres is the sidecar's child, not the driver's. */
+export type Part = 'consul' | 'sidecar';
+
+/** One node as the driver knows it. */
+export type DriverNode = NodeIdentity & NodeFiles;
+
+/** What a user of the driver decides. */
+export interface DriverSetup<Files extends NodeFiles> {
+  size: number;
+  /** THE place a node's address comes from (index 0 is n1). */
+  addressOf: (index: number) => string;
+  /** Where node `name`'s files are. */
+  filesOf: (name: string, address: string) => Files;
+  /** THE place a node's process starts: `argv[0]` is the program; its output goes to `logOf(node, part)`. */
+  spawn: (node: DriverNode & Files, part: Part, argv: string[]) => Promise<void>;
+  /** Whether the process of `part` the driver started on `node` still runs. */
+  isRunning: (node: DriverNode & Files, part: Part) => boolean;
+  /** Stops the process of `part` on `node` (and what it started), resolving once it is gone. */
+  stop: (node: DriverNode & Files, part: Part) => Promise<void>;
+  clusterName: string;
+  /** The cluster token: sidecars get it in their config, cluster operations send it. */
+  clusterToken: string;
+  postgres: boolean;
+  /** The Consul binary and the compiled sidecar, looked up when a process starts (`down` needs neither). */
+  consulBinary: () => string;
+  sidecarMain: () => string;
+  /** Consul with gossip encryption and ACLs (the harness's ACL mode); the management token is sent to Consul. */
+  consulSecrets?: { gossipKey: string; aclManagementToken: string };
+  fetch: FetchLike;
+  /** Progress lines (`hactl local` prints them). */
+  say?: (line: string) => void;
+  /** Where the logs are, for a timeout's error message. */
+  logHint?: { consul: string; sidecar: string };
+}
+
+export const logOf = (node: NodeFiles, part: Part): string => (part === 'consul' ? node.consulLog : node.sidecarLog);
+
+/** What `GET /cluster` says of the node that answers. */
+export type NodeView = ClusterView & { node?: { role?: string; member?: boolean } };
+
+export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
+  readonly nodes: (DriverNode & Files)[];
+
+  constructor(private readonly setup: DriverSetup<Files>) {
+    this.nodes = Array.from({ length: setup.size }, (_, i) => {
+      const identity = nodeIdentity(i, setup.addressOf(i));
+      return { ...setup.filesOf(identity.name, identity.address), ...identity };
+    });
+  }
+
+  /** Node `index` (0 is n1). */
+  node(index: number): DriverNode & Files {
+    const node = this.nodes[index];
+    if (node === undefined) throw new Error(`the cluster has no node ${index} (it has ${this.nodes.length})`);
+    return node;
+  }
+
+  private say(line: string): void {
+    this.setup.say?.(line);
+  }
+
+  // --- configuration --------------------------------------------------------------------------------------
+
+  /** Renders consul-config/ for one server and returns the `consul agent` arguments. */
+  consulArgs(node: DriverNode): string[] {
+    return renderConsulServer({
+      nodeName: node.name,
+      address: node.address,
+      serverAddresses: this.nodes.map((n) => n.address),
+      dataDir: node.consulDataDir,
+      configDir: node.consulConfigDir,
+      gossipKey: this.setup.consulSecrets?.gossipKey,
+      aclManagementToken: this.setup.consulSecrets?.aclManagementToken,
+    });
+  }
+
+  /**
+   * Writes a node's sidecar config (0600: it holds the cluster token), with `extra` merged over the common
+   * part. Postgres lets replication in from the cluster's addresses only.
+   */
+  writeSidecarConfig(node: DriverNode, extra: Record<string, unknown> = {}): void {
+    mkdirSync(node.dir, { recursive: true, mode: 0o755 });
+    const config = {
+      nodeName: node.name,
+      clusterName: this.setup.clusterName,
+      address: node.address,
+      clusterToken: this.setup.clusterToken,
+      dataDir: node.dataDir,
+      clusterAddresses: this.nodes.map((n) => n.address),
+      postgres: { enabled: this.setup.postgres },
+      ...extra,
+    };
+    writeFileSync(node.sidecarConfig, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  }
+
+  // --- starting -------------------------------------------------------------------------------------------
+
+  async startConsul(node: DriverNode & Files): Promise<void> {
+    this.say(`starting consul on ${node.name} (${node.address})`);
+    await this.setup.spawn(node, 'consul', [this.setup.consulBinary(), ...this.consulArgs(node)]);
+  }
+
+  async startSidecar(node: DriverNode & Files): Promise<void> {
+    this.say(`starting sidecar on ${node.name} (${node.apiUrl})`);
+    await this.setup.spawn(node, 'sidecar', [process.execPath, this.setup.sidecarMain(), '--config', node.sidecarConfig]);
+  }
+
+  /** Fails with the log's last lines when a process a wait relies on has exited. */
+  private guard(parts: { node: DriverNode & Files; part: Part }[]): () => void {
+    return () => {
+      for (const { node, part } of parts) {
+        if (this.setup.isRunning(node, part)) continue;
+        const log = logOf(node, part);
+        const tail = logTail(log);
+        throw new SidecarError('process_exited', `${part} on ${node.name} exited${tail !== '' ? `: ${tail}` : ''} (log: ${log})`, 500);
+      }
+    };
+  }
+
+  private everyProcess(): () => void {
+    return this.guard(this.nodes.flatMap((node) => [{ node, part: 'consul' as const }, { node, part: 'sidecar' as const }]));
+  }
+
+  /** Waits until the servers of `nodes` agree on one raft leader, and returns its address (`ip:8300`). */
+  async waitForRaftLeader(opts: { nodes?: (DriverNode & Files)[]; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<string> {
+    const nodes = opts.nodes ?? this.nodes;
+    return waitUntil(
+      'the consul servers to agree on a raft leader',
+      async () => {
+        const leaders = await Promise.all(nodes.map((n) => this.raftLeader(n)));
+        return leaders[0] !== '' && leaders.every((l) => l === leaders[0]) ? leaders[0] : undefined;
+      },
+      {
+        timeoutMs: opts.timeoutMs ?? CONSUL_LEADER_TIMEOUT_MS,
+        signal: opts.signal,
+        guard: this.guard(nodes.map((node) => ({ node, part: 'consul' as const }))),
+        hint: this.setup.logHint?.consul,
+      },
+    );
+  }
+
+  /**
+   * Waits until autopilot calls every server of the cluster healthy and voting. A server that rejoins after a
+   * crash votes only after server_stabilization_time (10 s); a second fault before then can leave no quorum.
+   */
+  async waitForConsulHealthy(opts: { nodes?: (DriverNode & Files)[]; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+    const first = this.node(0);
+    await waitUntil(
+      'every consul server to be healthy and voting (autopilot)',
+      async () => {
+        const answer = await this.consulGet(first, '/v1/operator/autopilot/health');
+        if (answer.status !== 200) return false;
+        const health = answer.body as { Healthy?: boolean; Servers?: { Healthy?: boolean; Voter?: boolean }[] };
+        const servers = health.Servers ?? [];
+        return health.Healthy === true && servers.length === this.nodes.length && servers.every((s) => s.Healthy === true && s.Voter === true);
+      },
+      {
+        timeoutMs: opts.timeoutMs ?? CONSUL_HEALTHY_TIMEOUT_MS,
+        signal: opts.signal,
+        guard: this.guard((opts.nodes ?? this.nodes).map((node) => ({ node, part: 'consul' as const }))),
+        hint: this.setup.logHint?.consul,
+      },
+    );
+  }
+
+  /** Waits for Consul's raft leader among `nodes`, then until autopilot calls every server a healthy voter. */
+  async waitForConsul(signal?: AbortSignal, nodes: (DriverNode & Files)[] = this.nodes): Promise<void> {
+    const leader = await this.waitForRaftLeader({ nodes, signal });
+    this.say(`consul raft leader is ${leader}; waiting for every server to be a healthy voter`);
+    await this.waitForConsulHealthy({ nodes, signal });
+  }
+
+  async waitForSidecarApi(node: DriverNode & Files, signal?: AbortSignal): Promise<void> {
+    await waitUntil(`the sidecar API of ${node.name} (${node.apiUrl})`, async () => (await this.nodeView(node)) !== null, {
+      timeoutMs: SIDECAR_API_TIMEOUT_MS,
+      signal,
+      guard: this.guard([{ node, part: 'sidecar' }]),
+      hint: node.sidecarLog,
+    });
+  }
+
+  /**
+   * Makes every node a member: `cluster start` on the first node (waiting until it leads) and `cluster join`
+   * on the others for a new cluster; for a restarted one (the sidecars remember their membership) only the
+   * nodes that are not members yet join.
+   */
+  async formCluster(signal?: AbortSignal): Promise<void> {
+    const guard = this.everyProcess();
+    const views = await Promise.all(this.nodes.map((n) => this.nodeView(n)));
+    const isMember = (i: number) => views[i]?.node?.member === true;
+    const members = this.nodes.filter((_, i) => isMember(i));
+    const first = this.node(0);
+    let toJoin = this.nodes.filter((_, i) => !isMember(i));
+    if (members.length === 0) {
+      this.say(`starting the cluster on ${first.name}`);
+      try {
+        await this.post(first, '/cluster/start', { nodeName: first.name });
+        toJoin = toJoin.filter((n) => n !== first);
+        await waitUntil(
+          `${first.name} to lead (GET ${first.apiUrl}/leader answering 200)`,
+          async () => (await this.probe(first.apiUrl, '/leader')) === 200,
+          { timeoutMs: FIRST_LEADER_TIMEOUT_MS, signal, guard, hint: first.sidecarLog },
+        );
+        this.say(`${first.name} is the leader`);
+      } catch (e) {
+        // Consul still holds a cluster from an earlier run whose sidecar data is gone: join it instead.
+        if (!(e instanceof SidecarError && e.code === 'cluster_already_initialized')) throw e;
+        this.say(`consul already holds cluster "${this.setup.clusterName}": ${first.name} joins it`);
+      }
+    } else {
+      this.say(`${members.map((n) => n.name).join(', ')} ${members.length === 1 ? 'is a member' : 'are members'} already (restart)`);
+    }
+    for (const node of toJoin) {
+      if (signal?.aborted) throw new SidecarError('interrupted', `interrupted before ${node.name} joined`, 500);
+      this.say(`${node.name} joins the cluster`);
+      await this.post(node, '/cluster/join', { nodeName: node.name });
+    }
+  }
+
+  /**
+   * Waits until the cluster is whole: every node a live member with role leader or standby, exactly one
+   * leader answering 200 on /leader (its Postgres takes writes), and every standby 200 on /replica (it
+   * streams from the leader within the lag limit). Returns the view.
+   */
+  async waitForMembers(signal?: AbortSignal): Promise<ClusterView> {
+    this.say('waiting for every node to be a healthy leader or standby');
+    return waitUntil(
+      'every node to be a live leader or standby',
+      async () => {
+        const view = await this.clusterView();
+        if (view === null) throw new Error('no sidecar answers GET /cluster');
+        const names = this.nodes.map((n) => n.name);
+        const ready = names.map((name) => view.members.find((m) => m.name === name));
+        const notReady = ready
+          .map((m, i) => (m === undefined ? `${names[i]} not a member` : m.alive === false || (m.role !== 'leader' && m.role !== 'standby') ? `${m.name} is ${m.role ?? 'without role'}` : ''))
+          .filter((s) => s !== '');
+        if (notReady.length > 0) throw new Error(notReady.join(', '));
+        const leaders = ready.filter((m) => m?.role === 'leader');
+        if (leaders.length !== 1) throw new Error('not exactly one leader');
+        // Each node's own view agrees: the leader takes writes (/leader), every standby streams (/replica).
+        const probes = this.nodes.map((n) => (n.name === leaders[0]?.name ? '/leader' : '/replica'));
+        const statuses = await Promise.all(this.nodes.map((n, i) => this.probe(n.apiUrl, probes[i] as string)));
+        const notYet = this.nodes.map((n, i) => (statuses[i] === 200 ? '' : `${n.name} ${probes[i]} ${statuses[i] || 'no answer'}`)).filter((s) => s !== '');
+        if (notYet.length > 0) throw new Error(notYet.join(', '));
+        return view;
+      },
+      { timeoutMs: MEMBERS_TIMEOUT_MS, signal, guard: this.everyProcess(), hint: this.setup.logHint?.sidecar },
+    );
+  }
+
+  // --- stopping -------------------------------------------------------------------------------------------
+
+  /**
+   * Stops every sidecar: the standbys' first, then the leader's, so nobody fails over onto a node that is
+   * about to stop anyway. Consul stays up meanwhile, so the leader's graceful stop can release its lock after
+   * its Postgres has stopped taking writes (the sidecar's own shutdown order): at no point is a second node
+   * both alive and allowed to promote while the first still writes.
+   */
+  async stopSidecars(): Promise<void> {
+    const leader = (await this.clusterView())?.leader?.name ?? undefined;
+    await Promise.all(this.nodes.filter((n) => n.name !== leader).map((n) => this.setup.stop(n, 'sidecar')));
+    await Promise.all(this.nodes.filter((n) => n.name === leader).map((n) => this.setup.stop(n, 'sidecar')));
+  }
+
+  async stopConsul(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => this.setup.stop(n, 'consul')));
+  }
+
+  // --- HTTP -----------------------------------------------------------------------------------------------
+
+  private async get(base: string, path: string, token?: string): Promise<{ status: number; body: unknown }> {
+    const result = await sendOnce(base, { method: 'GET', path, timeoutMs: PROBE_TIMEOUT_MS }, { fetch: this.setup.fetch, token });
+    if (result.kind !== 'answer') throw new Error(`${base}${path}: ${result.detail}`);
+    return { status: result.status, body: result.body };
+  }
+
+  /** A read of a node's Consul HTTP API, with the management token when Consul has ACLs. */
+  consulGet(node: DriverNode, path: string): Promise<{ status: number; body: unknown }> {
+    return this.get(node.consulUrl, path, this.setup.consulSecrets?.aclManagementToken);
+  }
+
+  /** The raft leader (`ip:8300`) as `node`'s Consul server sees it; '' while there is none. */
+  async raftLeader(node: DriverNode): Promise<string> {
+    const answer = await this.consulGet(node, '/v1/status/leader');
+    return answer.status === 200 && typeof answer.body === 'string' ? answer.body : '';
+  }
+
+  /** The HTTP status of a GET; 0 when nothing answers. */
+  async probe(base: string, path: string): Promise<number> {
+    try {
+      return (await this.get(base, path)).status;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** A cluster operation on one sidecar; an error answer becomes a `SidecarError` with the API's code. */
+  async post(node: DriverNode, path: string, body: unknown): Promise<unknown> {
+    const result = await sendOnce(
+      node.apiUrl,
+      { method: 'POST', path, body, timeoutMs: OPERATION_TIMEOUT_MS },
+      { fetch: this.setup.fetch, token: this.setup.clusterToken },
+    );
+    if (result.kind !== 'answer') {
+      throw new SidecarError('node_unreachable', `POST ${path} to ${node.name} (${node.apiUrl}) got no answer: ${result.detail}`, 503);
+    }
+    if (result.status !== 200) {
+      const b = (result.body ?? {}) as { error?: unknown; message?: unknown };
+      const code = typeof b.error === 'string' ? answeredCode(b.error) : 'request_failed';
+      const message = typeof b.message === 'string' ? b.message : `HTTP ${result.status}`;
+      throw new SidecarError(code, `POST ${path} to ${node.name}: ${message}`, result.status);
+    }
+    return result.body;
+  }
+
+  /** `GET /cluster` of one node's own sidecar; null when it does not answer or answers in another shape. */
+  async nodeView(node: DriverNode): Promise<NodeView | null> {
+    try {
+      const answer = await this.get(node.apiUrl, '/cluster');
+      if (answer.status !== 200) return null;
+      const parsed = ClusterViewSchema.safeParse(answer.body);
+      return parsed.success ? (parsed.data as NodeView) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The cluster as the first answering sidecar sees it, asking `first` (the last known leader) first. */
+  async clusterView(first?: string): Promise<ClusterView | null> {
+    const order = [...this.nodes].sort((a, b) => (a.name === first ? -1 : b.name === first ? 1 : 0));
+    for (const node of order) {
+      if (!this.setup.isRunning(node, 'sidecar')) continue;
+      const view = await this.nodeView(node);
+      if (view !== null) return view;
+    }
+    return null;
+  }
+}
