@@ -1,3 +1,7 @@
+// Over 400 lines, not split further: the loop is one state machine whose actions (acquire, promote, step down,
+// hand over, publish, keep) share the session, the lock holder and the lease, and each must read them at the
+// moment it acts. The pure parts live beside it: decide.ts (the decision), lease.ts, requests.ts (operators'
+// requests and their deadlines), handover.ts, timing.ts.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SidecarConfig } from '../config.js';
@@ -12,6 +16,8 @@ import { decide, type AcquireReason, type Action, type Fitness, type Observation
 import { observeLeaderProblem } from './handover.js';
 import { Lease } from './lease.js';
 import type { DemoteReason, Participant, TurnContext } from './participant.js';
+import { failoverLapse, leadershipReason, switchoverLapse } from './requests.js';
+import { consulTimingWarning } from './timing.js';
 
 /**
  * After an acquire is refused while the lock is free (Consul's lock-delay is in force), retry at this pace:
@@ -20,19 +26,6 @@ import type { DemoteReason, Participant, TurnContext } from './participant.js';
 const LOCK_RETRY_MS = 250;
 /** A standby's turn never comes faster than this, even when the blocking read wakes at once. */
 const MIN_STANDBY_TURN_MS = 100;
-/** A switchover the target has not completed by then is dropped, so the cluster is not left leaderless. */
-const SWITCHOVER_TIMEOUT_MS = 30_000;
-/**
- * Once the old leader has handed over, the named target has this long to take the lock; after it, any fit
- * node (the old leader included) may, so a target that cannot take over never strands the cluster.
- */
-const SWITCHOVER_TARGET_GRACE_MS = 5_000;
-/**
- * A manual failover its target has not completed by then is dropped, so a target that cannot lead (its
- * Postgres will not start, say) does not keep the cluster leaderless: the operator sees it and asks again.
- * Covers the dead leader's lock-delay and a promotion's crash recovery.
- */
-const FAILOVER_TIMEOUT_MS = 60_000;
 /** Between attempts to stop Postgres when a demotion failed: the lock is kept meanwhile (see stepDown). */
 const DEMOTE_RETRY_MS = 1_000;
 
@@ -167,20 +160,13 @@ export class ReconcileLoop {
     for (const p of this.deps.participants) await p.close?.();
   }
 
-  /**
-   * A raft leader election takes one to two election timeouts, and meanwhile no `?consistent` read answers:
-   * with a lease shorter than that, every Consul leader change demotes a healthy leader. Say so at start.
-   */
+  /** Says at start when Consul's own election could outlast the lease (timing.ts). */
   private async checkConsulTiming(): Promise<void> {
     const electionMs = await this.deps.store.raftElectionTimeoutMs().catch(() => null);
     if (electionMs === null) return;
     const leaseMs = this.deps.config.timings.lease * 1000;
-    if (2 * electionMs + this.loopWaitMs <= leaseMs) return;
-    this.log.warn(
-      `Consul's raft election timeout is ${electionMs / 1000} s: a Consul leader election (up to ${(2 * electionMs) / 1000} s) outlasts lease ${leaseMs / 1000} s and will demote a healthy leader. ` +
-        `Set performance { raft_multiplier = 1 } on the Consul servers, or raise timings.lease to at least ${Math.ceil((2 * electionMs + this.loopWaitMs) / 1000)} s (and lockDelay above lease + demoteBudget)`,
-      { code: 'consul_timing_unsafe', electionMs, leaseMs },
-    );
+    const warning = consulTimingWarning(electionMs, leaseMs, this.loopWaitMs);
+    if (warning) this.log.warn(warning.message, { code: 'consul_timing_unsafe', electionMs, leaseMs });
   }
 
   /** Wakes a standby blocked on the lock watch (e.g. a switchover or config change was requested). */
@@ -292,24 +278,22 @@ export class ReconcileLoop {
   private async currentSwitchover(): Promise<SwitchoverRequest | null> {
     const request = await this.deps.store.readSwitchover().catch(() => null);
     if (!request) return null;
-    const targetLate = request.handedOverAt !== undefined && this.lockHolder === null && Date.now() - Date.parse(request.handedOverAt) > SWITCHOVER_TARGET_GRACE_MS;
-    if (targetLate || Date.now() - Date.parse(request.requestedAt) > SWITCHOVER_TIMEOUT_MS) {
-      this.log.warn(targetLate ? 'switchover target did not take the lock in time: any fit node may now' : 'dropping a switchover that did not complete in time', { ...request });
+    const lapse = switchoverLapse(request, this.lockHolder === null, Date.now());
+    if (lapse) {
+      this.log.warn(lapse, { ...request });
       await this.deps.store.writeSwitchover(null).catch(() => undefined);
       return null;
     }
     return request;
   }
 
-  /**
-   * The manual failover standing while the lock is free. A leader drops any it sees (the failover is done,
-   * or a leader came back first): a request left behind would bind the next failover to its target.
-   */
+  /** The manual failover standing while the lock is free; one that lapsed is deleted (requests.ts). */
   private async currentFailover(): Promise<FailoverRequest | null> {
     const request = await this.deps.store.readFailover().catch(() => null);
     if (!request) return null;
-    if (this.role === 'leader' || Date.now() - Date.parse(request.requestedAt) > FAILOVER_TIMEOUT_MS) {
-      this.log.warn(this.role === 'leader' ? 'dropping a manual failover request: a leader holds the lock' : 'dropping a manual failover its target did not complete in time', { ...request });
+    const lapse = failoverLapse(request, this.role === 'leader', Date.now());
+    if (lapse) {
+      this.log.warn(lapse, { ...request });
       await this.deps.store.writeFailover(null).catch(() => undefined);
       return null;
     }
@@ -452,7 +436,7 @@ export class ReconcileLoop {
       // resumes one an earlier turn began (the lock still ours) rather than following a fresh acquire.
       this.lease.confirm(sentAt);
       this.lastLeader = record;
-      const reason = o.failover ? manualFailoverReason(o.failover) : this.historyReason(why, previous);
+      const reason = leadershipReason(why, previous, o.failover);
       await store.appendHistory({ term, at: record.since, kind: why, leader: record.name, previous, reason });
       const ctx = await this.context(leadership.signal);
       await this.deps.guard?.arm(); // write guard: armed before any part may make Postgres writable
@@ -473,13 +457,6 @@ export class ReconcileLoop {
       this.log.error('promotion failed; stepping down', { error: errorMessage(e), code: (e as { code?: string }).code });
       await this.stepDown('promotion_failed', `promotion failed: ${errorMessage(e)}`);
     }
-  }
-
-  private historyReason(why: AcquireReason, previous: string | undefined): string {
-    if (why === 'start') return 'cluster started';
-    if (why === 'resume') return 'the leader took its lock back after a restart';
-    if (why === 'switchover') return `planned switchover from ${previous ?? 'unknown'}`;
-    return `leader ${previous ?? 'unknown'} lost its lock`;
   }
 
   /**
@@ -646,9 +623,4 @@ export class ReconcileLoop {
       this.log.debug('keeper: Consul call failed', { error: errorMessage(e) });
     }
   }
-}
-
-function manualFailoverReason(f: FailoverRequest): string {
-  const behind = f.behindBytes === null ? 'an unknown number of' : String(f.behindBytes);
-  return `manual failover to ${f.to} by an operator${f.force ? ` (forced, ${behind} bytes behind the last known primary position)` : ''}`;
 }

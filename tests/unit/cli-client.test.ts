@@ -1,3 +1,4 @@
+// Just over 400 lines: one file per module (cli/client.ts); the leader search's cases share one scripted fetch.
 import { describe, expect, it } from '@jest/globals';
 import { SidecarError } from '../../sidecar/errors.js';
 import type { ApiRequest, FetchInit, FetchLike, FetchResponse, ProfileHandle } from '../../cli/client.js';

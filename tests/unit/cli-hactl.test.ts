@@ -1,3 +1,5 @@
+// Over 400 lines: one file per module (cli/hactl.ts), every command's routing, output and exit code against one
+// scripted API server that the cases share.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
