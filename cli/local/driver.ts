@@ -34,8 +34,11 @@ const FIRST_LEADER_TIMEOUT_MS = 120_000;
 const MEMBERS_TIMEOUT_MS = 180_000;
 /** `cluster start` and `join` answer when their work is done (see cli/context.ts LONG_OPERATION_TIMEOUT_MS). */
 const OPERATION_TIMEOUT_MS = 120_000;
-/** One probe of a local process: loopback answers in milliseconds, so a second means it is not answering. */
-const PROBE_TIMEOUT_MS = 1_000;
+/**
+ * One probe of a local process. Loopback answers in milliseconds, but on a loaded machine (load 20 on 2 cores)
+ * a node's first answer to a fresh hactl process was seen to take over a second; three mean it is not answering.
+ */
+const PROBE_TIMEOUT_MS = 3_000;
 
 /** The processes the driver starts on each node; Postgres is the sidecar's child, not the driver's. */
 export type Part = 'consul' | 'sidecar';
