@@ -6,6 +6,7 @@ import { renderTemplate } from '../../cli/local/consul.js';
 import { projectRoot } from '../../cli/local/paths.js';
 import { deriveSecret } from '../../sidecar/postgres/participant.js';
 import { ConsulCluster } from './consul.js';
+import { loopbackPlacement, type NodePlacement } from './net.js';
 import { ProcessGroup, assertPortFree, waitFor } from './processes.js';
 
 export const CLUSTER_TOKEN = 'test-cluster-token-0123456789';
@@ -34,6 +35,8 @@ export interface TestClusterOptions {
   files?: boolean | { rescanSeconds: number };
   /** Consul with ACLs (default deny) and gossip encryption; sidecars use a token of consul-config/sidecar-policy.hcl. */
   acl?: { managementToken: string; gossipKey: string };
+  /** Each node's address and how its processes are spawned (default: loopback, see net.ts; netns.ts for namespaces). */
+  placement?: NodePlacement;
 }
 
 /** A whole cluster on this machine: N Consul servers and N sidecars on 127.0.0.11, .12, ... */
@@ -42,10 +45,13 @@ export class TestCluster {
   readonly baseDir = mkdtempSync(join(tmpdir(), 'ha-cluster-'));
   readonly consul: ConsulCluster;
   readonly names: string[];
+  readonly placement: NodePlacement;
   private readonly sidecarMain = join(projectRoot(), 'dist', 'sidecar', 'main.js');
 
   constructor(private readonly opts: TestClusterOptions) {
+    this.placement = opts.placement ?? loopbackPlacement;
     this.consul = new ConsulCluster({
+      placement: this.placement,
       size: opts.size,
       baseDir: this.baseDir,
       processes: this.processes,
@@ -122,7 +128,7 @@ export class TestCluster {
   async startSidecar(i: number): Promise<void> {
     await assertPortFree(this.address(i), 8008, `sidecar API of ${this.names[i]}`);
     if (!existsSync(this.configFile(i))) this.writeConfig(i);
-    this.processes.start(`sidecar-${this.names[i]}`, process.execPath, [this.sidecarMain, '--config', this.configFile(i)], join(this.baseDir, this.names[i], 'sidecar.log'));
+    this.processes.start(`sidecar-${this.names[i]}`, ...this.placement.wrap(i, process.execPath, [this.sidecarMain, '--config', this.configFile(i)]), join(this.baseDir, this.names[i], 'sidecar.log'));
     await waitFor(`the sidecar API of ${this.names[i]}`, () => fetch(`${this.apiUrl(i)}/cluster`).then((r) => r.ok), 20_000);
   }
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { renderConsulServer } from '../../cli/local/consul.js';
 import { consulBinary } from '../../cli/local/paths.js';
-import { nodeAddress } from './net.js';
+import { loopbackPlacement, type NodePlacement } from './net.js';
 import { assertPortFree, ProcessGroup, waitFor } from './processes.js';
 
 export { nodeAddress } from './net.js';
@@ -12,6 +12,8 @@ export interface ConsulClusterOptions {
   processes: ProcessGroup;
   gossipKey?: string;
   aclManagementToken?: string;
+  /** Each server's address and how it is spawned (default: loopback, see net.ts). */
+  placement?: NodePlacement;
 }
 
 /** N real Consul servers on <net>.11, .12, ... (see net.ts) with the production ports, forming one raft cluster. */
@@ -19,9 +21,11 @@ export class ConsulCluster {
   readonly addresses: string[];
   readonly names: string[];
   private readonly binary = consulBinary();
+  private readonly placement: NodePlacement;
 
   constructor(private readonly opts: ConsulClusterOptions) {
-    this.addresses = Array.from({ length: opts.size }, (_, i) => nodeAddress(i));
+    this.placement = opts.placement ?? loopbackPlacement;
+    this.addresses = Array.from({ length: opts.size }, (_, i) => this.placement.address(i));
     this.names = this.addresses.map((_, i) => `n${i + 1}`);
   }
 
@@ -53,7 +57,12 @@ export class ConsulCluster {
       gossipKey: this.opts.gossipKey,
       aclManagementToken: this.opts.aclManagementToken,
     });
-    this.opts.processes.start(this.processName(i), this.binary, args, join(dir, 'consul.log'));
+    this.opts.processes.start(this.processName(i), ...this.placement.wrap(i, this.binary, args), join(dir, 'consul.log'));
+  }
+
+  /** The pid of server i's process, for a freeze (SIGSTOP). */
+  pid(i: number): number | undefined {
+    return this.opts.processes.get(this.processName(i))?.child.pid;
   }
 
   async stopNode(i: number, how: 'graceful' | 'kill'): Promise<void> {

@@ -8,3 +8,18 @@ if (!/^127\.\d{1,3}\.\d{1,3}$/.test(TEST_NET)) throw new Error(`HA_TEST_NET must
 
 export const nodeAddress = (i: number): string => `${TEST_NET}.${11 + i}`;
 export const haproxyAddress = `${TEST_NET}.10`;
+
+/** Where each node of a test cluster lives and how its processes are spawned there. */
+export interface NodePlacement {
+  address(i: number): string;
+  readonly haproxyAddress: string;
+  /** The command line that runs `command args` as one of node i's processes (e.g. inside its network namespace). */
+  wrap(i: number, command: string, args: string[]): [string, string[]];
+}
+
+/** The default: every node on its own loopback address of HA_TEST_NET, spawned as is. */
+export const loopbackPlacement: NodePlacement = {
+  address: nodeAddress,
+  haproxyAddress,
+  wrap: (_i, command, args) => [command, args],
+};
