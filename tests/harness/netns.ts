@@ -97,32 +97,7 @@ export class NetnsLab implements NodePlacement {
 
   /** Drops traffic between node i and its peers as `cut` says; replaces any fault already on node i. */
   inject(i: number, cut: Cut): void {
-    const peers = `{ ${this.addresses.filter((_, k) => k !== i).join(', ')} }`;
-    const rules: { input: string[]; output: string[] } = { input: [], output: [] };
-    switch (cut.kind) {
-      case 'isolate':
-        rules.input.push(`ip saddr ${peers} drop`);
-        rules.output.push(`ip daddr ${peers} drop`);
-        break;
-      case 'outbound':
-        rules.output.push(`ip daddr ${peers} drop`);
-        break;
-      case 'inbound':
-        rules.input.push(`ip saddr ${peers} drop`);
-        break;
-      case 'port':
-        // Both as server and as client of that port: TCP 8300 blocked while gossip (8301) still flows.
-        rules.input.push(`ip saddr ${peers} tcp dport ${cut.port} drop`, `ip saddr ${peers} tcp sport ${cut.port} drop`);
-        rules.output.push(`ip daddr ${peers} tcp dport ${cut.port} drop`, `ip daddr ${peers} tcp sport ${cut.port} drop`);
-        break;
-      case 'loss':
-        // Outbound only: with the same rule on every node, each packet between two nodes is dropped once with `percent`.
-        rules.output.push(`ip daddr ${peers} numgen random mod 100 < ${cut.percent} drop`);
-        break;
-    }
-    const chain = (name: string, hook: string, body: string[]) =>
-      `  chain ${name} {\n    type filter hook ${hook} priority 0; policy accept;\n${body.map((r) => `    ${r}\n`).join('')}  }\n`;
-    const script = `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', 'input', rules.input)}${chain('output', 'output', rules.output)}}\n`;
+    const script = faultRules(this.addresses.filter((_, k) => k !== i), cut);
     execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
   }
 
@@ -185,4 +160,38 @@ function removeLink(name: string): void {
   } catch {
     /* already gone */
   }
+}
+
+/**
+ * The nft script (for `nft -f -` inside a node's namespace) that puts `cut` between the node and `peers`, in
+ * the table `hafault`, replacing that table if it exists (created first so that its deletion cannot fail).
+ */
+export function faultRules(peers: string[], cut: Cut): string {
+  const set = `{ ${peers.join(', ')} }`;
+  const input: string[] = [];
+  const output: string[] = [];
+  switch (cut.kind) {
+    case 'isolate':
+      input.push(`ip saddr ${set} drop`);
+      output.push(`ip daddr ${set} drop`);
+      break;
+    case 'outbound':
+      output.push(`ip daddr ${set} drop`);
+      break;
+    case 'inbound':
+      input.push(`ip saddr ${set} drop`);
+      break;
+    case 'port':
+      // Both as server and as client of that port: TCP 8300 blocked while gossip (8301) still flows.
+      input.push(`ip saddr ${set} tcp dport ${cut.port} drop`, `ip saddr ${set} tcp sport ${cut.port} drop`);
+      output.push(`ip daddr ${set} tcp dport ${cut.port} drop`, `ip daddr ${set} tcp sport ${cut.port} drop`);
+      break;
+    case 'loss':
+      // Outbound only: with the same rule on every node, each packet between two nodes is dropped once with `percent`.
+      output.push(`ip daddr ${set} numgen random mod 100 < ${cut.percent} drop`);
+      break;
+  }
+  const chain = (hook: string, rules: string[]) =>
+    `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n`;
+  return `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', input)}${chain('output', output)}}\n`;
 }
