@@ -82,6 +82,10 @@ export function decide(o: Observation): Decision {
     return decision({ kind: 'stay_leader' }, o.paused ? 'no action: I am the leader with the lock (cluster paused)' : 'no action: I am the leader with the lock');
   }
 
+  // A step-down is still running (stopping Postgres, giving the lock back): the lock may still name our session
+  // while its release is in flight, and a turn that read it as "I hold the lock" must not promote beside that
+  // release (it could free the lock, with no lock-delay, after the promotion re-confirmed it).
+  if (o.role === 'demoted') return decision({ kind: 'wait' }, 'stepping down');
   if (!o.consulReachable) return decision({ kind: 'wait' }, 'waiting: Consul is unreachable');
   if (o.session === null) return decision({ kind: 'create_session' }, 'creating a Consul session');
   if (holdsLock) return decision({ kind: 'finish_promotion' }, 'promotion in progress: I hold the lock');

@@ -492,14 +492,25 @@ export class ReconcileLoop {
     await this.deps.guard?.disarm(); // write guard: disarmed only now that Postgres has stopped
     if (wasLeader) this.deps.metrics.leaderChanges.inc();
     await beforeRelease?.();
+    let releaseUnknown = false;
     if (this.session && this.lastLeader) {
       // Releasing (rather than letting the session die) spares the others the lock-delay: writes have stopped.
-      await this.deps.store.releaseLock(this.session, this.lastLeader).catch((e) => this.log.warn('lock release failed', { error: errorMessage(e) }));
+      releaseUnknown = await this.deps.store.releaseLock(this.session, this.lastLeader).then(
+        () => false,
+        (e) => {
+          this.log.warn('lock release failed', { error: errorMessage(e) });
+          return true;
+        },
+      );
     }
     this.lockHolder = null;
-    if ((reason === 'lease_lost' || reason === 'lock_lost') && (await this.sessionAlive()) !== true) {
-      // The session is dead, about to die, or Consul cannot say: a fresh one is created next turn, and this
-      // one is destroyed once Consul answers, in case it lives on and holds the lock.
+    // A release whose answer was lost (a timeout during a raft election) may still be applied later, after a
+    // re-acquire with the same session re-confirmed the lock, and free it with no lock-delay beside the
+    // Postgres that promotion started: two writers (the fault suite's partition-leader, issue 10). So that
+    // session never leads again. A fresh one is created next turn; the old one is destroyed once Consul
+    // answers, and a destroy (unlike a release) gives the others the lock-delay.
+    if (releaseUnknown || ((reason === 'lease_lost' || reason === 'lock_lost') && (await this.sessionAlive()) !== true)) {
+      // Or: the session is dead, about to die, or Consul cannot say.
       this.dropSession();
     }
     if (!this.stopping) this.setRole('standby');

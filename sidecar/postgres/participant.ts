@@ -1,6 +1,7 @@
 // Over 400 lines: one class carries the whole Postgres side of a role (fitness, promotion, convergence, operator
 // actions), each step beside the others it must stay consistent with; the controller below it is being split by concern.
 import { createHmac } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { SidecarConfig } from '../config.js';
@@ -64,8 +65,14 @@ export class PostgresParticipant implements Participant {
   readonly name = 'postgres';
   private status: PostgresStatus | null = null;
   private primaryReady = false;
-  /** Published in members/<node>: the standbys that may hold every acknowledged commit (null: asynchronous). */
-  private syncStandbys: string[] | null = null;
+  /**
+   * Published in members/<node>: the standbys that may hold every acknowledged commit (null: asynchronous).
+   * Kept on disk too (`syncStandbysFile`): a former leader restarted after a crash must go on publishing the
+   * list it led with, not null, or a standby lacking acknowledged commits reads "no list", compares with no one
+   * and takes over (the fault suite's sync-one-acker, issue 10). Only the last leader's list is ever read.
+   */
+  private syncStandbysNow: string[] | null;
+  private readonly syncStandbysFile: string;
   /** What synchronous_standby_names holds (see updateSynchronousStandbys), and a wider list waiting one turn. */
   private appliedSync: string[] | null = null;
   private pendingSync: string[] | null | undefined = undefined;
@@ -83,7 +90,22 @@ export class PostgresParticipant implements Participant {
     private readonly pg: PostgresController,
     private readonly config: SidecarConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.syncStandbysFile = join(config.dataDir, 'sync-standbys.json');
+    this.syncStandbysNow = readSyncStandbys(this.syncStandbysFile);
+  }
+
+  private get syncStandbys(): string[] | null {
+    return this.syncStandbysNow;
+  }
+
+  private set syncStandbys(list: string[] | null) {
+    if (sameList(list, this.syncStandbysNow)) return;
+    this.syncStandbysNow = list;
+    // Written before the next publish reads it, atomically (temporary name, then rename).
+    writeFileSync(`${this.syncStandbysFile}.tmp`, JSON.stringify(list));
+    renameSync(`${this.syncStandbysFile}.tmp`, this.syncStandbysFile);
+  }
 
   private async refresh(): Promise<PostgresStatus> {
     this.status = await this.pg.status();
@@ -430,4 +452,14 @@ export function postgresSettings(config: SidecarConfig): PostgresSettings {
 
 export function createPostgresParticipant(config: SidecarConfig, log: Logger): PostgresParticipant {
   return new PostgresParticipant(new PostgresController(postgresSettings(config), log), config, log);
+}
+
+/** The synchronous standby list this node last published as leader; null when none (or unreadable). */
+function readSyncStandbys(file: string): string[] | null {
+  try {
+    const list: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return Array.isArray(list) && list.every((n) => typeof n === 'string') ? list : null;
+  } catch {
+    return null;
+  }
 }

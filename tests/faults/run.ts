@@ -1,62 +1,46 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { projectRoot } from '../../cli/local/paths.js';
-import { LeaderWatcher, TestCluster } from '../harness/cluster.js';
-import { TestHaproxy } from '../harness/haproxy.js';
-import { waitFor } from '../harness/processes.js';
-import { WriteWatcher } from '../harness/watchers.js';
-import { WritingClient } from '../harness/writer.js';
+import { FaultBench, type RunResult } from './bench.js';
+import { SCENARIOS } from './scenarios.js';
 
 /**
- * `npm run faults [-- --runs N --scenario S --sync]`: runs fault scenarios repeatedly on ONE real 3-node cluster
- * (Consul, Postgres, sidecars, HAProxy), under a client writing through HAProxy and with the double-leader and
- * double-writer watchers running throughout, and prints one line per scenario: runs, violations, time to a
- * writable leader and to convergence (p50/max). Writes the table to bench-results/faults.json.
+ * `npm run faults [-- --runs N --scenario S --seed X --sync]`: runs fault scenarios repeatedly on ONE real 3-node
+ * cluster whose nodes each live in their own network namespace (tests/harness/netns.ts), under a client
+ * writing through HAProxy and a watcher writing directly to every node, and prints one line per scenario:
+ * runs, violations, time to a new writable leader and to convergence (p50/max). Writes the table and every
+ * run to bench-results/faults-<mode>.json, and the logs of each failing run under /tmp/netns-runs/.
+ * Needs root (namespaces, nftables). Run `npm run build` first (`npm run faults` does).
  */
 
-interface Scenario {
-  describe: string;
-  /** Injects the fault into the cluster whose leader is `leader`; resolves once the fault is in place. */
-  inject(cluster: TestCluster, leader: number): Promise<void>;
-}
-
-const SCENARIOS: Record<string, Scenario> = {
-  'leader-sidecar-fast-restart': {
-    describe: "kill -9 of the leader's sidecar, restarted at once (a supervisor's Restart=)",
-    async inject(cluster, leader) {
-      await cluster.killSidecar(leader);
-      await cluster.startSidecar(leader);
-    },
-  },
-  'leader-consul-fast-restart': {
-    describe: "kill -9 of the leader's Consul agent, restarted at once",
-    async inject(cluster, leader) {
-      await cluster.consul.stopNode(leader, 'kill');
-      await cluster.consul.startNode(leader);
-    },
-  },
-  'leader-sidecar-kill': {
-    describe: "kill -9 of the leader's sidecar, restarted after a new leader took over",
-    async inject(cluster, leader) {
-      await cluster.killSidecar(leader);
-      await waitFor('a new leader', () => cluster.leaderIndex(cluster.names.map((_, i) => i).filter((i) => i !== leader)), 30_000, 50);
-      await cluster.startSidecar(leader);
-    },
-  },
-};
-
-const CONVERGE_MS = 60_000;
+/** Run order when no --scenario is given: the issue's priorities first. */
+const ORDER = [
+  'partition-leader',
+  'freeze-sidecar',
+  'freeze-postmaster',
+  'freeze-consul',
+  'freeze-all',
+  'leader-consul-rpc-cut',
+  'one-direction-out',
+  'one-direction-in',
+  'standby-cut',
+  'majority-lost',
+  'sync-one-acker',
+  'loss-all',
+  'double-fault',
+  'leader-sidecar-kill',
+  'leader-sidecar-fast-restart',
+  'restart-all',
+  'random',
+];
 
 interface Row {
   scenario: string;
   runs: number;
-  failures: string[];
-  doubleLeaderSweeps: number;
-  doubleWriterSweeps: number;
-  writableLeaderMs: number[];
+  violations: number;
+  writableMs: number[];
   convergedMs: number[];
   acknowledged: number;
   lost: number;
@@ -67,102 +51,84 @@ const pct = (xs: number[], p: number): number => {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 };
-
-async function runScenario(cluster: TestCluster, name: string, runs: number, writer: WritingClient): Promise<Row> {
-  const scenario = SCENARIOS[name];
-  const row: Row = { scenario: name, runs, failures: [], doubleLeaderSweeps: 0, doubleWriterSweeps: 0, writableLeaderMs: [], convergedMs: [], acknowledged: 0, lost: 0 };
-  const leaders = new LeaderWatcher(cluster);
-  const writers = new WriteWatcher(cluster);
-  try {
-    for (let run = 1; run <= runs; run++) {
-      const leader = await waitFor('one leader', () => cluster.leaderIndex(), CONVERGE_MS, 50);
-      await cluster.waitAllStreaming(false, CONVERGE_MS);
-      await cluster.consul.waitForHealthy(CONVERGE_MS);
-      const acked = writer.acked.length;
-      const t0 = performance.now();
-      try {
-        await scenario.inject(cluster, leader);
-        await waitFor('the client to write again', () => writer.acked.length > acked + 3, CONVERGE_MS, 20);
-        row.writableLeaderMs.push(Math.round(performance.now() - t0));
-        await cluster.waitAllStreaming(false, CONVERGE_MS);
-        row.convergedMs.push(Math.round(performance.now() - t0));
-        process.stdout.write(`  ${name} run ${run} (fault at ${t0.toFixed(0)} ms on ${cluster.names[leader]}): writable after ${row.writableLeaderMs.at(-1)} ms, converged after ${row.convergedMs.at(-1)} ms\n`);
-      } catch (e) {
-        row.failures.push(`run ${run}: ${e instanceof Error ? e.message : String(e)}`);
-        process.stdout.write(`  ${name} run ${run}: FAILED ${row.failures.at(-1)}\n`);
-        break; // the cluster is in an unknown state: later runs would measure the previous failure
-      }
-    }
-  } finally {
-    await leaders.stop();
-    await writers.stop();
-  }
-  row.doubleLeaderSweeps = leaders.overlaps.length;
-  row.doubleWriterSweeps = writers.doubleWriters.length;
-  return row;
-}
+const p50max = (xs: number[]) => (xs.length === 0 ? '-' : `${pct(xs, 50)}/${Math.max(...xs)}`);
 
 async function main(): Promise<void> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('npm run faults --')
     .option('runs', { type: 'number', default: 20, describe: 'runs per scenario' })
-    .option('scenario', { type: 'array', string: true, choices: Object.keys(SCENARIOS), describe: 'scenarios to run (default: all)' })
+    .option('scenario', { type: 'array', string: true, choices: Object.keys(SCENARIOS), describe: 'scenarios to run, in this order (default: all)' })
+    .option('seed', { type: 'number', describe: 'seed of the first run (run k uses seed + k - 1); default: from the clock, printed' })
     .option('sync', { type: 'boolean', default: false, describe: 'synchronous replication' })
+    .option('subnet', { type: 'number', describe: "the lab's 10.213.<subnet>.0/24 (default: HA_TEST_NET's third octet)" })
     .strict()
     .parseAsync();
   if (!Number.isInteger(args.runs) || args.runs < 1) throw new Error('--runs takes a whole number of at least 1');
-  const names = (args.scenario as string[] | undefined) ?? Object.keys(SCENARIOS);
+  if (args.seed !== undefined && !Number.isInteger(args.seed)) throw new Error('--seed takes a whole number');
+  const seed = args.seed ?? Date.now() % 1_000_000;
+  const wanted = (args.scenario as string[] | undefined) ?? ORDER;
+  const names = wanted.filter((n) => args.sync || !SCENARIOS[n].syncOnly);
+  console.log(`mode ${args.sync ? 'synchronous' : 'asynchronous'}, seed ${seed}, ${args.runs} runs each of: ${names.join(', ')}`);
 
-  const cluster = new TestCluster({ size: 3, postgres: true });
-  const haproxy = new TestHaproxy(cluster);
-  let writer: WritingClient | undefined;
+  const bench = new FaultBench({ synchronous: args.sync, subnet: args.subnet });
   const rows: Row[] = [];
+  const runs: RunResult[] = [];
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const stop = () => void bench.stop().finally(() => process.exit(130));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
-    await cluster.start();
-    await cluster.waitAllStreaming();
-    const leader = (await cluster.leaderIndex())!;
-    await cluster.sql(leader, 'create table acked (id bigint primary key)');
-    await cluster.sql(leader, 'create table probe (node text, at timestamptz default now())');
-    await cluster.call(leader, 'PATCH', '/config', { synchronousMode: args.sync });
-    haproxy.start();
-    writer = new WritingClient(haproxy.postgres);
+    await bench.start();
+    let runSeed = seed;
     for (const name of names) {
-      console.log(`${name}: ${SCENARIOS[name].describe}, ${args.runs} runs`);
-      const ackedBefore = writer.acked.length;
-      const row = await runScenario(cluster, name, args.runs, writer);
-      const final = await waitFor('one leader', () => cluster.leaderIndex(), CONVERGE_MS, 50);
-      // Taken before the query: an id acknowledged after the query's snapshot would wrongly count as lost.
-      const acked = writer.acked.slice(ackedBefore);
-      const present = new Set((await cluster.sql<{ id: string }>(final, 'select id from acked')).map((r) => Number(r.id)));
-      row.acknowledged = acked.length;
-      const lostIds = acked.filter((id) => !present.has(id));
-      row.lost = lostIds.length;
-      for (const id of lostIds) {
-        const k = writer.acked.indexOf(id);
-        console.log(`  LOST id ${id}: acknowledged by ${writer.ackedAt[k].server} at ${writer.ackedAt[k].at.toFixed(0)} ms; next ack ${writer.ackedAt[k + 1]?.server} at ${writer.ackedAt[k + 1]?.at.toFixed(0)} ms`);
-      }
+      console.log(`${name}: ${SCENARIOS[name].describe}`);
+      const row: Row = { scenario: name, runs: 0, violations: 0, writableMs: [], convergedMs: [], acknowledged: 0, lost: 0 };
       rows.push(row);
-      if (row.failures.length > 0) break;
+      for (let run = 1; run <= args.runs; run++) {
+        const r = await bench.run(name, run, runSeed);
+        runs.push({ ...r, lost: r.lost.slice(0, 20) });
+        row.runs++;
+        row.acknowledged += r.acknowledged;
+        row.lost += r.lost.length;
+        if (r.writableMs !== undefined) row.writableMs.push(r.writableMs);
+        const converged = r.convergedMs ?? r.lateConvergedMs;
+        if (converged !== undefined) row.convergedMs.push(converged);
+        const lost = r.lost.length > 0 ? `, ${r.lost.length} acknowledged lost` : '';
+        console.log(
+          `  run ${run} (seed ${runSeed}, leader ${r.leader}): writable ${r.writableMs ?? '-'} ms, converged ${r.convergedMs ?? r.lateConvergedMs ?? '-'} ms after heal, ${r.acknowledged} acked${lost}` +
+            (r.violations.length ? `\n    VIOLATION ${r.violations.join('; ')}` : ''),
+        );
+        runSeed++;
+        if (r.violations.length > 0) {
+          row.violations++;
+          const dir = `/tmp/netns-runs/${stamp}-${name}-run${run}`;
+          bench.saveLogs(dir);
+          writeFileSync(join(dir, 'run.json'), JSON.stringify(r, null, 2));
+          console.log(`    logs in ${dir}`);
+          if (r.lateConvergedMs !== undefined) console.log(`    converged late, ${r.lateConvergedMs} ms after the heal`);
+          // A cluster that did not converge at all would make later runs measure this failure.
+          if (r.convergedMs === undefined && r.lateConvergedMs === undefined) break;
+        }
+      }
+      if (runs.at(-1)!.convergedMs === undefined && runs.at(-1)!.lateConvergedMs === undefined) break;
     }
   } finally {
-    await writer?.stop();
-    await cluster.stop();
+    await bench.stop();
   }
 
-  console.log(`\nmode: ${args.sync ? 'synchronous' : 'asynchronous'}`);
-  console.log('scenario                      runs  failed  2-leader  2-writer  writable p50/max ms  converged p50/max ms  acked  lost');
+  console.log(`\nmode: ${args.sync ? 'synchronous' : 'asynchronous'}, seed ${seed}`);
+  console.log('scenario                      runs  violations  writable p50/max ms  converged p50/max ms   acked  lost');
   for (const r of rows) {
     console.log(
-      `${r.scenario.padEnd(29)} ${String(r.runs).padStart(4)}  ${String(r.failures.length).padStart(6)}  ${String(r.doubleLeaderSweeps).padStart(8)}  ${String(r.doubleWriterSweeps).padStart(8)}  ` +
-        `${`${pct(r.writableLeaderMs, 50)}/${Math.max(...r.writableLeaderMs)}`.padStart(19)}  ${`${pct(r.convergedMs, 50)}/${Math.max(...r.convergedMs)}`.padStart(20)}  ${String(r.acknowledged).padStart(5)}  ${String(r.lost).padStart(4)}`,
+      `${r.scenario.padEnd(29)} ${String(r.runs).padStart(4)}  ${String(r.violations).padStart(10)}  ${p50max(r.writableMs).padStart(19)}  ${p50max(r.convergedMs).padStart(20)}  ${String(r.acknowledged).padStart(6)}  ${String(r.lost).padStart(4)}`,
     );
   }
   const dir = join(projectRoot(), 'bench-results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `faults-${args.sync ? 'sync' : 'async'}.json`);
-  writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), synchronous: args.sync, rows }, null, 2) + '\n');
+  const file = join(dir, `faults-${args.sync ? 'sync' : 'async'}-${stamp}.json`);
+  writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), synchronous: args.sync, seed, rows, runs }, null, 2) + '\n');
   console.log(`written to ${file}`);
-  if (rows.some((r) => r.failures.length > 0 || r.doubleLeaderSweeps > 0 || r.doubleWriterSweeps > 0 || (args.sync && r.lost > 0))) process.exitCode = 1;
+  if (rows.some((r) => r.violations > 0)) process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {

@@ -9,8 +9,8 @@ import { projectRoot } from '../../cli/local/paths.js';
 import { deriveSecret } from '../../sidecar/postgres/participant.js';
 import { ConsulCluster } from './consul.js';
 import { processName, testDriver } from './driver.js';
+import { type NodePlacement, loopbackPlacement } from './net.js';
 import { ProcessGroup, assertPortFree, waitFor } from './processes.js';
-import { nodeAddress } from './net.js';
 
 export const CLUSTER_TOKEN = 'test-cluster-token-0123456789';
 
@@ -38,8 +38,8 @@ export interface TestClusterOptions {
   files?: boolean | { rescanSeconds: number };
   /** Consul with ACLs (default deny) and gossip encryption; sidecars use a token of consul-config/sidecar-policy.hcl. */
   acl?: { managementToken: string; gossipKey: string };
-  /** Loopback /24 of the nodes (a second cluster beside the first); TEST_NET when not given. */
-  net?: string;
+  /** Each node's address and how its processes are spawned (default: loopback, see net.ts; netns.ts for namespaces). */
+  placement?: NodePlacement;
 }
 
 /**
@@ -53,10 +53,12 @@ export class TestCluster {
   readonly driver: ClusterDriver;
   readonly consul: ConsulCluster;
   readonly names: string[];
+  readonly placement: NodePlacement;
   /** The sidecars' Consul token (ACL mode): limited to their KV prefix, sessions and their service. */
   sidecarToken: string | undefined;
 
   constructor(private readonly opts: TestClusterOptions) {
+    this.placement = opts.placement ?? loopbackPlacement;
     this.driver = testDriver({
       size: opts.size,
       baseDir: this.baseDir,
@@ -64,7 +66,7 @@ export class TestCluster {
       clusterToken: CLUSTER_TOKEN,
       postgres: opts.postgres ?? false,
       consulSecrets: opts.acl ? { gossipKey: opts.acl.gossipKey, aclManagementToken: opts.acl.managementToken } : undefined,
-      addressOf: (i) => nodeAddress(i, opts.net),
+      placement: this.placement,
     });
     this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes, driver: this.driver });
     this.names = this.driver.nodes.map((n) => n.name);

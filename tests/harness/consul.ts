@@ -3,10 +3,9 @@ import { consulPorts } from '../../cli/local/layout.js';
 import { consulBinary } from '../../cli/local/paths.js';
 import { processName, testDriver } from './driver.js';
 import { assertPortFree, type ProcessGroup } from './processes.js';
+import type { NodePlacement } from './net.js';
 
-import { nodeAddress } from './net.js';
-
-export { nodeAddress };
+export { nodeAddress } from './net.js';
 
 export interface ConsulClusterOptions {
   size: 1 | 3 | 5;
@@ -14,8 +13,8 @@ export interface ConsulClusterOptions {
   processes: ProcessGroup;
   gossipKey?: string;
   aclManagementToken?: string;
-  /** Loopback /24 of the nodes; TEST_NET when not given. */
-  net?: string;
+  /** Each server's address and how it is spawned (default: loopback, see net.ts). */
+  placement?: NodePlacement;
   /** The driver of a whole test cluster (TestCluster); one of Consul alone otherwise. */
   driver?: ClusterDriver;
 }
@@ -29,7 +28,7 @@ export class ConsulCluster {
   constructor(private readonly opts: ConsulClusterOptions) {
     consulBinary(); // a missing binary fails here, with how to build it, before anything starts
     const consulSecrets = opts.gossipKey !== undefined && opts.aclManagementToken !== undefined ? { gossipKey: opts.gossipKey, aclManagementToken: opts.aclManagementToken } : undefined;
-    this.driver = opts.driver ?? testDriver({ size: opts.size, baseDir: opts.baseDir, processes: opts.processes, clusterToken: '', postgres: false, consulSecrets, addressOf: (i) => nodeAddress(i, opts.net) });
+    this.driver = opts.driver ?? testDriver({ size: opts.size, baseDir: opts.baseDir, processes: opts.processes, clusterToken: '', postgres: false, consulSecrets, placement: opts.placement });
     this.addresses = this.driver.nodes.map((n) => n.address);
     this.names = this.driver.nodes.map((n) => n.name);
   }
@@ -48,6 +47,11 @@ export class ConsulCluster {
 
   async startNode(i: number): Promise<void> {
     await this.driver.startConsul(this.driver.node(i));
+  }
+
+  /** The pid of server i's process, for a freeze (SIGSTOP). */
+  pid(i: number): number | undefined {
+    return this.opts.processes.get(processName(this.driver.node(i), 'consul'))?.child.pid;
   }
 
   async stopNode(i: number, how: 'graceful' | 'kill'): Promise<void> {

@@ -3,7 +3,7 @@ import type { DriverNode, NodeFiles, Part } from '../../cli/local/driver.js';
 import { ClusterDriver, logOf } from '../../cli/local/driver.js';
 import { sidecarMain } from '../../cli/local/layout.js';
 import { consulBinary } from '../../cli/local/paths.js';
-import { nodeAddress } from './net.js';
+import { loopbackPlacement, type NodePlacement } from './net.js';
 import type { ProcessGroup } from './processes.js';
 
 /**
@@ -35,19 +35,21 @@ export interface TestDriverOptions {
   clusterToken: string;
   postgres: boolean;
   consulSecrets?: { gossipKey: string; aclManagementToken: string };
-  /** Where node i lives; the test net's `<net>.<11 + i>` by default. */
-  addressOf?: (index: number) => string;
+  /** Where node i lives and how its processes are wrapped (its network namespace); loopback by default. */
+  placement?: NodePlacement;
   /** How a node's process starts; a child in `processes`, logging to its node's log, by default. */
   spawn?: (node: DriverNode, part: Part, argv: string[]) => Promise<void>;
 }
 
 export function testDriver(opts: TestDriverOptions): ClusterDriver {
+  const placement = opts.placement ?? loopbackPlacement;
   const inGroup = async (node: DriverNode, part: Part, [command, ...args]: string[]): Promise<void> => {
-    opts.processes.start(processName(node, part), command as string, args, logOf(node, part), {}, node.dir);
+    const [program, argv] = placement.wrap(Number(node.name.slice(1)) - 1, command as string, args);
+    opts.processes.start(processName(node, part), program, argv, logOf(node, part), {}, node.dir);
   };
   return new ClusterDriver({
     size: opts.size,
-    addressOf: opts.addressOf ?? nodeAddress,
+    addressOf: (i) => placement.address(i),
     filesOf: (name) => testNodeFiles(opts.baseDir, name),
     spawn: opts.spawn ?? inGroup,
     isRunning: (node, part) => opts.processes.get(processName(node, part)) !== undefined,

@@ -4,31 +4,33 @@ import { join } from 'node:path';
 import { renderTemplate } from '../../cli/local/consul.js';
 import { projectRoot } from '../../cli/local/paths.js';
 import type { TestCluster } from './cluster.js';
-import { haproxyAddress, TEST_NET } from './net.js';
 
 /** The real HAProxy of the local cluster (docker/haproxy-local.cfg.tmpl), in front of a test cluster. */
 export class TestHaproxy {
-  readonly postgres = { host: haproxyAddress, port: 5432 };
+  readonly postgres: { host: string; port: number };
+  /** The sample manager's frontend (docker/haproxy-local.cfg.tmpl). */
+  readonly managerUrl: string;
   private readonly socket: string;
 
   constructor(private readonly cluster: TestCluster) {
     this.socket = join(cluster.baseDir, 'haproxy.sock');
+    this.postgres = { host: cluster.placement.haproxyAddress, port: 5432 };
+    this.managerUrl = `http://${cluster.placement.haproxyAddress}:8080`;
   }
 
   /** Starts HAProxy as one of the cluster's processes (stopped with it). */
   start(): void {
     const config = join(this.cluster.baseDir, 'haproxy.cfg');
     const text = renderTemplate(readFileSync(join(projectRoot(), 'docker', 'haproxy-local.cfg.tmpl'), 'utf8'), { RUN_DIR: this.cluster.baseDir });
-    writeFileSync(config, text.replaceAll('127.0.0.', `${TEST_NET}.`));
+    // The template's addresses are 127.0.0.10 (HAProxy) and 127.0.0.11, .12, .13 (the nodes).
+    const placed = templateAddresses(this.cluster).reduce((t, [from, to]) => t.replaceAll(from, to), text);
+    writeFileSync(config, placed);
     this.cluster.processes.start('haproxy', '/usr/sbin/haproxy', ['-db', '-f', config], join(this.cluster.baseDir, 'haproxy.log'));
   }
 
   async stop(): Promise<void> {
     await this.cluster.processes.stop('haproxy');
   }
-
-  /** The sample manager's frontend (docker/haproxy-local.cfg.tmpl). */
-  readonly managerUrl = `http://${haproxyAddress}:8080`;
 
   /** The servers HAProxy has in service for `backend` (default Postgres), from its admin socket ("UP 1/2": still in, going down). */
   inService(backend = 'postgres_leader'): Promise<string[]> {
@@ -49,4 +51,8 @@ export class TestHaproxy {
       socket.end('show stat\n');
     });
   }
+}
+
+function templateAddresses(cluster: TestCluster): [string, string][] {
+  return [['127.0.0.10', cluster.placement.haproxyAddress], ...cluster.names.map((_, i): [string, string] => [`127.0.0.${11 + i}`, cluster.address(i)])];
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tar from 'tar';
 import { projectRoot } from '../../cli/local/paths.js';
 import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
-import { TEST_NET } from '../harness/net.js';
+import { TEST_NET, loopbackOn } from '../harness/net.js';
 import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
 
 /**
@@ -177,7 +177,7 @@ describe('snapshots on a real cluster (3 nodes, Postgres and the file mirror)', 
     const good = join(work, 'good.tar');
     await cluster.stop();
     stopped = true;
-    const second = new TestCluster({ size: 3, postgres: true, files: true, net: SECOND_NET });
+    const second = new TestCluster({ size: 3, postgres: true, files: true, placement: loopbackOn(SECOND_NET) });
     const profilesB = join(work, 'profiles-b');
     try {
       await second.start();

@@ -50,6 +50,14 @@ describe('decide: a leader or candidate', () => {
   });
 });
 
+describe('decide: a node stepping down (demoted)', () => {
+  test('waits, even while the lock still names its session (its release may be in flight)', () => {
+    expect(decide(o({ role: 'demoted', session: 's2', lockHolder: 's2' })).action).toEqual({ kind: 'wait' });
+    expect(decide(o({ role: 'demoted', session: 's2', lockHolder: null })).action).toEqual({ kind: 'wait' });
+    expect(decide(o({ role: 'demoted', session: null })).action).toEqual({ kind: 'wait' });
+  });
+});
+
 describe('decide: a standby', () => {
   test('waits while Consul is unreachable', () => {
     expect(decide(o({ consulReachable: false })).action).toEqual({ kind: 'wait' });

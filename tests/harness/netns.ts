@@ -1,0 +1,197 @@
+import { execFileSync } from 'node:child_process';
+import type { NodePlacement } from './net.js';
+
+/**
+ * Network namespaces for the fault suite: node i lives in namespace `hans-<pid>-n<i+1>` with address
+ * `10.213.<subnet>.<11+i>` on a veth joined to the bridge `habr<pid>`, which carries `.1` (the test process)
+ * and `.10` (HAProxy) in the root namespace. Each node's Consul server, sidecar and the sidecar's Postgres and
+ * guard run inside its namespace (spawned through `ip netns exec`), with the production ports.
+ *
+ * Faults are nftables rules in one table (`hafault`) inside a node's namespace, between that node and its
+ * peers only: the test process and HAProxy keep reaching every node, so the watchers still see an isolated
+ * old primary and a client on the "wrong side" still tries to write to it. This kernel has no `netem`
+ * qdisc, so there is no delay here, only cuts and random loss (`numgen random`).
+ *
+ * Only what this class creates is ever touched: names carry the run's prefix, and addresses are a /24 of
+ * 10.213.0.0/16 that exists only on its own bridge.
+ */
+
+const NAME_PREFIX = 'hans-';
+const BRIDGE_PREFIX = 'habr';
+const FAULT_TABLE = 'hafault';
+
+function ip(args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** What to drop between a node and its peers. */
+export type Cut =
+  | { kind: 'isolate' } // both directions, every port
+  | { kind: 'outbound' } // the node's packets to its peers only: it hears them, they do not hear it
+  | { kind: 'inbound' } // its peers' packets to the node only
+  | { kind: 'port'; port: number } // one TCP port between the node and its peers, both ways (e.g. 8300, Consul RPC)
+  | { kind: 'loss'; percent: number }; // random loss of the node's packets to its peers
+
+export class NetnsLab implements NodePlacement {
+  readonly prefix: string;
+  readonly bridge: string;
+  readonly haproxyAddress: string;
+  private readonly gateway: string;
+  readonly addresses: string[];
+  private created = false;
+
+  constructor(
+    readonly size: number,
+    /** The third octet: 10.213.<subnet>.0/24 exists only on this lab's bridge. */
+    subnet: number,
+    runId = process.pid,
+  ) {
+    if (!Number.isInteger(subnet) || subnet < 0 || subnet > 255) throw new Error(`netns subnet must be 0..255, not ${subnet}`);
+    this.prefix = `${NAME_PREFIX}${runId}-`;
+    // Interface names are at most 15 characters.
+    this.bridge = `${BRIDGE_PREFIX}${runId}`.slice(0, 15);
+    this.gateway = `10.213.${subnet}.1`;
+    this.haproxyAddress = `10.213.${subnet}.10`;
+    this.addresses = Array.from({ length: size }, (_, i) => `10.213.${subnet}.${11 + i}`);
+  }
+
+  namespace(i: number): string {
+    return `${this.prefix}n${i + 1}`;
+  }
+
+  address(i: number): string {
+    return this.addresses[i];
+  }
+
+  /**
+   * The root namespace's addresses on the bridge: the test process (and HAProxy's outgoing connections) come
+   * from the gateway. Listed in each sidecar's `clusterAddresses` so that pg_hba lets the watchers in.
+   */
+  clientAddresses(): string[] {
+    return [this.gateway, this.haproxyAddress];
+  }
+
+  wrap(i: number, command: string, args: string[]): [string, string[]] {
+    return ['ip', ['netns', 'exec', this.namespace(i), command, ...args]];
+  }
+
+  /** Creates the bridge and one namespace per node, after removing what dead runs left behind. */
+  create(): void {
+    NetnsLab.removeLeftovers();
+    this.created = true;
+    ip(['link', 'add', this.bridge, 'type', 'bridge']);
+    ip(['addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
+    ip(['addr', 'add', `${this.haproxyAddress}/24`, 'dev', this.bridge]);
+    ip(['link', 'set', this.bridge, 'up']);
+    for (let i = 0; i < this.size; i++) {
+      const ns = this.namespace(i);
+      const host = `${this.bridge.slice(0, 11)}h${i + 1}`;
+      ip(['netns', 'add', ns]);
+      ip(['link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+      ip(['link', 'set', host, 'master', this.bridge, 'up']);
+      ip(['-n', ns, 'addr', 'add', `${this.addresses[i]}/24`, 'dev', 'eth0']);
+      ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
+      ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+  }
+
+  /** Drops traffic between node i and its peers as `cut` says; replaces any fault already on node i. */
+  inject(i: number, cut: Cut): void {
+    const script = faultRules(this.addresses.filter((_, k) => k !== i), cut);
+    execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+  }
+
+  /** Removes every fault from node i. */
+  heal(i: number): void {
+    try {
+      execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', 'delete', 'table', 'inet', FAULT_TABLE], { stdio: 'ignore' });
+    } catch {
+      /* no fault on this node */
+    }
+  }
+
+  healAll(): void {
+    for (let i = 0; i < this.size; i++) this.heal(i);
+  }
+
+  /** Removes this lab's namespaces and bridge (the veths go with their namespaces). Safe to call twice. */
+  destroy(): void {
+    if (!this.created) return;
+    for (let i = 0; i < this.size; i++) removeNamespace(this.namespace(i));
+    removeLink(this.bridge);
+    this.created = false;
+  }
+
+  /**
+   * Removes namespaces and bridges of earlier runs whose process is gone (a run killed before its teardown).
+   * Only names with this harness's prefixes are looked at, and only those of dead pids are removed.
+   */
+  static removeLeftovers(): void {
+    const dead = (pid: string) => {
+      try {
+        process.kill(Number(pid), 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    for (const line of ip(['netns', 'list']).split('\n')) {
+      const m = /^(hans-(\d+)-n\d+)\b/.exec(line);
+      if (m && dead(m[2])) removeNamespace(m[1]);
+    }
+    for (const line of ip(['-o', 'link', 'show', 'type', 'bridge']).split('\n')) {
+      const m = /^\d+: (habr(\d+)):/.exec(line);
+      if (m && dead(m[2])) removeLink(m[1]);
+    }
+  }
+}
+
+function removeNamespace(ns: string): void {
+  try {
+    ip(['netns', 'delete', ns]);
+  } catch {
+    /* already gone */
+  }
+}
+
+function removeLink(name: string): void {
+  try {
+    ip(['link', 'delete', name]);
+  } catch {
+    /* already gone */
+  }
+}
+
+/**
+ * The nft script (for `nft -f -` inside a node's namespace) that puts `cut` between the node and `peers`, in
+ * the table `hafault`, replacing that table if it exists (created first so that its deletion cannot fail).
+ */
+export function faultRules(peers: string[], cut: Cut): string {
+  const set = `{ ${peers.join(', ')} }`;
+  const input: string[] = [];
+  const output: string[] = [];
+  switch (cut.kind) {
+    case 'isolate':
+      input.push(`ip saddr ${set} drop`);
+      output.push(`ip daddr ${set} drop`);
+      break;
+    case 'outbound':
+      output.push(`ip daddr ${set} drop`);
+      break;
+    case 'inbound':
+      input.push(`ip saddr ${set} drop`);
+      break;
+    case 'port':
+      // Both as server and as client of that port: TCP 8300 blocked while gossip (8301) still flows.
+      input.push(`ip saddr ${set} tcp dport ${cut.port} drop`, `ip saddr ${set} tcp sport ${cut.port} drop`);
+      output.push(`ip daddr ${set} tcp dport ${cut.port} drop`, `ip daddr ${set} tcp sport ${cut.port} drop`);
+      break;
+    case 'loss':
+      // Outbound only: with the same rule on every node, each packet between two nodes is dropped once with `percent`.
+      output.push(`ip daddr ${set} numgen random mod 100 < ${cut.percent} drop`);
+      break;
+  }
+  const chain = (hook: string, rules: string[]) =>
+    `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n`;
+  return `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', input)}${chain('output', output)}}\n`;
+}
