@@ -68,7 +68,7 @@ export class TestCluster {
       consulSecrets: opts.acl ? { gossipKey: opts.acl.gossipKey, aclManagementToken: opts.acl.managementToken } : undefined,
       placement: this.placement,
     });
-    this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes, driver: this.driver });
+    this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes, driver: this.driver, placement: this.placement });
     this.names = this.driver.nodes.map((n) => n.name);
     chmodSync(this.baseDir, 0o711); // the postgres OS user must reach its data directories
     if (!existsSync(sidecarMain())) throw new Error(`${sidecarMain()} is missing: run \`npm run build\` first`);
@@ -121,7 +121,7 @@ export class TestCluster {
   }
 
   async startSidecar(i: number): Promise<void> {
-    await assertPortFree(this.address(i), PORTS.sidecarApi, `sidecar API of ${this.names[i]}`);
+    if (this.placement.sharedAddresses) await assertPortFree(this.address(i), PORTS.sidecarApi, `sidecar API of ${this.names[i]}`);
     if (!existsSync(this.configFile(i))) this.writeConfig(i);
     await this.driver.startSidecar(this.driver.node(i));
     await this.driver.waitForSidecarApi(this.driver.node(i));
@@ -204,8 +204,18 @@ export class TestCluster {
         primary &&
         m.filter((x) => x.pgRole === 'standby' && x.streaming).length === standbys &&
         (!needSync || primary.syncStandbys?.length === standbys);
-      return ok ? m : undefined;
+      if (!ok) return undefined;
+      // The published list is widened a turn before the primary applies it (it must be known before commits
+      // wait for it): a commit is protected only once the primary's own view says its standbys are synchronous.
+      if (needSync && (await this.synchronousStandbyCount(this.names.indexOf(primary.name))) !== standbys) return undefined;
+      return m;
     }, timeoutMs, 250);
+  }
+
+  /** How many standbys node i's primary waits for on commit (pg_stat_replication sync/quorum); 0 on error. */
+  async synchronousStandbyCount(i: number): Promise<number> {
+    const rows = await this.sql<{ n: number }>(i, "select count(*)::int as n from pg_stat_replication where sync_state in ('sync', 'quorum')", [], SUPERUSER_LOGIN).catch(() => [{ n: 0 }]);
+    return rows[0]?.n ?? 0;
   }
 
   async stop(): Promise<void> {

@@ -3,7 +3,7 @@ import { consulPorts } from '../../cli/local/layout.js';
 import { consulBinary } from '../../cli/local/paths.js';
 import { processName, testDriver } from './driver.js';
 import { assertPortFree, type ProcessGroup } from './processes.js';
-import type { NodePlacement } from './net.js';
+import { loopbackPlacement, type NodePlacement } from './net.js';
 
 export { nodeAddress } from './net.js';
 
@@ -39,6 +39,7 @@ export class ConsulCluster {
 
   async start(): Promise<void> {
     for (const node of this.driver.nodes) {
+      if (!(this.opts.placement ?? loopbackPlacement).sharedAddresses) continue;
       for (const { port, what, udp } of consulPorts) await assertPortFree(node.address, port, `${what} on ${node.address}`, udp);
     }
     for (const node of this.driver.nodes) await this.driver.startConsul(node);

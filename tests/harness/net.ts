@@ -16,6 +16,11 @@ export interface NodePlacement {
   readonly haproxyAddress: string;
   /** The command line that runs `command args` as one of node i's processes (e.g. inside its network namespace). */
   wrap(i: number, command: string, args: string[]): [string, string[]];
+  /**
+   * Whether other processes of the machine share the nodes' addresses (loopback), so a start first checks that
+   * the ports are free. A fresh network namespace holds nothing else, and its address is not this namespace's.
+   */
+  readonly sharedAddresses: boolean;
 }
 
 /** Every node on its own loopback address of `net`, spawned as is; `net` other than TEST_NET: a second cluster. */
@@ -23,6 +28,7 @@ export const loopbackOn = (net: string): NodePlacement => ({
   address: (i) => nodeAddress(i, net),
   haproxyAddress: `${net}.10`,
   wrap: (_i, command, args) => [command, args],
+  sharedAddresses: true,
 });
 
 /** The default: every node on its own loopback address of HA_TEST_NET. */

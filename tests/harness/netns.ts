@@ -36,6 +36,7 @@ export class NetnsLab implements NodePlacement {
   readonly prefix: string;
   readonly bridge: string;
   readonly haproxyAddress: string;
+  readonly sharedAddresses = false;
   private readonly gateway: string;
   readonly addresses: string[];
   private created = false;
