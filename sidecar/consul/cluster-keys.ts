@@ -127,30 +127,34 @@ export class ClusterKeys {
     return this.consul.setKey('config update', { key: this.consul.key('config'), value: JSON.stringify(config), cas: index });
   }
 
-  async readSwitchover(): Promise<SwitchoverRequest | null> {
-    const key = this.consul.key('switchover');
+  readSwitchover(): Promise<SwitchoverRequest | null> {
+    return this.readRequest('switchover', switchoverRequest);
+  }
+
+  writeSwitchover(request: SwitchoverRequest | null): Promise<void> {
+    return this.writeRequest('switchover', request);
+  }
+
+  readFailover(): Promise<FailoverRequest | null> {
+    return this.readRequest('failover', failoverRequest);
+  }
+
+  writeFailover(request: FailoverRequest | null): Promise<void> {
+    return this.writeRequest('failover', request);
+  }
+
+  /** An operator's request under `name` (switchover, failover), validated; null when there is none. */
+  private async readRequest<T>(name: string, schema: z.ZodType<T>): Promise<T | null> {
+    const key = this.consul.key(name);
     const { entry } = await this.consul.getEntry(key);
-    return this.consul.parse(key, switchoverRequest, entry?.Value);
+    return this.consul.parse(key, schema, entry?.Value);
   }
 
-  async writeSwitchover(request: SwitchoverRequest | null): Promise<void> {
+  /** Writes an operator's request under `name`, or deletes it (null). */
+  private async writeRequest(name: string, request: object | null): Promise<void> {
     const { client } = this.consul;
-    const key = this.consul.key('switchover');
-    await this.consul.call('switchover update', () =>
-      request ? client.kv.set(this.consul.request({ key, value: JSON.stringify(request) }) as never) : client.kv.del(this.consul.request({ key }) as never),
-    );
-  }
-
-  async readFailover(): Promise<FailoverRequest | null> {
-    const key = this.consul.key('failover');
-    const { entry } = await this.consul.getEntry(key);
-    return this.consul.parse(key, failoverRequest, entry?.Value);
-  }
-
-  async writeFailover(request: FailoverRequest | null): Promise<void> {
-    const { client } = this.consul;
-    const key = this.consul.key('failover');
-    await this.consul.call('failover update', () =>
+    const key = this.consul.key(name);
+    await this.consul.call(`${name} update`, () =>
       request ? client.kv.set(this.consul.request({ key, value: JSON.stringify(request) }) as never) : client.kv.del(this.consul.request({ key }) as never),
     );
   }

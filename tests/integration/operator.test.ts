@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../../cli/local/paths.js';
 import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
+import { HACTL_JS, startWithProfile } from '../harness/hactl.js';
 import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
 
 /**
@@ -11,13 +11,11 @@ import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
  * replication metrics, and what Consul shows of stopped and killed nodes. hactl runs as a subprocess.
  */
 
-const hactlJs = join(projectRoot(), 'dist', 'cli', 'hactl.js');
 const configDir = mkdtempSync(join(tmpdir(), 'hactl-operator-'));
-
 
 /** Runs a bash script (`$HACTL` is hactl) with pipefail; SIGKILLs it after `timeoutMs`. */
 function shell(script: string, timeoutMs = 30_000): Promise<CommandRun> {
-  const env: NodeJS.ProcessEnv = { ...process.env, HACTL_CONFIG_DIR: configDir, HACTL: `${process.execPath} ${hactlJs}` };
+  const env: NodeJS.ProcessEnv = { ...process.env, HACTL_CONFIG_DIR: configDir, HACTL: `${process.execPath} ${HACTL_JS}` };
   delete env.HACTL_TOKEN;
   return runCommand('bash', ['-o', 'pipefail', '-c', script], env, timeoutMs);
 }
@@ -69,12 +67,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     return (await res.json()) as HealthEntry[];
   };
 
-  beforeAll(async () => {
-    await cluster.start();
-    await cluster.waitAllStreaming();
-    const use = await hactl('profiles', 'use', cluster.apiUrl(0), '--name', 'test', '--token', CLUSTER_TOKEN);
-    expect(use.code).toBe(0);
-  }, 180_000);
+  beforeAll(() => startWithProfile(cluster, hactl), 180_000);
   afterAll(async () => {
     await cluster.stop();
     rmSync(configDir, { recursive: true, force: true });

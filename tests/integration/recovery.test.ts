@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { projectRoot } from '../../cli/local/paths.js';
-import { CLUSTER_TOKEN, SUPERUSER_LOGIN, TestCluster } from '../harness/cluster.js';
-import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
+import { SUPERUSER_LOGIN, TestCluster } from '../harness/cluster.js';
+import { hactlIn, startWithProfile } from '../harness/hactl.js';
+import { waitFor } from '../harness/processes.js';
 
 /**
  * Recovery without ssh (issue 12) on one real 3-node cluster, in the order an operator meets it: bad input
@@ -13,14 +13,8 @@ import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
  * only `cluster failover --force` gets a node that is behind to lead. hactl runs as a subprocess.
  */
 
-const hactlJs = join(projectRoot(), 'dist', 'cli', 'hactl.js');
 const configDir = mkdtempSync(join(tmpdir(), 'hactl-recovery-'));
-
-function hactl(...args: string[]): Promise<CommandRun> {
-  const env: NodeJS.ProcessEnv = { ...process.env, HACTL_CONFIG_DIR: configDir };
-  delete env.HACTL_TOKEN;
-  return runCommand(process.execPath, [hactlJs, ...args], env, 150_000);
-}
+const hactl = hactlIn(configDir);
 
 interface HealthEntry {
   Service: { ID: string; Tags: string[]; Port: number; Address: string };
@@ -38,12 +32,7 @@ describe('recovery commands on a real cluster (3 nodes with Postgres)', () => {
   const ids = (entries: HealthEntry[]) => entries.map((e) => e.Service.ID).sort();
   const clusterView = async (i: number) => (await cluster.call(i, 'GET', '/cluster')).body as { leader: { name: string; term: number } | null; members: { name: string; alive: boolean; walPosition: number | null }[] };
 
-  beforeAll(async () => {
-    await cluster.start();
-    await cluster.waitAllStreaming();
-    const use = await hactl('profiles', 'use', cluster.apiUrl(0), '--name', 'test', '--token', CLUSTER_TOKEN);
-    expect(use.code).toBe(0);
-  }, 180_000);
+  beforeAll(() => startWithProfile(cluster, hactl), 180_000);
   afterAll(async () => {
     await cluster.stop();
     rmSync(configDir, { recursive: true, force: true });
