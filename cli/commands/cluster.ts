@@ -175,7 +175,7 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
             timeoutMs: session.longTimeoutMs,
           };
           // Before the cluster exists there is no leader to find: the node itself (or any sidecar) takes it.
-          const answer = target !== undefined ? await session.direct(target, request) : await session.any(request);
+          const answer = await withClusterProgress(ctx, session, () => (target !== undefined ? session.direct(target, request) : session.any(request)));
           await ensureListed(session, answer.manager);
           await session.noteLeader(answer.manager);
           ctx.io.out(answerMessage(answer) ?? `cluster started: ${argv.nodeName} is the leader`);
@@ -227,12 +227,15 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
             }
             target = found.url;
           }
-          const answer = await session.direct(target, {
-            method: 'POST',
-            path: '/cluster/join',
-            body: { nodeName: argv.nodeName, leaderUrl, force: argv.force },
-            timeoutMs: session.longTimeoutMs,
-          });
+          // The joining node clones the leader's Postgres meanwhile: its status line shows the clone's progress.
+          const answer = await withClusterProgress(ctx, session, () =>
+            session.direct(target, {
+              method: 'POST',
+              path: '/cluster/join',
+              body: { nodeName: argv.nodeName, leaderUrl, force: argv.force },
+              timeoutMs: session.longTimeoutMs,
+            }),
+          );
           await ensureListed(session, target);
           ctx.io.out(answerMessage(answer) ?? `node ${argv.nodeName} joined the cluster led by ${leaderUrl}`);
         },

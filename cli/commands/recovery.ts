@@ -65,13 +65,15 @@ async function nodeUrl(session: Session, name: string): Promise<string> {
  */
 export async function withClusterProgress<T>(ctx: CliContext, session: Session, work: () => Promise<T>): Promise<T> {
   let finished = false;
+  let before = true;
   const seen = new Map<string, string>();
   const look = async () => {
     try {
       const view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER), 'GET /cluster');
       for (const m of view.members) {
         const line = `${cell(m.role)}: ${cell(m.state)}`;
-        if (seen.has(m.name) && seen.get(m.name) !== line) ctx.io.out(`  ${m.name} ${line}`);
+        // After the first look, a member that appears (a node joining) is news as much as a change.
+        if (!before && seen.get(m.name) !== line) ctx.io.out(`  ${m.name} ${line}`);
         seen.set(m.name, line);
       }
     } catch {
@@ -85,6 +87,7 @@ export async function withClusterProgress<T>(ctx: CliContext, session: Session, 
     }
   };
   await look(); // the states before the request, so every change after it is printed
+  before = false;
   const polling = poll();
   try {
     const result = await work();

@@ -45,6 +45,9 @@ let caseNo = 0;
 const nodeNamed = (name: string) => nodes.find((n) => n.name === name) as Node;
 const urlOf = (name: string) => nodeNamed(name).url;
 
+/** Nodes that got POST /cluster/join: their status line then tells of the clone (hactl prints it as progress). */
+const joined = new Set<string>();
+
 function clusterView() {
   return {
     cluster: 'main',
@@ -54,7 +57,7 @@ function clusterView() {
     members: nodes.map((n, i) => ({
       name: n.name,
       role: n.name === leaderName ? 'leader' : 'standby',
-      state: n.name === leaderName ? 'running' : 'streaming',
+      state: n.name === leaderName ? 'running' : joined.has(n.name) ? `cloned from ${leaderName}, streaming` : 'streaming',
       apiUrl: n.url,
       address: `127.0.0.${11 + i}`,
       lagBytes: n.name === leaderName ? undefined : 2048 * i,
@@ -89,7 +92,10 @@ function route(node: Node, method: string, path: string, auth: string | undefine
   if (key === 'GET /cluster') return [200, clusterView()];
   if (key === 'GET /history') return [200, HISTORY];
   if (key === 'POST /cluster/start') return [200, { message: `cluster started on ${node.name}` }];
-  if (key === 'POST /cluster/join') return [200, { message: `${node.name} joined`, got: body }];
+  if (key === 'POST /cluster/join') {
+    joined.add(node.name);
+    return [200, { message: `${node.name} joined`, got: body }];
+  }
   if (!isLeader) return notLeader;
   if (key === 'POST /switchover') {
     const to = (body as { to?: string }).to ?? 'n2';
@@ -158,6 +164,7 @@ beforeEach(() => {
   configDir = join(configRoot, `case-${caseNo}`);
   leaderName = 'n1';
   paused = false;
+  joined.clear();
   seen.length = 0;
 });
 
@@ -443,10 +450,10 @@ describe('cluster', () => {
     expect((await readProfiles()).profiles.main?.lastLeader).toBe(urlOf('n2'));
   });
 
-  it('join goes to the joining node with the leader URL, and adds --node-url to the profile', async () => {
+  it('join goes to the joining node with the leader URL, prints its status line as progress, and adds --node-url to the profile', async () => {
     await writeProfiles({ current: 'main', profiles: { main: { managers: [urlOf('n1')], token: TOKEN } } });
     const run = await hactl(['cluster', 'join', '--node-name', 'n3', urlOf('n1').replace('http://', '')]);
-    expect(run).toEqual({ code: 0, out: ['n3 joined'], err: [] });
+    expect(run).toEqual({ code: 0, out: ['  n3 standby: cloned from n1, streaming', 'n3 joined'], err: [] });
     const join_ = seen.find((s) => s.path === '/cluster/join');
     expect(join_).toMatchObject({ node: 'n3', body: { nodeName: 'n3', leaderUrl: urlOf('n1'), force: false } });
     expect((await readProfiles()).profiles.main?.managers).toEqual([urlOf('n1'), urlOf('n3')]);
