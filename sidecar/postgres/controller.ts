@@ -351,10 +351,12 @@ export class PostgresController {
    * Brings a former primary (or a standby that went astray) back in line with `source` by pg_rewind, then
    * configures it as a standby of `source` and starts it. Stops the local server (fast) first; a target that
    * had crashed is recovered by pg_rewind itself (single-user mode, PostgreSQL 13+), so the caller need not
-   * care how it went down. Returns false when pg_rewind ran and failed: the data directory is then unusable
-   * and must be re-cloned (`cloneFrom`); it is left configured as a standby so no start can make it a
-   * writer. Throws `rewind_failed` (data untouched) when `source` cannot be reached as the superuser.
-   * False too when there is no data directory at all.
+   * care how it went down. Returns false when pg_rewind ran and failed, or when a former primary came out
+   * of it on the source's timeline ID (see `rewindOutcome`: it diverged on a duplicated timeline and
+   * pg_rewind did nothing): the data directory is then unusable and must be re-cloned (`cloneFrom`); it is
+   * left configured as a standby, not started, so no start can make it a writer. Throws `rewind_failed`
+   * (data untouched) when `source` cannot be reached as the superuser. False too when there is no data
+   * directory at all.
    */
   rewindFrom(source: Upstream, onProgress?: (percent: number) => void): Promise<boolean> {
     return this.exclusive(async () => {
@@ -374,11 +376,25 @@ export class PostgresController {
         if (e instanceof SidecarError) throw e;
         throw new SidecarError('rewind_failed', `cannot rewind from ${describe(source)}: cannot connect as ${SUPERUSER} (${errorMessage(e)}); the local data was left as it was`, 502, { source });
       }
+      const formerPrimary = this.intent.current.intent === 'primary';
       // Recorded before pg_rewind touches the data: whatever happens next, no start makes this node a writer.
       this.intent.set({ ...this.intent.current, intent: 'standby', upstream: source });
       await this.postmaster.stop('fast');
       prepareDirs(this.node);
-      if (!(await runRewind(this.node, this.intent.current, source, t0, onProgress))) return false;
+      const outcome = await runRewind(this.node, this.intent.current, source, t0, onProgress);
+      if (outcome === 'failed') return false;
+      if (outcome === 'same_timeline' && formerPrimary) {
+        // A primary source on the timeline ID this former primary wrote on was promoted without knowing this
+        // node's timeline: the same ID, another history. Only for a standby is the same ID the normal case.
+        // Returning false sends it to a clone of the leader, which replaces only this node's data (kept
+        // aside) and leaves the leader untouched: no second writer, no commit of the leader's lost. What
+        // only this node wrote after its promotion is on no leader's history; pg_rewind would drop it too.
+        this.log.warn('former primary on the same timeline ID as its new leader but another history: it must be cloned again', {
+          code: 'rewind_same_timeline',
+          source: describe(source),
+        });
+        return false;
+      }
       await this.startLocked();
       return true;
     });

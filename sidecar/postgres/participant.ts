@@ -292,7 +292,7 @@ export class PostgresParticipant implements Participant {
         if (s.intent === 'primary') {
           if (!leaderIsPrimary) return ctx.report(`former primary: waiting for leader ${leaderName} to finish its promotion before rewinding`);
           ctx.report(`former primary: rewinding from ${leaderName}`);
-          if (!(await this.pg.rewindFrom(upstream, progress('rewinding')))) await this.reclone(ctx, upstream, leaderName, 'pg_rewind failed');
+          if (!(await this.pg.rewindFrom(upstream, progress('rewinding')))) await this.reclone(ctx, upstream, leaderName, 'pg_rewind failed or could not rewind');
         } else if (!s.running || s.upstream?.host !== upstream.host || s.upstream.port !== upstream.port) {
           await this.pg.follow(upstream);
           this.failedStarts = 0;

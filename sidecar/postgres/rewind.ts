@@ -56,8 +56,26 @@ export async function checkpointAfterPromotion(node: PostgresNode, c: pg.Client,
 }
 
 /**
+ * What a pg_rewind run did: `rewound` (the target now follows the source's history, or already did),
+ * `same_timeline` (exit 0 without looking at any WAL, because both control files show the same timeline ID),
+ * or `failed`.
+ *
+ * `same_timeline` proves nothing about the histories: pg_rewind compares timeline IDs only. Two nodes promoted
+ * one after the other, the second before it had streamed the first one's timeline history (the first killed
+ * within seconds of its promotion), both pick the same next ID with different WAL behind it. A former primary
+ * rewound from such a source is left as it was, and its standby stops at the first diverged record ("invalid
+ * resource manager ID"). Its messages are matched in English: tools run with LANG=C.UTF-8 (process.ts).
+ */
+export type RewindOutcome = 'rewound' | 'same_timeline' | 'failed';
+
+export function rewindOutcome(exitCode: number | null, output: string): RewindOutcome {
+  if (exitCode !== 0) return 'failed';
+  return /source and target cluster are on the same timeline/.test(output) ? 'same_timeline' : 'rewound';
+}
+
+/**
  * Runs pg_rewind on the stopped data directory from `source`, then rewrites the sidecar's files per `state`
- * (a standby of `source`, whatever happened). Returns whether pg_rewind succeeded.
+ * (a standby of `source`, whatever happened), and says what pg_rewind did (see `rewindOutcome`).
  */
 export async function runRewind(
   node: PostgresNode,
@@ -65,7 +83,7 @@ export async function runRewind(
   source: Upstream,
   startedAt: number,
   onProgress?: (percent: number) => void,
-): Promise<boolean> {
+): Promise<RewindOutcome> {
   const { settings, log } = node;
   const server = conninfo({
     host: source.host,
@@ -85,15 +103,20 @@ export async function runRewind(
     progressLogger(log, 'pg_rewind', onProgress),
   );
   writeConfig(node, state);
-  if (result.code !== 0) {
+  const outcome = rewindOutcome(result.code, result.stderr);
+  if (outcome === 'failed') {
     log.warn('pg_rewind failed; the data directory must be cloned again', {
       code: 'rewind_failed',
       source: describe(source),
       exit: result.signal ?? result.code,
       output: lastLines(result.stderr),
     });
-    return false;
+    return outcome;
   }
-  log.info('postgres rewound', { source: describe(source), ms: Math.round(performance.now() - startedAt), output: lastLines(result.stderr, 2) });
-  return true;
+  log.info(outcome === 'rewound' ? 'postgres rewound' : 'pg_rewind changed nothing: same timeline ID as the source', {
+    source: describe(source),
+    ms: Math.round(performance.now() - startedAt),
+    output: lastLines(result.stderr, 2),
+  });
+  return outcome;
 }
