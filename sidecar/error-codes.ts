@@ -124,7 +124,7 @@ export const ERROR_CODES = {
   reinit_leader_refused: { exit: failed, meaning: 'reinit: refused on the leader, whose data every other node clones (409)' },
   request_failed: { exit: failed, meaning: 'hactl local: a node refused a call without naming a code' },
   rewind_failed: { exit: failed, meaning: 'pg_rewind failed or its source is unreachable; the node is cloned again' },
-  rewind_same_timeline: { exit: failed, meaning: 'a former primary is on its new leader\'s timeline ID with another history: pg_rewind cannot help, it is cloned again (log)' },
+  rewind_same_timeline: { exit: failed, meaning: "a former primary is on its new leader's timeline ID with another history: pg_rewind cannot help, it is cloned again (log)" },
   rewind_source_not_primary: { exit: failed, meaning: 'the rewind source is still promoting; the rewind is postponed' },
   send_failed: { exit: failed, meaning: 'file mirror: sending a file to a standby failed (log, metric)' },
   sidecar_not_built: { exit: failed, meaning: 'hactl local: dist/ is missing; run npm run build' },
