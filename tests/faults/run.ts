@@ -29,6 +29,7 @@ const ORDER = [
   'majority-lost',
   'sync-one-acker',
   'loss-all',
+  'delay-loss',
   'double-fault',
   'leader-sidecar-kill',
   'leader-sidecar-fast-restart',

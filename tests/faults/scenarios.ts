@@ -32,6 +32,9 @@ const STOP_WRITES_MS = 3_000 + 1_000 + 1_000;
 /** The delay+loss scenario's length: 30 s instead of the issue's minute, so 20 runs fit in the time. */
 const LOSS_MS = 30_000;
 const LOSS_PERCENT = 5;
+/** The delay scenario's length and one-way delay: the issue's minute, 200 ms each way (as netem on every node's egress). */
+const DELAY_LOSS_MS = 60_000;
+const DELAY_MS = 200;
 
 const others = (ctx: FaultContext) => ctx.bench.names.map((_, i) => i).filter((i) => i !== ctx.leader);
 
@@ -123,6 +126,23 @@ export const SCENARIOS: Record<string, Scenario> = {
       for (let i = 0; i < ctx.bench.names.length; i++) ctx.bench.lab.inject(i, { kind: 'loss', percent: LOSS_PERCENT });
       await holdUntil(ctx, LOSS_MS);
       noFailover(ctx, 'random loss');
+    },
+  },
+  'delay-loss': {
+    describe: `${DELAY_MS} ms delay each way (TCP between nodes, userspace forwarder) and ${LOSS_PERCENT} % random loss for ${DELAY_LOSS_MS / 1000} s; no failover allowed`,
+    async inject(ctx) {
+      const { lab } = ctx.bench;
+      await Promise.all(ctx.bench.names.map((_, i) => lab.injectDelay(i, DELAY_MS, LOSS_PERCENT)));
+      // Proof that the delay is in force: an API round trip from each node to the next (connect, request and
+      // answer each held once) and, once the reset connections are back, connections held by every forwarder.
+      const seconds = ctx.bench.names.map((_, i) => lab.httpSeconds(i, `http://${lab.address((i + 1) % lab.size)}:8008/health`));
+      await holdUntil(ctx, 10_000);
+      const held = ctx.bench.names.map((_, i) => lab.forwardedConnections(i));
+      process.stdout.write(`    peer /health round trips ${seconds.map((s) => `${Math.round(s * 1000)} ms`).join(', ')}; connections through the forwarders ${held.join(', ')}\n`);
+      if (seconds.some((s) => s * 1000 < 3 * DELAY_MS)) ctx.violation(`the delay is not in force: a peer API call took ${seconds.join(', ')} s`);
+      if (held.some((n) => n === 0)) ctx.violation(`a node has no connection through its delay forwarder: ${held.join(', ')}`);
+      await holdUntil(ctx, DELAY_LOSS_MS);
+      noFailover(ctx, 'delay and loss');
     },
   },
   'leader-sidecar-kill': {

@@ -1,4 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { projectRoot } from '../../cli/local/paths.js';
 import type { NodePlacement } from './net.js';
 
 /**
@@ -10,7 +12,8 @@ import type { NodePlacement } from './net.js';
  * Faults are nftables rules in one table (`hafault`) inside a node's namespace, between that node and its
  * peers only: the test process and HAProxy keep reaching every node, so the watchers still see an isolated
  * old primary and a client on the "wrong side" still tries to write to it. This kernel has no `netem`
- * qdisc, so there is no delay here, only cuts and random loss (`numgen random`).
+ * qdisc, so delay is a userspace forwarder (delay-proxy.ts) that nft DNATs each node's TCP connections to its
+ * peers onto; loss is nft `numgen random`.
  *
  * Only what this class creates is ever touched: names carry the run's prefix, and addresses are a /24 of
  * 10.213.0.0/16 that exists only on its own bridge.
@@ -30,7 +33,30 @@ export type Cut =
   | { kind: 'outbound' } // the node's packets to its peers only: it hears them, they do not hear it
   | { kind: 'inbound' } // its peers' packets to the node only
   | { kind: 'port'; port: number } // one TCP port between the node and its peers, both ways (e.g. 8300, Consul RPC)
-  | { kind: 'loss'; percent: number }; // random loss of the node's packets to its peers
+  | { kind: 'loss'; percent: number } // random loss of the node's packets to its peers
+  | { kind: 'delay'; routes: DelayRoute[]; lossPercent: number }; // TCP to peers through the delaying forwarder, plus loss
+
+/** The TCP ports between nodes that a delay covers: raft RPC, gossip's TCP side, replication, mirror, API. */
+export const DELAYED_PORTS = [8300, 8301, 15432, 22000, 8008];
+/** A node's forwarder listens on FORWARDER_BASE_PORT + 10 * (peer's index) + (the port's index in DELAYED_PORTS). */
+const FORWARDER_BASE_PORT = 40_000;
+/** The forwarder runs as this user, so that nft can tell its own connections to peers (not redirected) from the node's. */
+const FORWARDER_UID = 65_534;
+
+/** One redirected destination: the node's connections to peer:port go to its forwarder at listen:listenPort. */
+export interface DelayRoute {
+  peer: string;
+  port: number;
+  listen: string;
+  listenPort: number;
+}
+
+/** The forwarder routes of node `own` (its address) to every other address in `addresses`, one per delayed port. */
+export function delayRoutes(addresses: string[], own: number): DelayRoute[] {
+  return addresses.flatMap((peer, j) =>
+    j === own ? [] : DELAYED_PORTS.map((port, k) => ({ peer, port, listen: addresses[own], listenPort: FORWARDER_BASE_PORT + 10 * j + k })),
+  );
+}
 
 export class NetnsLab implements NodePlacement {
   readonly prefix: string;
@@ -40,6 +66,8 @@ export class NetnsLab implements NodePlacement {
   private readonly gateway: string;
   readonly addresses: string[];
   private created = false;
+  /** The running delay forwarder of each node that has a delay fault. */
+  private readonly forwarders = new Map<number, ChildProcess>();
 
   constructor(
     readonly size: number,
@@ -102,12 +130,53 @@ export class NetnsLab implements NodePlacement {
     execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
   }
 
-  /** Removes every fault from node i. */
+  /**
+   * Delays node i's TCP traffic with its peers by `delayMs` each way (every chunk, both directions, of the
+   * connections node i opens; its peers' connections are delayed by their own forwarders), with `lossPercent`
+   * random loss of its packets to them. Replaces any fault already on node i.
+   */
+  async injectDelay(i: number, delayMs: number, lossPercent: number): Promise<void> {
+    this.heal(i);
+    const routes = delayRoutes(this.addresses, i);
+    const script = join(projectRoot(), 'dist', 'tests', 'harness', 'delay-proxy.js');
+    const uid = String(FORWARDER_UID);
+    const [command, args] = this.wrap(i, 'setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, script, String(delayMs), ...routes.map((r) => `${r.listen}:${r.listenPort}=${r.peer}:${r.port}`)]);
+    // stdin stays open: the forwarder exits when it closes, that is when this process dies, whatever way.
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.forwarders.set(i, child);
+    const ready = new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.once('exit', (code) => reject(new Error(`the delay forwarder of node ${i + 1} exited (${code}) before it was ready`)));
+    });
+    await ready;
+    execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: faultRules(this.addresses.filter((_, k) => k !== i), { kind: 'delay', routes, lossPercent }), stdio: ['pipe', 'ignore', 'pipe'] });
+  }
+
+  /** Seconds a GET of `url` takes from inside node i's namespace (curl, as root: a delay fault redirects it). */
+  httpSeconds(i: number, url: string): number {
+    const out = execFileSync('ip', ['netns', 'exec', this.namespace(i), 'curl', '-s', '-o', '/dev/null', '--max-time', '10', '-w', '%{time_total}', url], { encoding: 'utf8' });
+    return Number(out);
+  }
+
+  /** How many established TCP connections node i's delay forwarder holds (both sides: from the node and to its peers). */
+  forwardedConnections(i: number): number {
+    const out = execFileSync('ip', ['netns', 'exec', this.namespace(i), 'ss', '-Htn', 'state', 'established', `( sport >= :${FORWARDER_BASE_PORT} and sport < :${FORWARDER_BASE_PORT + 10 * this.size} )`], { encoding: 'utf8' });
+    return out.split('\n').filter((l) => l.trim() !== '').length;
+  }
+
+  /** Removes every fault from node i: its rules first, so that new connections go direct, then its forwarder. */
   heal(i: number): void {
     try {
       execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', 'delete', 'table', 'inet', FAULT_TABLE], { stdio: 'ignore' });
     } catch {
       /* no fault on this node */
+    }
+    const forwarder = this.forwarders.get(i);
+    if (forwarder) {
+      this.forwarders.delete(i);
+      // Its connections reset and their clients reconnect directly (Consul, walreceiver and mirror all retry).
+      forwarder.stdin?.destroy();
+      forwarder.kill('SIGTERM');
     }
   }
 
@@ -171,6 +240,7 @@ export function faultRules(peers: string[], cut: Cut): string {
   const set = `{ ${peers.join(', ')} }`;
   const input: string[] = [];
   const output: string[] = [];
+  const natOutput: string[] = [];
   switch (cut.kind) {
     case 'isolate':
       input.push(`ip saddr ${set} drop`);
@@ -191,8 +261,20 @@ export function faultRules(peers: string[], cut: Cut): string {
       // Outbound only: with the same rule on every node, each packet between two nodes is dropped once with `percent`.
       output.push(`ip daddr ${set} numgen random mod 100 < ${cut.percent} drop`);
       break;
+    case 'delay': {
+      const ports = `{ ${DELAYED_PORTS.join(', ')} }`;
+      // The forwarder's own connections to the peers (user nobody) go out as they are; everyone else's are redirected.
+      for (const r of cut.routes) natOutput.push(`meta skuid != ${FORWARDER_UID} ip daddr ${r.peer} tcp dport ${r.port} dnat ip to ${r.listen}:${r.listenPort}`);
+      // NAT applies to new connections only: a connection opened before the fault (raft's pool, the walreceiver)
+      // is reset, so that its client reconnects through the forwarder instead of keeping an undelayed path.
+      output.push(`meta skuid != ${FORWARDER_UID} ip daddr ${set} tcp dport ${ports} ct status & dnat == 0 reject with tcp reset`);
+      // After the DNAT a redirected packet is addressed to the node itself, so this drops the forwarder's and the replies' packets.
+      if (cut.lossPercent > 0) output.push(`ip daddr ${set} numgen random mod 100 < ${cut.lossPercent} drop`);
+      break;
+    }
   }
   const chain = (hook: string, rules: string[]) =>
     `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n`;
-  return `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', input)}${chain('output', output)}}\n`;
+  const nat = natOutput.length === 0 ? '' : `  chain nat_output {\n    type nat hook output priority -100; policy accept;\n${natOutput.map((r) => `    ${r}\n`).join('')}  }\n`;
+  return `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', input)}${chain('output', output)}${nat}}\n`;
 }
