@@ -57,6 +57,20 @@ function noWriter(ctx: FaultContext, from: number, what: string): void {
   if (sweep) ctx.violation(`${sweep.writers.join('+')} took a write at +${(sweep.at - ctx.t0).toFixed(0)} ms with ${what}`);
 }
 
+/** The failover epoch the leader reports (GET /cluster), from the root namespace, which no fault delays. */
+async function clusterTerm(ctx: FaultContext): Promise<unknown> {
+  const { body } = await ctx.bench.cluster.call(ctx.leader, 'GET', '/cluster');
+  return body.term;
+}
+
+/** The longest time, in ms since the run started, between two of the watcher's sweeps in which the leader took a write. */
+function longestWriteGap(ctx: FaultContext): number {
+  const leader = ctx.bench.names[ctx.leader];
+  const took = ctx.bench.watcher!.sweeps.filter((s) => s.at >= ctx.t0 && s.writers.includes(leader)).map((s) => s.at);
+  const ends = [ctx.t0, ...took, performance.now()];
+  return Math.round(Math.max(...ends.slice(1).map((at, k) => at - ends[k])));
+}
+
 function freezeScenario(describe: string, pids: (b: FaultBench, i: number) => (number | undefined)[], holdMs = HOLD_MS): Scenario {
   return {
     describe,
@@ -132,6 +146,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     describe: `${DELAY_MS} ms delay each way (TCP between nodes, userspace forwarder) and ${LOSS_PERCENT} % random loss for ${DELAY_LOSS_MS / 1000} s; no failover allowed`,
     async inject(ctx) {
       const { lab } = ctx.bench;
+      const termBefore = await clusterTerm(ctx);
       await Promise.all(ctx.bench.names.map((_, i) => lab.injectDelay(i, DELAY_MS, LOSS_PERCENT)));
       // Proof that the delay is in force: an API round trip from each node to the next (connect, request and
       // answer each held once) and, once the reset connections are back, connections held by every forwarder.
@@ -143,6 +158,11 @@ export const SCENARIOS: Record<string, Scenario> = {
       if (held.some((n) => n === 0)) ctx.violation(`a node has no connection through its delay forwarder: ${held.join(', ')}`);
       await holdUntil(ctx, DELAY_LOSS_MS);
       noFailover(ctx, 'delay and loss');
+      // The leader staying is not enough: a step-down and re-promotion of the same node also stops writes.
+      const termAfter = await clusterTerm(ctx);
+      const stopped = longestWriteGap(ctx);
+      process.stdout.write(`    term ${termBefore} -> ${termAfter}; the leader's longest stretch without taking writes ${stopped} ms\n`);
+      if (termAfter !== termBefore) ctx.violation(`the leader stepped down and a promotion followed (term ${termBefore} -> ${termAfter}); its writes stopped for up to ${stopped} ms`);
     },
   },
   'leader-sidecar-kill': {

@@ -125,7 +125,7 @@ export class NetnsLab implements NodePlacement {
   }
 
   /** Drops traffic between node i and its peers as `cut` says; replaces any fault already on node i. */
-  inject(i: number, cut: Cut): void {
+  inject(i: number, cut: Exclude<Cut, { kind: 'delay' }>): void {
     const script = faultRules(this.addresses.filter((_, k) => k !== i), cut);
     execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
   }
