@@ -33,8 +33,7 @@ export type Cut =
   | { kind: 'outbound' } // the node's packets to its peers only: it hears them, they do not hear it
   | { kind: 'inbound' } // its peers' packets to the node only
   | { kind: 'port'; port: number } // one TCP port between the node and its peers, both ways (e.g. 8300, Consul RPC)
-  | { kind: 'loss'; percent: number } // random loss of the node's packets to its peers
-  | { kind: 'delay'; routes: DelayRoute[]; lossPercent: number }; // TCP to peers through the delaying forwarder, plus loss
+  | { kind: 'loss'; percent: number }; // random loss of the node's packets to its peers
 
 /** The TCP ports between nodes that a delay covers: raft RPC, gossip's TCP side, replication, mirror, API. */
 export const DELAYED_PORTS = [8300, 8301, 15432, 22000, 8008];
@@ -42,6 +41,8 @@ export const DELAYED_PORTS = [8300, 8301, 15432, 22000, 8008];
 const FORWARDER_BASE_PORT = 40_000;
 /** The forwarder runs as this user, so that nft can tell its own connections to peers (not redirected) from the node's. */
 const FORWARDER_UID = 65_534;
+/** The table of the redirection to the forwarders: installed with them, kept across heals (a heal sets the delay to 0). */
+const DELAY_TABLE = 'hadelay';
 
 /** One redirected destination: the node's connections to peer:port go to its forwarder at listen:listenPort. */
 export interface DelayRoute {
@@ -66,7 +67,7 @@ export class NetnsLab implements NodePlacement {
   private readonly gateway: string;
   readonly addresses: string[];
   private created = false;
-  /** The running delay forwarder of each node that has a delay fault. */
+  /** Each node's delay forwarder, when the lab was started with them (startForwarders). */
   private readonly forwarders = new Map<number, ChildProcess>();
 
   constructor(
@@ -125,31 +126,40 @@ export class NetnsLab implements NodePlacement {
   }
 
   /** Drops traffic between node i and its peers as `cut` says; replaces any fault already on node i. */
-  inject(i: number, cut: Exclude<Cut, { kind: 'delay' }>): void {
+  inject(i: number, cut: Cut): void {
     const script = faultRules(this.addresses.filter((_, k) => k !== i), cut);
     execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
   }
 
   /**
-   * Delays node i's TCP traffic with its peers by `delayMs` each way (every chunk, both directions, of the
-   * connections node i opens; its peers' connections are delayed by their own forwarders), with `lossPercent`
-   * random loss of its packets to them. Replaces any fault already on node i.
+   * Routes every node's TCP connections to its peers' ports (DELAYED_PORTS) through a delaying forwarder in
+   * its namespace, at 0 ms until `setDelay`. Called before the cluster starts, so that no connection bypasses
+   * the forwarders (NAT only applies to new connections) and no connection has to be reset to add latency.
    */
-  async injectDelay(i: number, delayMs: number, lossPercent: number): Promise<void> {
-    this.heal(i);
-    const routes = delayRoutes(this.addresses, i);
+  async startForwarders(): Promise<void> {
     const script = join(projectRoot(), 'dist', 'tests', 'harness', 'delay-proxy.js');
     const uid = String(FORWARDER_UID);
-    const [command, args] = this.wrap(i, 'setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, script, String(delayMs), ...routes.map((r) => `${r.listen}:${r.listenPort}=${r.peer}:${r.port}`)]);
-    // stdin stays open: the forwarder exits when it closes, that is when this process dies, whatever way.
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.forwarders.set(i, child);
-    const ready = new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      child.once('exit', (code) => reject(new Error(`the delay forwarder of node ${i + 1} exited (${code}) before it was ready`)));
-    });
-    await ready;
-    execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: faultRules(this.addresses.filter((_, k) => k !== i), { kind: 'delay', routes, lossPercent }), stdio: ['pipe', 'ignore', 'pipe'] });
+    await Promise.all(
+      this.addresses.map(async (_, i) => {
+        const routes = delayRoutes(this.addresses, i);
+        const [command, args] = this.wrap(i, 'setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, script, '0', ...routes.map((r) => `${r.listen}:${r.listenPort}=${r.peer}:${r.port}`)]);
+        // stdin stays open: the forwarder exits when it closes, that is when this process dies, whatever way.
+        const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+        this.forwarders.set(i, child);
+        await new Promise<void>((resolve, reject) => {
+          child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+          child.once('exit', (code) => reject(new Error(`the delay forwarder of node ${i + 1} exited (${code}) before it was ready`)));
+        });
+        execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: delayRules(routes), stdio: ['pipe', 'ignore', 'pipe'] });
+      }),
+    );
+  }
+
+  /** Holds every chunk node i's connections to its peers carry, both directions, for `ms` (0: none). */
+  setDelay(i: number, ms: number): void {
+    const forwarder = this.forwarders.get(i);
+    if (!forwarder) throw new Error('no delay forwarders: the lab was not started with them (startForwarders)');
+    forwarder.stdin!.write(`delay ${ms}\n`);
   }
 
   /** Seconds a GET of `url` takes from inside node i's namespace (curl, as root: a delay fault redirects it). */
@@ -164,20 +174,14 @@ export class NetnsLab implements NodePlacement {
     return out.split('\n').filter((l) => l.trim() !== '').length;
   }
 
-  /** Removes every fault from node i: its rules first, so that new connections go direct, then its forwarder. */
+  /** Removes every fault from node i: its drop rules, and its delay (the redirection to its forwarder stays). */
   heal(i: number): void {
     try {
       execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', 'delete', 'table', 'inet', FAULT_TABLE], { stdio: 'ignore' });
     } catch {
       /* no fault on this node */
     }
-    const forwarder = this.forwarders.get(i);
-    if (forwarder) {
-      this.forwarders.delete(i);
-      // Its connections reset and their clients reconnect directly (Consul, walreceiver and mirror all retry).
-      forwarder.stdin?.destroy();
-      forwarder.kill('SIGTERM');
-    }
+    if (this.forwarders.has(i)) this.setDelay(i, 0);
   }
 
   healAll(): void {
@@ -186,6 +190,8 @@ export class NetnsLab implements NodePlacement {
 
   /** Removes this lab's namespaces and bridge (the veths go with their namespaces). Safe to call twice. */
   destroy(): void {
+    for (const forwarder of this.forwarders.values()) forwarder.kill('SIGTERM');
+    this.forwarders.clear();
     if (!this.created) return;
     for (let i = 0; i < this.size; i++) removeNamespace(this.namespace(i));
     removeLink(this.bridge);
@@ -240,7 +246,6 @@ export function faultRules(peers: string[], cut: Cut): string {
   const set = `{ ${peers.join(', ')} }`;
   const input: string[] = [];
   const output: string[] = [];
-  const natOutput: string[] = [];
   switch (cut.kind) {
     case 'isolate':
       input.push(`ip saddr ${set} drop`);
@@ -261,20 +266,19 @@ export function faultRules(peers: string[], cut: Cut): string {
       // Outbound only: with the same rule on every node, each packet between two nodes is dropped once with `percent`.
       output.push(`ip daddr ${set} numgen random mod 100 < ${cut.percent} drop`);
       break;
-    case 'delay': {
-      const ports = `{ ${DELAYED_PORTS.join(', ')} }`;
-      // The forwarder's own connections to the peers (user nobody) go out as they are; everyone else's are redirected.
-      for (const r of cut.routes) natOutput.push(`meta skuid != ${FORWARDER_UID} ip daddr ${r.peer} tcp dport ${r.port} dnat ip to ${r.listen}:${r.listenPort}`);
-      // NAT applies to new connections only: a connection opened before the fault (raft's pool, the walreceiver)
-      // is reset, so that its client reconnects through the forwarder instead of keeping an undelayed path.
-      output.push(`meta skuid != ${FORWARDER_UID} ip daddr ${set} tcp dport ${ports} ct status & dnat == 0 reject with tcp reset`);
-      // After the DNAT a redirected packet is addressed to the node itself, so this drops the forwarder's and the replies' packets.
-      if (cut.lossPercent > 0) output.push(`ip daddr ${set} numgen random mod 100 < ${cut.lossPercent} drop`);
-      break;
-    }
   }
   const chain = (hook: string, rules: string[]) =>
     `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n`;
-  const nat = natOutput.length === 0 ? '' : `  chain nat_output {\n    type nat hook output priority -100; policy accept;\n${natOutput.map((r) => `    ${r}\n`).join('')}  }\n`;
-  return `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', input)}${chain('output', output)}${nat}}\n`;
+  return `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', input)}${chain('output', output)}}\n`;
+}
+
+/**
+ * The nft script (for `nft -f -` inside a node's namespace) that DNATs the node's connections to each route's
+ * peer port onto its forwarder, in the table `hadelay`. The forwarder's own connections to the peers (user
+ * nobody) go out as they are. Drop rules (`hafault`, filter hook) see the redirected packets addressed to the
+ * node itself, so a cut or a loss acts on the forwarder's packets to the peers and the peers' replies instead.
+ */
+export function delayRules(routes: DelayRoute[]): string {
+  const rules = routes.map((r) => `    meta skuid != ${FORWARDER_UID} ip daddr ${r.peer} tcp dport ${r.port} dnat ip to ${r.listen}:${r.listenPort}\n`);
+  return `table inet ${DELAY_TABLE} {\n  chain nat_output {\n    type nat hook output priority -100; policy accept;\n${rules.join('')}  }\n}\n`;
 }
