@@ -38,6 +38,8 @@ export interface FaultBenchOptions {
   synchronous: boolean;
   /** 10.213.<subnet>.0/24 for the lab's bridge; default the third octet of HA_TEST_NET. */
   subnet?: number;
+  /** Routes the nodes' connections through delaying forwarders (at 0 ms) from the start, for `delay-loss`. */
+  forwarders?: boolean;
 }
 
 /** The default subnet: the engineer's own HA_TEST_NET third octet, so two people's labs never share a /24. */
@@ -77,6 +79,7 @@ export class FaultBench {
 
   async start(): Promise<void> {
     this.lab.create();
+    if (this.opts.forwarders) await this.lab.startForwarders();
     await this.cluster.start();
     await this.cluster.waitAllStreaming();
     const leader = (await this.cluster.leaderIndex())!;

@@ -29,6 +29,7 @@ const ORDER = [
   'majority-lost',
   'sync-one-acker',
   'loss-all',
+  'delay-loss',
   'double-fault',
   'leader-sidecar-kill',
   'leader-sidecar-fast-restart',
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
   const names = wanted.filter((n) => args.sync || !SCENARIOS[n].syncOnly);
   console.log(`mode ${args.sync ? 'synchronous' : 'asynchronous'}, seed ${seed}, ${args.runs} runs each of: ${names.join(', ')}`);
 
-  const bench = new FaultBench({ synchronous: args.sync, subnet: args.subnet });
+  const bench = new FaultBench({ synchronous: args.sync, subnet: args.subnet, forwarders: names.some((n) => SCENARIOS[n].needsForwarders) });
   const rows: Row[] = [];
   const runs: RunResult[] = [];
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');

@@ -21,6 +21,8 @@ export interface Scenario {
   describe: string;
   /** Only meaningful in synchronous mode (skipped in asynchronous runs). */
   syncOnly?: boolean;
+  /** Needs the lab's delaying forwarders in every node-to-node connection from the start (the bench's `forwarders`). */
+  needsForwarders?: boolean;
   /** Injects the fault and keeps it for its duration; the bench heals (thaws, removes rules) afterwards. */
   inject(ctx: FaultContext): Promise<void>;
 }
@@ -32,6 +34,9 @@ const STOP_WRITES_MS = 3_000 + 1_000 + 1_000;
 /** The delay+loss scenario's length: 30 s instead of the issue's minute, so 20 runs fit in the time. */
 const LOSS_MS = 30_000;
 const LOSS_PERCENT = 5;
+/** The delay scenario's length and one-way delay: the issue's minute, 200 ms each way (as netem on every node's egress). */
+const DELAY_LOSS_MS = 60_000;
+const DELAY_MS = 200;
 
 const others = (ctx: FaultContext) => ctx.bench.names.map((_, i) => i).filter((i) => i !== ctx.leader);
 
@@ -52,6 +57,20 @@ function noFailover(ctx: FaultContext, what: string, from = ctx.t0): void {
 function noWriter(ctx: FaultContext, from: number, what: string): void {
   const sweep = ctx.bench.watcher!.sweeps.find((s) => s.at >= from && s.writers.length > 0);
   if (sweep) ctx.violation(`${sweep.writers.join('+')} took a write at +${(sweep.at - ctx.t0).toFixed(0)} ms with ${what}`);
+}
+
+/** The failover epoch the leader reports (GET /cluster), from the root namespace, which no fault delays. */
+async function clusterTerm(ctx: FaultContext): Promise<unknown> {
+  const { body } = await ctx.bench.cluster.call(ctx.leader, 'GET', '/cluster');
+  return body.term;
+}
+
+/** The longest time, in ms since the run started, between two of the watcher's sweeps in which the leader took a write. */
+function longestWriteGap(ctx: FaultContext): number {
+  const leader = ctx.bench.names[ctx.leader];
+  const took = ctx.bench.watcher!.sweeps.filter((s) => s.at >= ctx.t0 && s.writers.includes(leader)).map((s) => s.at);
+  const ends = [ctx.t0, ...took, performance.now()];
+  return Math.round(Math.max(...ends.slice(1).map((at, k) => at - ends[k])));
 }
 
 function freezeScenario(describe: string, pids: (b: FaultBench, i: number) => (number | undefined)[], holdMs = HOLD_MS): Scenario {
@@ -125,6 +144,32 @@ export const SCENARIOS: Record<string, Scenario> = {
       noFailover(ctx, 'random loss');
     },
   },
+  'delay-loss': {
+    describe: `${DELAY_MS} ms delay each way (TCP between nodes, userspace forwarder) and ${LOSS_PERCENT} % random loss for ${DELAY_LOSS_MS / 1000} s; no failover allowed`,
+    needsForwarders: true,
+    async inject(ctx) {
+      const { lab } = ctx.bench;
+      const termBefore = await clusterTerm(ctx);
+      for (let i = 0; i < lab.size; i++) {
+        lab.setDelay(i, DELAY_MS);
+        lab.inject(i, { kind: 'loss', percent: LOSS_PERCENT });
+      }
+      // Proof that the delay is in force: an API round trip from each node to the next (request and answer
+      // each held once, plus the handshake's retransmits under loss), and the connections the forwarders carry.
+      const seconds = ctx.bench.names.map((_, i) => lab.httpSeconds(i, `http://${lab.address((i + 1) % lab.size)}:8008/health`));
+      const held = ctx.bench.names.map((_, i) => lab.forwardedConnections(i));
+      process.stdout.write(`    peer /health round trips ${seconds.map((s) => `${Math.round(s * 1000)} ms`).join(', ')}; connections through the forwarders ${held.join(', ')}\n`);
+      if (seconds.some((s) => s * 1000 < 2 * DELAY_MS)) ctx.violation(`the delay is not in force: a peer API call took ${seconds.join(', ')} s`);
+      if (held.some((n) => n === 0)) ctx.violation(`a node has no connection through its delay forwarder: ${held.join(', ')}`);
+      await holdUntil(ctx, DELAY_LOSS_MS);
+      noFailover(ctx, 'delay and loss');
+      // The leader staying is not enough: a step-down and re-promotion of the same node also stops writes.
+      const termAfter = await clusterTerm(ctx);
+      const stopped = longestWriteGap(ctx);
+      process.stdout.write(`    term ${termBefore} -> ${termAfter}; the leader's longest stretch without taking writes ${stopped} ms\n`);
+      if (termAfter !== termBefore) ctx.violation(`the leader stepped down and a promotion followed (term ${termBefore} -> ${termAfter}); its writes stopped for up to ${stopped} ms`);
+    },
+  },
   'leader-sidecar-kill': {
     describe: "kill -9 of the leader's sidecar, restarted after a new leader took over",
     async inject(ctx) {
@@ -186,8 +231,8 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
 };
 
-/** Scenarios a `random` run draws from (seeded): all but the synchronous-only one. */
-const RANDOM_POOL = Object.keys(SCENARIOS).filter((name) => !SCENARIOS[name].syncOnly);
+/** Scenarios a `random` run draws from (seeded): all but the synchronous-only one and those needing the forwarders. */
+const RANDOM_POOL = Object.keys(SCENARIOS).filter((name) => !SCENARIOS[name].syncOnly && !SCENARIOS[name].needsForwarders);
 
 SCENARIOS.random = {
   describe: `one of ${RANDOM_POOL.length} scenarios drawn per run from the seed`,

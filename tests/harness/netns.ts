@@ -1,4 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { projectRoot } from '../../cli/local/paths.js';
 import type { NodePlacement } from './net.js';
 
 /**
@@ -10,7 +12,8 @@ import type { NodePlacement } from './net.js';
  * Faults are nftables rules in one table (`hafault`) inside a node's namespace, between that node and its
  * peers only: the test process and HAProxy keep reaching every node, so the watchers still see an isolated
  * old primary and a client on the "wrong side" still tries to write to it. This kernel has no `netem`
- * qdisc, so there is no delay here, only cuts and random loss (`numgen random`).
+ * qdisc, so delay is a userspace forwarder (delay-proxy.ts) that nft DNATs each node's TCP connections to its
+ * peers onto; loss is nft `numgen random`.
  *
  * Only what this class creates is ever touched: names carry the run's prefix, and addresses are a /24 of
  * 10.213.0.0/16 that exists only on its own bridge.
@@ -32,6 +35,30 @@ export type Cut =
   | { kind: 'port'; port: number } // one TCP port between the node and its peers, both ways (e.g. 8300, Consul RPC)
   | { kind: 'loss'; percent: number }; // random loss of the node's packets to its peers
 
+/** The TCP ports between nodes that a delay covers: raft RPC, gossip's TCP side, replication, mirror, API. */
+export const DELAYED_PORTS = [8300, 8301, 15432, 22000, 8008];
+/** A node's forwarder listens on FORWARDER_BASE_PORT + 10 * (peer's index) + (the port's index in DELAYED_PORTS). */
+const FORWARDER_BASE_PORT = 40_000;
+/** The forwarder runs as this user, so that nft can tell its own connections to peers (not redirected) from the node's. */
+const FORWARDER_UID = 65_534;
+/** The table of the redirection to the forwarders: installed with them, kept across heals (a heal sets the delay to 0). */
+const DELAY_TABLE = 'hadelay';
+
+/** One redirected destination: the node's connections to peer:port go to its forwarder at listen:listenPort. */
+export interface DelayRoute {
+  peer: string;
+  port: number;
+  listen: string;
+  listenPort: number;
+}
+
+/** The forwarder routes of node `own` (its address) to every other address in `addresses`, one per delayed port. */
+export function delayRoutes(addresses: string[], own: number): DelayRoute[] {
+  return addresses.flatMap((peer, j) =>
+    j === own ? [] : DELAYED_PORTS.map((port, k) => ({ peer, port, listen: addresses[own], listenPort: FORWARDER_BASE_PORT + 10 * j + k })),
+  );
+}
+
 export class NetnsLab implements NodePlacement {
   readonly prefix: string;
   readonly bridge: string;
@@ -40,6 +67,8 @@ export class NetnsLab implements NodePlacement {
   private readonly gateway: string;
   readonly addresses: string[];
   private created = false;
+  /** Each node's delay forwarder, when the lab was started with them (startForwarders). */
+  private readonly forwarders = new Map<number, ChildProcess>();
 
   constructor(
     readonly size: number,
@@ -102,13 +131,57 @@ export class NetnsLab implements NodePlacement {
     execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
   }
 
-  /** Removes every fault from node i. */
+  /**
+   * Routes every node's TCP connections to its peers' ports (DELAYED_PORTS) through a delaying forwarder in
+   * its namespace, at 0 ms until `setDelay`. Called before the cluster starts, so that no connection bypasses
+   * the forwarders (NAT only applies to new connections) and no connection has to be reset to add latency.
+   */
+  async startForwarders(): Promise<void> {
+    const script = join(projectRoot(), 'dist', 'tests', 'harness', 'delay-proxy.js');
+    const uid = String(FORWARDER_UID);
+    await Promise.all(
+      this.addresses.map(async (_, i) => {
+        const routes = delayRoutes(this.addresses, i);
+        const [command, args] = this.wrap(i, 'setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, script, '0', ...routes.map((r) => `${r.listen}:${r.listenPort}=${r.peer}:${r.port}`)]);
+        // stdin stays open: the forwarder exits when it closes, that is when this process dies, whatever way.
+        const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+        this.forwarders.set(i, child);
+        await new Promise<void>((resolve, reject) => {
+          child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+          child.once('exit', (code) => reject(new Error(`the delay forwarder of node ${i + 1} exited (${code}) before it was ready`)));
+        });
+        execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', '-f', '-'], { input: delayRules(routes), stdio: ['pipe', 'ignore', 'pipe'] });
+      }),
+    );
+  }
+
+  /** Holds every chunk node i's connections to its peers carry, both directions, for `ms` (0: none). */
+  setDelay(i: number, ms: number): void {
+    const forwarder = this.forwarders.get(i);
+    if (!forwarder) throw new Error('no delay forwarders: the lab was not started with them (startForwarders)');
+    forwarder.stdin!.write(`delay ${ms}\n`);
+  }
+
+  /** Seconds a GET of `url` takes from inside node i's namespace (curl, as root: a delay fault redirects it). */
+  httpSeconds(i: number, url: string): number {
+    const out = execFileSync('ip', ['netns', 'exec', this.namespace(i), 'curl', '-s', '-o', '/dev/null', '--max-time', '10', '-w', '%{time_total}', url], { encoding: 'utf8' });
+    return Number(out);
+  }
+
+  /** How many established TCP connections node i's delay forwarder holds (both sides: from the node and to its peers). */
+  forwardedConnections(i: number): number {
+    const out = execFileSync('ip', ['netns', 'exec', this.namespace(i), 'ss', '-Htn', 'state', 'established', `( sport >= :${FORWARDER_BASE_PORT} and sport < :${FORWARDER_BASE_PORT + 10 * this.size} )`], { encoding: 'utf8' });
+    return out.split('\n').filter((l) => l.trim() !== '').length;
+  }
+
+  /** Removes every fault from node i: its drop rules, and its delay (the redirection to its forwarder stays). */
   heal(i: number): void {
     try {
       execFileSync('ip', ['netns', 'exec', this.namespace(i), 'nft', 'delete', 'table', 'inet', FAULT_TABLE], { stdio: 'ignore' });
     } catch {
       /* no fault on this node */
     }
+    if (this.forwarders.has(i)) this.setDelay(i, 0);
   }
 
   healAll(): void {
@@ -117,6 +190,8 @@ export class NetnsLab implements NodePlacement {
 
   /** Removes this lab's namespaces and bridge (the veths go with their namespaces). Safe to call twice. */
   destroy(): void {
+    for (const forwarder of this.forwarders.values()) forwarder.kill('SIGTERM');
+    this.forwarders.clear();
     if (!this.created) return;
     for (let i = 0; i < this.size; i++) removeNamespace(this.namespace(i));
     removeLink(this.bridge);
@@ -195,4 +270,15 @@ export function faultRules(peers: string[], cut: Cut): string {
   const chain = (hook: string, rules: string[]) =>
     `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n`;
   return `table inet ${FAULT_TABLE}\ndelete table inet ${FAULT_TABLE}\ntable inet ${FAULT_TABLE} {\n${chain('input', input)}${chain('output', output)}}\n`;
+}
+
+/**
+ * The nft script (for `nft -f -` inside a node's namespace) that DNATs the node's connections to each route's
+ * peer port onto its forwarder, in the table `hadelay`. The forwarder's own connections to the peers (user
+ * nobody) go out as they are. Drop rules (`hafault`, filter hook) see the redirected packets addressed to the
+ * node itself, so a cut or a loss acts on the forwarder's packets to the peers and the peers' replies instead.
+ */
+export function delayRules(routes: DelayRoute[]): string {
+  const rules = routes.map((r) => `    meta skuid != ${FORWARDER_UID} ip daddr ${r.peer} tcp dport ${r.port} dnat ip to ${r.listen}:${r.listenPort}\n`);
+  return `table inet ${DELAY_TABLE} {\n  chain nat_output {\n    type nat hook output priority -100; policy accept;\n${rules.join('')}  }\n}\n`;
 }
