@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { SidecarError, answeredCode, errorMessage } from '../../sidecar/errors.js';
 import { ClusterViewSchema, parseAnswer } from '../api.js';
+import { expectOk } from '../client.js';
 import type { CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 import type { Io } from '../output.js';
@@ -40,15 +41,21 @@ async function findLeader(session: Session): Promise<string> {
   return url.replace(/\/+$/, '');
 }
 
-/** An error answer as the SidecarError it carries (the API's stable code and message). */
-async function answerError(res: Response, url: string): Promise<SidecarError> {
+/** An error answer as the SidecarError it carries: read as JSON (or text), then the client's `expectOk`. */
+async function answerError(res: Response, url: string): Promise<unknown> {
   const text = await res.text();
+  let body: unknown = text;
   try {
-    const body = JSON.parse(text) as { error?: string; message?: string };
-    return new SidecarError(answeredCode(body.error ?? `http_${res.status}`), body.message ?? `${url} answered HTTP ${res.status}`, res.status);
+    body = JSON.parse(text);
   } catch {
-    return new SidecarError(answeredCode(`http_${res.status}`), `${url} answered HTTP ${res.status}: ${text.slice(0, 200)}`, res.status);
+    // Not JSON: expectOk quotes the text.
   }
+  try {
+    expectOk({ manager: url, status: res.status, body, attempts: [] });
+  } catch (e) {
+    return e;
+  }
+  return new SidecarError(answeredCode(`http_${res.status}`), `${url} answered HTTP ${res.status}`, res.status);
 }
 
 /**
