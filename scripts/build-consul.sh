@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a pinned Consul release from Go modules and caches it in .tools/consul/<version>/consul.
+# Builds a pinned Consul release from Go modules and caches it in .tools/consul/<version>-raft<raft>/consul.
 # Consul is in neither Debian nor npm here, and `go install github.com/hashicorp/consul@vX` is refused
 # because Consul's go.mod has replace directives. Building it as a dependency of a scratch module sidesteps
 # that: the scratch module copies Consul's own go.mod (so every pin is reproduced exactly), drops the
@@ -8,12 +8,18 @@ set -euo pipefail
 
 # v1.16.2: the newest MPL-2.0 release (BUSL-1.1 from v1.16.5 on) whose submodule pins resolve cleanly.
 CONSUL_VERSION="${CONSUL_VERSION:-1.16.2}"
+# hashicorp/raft v1.7.3 (MPL-2.0, the version Consul 1.22 ships) instead of 1.16.2's v1.5.0, for raft's
+# pre-vote: a server that was cut off no longer comes back with a higher term and deposes the healthy raft
+# leader, which made every sidecar's lease lapse and caused a second failover after each partition healed
+# (docs/design.md "Partitions"). Consul 1.16.2 compiles against it unchanged.
+RAFT_VERSION="1.7.3"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT_DIR="$ROOT/.tools/consul/$CONSUL_VERSION"
+OUT_DIR="$ROOT/.tools/consul/$CONSUL_VERSION-raft$RAFT_VERSION"
 OUT="$OUT_DIR/consul"
 
-if [ -x "$OUT" ] && "$OUT" version 2>/dev/null | grep -q "Consul v$CONSUL_VERSION"; then
-  echo "consul v$CONSUL_VERSION already built: $OUT"
+# Not `consul version | grep -q`: under pipefail, grep's early exit can SIGPIPE consul and fail the test.
+if [ -x "$OUT" ] && grep -q "Consul v$CONSUL_VERSION" <<<"$("$OUT" version 2>/dev/null)"; then
+  echo "consul v$CONSUL_VERSION (raft v$RAFT_VERSION) already built: $OUT"
   exit 0
 fi
 
@@ -24,7 +30,7 @@ case "$CONSUL_VERSION" in
   *) echo "build-consul: no submodule pins recorded for Consul $CONSUL_VERSION" >&2; exit 1 ;;
 esac
 
-WORK="$ROOT/.tools/consul/build-$CONSUL_VERSION"
+WORK="$ROOT/.tools/consul/build-$CONSUL_VERSION-raft$RAFT_VERSION"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 # The checksum database answers 404 for a few hashicorp submodules (seen for envoyextensions v0.4.1 and
 # hcp-sdk-go v0.55.0) through the reachable proxy, so those are taken from the proxy unverified.
@@ -49,6 +55,7 @@ package consulbuild
 import _ "github.com/hashicorp/consul"
 GO
 
+go mod edit -require "github.com/hashicorp/raft@v$RAFT_VERSION"
 go list -m github.com/hashicorp/go-msgpack | grep -q 'v0.5.5' || { echo "build-consul: go-msgpack is not pinned at v0.5.5" >&2; exit 1; }
 
 echo "[consul] downloading modules (about 1 GB on a first run, cached in $(go env GOMODCACHE)) and compiling (several minutes on 2 cores)"
@@ -61,5 +68,6 @@ go build -trimpath -o "$OUT.tmp" github.com/hashicorp/consul 2>&1 | awk '
   END { if (n) printf "[consul]   %d modules downloaded\n", n }'
 [ -x "$OUT.tmp" ] || { echo "build-consul: go build failed (see above)" >&2; exit 1; }
 mv "$OUT.tmp" "$OUT"
-echo "[consul] built in $(( $(date +%s) - start )) s: $("$OUT" version | head -1)"
+go version -m "$OUT" | grep -q "github.com/hashicorp/raft[[:space:]]*v$RAFT_VERSION" || { echo "build-consul: the binary does not carry raft v$RAFT_VERSION" >&2; exit 1; }
+echo "[consul] built in $(( $(date +%s) - start )) s: $("$OUT" version | head -1), raft v$RAFT_VERSION"
 cd "$ROOT" && rm -rf "$WORK"

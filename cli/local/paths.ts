@@ -13,12 +13,12 @@ export function projectRoot(): string {
   throw new Error('cannot find the ha-sidecar project root above ' + fileURLToPath(import.meta.url));
 }
 
-/** The Consul version scripts/build-consul.sh pins; keep the two in step. */
-export const CONSUL_VERSION = '1.16.2';
+/** The Consul build scripts/build-consul.sh pins (Consul release, raft library); keep the two in step. */
+export const CONSUL_BUILD = '1.16.2-raft1.7.3';
 
 /** The Consul binary built by `npm run setup` (or $CONSUL_BIN). */
 export function consulBinary(): string {
-  const bin = process.env.CONSUL_BIN ?? join(projectRoot(), '.tools', 'consul', CONSUL_VERSION, 'consul');
+  const bin = process.env.CONSUL_BIN ?? join(projectRoot(), '.tools', 'consul', CONSUL_BUILD, 'consul');
   if (!existsSync(bin)) throw new Error(`consul binary not found at ${bin}: run \`npm run setup\` to build it`);
   return bin;
 }
