@@ -9,6 +9,7 @@ import { chooseDsn, type DsnChoice } from './api/dsn.js';
 import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
 import { ConsulRefused } from './consul/errors.js';
+import { GossipRejoin } from './consul/gossip-rejoin.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
 import { SidecarError, errorMessage, type ErrorCode } from './errors.js';
 import { ReconcileLoop } from './election/loop.js';
@@ -43,6 +44,7 @@ export class SidecarNode implements ApiBackend {
   /** Snapshots: a part of the loop (schedule on the leader, copies on standbys) and the API's /snapshots. */
   readonly snapshots: SnapshotService;
   private readonly recovery: Recovery;
+  private readonly gossipRejoin: GossipRejoin;
 
   constructor(
     private readonly config: SidecarConfig,
@@ -75,6 +77,7 @@ export class SidecarNode implements ApiBackend {
       members: () => this.store.listMembers(),
     });
     const parts = [...participants, this.snapshots];
+    this.gossipRejoin = new GossipRejoin(this.store, log);
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });
     this.member = this.readMembership();
     this.recovery = new Recovery({ config, store: this.store, loop: this.loop, participants, log, isMember: () => this.member !== null });
@@ -111,6 +114,7 @@ export class SidecarNode implements ApiBackend {
       throw new SidecarError('consul_unavailable', `cannot reach Consul at ${this.config.consul.url}: ${errorMessage(e)}`);
     }
     this.guard?.start();
+    this.gossipRejoin.start();
     this.server = await listen(createApi(this, this.config.clusterToken, this.log), this.config.address, this.config.apiPort);
     this.log.info('API listening', { url: `http://${this.config.address}:${this.config.apiPort}` });
     if (this.member) await this.loop.start();
@@ -119,6 +123,7 @@ export class SidecarNode implements ApiBackend {
 
   async stop(): Promise<void> {
     if (this.member) await this.loop.stop();
+    this.gossipRejoin.stop();
     await this.guard?.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();

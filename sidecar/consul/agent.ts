@@ -11,6 +11,9 @@ export interface ServiceSpec {
   checkTtlSeconds: number;
 }
 
+/** serf's member status `failed`: it stopped answering probes (a crash or a partition), as opposed to `left` (3). */
+const SERF_FAILED = 4;
+
 /** The alive TTL check of `node`: passed every turn, and its session is bound to it. */
 export const aliveCheckId = (node: string): string => `ha-sidecar-alive:${node}`;
 
@@ -133,6 +136,25 @@ export class AgentService {
     };
     const value = self.DebugConfig?.ConsulRaftElectionTimeout;
     return typeof value === 'string' ? parseGoDuration(value) : null;
+  }
+
+  /**
+   * The members of this agent's LAN gossip pool that serf calls failed (status 4), as `address:port`: the
+   * agent's own view, answered without a raft leader. Members that left on purpose (status 3) are not listed.
+   */
+  async failedGossipMembers(): Promise<{ name: string; address: string }[]> {
+    const members = (await this.consul.call('agent members', () => this.consul.client.agent.members(this.consul.request() as never))) as {
+      Name: string;
+      Addr: string;
+      Port: number;
+      Status: number;
+    }[];
+    return members.filter((m) => m.Status === SERF_FAILED).map((m) => ({ name: m.Name, address: `${m.Addr}:${m.Port}` }));
+  }
+
+  /** Asks the agent to join `address` (gossip's push-pull with that member); the answer waits for the attempt. */
+  async joinGossip(address: string, timeoutMs: number): Promise<void> {
+    await this.consul.call(`gossip join of ${address}`, () => this.consul.client.agent.join(this.consul.request({ address }, timeoutMs) as never));
   }
 
   private service(spec: ServiceSpec) {

@@ -50,6 +50,8 @@ export class ConsulStore {
   markStopped = (note: string): Promise<void> => this.agent.markStopped(note);
   deregisterService = (): Promise<void> => this.agent.deregisterService();
   raftElectionTimeoutMs = (): Promise<number | null> => this.agent.raftElectionTimeoutMs();
+  failedGossipMembers = (): Promise<{ name: string; address: string }[]> => this.agent.failedGossipMembers();
+  joinGossip = (address: string, timeoutMs: number): Promise<void> => this.agent.joinGossip(address, timeoutMs);
 
   // --- session and leader lock (sessions.ts) --------------------------------------------------------------
   createSession = (lockDelaySeconds: number): Promise<string> => this.sessions.createSession(lockDelaySeconds);
@@ -57,7 +59,7 @@ export class ConsulStore {
   renewSession = (id: string): Promise<boolean> => this.sessions.renewSession(id);
   sessionExists = (id: string): Promise<boolean> => this.sessions.sessionExists(id);
   destroySession = (id: string): Promise<void> => this.sessions.destroySession(id);
-  readLock = (consistent: boolean): Promise<LockState> => this.sessions.readLock(consistent);
+  readLock = (consistent: boolean, timeoutMs?: number): Promise<LockState> => this.sessions.readLock(consistent, timeoutMs);
   watchLock = (index: number, waitSeconds: number): Promise<LockState> => this.sessions.watchLock(index, waitSeconds);
   acquireLock = (session: string, leader: LeaderRecord): Promise<boolean> => this.sessions.acquireLock(session, leader);
   releaseLock = (session: string, leader: LeaderRecord): Promise<boolean> => this.sessions.releaseLock(session, leader);
