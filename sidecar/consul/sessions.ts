@@ -81,10 +81,11 @@ export class SessionLock {
   /**
    * Reads the lock. `consistent` makes the raft leader confirm its leadership with a quorum first, so a yes
    * cannot come from a deposed or partitioned server: the leader's lease is built only on such reads.
+   * `timeoutMs` defaults to the store's budget of one call.
    */
-  async readLock(consistent: boolean): Promise<LockState> {
+  async readLock(consistent: boolean, timeoutMs?: number): Promise<LockState> {
     const key = this.consul.key('leader');
-    const { entry, index } = await this.consul.getEntry(key, consistent ? { consistent: true } : {});
+    const { entry, index } = await this.consul.getEntry(key, consistent ? { consistent: true } : {}, timeoutMs);
     return { session: entry?.Session ?? null, leader: this.consul.parse(key, leaderRecord, entry?.Value), index };
   }
 

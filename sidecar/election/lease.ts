@@ -18,6 +18,8 @@ import { performance } from 'node:perf_hooks';
  */
 export class Lease {
   private confirmedAt: number | null = null;
+  /** When the lease was last ended: an answer to a request sent before that proves nothing about now. */
+  private clearedAt = -Infinity;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -29,6 +31,10 @@ export class Lease {
   /** Records a confirmation whose request was sent at `sentAt` (performance.now()) and re-arms the expiry. */
   confirm(sentAt: number): void {
     if (this.confirmedAt !== null && sentAt < this.confirmedAt) return; // a slower, older answer proves less
+    // Several confirmations may be in flight (the keeper sends one every turn, each may take up to a lease).
+    // One sent before a step-down must not revive the lease the step-down ended: the node may have stopped
+    // Postgres and released the lock since, and only a later acquire may make it a leader again.
+    if (sentAt < this.clearedAt) return;
     this.confirmedAt = sentAt;
     this.onConfirmed(sentAt + this.leaseMs);
     if (this.timer) clearTimeout(this.timer);
@@ -52,5 +58,6 @@ export class Lease {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.confirmedAt = null;
+    this.clearedAt = performance.now();
   }
 }

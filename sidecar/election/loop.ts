@@ -248,10 +248,13 @@ export class ReconcileLoop {
     };
   }
 
-  /** A `?consistent` read of the lock; our session on it renews the lease from when the request was sent. */
-  private async confirmLock(): Promise<void> {
+  /**
+   * A `?consistent` read of the lock; our session on it renews the lease from when the request was sent.
+   * `timeoutMs` defaults to one call's budget (a turn must not stall); the keeper passes the lease itself.
+   */
+  private async confirmLock(timeoutMs?: number): Promise<void> {
     const sentAt = performance.now();
-    const lock = await this.deps.store.readLock(true);
+    const lock = await this.deps.store.readLock(true, timeoutMs);
     this.noteLock(lock.session, lock.leader);
     if (this.session !== null && lock.session === this.session) this.lease.confirm(sentAt);
   }
@@ -618,20 +621,32 @@ export class ReconcileLoop {
     }
   }
 
-  /** The keeper: passes the alive check and keeps the lease fresh while a long action holds the loop. */
+  /**
+   * The keeper: passes the alive check, renews the session and keeps the lease fresh while a long action holds
+   * the loop. The three go out together, each on its own: on a slow network (400 ms round trips, lost packets)
+   * a renewal that has to be retransmitted must not hold back the confirmation. A confirmation may take up to
+   * a whole lease, since it counts from when it was sent, so one goes out every turn while the last confirmed
+   * one is older than a turn, and several may be in flight: the first answer that shows our session renews
+   * the lease (lease.ts ignores older and pre-step-down ones).
+   */
   private async keep(): Promise<void> {
-    try {
-      await this.deps.store.passAliveCheck(this.statusLine().slice(0, 200));
-      const session = this.session;
-      if (session && !(await this.deps.store.renewSession(session)) && this.session === session) {
-        this.log.warn('Consul session expired; a new one is created next turn', { session });
-        this.dropSession();
-      }
-      const age = this.lease.age();
-      const holding = this.role === 'leader' || this.role === 'candidate' || this.plannedStop;
-      if (holding && (age === null || age > this.loopWaitMs)) await this.confirmLock();
-    } catch (e) {
-      this.log.debug('keeper: Consul call failed', { error: errorMessage(e) });
+    const session = this.session;
+    const age = this.lease.age();
+    const holding = this.role === 'leader' || this.role === 'candidate' || this.plannedStop;
+    const calls = [
+      this.deps.store.passAliveCheck(this.statusLine().slice(0, 200)),
+      session
+        ? this.deps.store.renewSession(session).then((renewed) => {
+            if (!renewed && this.session === session) {
+              this.log.warn('Consul session expired; a new one is created next turn', { session });
+              this.dropSession();
+            }
+          })
+        : undefined,
+      holding && (age === null || age > this.loopWaitMs) ? this.confirmLock(this.deps.config.timings.lease * 1000) : undefined,
+    ];
+    for (const outcome of await Promise.allSettled(calls)) {
+      if (outcome.status === 'rejected') this.log.debug('keeper: Consul call failed', { error: errorMessage(outcome.reason) });
     }
   }
 }

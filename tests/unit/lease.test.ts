@@ -35,4 +35,17 @@ describe('lease: what it feeds the write guard', () => {
     expect(fed).toEqual([sentAt + 1_000]);
     expect(l.valid()).toBe(false);
   });
+
+  test('an answer to a request sent before a step-down (clear) does not revive the lease', () => {
+    const { l, fed } = lease(3_000);
+    const sentBefore = performance.now();
+    l.confirm(sentBefore);
+    l.clear();
+    l.confirm(sentBefore); // in flight across the step-down
+    expect(l.valid()).toBe(false);
+    expect(fed).toEqual([sentBefore + 3_000]);
+    const sentAfter = performance.now();
+    l.confirm(sentAfter); // a later acquire's confirmation
+    expect(l.valid()).toBe(true);
+  });
 });
