@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { projectRoot } from '../../cli/local/paths.js';
 import type { NodePlacement } from './net.js';
@@ -164,8 +164,12 @@ export class NetnsLab implements NodePlacement {
 
   /** Seconds a GET of `url` takes from inside node i's namespace (curl, as root: a delay fault redirects it). */
   httpSeconds(i: number, url: string): number {
-    const out = execFileSync('ip', ['netns', 'exec', this.namespace(i), 'curl', '-s', '-o', '/dev/null', '--max-time', '10', '-w', '%{time_total}', url], { encoding: 'utf8' });
-    return Number(out);
+    // curl prints the time also when it gives up (exit 28 at --max-time): a call that slow is a measurement,
+    // not a harness failure. Only no time at all (curl missing, say) is.
+    const run = spawnSync('ip', ['netns', 'exec', this.namespace(i), 'curl', '-s', '-o', '/dev/null', '--max-time', '10', '-w', '%{time_total}', url], { encoding: 'utf8' });
+    const seconds = Number(run.stdout);
+    if (run.stdout.trim() === '' || !Number.isFinite(seconds)) throw new Error(`curl from ${this.namespace(i)} to ${url} gave no time: ${run.stderr || `exit ${run.status}`}`);
+    return seconds;
   }
 
   /** How many established TCP connections node i's delay forwarder holds (both sides: from the node and to its peers). */
