@@ -33,6 +33,9 @@ const ORDER = [
   'double-fault',
   'leader-sidecar-kill',
   'leader-sidecar-fast-restart',
+  'kill-postmaster',
+  'kill-consul',
+  'kill-all',
   'restart-all',
   'random',
 ];

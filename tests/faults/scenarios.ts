@@ -178,6 +178,34 @@ export const SCENARIOS: Record<string, Scenario> = {
       await ctx.bench.cluster.startSidecar(ctx.leader);
     },
   },
+  'kill-postmaster': {
+    describe: "kill -9 of the leader's postmaster (its backends exit on postmaster death; the sidecar starts it again)",
+    async inject(ctx) {
+      const pid = ctx.bench.postmasterPid(ctx.leader);
+      if (pid === undefined) throw new Error(`no postmaster on ${ctx.bench.names[ctx.leader]}`);
+      process.kill(pid, 'SIGKILL');
+      await holdUntil(ctx, 5_000);
+    },
+  },
+  'kill-consul': {
+    describe: "kill -9 of the leader's Consul agent (a server), restarted after another node takes writes",
+    async inject(ctx) {
+      await ctx.bench.cluster.consul.stopNode(ctx.leader, 'kill');
+      await newWriter(ctx);
+      await ctx.bench.cluster.consul.startNode(ctx.leader);
+    },
+  },
+  'kill-all': {
+    describe: "kill -9 of the leader's sidecar, postmaster and Consul agent at once, all restarted after another node takes writes",
+    async inject(ctx) {
+      const { cluster } = ctx.bench;
+      const postmaster = ctx.bench.postmasterPid(ctx.leader);
+      await Promise.all([cluster.killSidecar(ctx.leader), cluster.consul.stopNode(ctx.leader, 'kill'), postmaster === undefined ? undefined : process.kill(postmaster, 'SIGKILL')]);
+      await newWriter(ctx);
+      await cluster.consul.startNode(ctx.leader);
+      await cluster.startSidecar(ctx.leader);
+    },
+  },
   'leader-sidecar-fast-restart': {
     describe: "kill -9 of the leader's sidecar, restarted at once (a supervisor's Restart=)",
     async inject(ctx) {
