@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
@@ -38,9 +38,27 @@ export interface FaultBenchOptions {
   synchronous: boolean;
   /** 10.213.<subnet>.0/24 for the lab's bridge; default the third octet of HA_TEST_NET. */
   subnet?: number;
-  /** Routes the nodes' connections through delaying forwarders (at 0 ms) from the start, for `delay-loss`. */
+  /** Routes the nodes' connections through delaying forwarders (at 0 ms) from the start, for `delay-loss`, with the cluster sized for a slow network. */
   forwarders?: boolean;
 }
+
+/**
+ * The cluster of a lab with delay forwarders (`delay-loss`: 400 ms round trips and 5 % loss) is sized for that
+ * network, as docs/design.md "Slow networks" tells an operator to: Consul's defaults at raft_multiplier 1
+ * (a 500 ms raft leader lease) are for round trips under 50 ms, and the raft leader gives up its leadership
+ * at 400 ms with a lost packet; the sidecar lease then follows timing.ts (2 × raft election timeout + loopWait).
+ */
+export const SLOW_NETWORK_CONSUL_HCL = `# A network with round trips of hundreds of ms (ha-sidecar docs/design.md "Slow networks").
+performance {
+  raft_multiplier = 3
+}
+gossip_lan {
+  probe_interval = "2s"
+  probe_timeout  = "1s"
+  suspicion_mult = 4
+}
+`;
+export const SLOW_NETWORK_TIMINGS = { loopWait: 1, lease: 7, checkTtl: 3, lockDelay: 10, demoteBudget: 1 };
 
 /** The default subnet: the engineer's own HA_TEST_NET third octet, so two people's labs never share a /24. */
 export function defaultSubnet(): number {
@@ -68,7 +86,7 @@ export class FaultBench {
       postgres: true,
       placement: this.lab,
       // pg_hba admits member addresses only; the watchers and HAProxy reach the nodes from the bridge.
-      sidecarConfig: { clusterAddresses: [...this.lab.addresses, ...this.lab.clientAddresses()] },
+      sidecarConfig: { clusterAddresses: [...this.lab.addresses, ...this.lab.clientAddresses()], ...(opts.forwarders ? { timings: SLOW_NETWORK_TIMINGS } : {}) },
     });
     this.haproxy = new TestHaproxy(this.cluster);
   }
@@ -79,7 +97,14 @@ export class FaultBench {
 
   async start(): Promise<void> {
     this.lab.create();
-    if (this.opts.forwarders) await this.lab.startForwarders();
+    if (this.opts.forwarders) {
+      await this.lab.startForwarders();
+      // Loaded after server.hcl (Consul merges its config files in name order): overrides its raft and gossip timing.
+      for (const node of this.cluster.driver.nodes) {
+        mkdirSync(node.consulConfigDir, { recursive: true });
+        writeFileSync(join(node.consulConfigDir, 'tuning.hcl'), SLOW_NETWORK_CONSUL_HCL);
+      }
+    }
     await this.cluster.start();
     await this.cluster.waitAllStreaming();
     const leader = (await this.cluster.leaderIndex())!;
