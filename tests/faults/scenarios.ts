@@ -43,7 +43,11 @@ const others = (ctx: FaultContext) => ctx.bench.names.map((_, i) => i).filter((i
 /** Keeps a fault in place for `ms` after the run started: the fault's duration is the scenario, not a wait for a condition. */
 const holdUntil = (ctx: FaultContext, ms: number) => waitFor(`the fault's end (+${ms} ms)`, () => performance.now() - ctx.t0 >= ms, ms + 1_000, 100);
 
-/** Waits for another node than `except` to take writes (the watcher's direct writes), and returns it. */
+/**
+ * Waits for another node than `except` to take writes (the watcher's direct writes), and returns it. A scenario
+ * restarts what it killed in a `finally` after this wait: a wait that times out (the watcher's 300 ms writes
+ * failing under load) must not leave a node dead for the runs after it.
+ */
 const newWriter = (ctx: FaultContext, except = ctx.leader, after = ctx.t0) =>
   waitFor('another node to take writes', () => ctx.bench.newWriter(after, except), FAULT_EFFECT_MS, 50);
 
@@ -174,8 +178,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     describe: "kill -9 of the leader's sidecar, restarted after a new leader took over",
     async inject(ctx) {
       await ctx.bench.cluster.killSidecar(ctx.leader);
-      await newWriter(ctx);
-      await ctx.bench.cluster.startSidecar(ctx.leader);
+      await newWriter(ctx).finally(() => ctx.bench.cluster.startSidecar(ctx.leader));
     },
   },
   'kill-postmaster': {
@@ -191,8 +194,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     describe: "kill -9 of the leader's Consul agent (a server), restarted after another node takes writes",
     async inject(ctx) {
       await ctx.bench.cluster.consul.stopNode(ctx.leader, 'kill');
-      await newWriter(ctx);
-      await ctx.bench.cluster.consul.startNode(ctx.leader);
+      await newWriter(ctx).finally(() => ctx.bench.cluster.consul.startNode(ctx.leader));
     },
   },
   'kill-all': {
@@ -201,9 +203,10 @@ export const SCENARIOS: Record<string, Scenario> = {
       const { cluster } = ctx.bench;
       const postmaster = ctx.bench.postmasterPid(ctx.leader);
       await Promise.all([cluster.killSidecar(ctx.leader), cluster.consul.stopNode(ctx.leader, 'kill'), postmaster === undefined ? undefined : process.kill(postmaster, 'SIGKILL')]);
-      await newWriter(ctx);
-      await cluster.consul.startNode(ctx.leader);
-      await cluster.startSidecar(ctx.leader);
+      await newWriter(ctx).finally(async () => {
+        await cluster.consul.startNode(ctx.leader);
+        await cluster.startSidecar(ctx.leader);
+      });
     },
   },
   'leader-sidecar-fast-restart': {
@@ -218,7 +221,10 @@ export const SCENARIOS: Record<string, Scenario> = {
     async inject(ctx) {
       const { cluster } = ctx.bench;
       await cluster.killSidecar(ctx.leader);
-      const next = await newWriter(ctx);
+      const next = await newWriter(ctx).catch(async (e: unknown) => {
+        await cluster.startSidecar(ctx.leader);
+        throw e;
+      });
       const tookWrites = performance.now();
       const delay = ctx.pick(0, 2_000);
       await waitFor('the second fault', () => performance.now() - tookWrites >= delay, delay + 1_000, 20);
