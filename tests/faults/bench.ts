@@ -161,10 +161,17 @@ export class FaultBench {
     this.frozen.clear();
   }
 
-  /** Index of the node whose Postgres the watcher saw accept writes since `after` other than `except`. */
+  /**
+   * Index of a node other than `except` that took writes since `after`: seen by the watcher's direct writes, or
+   * acknowledged to the client through HAProxy. Either proves it: under load the watcher's 300 ms writes can
+   * fail for long on a synchronous primary whose commits the client still gets acknowledged.
+   */
   newWriter(after: number, except: number): number | undefined {
     const name = this.watcher!.sweeps.find((s) => s.at >= after && s.writers.length > 0 && !s.writers.includes(this.names[except]))?.writers[0];
-    return name === undefined ? undefined : this.names.indexOf(name);
+    if (name !== undefined) return this.names.indexOf(name);
+    const server = this.writer!.ackedAt.find((a) => a.at >= after && a.server !== this.cluster.address(except))?.server;
+    const index = this.names.findIndex((_, i) => this.cluster.address(i) === server);
+    return index === -1 ? undefined : index;
   }
 
   /** Waits for a steady state: one leader, every standby streaming (synchronous in sync mode), Consul healthy. */
