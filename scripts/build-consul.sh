@@ -11,7 +11,7 @@ CONSUL_VERSION="${CONSUL_VERSION:-1.16.2}"
 # hashicorp/raft v1.7.3 (MPL-2.0, the version Consul 1.22 ships) instead of 1.16.2's v1.5.0, for raft's
 # pre-vote: a server that was cut off no longer comes back with a higher term and deposes the healthy raft
 # leader, which made every sidecar's lease lapse and caused a second failover after each partition healed
-# (docs/design.md "Partitions"). Consul 1.16.2 compiles against it unchanged.
+# (docs/design.md "Under partitions and freezes", Healing). Consul 1.16.2 compiles against it unchanged.
 RAFT_VERSION="1.7.3"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT_DIR="$ROOT/.tools/consul/$CONSUL_VERSION-raft$RAFT_VERSION"
