@@ -30,11 +30,11 @@ export class Lease {
 
   /** Records a confirmation whose request was sent at `sentAt` (performance.now()) and re-arms the expiry. */
   confirm(sentAt: number): void {
-    if (this.confirmedAt !== null && sentAt < this.confirmedAt) return; // a slower, older answer proves less
-    // Several confirmations may be in flight (the keeper sends one every turn, each may take up to a lease).
-    // One sent before a step-down must not revive the lease the step-down ended: the node may have stopped
-    // Postgres and released the lock since, and only a later acquire may make it a leader again.
-    if (sentAt < this.clearedAt) return;
+    // An answer to a request sent before the last confirmation proves less. Several may be in flight (the
+    // keeper sends one every turn, each may take up to a lease), and one sent before a step-down (clear) must
+    // not revive the lease the step-down ended: the node may have stopped Postgres and released the lock
+    // since, and only a later acquire may make it a leader again. (A confirmation always postdates the clear.)
+    if (sentAt < (this.confirmedAt ?? this.clearedAt)) return;
     this.confirmedAt = sentAt;
     this.onConfirmed(sentAt + this.leaseMs);
     if (this.timer) clearTimeout(this.timer);
