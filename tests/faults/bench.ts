@@ -169,9 +169,14 @@ export class FaultBench {
   newWriter(after: number, except: number): number | undefined {
     const name = this.watcher!.sweeps.find((s) => s.at >= after && s.writers.length > 0 && !s.writers.includes(this.names[except]))?.writers[0];
     if (name !== undefined) return this.names.indexOf(name);
-    const server = this.writer!.ackedAt.find((a) => a.at >= after && a.server !== this.cluster.address(except))?.server;
+    const server = this.firstAckElsewhere(after, except)?.server;
     const index = this.names.findIndex((_, i) => this.cluster.address(i) === server);
     return index === -1 ? undefined : index;
+  }
+
+  /** The client's first acknowledgement through HAProxy since `after` that another node than `except` gave. */
+  private firstAckElsewhere(after: number, except: number): { at: number; server: string } | undefined {
+    return this.writer!.ackedAt.find((a) => a.at >= after && a.server !== this.cluster.address(except));
   }
 
   /** Waits for a steady state: one leader, every standby streaming (synchronous in sync mode), Consul healthy. */
@@ -219,7 +224,7 @@ export class FaultBench {
         () => undefined,
       );
     }
-    const firstOther = writer.ackedAt.slice(firstAck).find((a) => a.at >= t0 && a.server !== this.cluster.address(leader));
+    const firstOther = this.firstAckElsewhere(t0, leader);
     if (firstOther) result.writableMs = Math.round(firstOther.at - t0);
 
     const doubles = watcher.sweeps.filter((s) => s.at >= t0 && s.writers.length > 1);
