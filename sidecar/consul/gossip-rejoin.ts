@@ -4,7 +4,7 @@ import { ConsulRefused } from './errors.js';
 import type { ConsulStore } from './store.js';
 
 /** How often the agent's failed gossip members are looked for. */
-export const REJOIN_INTERVAL_MS = 2_000;
+const REJOIN_INTERVAL_MS = 2_000;
 /** One join attempt: memberlist gives up on an unreachable member's TCP connect after 10 s. */
 const JOIN_TIMEOUT_MS = 12_000;
 
@@ -12,8 +12,9 @@ const JOIN_TIMEOUT_MS = 12_000;
  * Brings this node's Consul agent back into gossip within seconds of a partition healing. Serf only retries a
  * failed member every 30 s (its reconnect interval, which Consul does not expose), and until then the node's
  * `serfHealth` stays critical, so its sidecar can create no session: it can neither follow nor lead, and a
- * healed cluster stays short of a member for up to half a minute (design.md "Under partitions and freezes", Healing). Every
- * REJOIN_INTERVAL_MS this asks the local agent to join each member it calls failed, as serf's reconnect does.
+ * healed cluster stays short of a member for up to half a minute (design.md "Under partitions and freezes",
+ * Healing). Every REJOIN_INTERVAL_MS this asks the local agent to join each member it calls failed, as serf's
+ * reconnect does.
  *
  * Liveness only: gossip membership makes a node eligible for a session, never a leader. A session still needs
  * the servers' raft quorum, the lock still needs the lock-delay after a loss, and a node joined back into

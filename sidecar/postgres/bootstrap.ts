@@ -49,7 +49,7 @@ export async function initdb(node: PostgresNode, state: PostgresIntent): Promise
         '--locale=C.UTF-8',
         // 1 MB WAL segments instead of 16 MB. pg_rewind copies every WAL file of its source, and each failover
         // leaves one segment of the old timeline in pg_wal until the WAL moves on by wal_keep_size: on a
-        // quiet manager database 40 failovers made a 700 MB pg_wal, and a rejoin's rewind took 15-32 s on a
+        // quiet manager database 40 failovers made a 700 MB pg_wal, and a rejoin's rewind took 15-44 s on a
         // loaded machine (design.md "Convergence"). A manager's write rate needs no larger segments.
         '--wal-segsize=1',
       ],
