@@ -10,7 +10,7 @@ import { commands } from './commands/index.js';
 import type { CliContext, CommandRegistrar, GlobalArgs } from './context.js';
 import { defaultContext } from './context.js';
 import type { Io } from './output.js';
-import { EXIT, exitCodeFor, failureLine, usageError } from './output.js';
+import { EXIT, exitCodeFor, failureLine, processIo, usageError } from './output.js';
 
 /**
  * hactl: operates an ha-sidecar cluster. `main(argv)` runs one command and resolves to its exit code
@@ -203,7 +203,7 @@ if (invokedDirectly()) {
       process.exitCode = code;
     },
     (e: unknown) => {
-      process.stderr.write(`${failureLine('internal_error', errorMessage(e))}\n`);
+      processIo.err(failureLine('internal_error', errorMessage(e)));
       process.exitCode = EXIT.failed;
     },
   );
