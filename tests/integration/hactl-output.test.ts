@@ -35,9 +35,11 @@ test('a failure line written while stdout is still queued lands after the last r
     });
     // The condition under test: the pipe was full, so part of stdout still waited in Node's queue.
     expect(queued).toBeGreaterThan(0);
+    const stdout = proc.stdout;
+    if (stdout === null) throw new Error('no stdout pipe');
     let text = '';
-    proc.stdout.setEncoding('utf8');
-    for await (const chunk of proc.stdout) text += chunk as string;
+    stdout.setEncoding('utf8');
+    for await (const chunk of stdout) text += chunk as string;
     const lines = text.split('\n');
     expect(lines.pop()).toBe('');
     expect(lines).toHaveLength(ROWS + 1);
