@@ -143,7 +143,7 @@ export class SidecarNode implements ApiBackend {
     const view = this.loop.view();
     // Peers read a candidate's fresh WAL position here when they compare themselves before a failover.
     const fields = this.partFields();
-    const body = { node: view.node, role: view.role, term: view.term, status: view.status, ...fields };
+    const body = { node: view.node, role: view.role, term: view.term, status: view.status, ...(view.lastFailure ? { lastFailure: view.lastFailure } : {}), ...fields };
     const lag = fields.lagBytes;
     const verdict = probeVerdict(
       name,
@@ -194,7 +194,8 @@ export class SidecarNode implements ApiBackend {
         consulError = errorMessage(e);
         return [];
       }),
-      this.store.readTerm().catch(() => view.term),
+      // The term never goes back: a missing or hand-broken key (read as 0) shows the highest term this node saw.
+      this.store.readTerm().then((term) => Math.max(term, view.term), () => view.term),
       this.store.readDynamicConfig().then((c) => c.config).catch(() => view.dynamicConfig),
       this.store.readInitialize().catch(() => null),
     ]);
@@ -206,7 +207,7 @@ export class SidecarNode implements ApiBackend {
       paused: config.paused,
       status: view.status,
       config,
-      node: { name: view.node, role: view.role, status: view.status, member: this.member !== null },
+      node: { name: view.node, role: view.role, status: view.status, member: this.member !== null, lastFailure: view.lastFailure },
       consulError: consulError as string | null,
       members: members
         .map(({ record, alive }) => ({ ...record, state: alive ? record.state : 'offline', alive, role: alive ? record.role : 'offline' }))

@@ -52,6 +52,14 @@ export interface NodeView {
   lockHeld: boolean;
   leaseAgeMs: number | null;
   dynamicConfig: DynamicConfig;
+  /** Why this node's last promotion failed, until one succeeds (`hactl local up` reports it at once). */
+  lastFailure: PromotionFailure | null;
+}
+
+export interface PromotionFailure {
+  code: string;
+  message: string;
+  at: string;
 }
 
 /**
@@ -75,6 +83,9 @@ export class ReconcileLoop {
   private lockIndex = 0;
   private lockHolder: string | null = null;
   private lastLeader: LeaderRecord | null = null;
+  /** The lock's value as last read with a holder: who leads now (lastLeader outlives the lock for decide()). */
+  private lockValue: LeaderRecord | null = null;
+  private lastFailure: PromotionFailure | null = null;
   private dynamicConfig: DynamicConfig = defaultDynamicConfig;
   private consulReachable = false;
   private retryAcquireSoon = false;
@@ -112,11 +123,23 @@ export class ReconcileLoop {
       term: this.term,
       leaderReady: this.leaderReady(),
       status: this.statusLine(),
-      leader: this.lockHolder ? this.lastLeader : null,
+      leader: this.currentLeader(),
       lockHeld: this.session !== null && this.lockHolder === this.session,
       leaseAgeMs: this.lease.age(),
       dynamicConfig: this.dynamicConfig,
+      lastFailure: this.lastFailure,
     };
+  }
+
+  /**
+   * The leader as this node knows it now: the holder of the lock, once it has promoted. While this node holds
+   * the lock as a candidate nobody leads yet (its promotion may still fail), and a lock whose value did not
+   * validate names nobody, never the previous leader.
+   */
+  private currentLeader(): LeaderRecord | null {
+    if (this.lockHolder === null) return null;
+    if (this.lockHolder === this.session) return this.role === 'leader' ? this.lastLeader : null;
+    return this.lockValue;
   }
 
   private statusLine(): string {
@@ -270,6 +293,7 @@ export class ReconcileLoop {
 
   private noteLock(holder: string | null, leader: LeaderRecord | null): void {
     this.lockHolder = holder;
+    this.lockValue = holder === null ? null : leader;
     // Someone holds the lock: the race is over, go back to waiting on the key instead of polling it.
     if (holder !== null) this.retryAcquireSoon = false;
     if (leader) {
@@ -451,13 +475,16 @@ export class ReconcileLoop {
       if (o.switchover) await store.writeSwitchover(null);
       if (o.failover) await store.writeFailover(null);
       this.setRole('leader');
+      this.lastFailure = null;
       this.deps.metrics.leaderChanges.inc();
       this.status = `promoted self to leader by acquiring the session lock (term ${term})`;
       this.activity = null;
       this.log.info(this.status, { why, previous });
     } catch (e) {
       if (leadership.signal.aborted) return;
-      this.log.error('promotion failed; stepping down', { error: errorMessage(e), code: (e as { code?: string }).code });
+      const code = (e as { code?: string }).code;
+      this.log.error('promotion failed; stepping down', { error: errorMessage(e), code });
+      this.lastFailure = { code: code ?? 'internal_error', message: errorMessage(e), at: new Date().toISOString() };
       await this.stepDown('promotion_failed', `promotion failed: ${errorMessage(e)}`);
     }
   }
