@@ -12,6 +12,7 @@ import { ConsulRefused } from './consul/errors.js';
 import { GossipRejoin } from './consul/gossip-rejoin.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
 import { SidecarError, errorMessage, type ErrorCode } from './errors.js';
+import { candidateProblem } from './election/eligibility.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
 import { createWriteGuard, type WriteGuard } from './guard/client.js';
@@ -312,17 +313,35 @@ export class SidecarNode implements ApiBackend {
     throw new SidecarError('switchover_timeout', `no new leader serves writes ${SWITCHOVER_WAIT_MS / 1000} s after the request; see \`hactl cluster status\``, 504);
   }
 
-  /** Why a member cannot take over in a switchover now, or null when it can. */
+  /** Why a member cannot take over in a switchover now, or null when it can (election/eligibility.ts). */
   private switchoverProblem(m: MemberEntry): string | null {
     const r = m.record as MemberEntry['record'] & { streaming?: unknown; lagBytes?: unknown };
-    if (!m.alive) return 'not running';
-    if (r.nofailover) return 'tagged nofailover';
-    if (r.role !== 'standby') return `role ${r.role}`;
-    if (!this.config.postgres.enabled) return null;
-    if (r.streaming !== true) return 'postgres is not streaming';
-    if (typeof r.lagBytes !== 'number') return 'lag unknown';
-    if (r.lagBytes > this.config.postgres.maxLagOnFailover) return `${r.lagBytes} bytes behind (limit ${this.config.postgres.maxLagOnFailover})`;
-    return null;
+    const postgres = this.config.postgres;
+    const problem = candidateProblem(
+      {
+        alive: m.alive,
+        nofailover: r.nofailover === true,
+        role: String(r.role),
+        ...(postgres.enabled ? { streaming: r.streaming === true, behindBytes: typeof r.lagBytes === 'number' ? r.lagBytes : null } : {}),
+      },
+      postgres.maxLagOnFailover,
+    );
+    switch (problem?.kind) {
+      case undefined:
+        return null;
+      case 'not_running':
+        return 'not running';
+      case 'nofailover':
+        return 'tagged nofailover';
+      case 'not_standby':
+        return `role ${problem.role}`;
+      case 'not_streaming':
+        return 'postgres is not streaming';
+      case 'position_unknown':
+        return 'lag unknown';
+      case 'behind':
+        return `${problem.bytes} bytes behind (limit ${problem.limit})`;
+    }
   }
 
   failover(to: string, force: boolean) {

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SidecarConfig } from './config.js';
 import type { ConsulStore, MemberEntry } from './consul/store.js';
+import { candidateProblem } from './election/eligibility.js';
 import type { ReconcileLoop } from './election/loop.js';
 import type { OperatorAction, Participant } from './election/participant.js';
 import { SidecarError, answeredCode, errorMessage } from './errors.js';
@@ -72,18 +73,22 @@ export class Recovery {
     const members = await store.listMembers();
     const target = members.find((m) => m.record.name === to);
     if (!target) throw new SidecarError('unknown_node', `no member named ${to}`, 404);
-    if (!target.alive) throw new SidecarError('candidate_not_ready', `${to} is not running: start its sidecar first`, 409);
-    if (target.record.nofailover) throw new SidecarError('candidate_not_ready', `${to} is tagged nofailover`, 409);
+    // election/eligibility.ts, in two steps: the record's facts first, so a dead target is refused at once
+    // rather than after asking it for its position; then, unless forced, not one byte behind.
+    const problem = candidateProblem({ alive: target.alive, nofailover: target.record.nofailover }, 0);
+    if (problem?.kind === 'not_running') throw new SidecarError('candidate_not_ready', `${to} is not running: start its sidecar first`, 409);
+    if (problem?.kind === 'nofailover') throw new SidecarError('candidate_not_ready', `${to} is tagged nofailover`, 409);
     const behind = this.deps.config.postgres.enabled ? await this.bytesBehind(target, members, lock.leader?.name) : 0;
-    if (!force && behind === null) {
+    const lag = force ? null : candidateProblem({ alive: true, nofailover: false, behindBytes: behind }, 0);
+    if (lag?.kind === 'position_unknown') {
       throw new SidecarError('candidate_behind', `cannot tell whether ${to} is behind the last known primary position (a position is unknown); --force takes over anyway`, 409);
     }
-    if (!force && behind !== null && behind > 0) {
+    if (lag?.kind === 'behind') {
       throw new SidecarError(
         'candidate_behind',
-        `${to} is ${behind} bytes behind the last known primary position of ${lock.leader?.name ?? 'the last leader'}: a failover to it loses the commits in those bytes; --force accepts that`,
+        `${to} is ${lag.bytes} bytes behind the last known primary position of ${lock.leader?.name ?? 'the last leader'}: a failover to it loses the commits in those bytes; --force accepts that`,
         409,
-        { behindBytes: behind },
+        { behindBytes: lag.bytes },
       );
     }
     const termBefore = lock.leader?.term ?? 0;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { SidecarConfig } from '../config.js';
 import type { Fitness, Role } from '../election/decide.js';
+import { candidateProblem } from '../election/eligibility.js';
 import type { DemoteReason, OperatorAction, Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -144,9 +145,9 @@ export class PostgresParticipant implements Participant {
 
     const leaderRecord = ctx.members.find((m) => m.record.name === lastLeader)?.record;
     const lastPrimary = num(leaderRecord?.walPosition);
-    if (lastPrimary !== null && lastPrimary - mine > this.config.postgres.maxLagOnFailover) {
-      return { fit: false, reason: `${lastPrimary - mine} bytes behind the last known primary position (limit ${this.config.postgres.maxLagOnFailover})` };
-    }
+    // election/eligibility.ts; an unknown bar is no bar here, or a cluster whose leader never published stays leaderless.
+    const lag = candidateProblem({ alive: true, nofailover: false, ...(lastPrimary !== null ? { behindBytes: lastPrimary - mine } : {}) }, this.config.postgres.maxLagOnFailover);
+    if (lag?.kind === 'behind') return { fit: false, reason: `${lag.bytes} bytes behind the last known primary position (limit ${lag.limit})` };
 
     const leaderSync = Array.isArray(leaderRecord?.syncStandbys) ? (leaderRecord.syncStandbys as string[]) : null;
     const ranking: RankingContext = { self: this.config.nodeName, lastLeader, synchronousMode: ctx.synchronousMode, leaderSync };
