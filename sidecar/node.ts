@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { probeVerdict, readsSyncList, type ProbeName } from './api/probes.js';
 import { chooseDsn, type DsnChoice } from './api/dsn.js';
@@ -21,7 +20,7 @@ import { Metrics } from './metrics.js';
 import { deriveSecret } from './postgres/participant.js';
 import { pgName } from './postgres/quoting.js';
 import { SnapshotService } from './snapshot/service.js';
-import { Recovery, servesWrites } from './recovery.js';
+import { Recovery, newWriter } from './recovery.js';
 import type { OperatorAction } from './election/participant.js';
 
 const membership = z.object({ cluster: z.string(), clusterId: z.string(), node: z.string(), joinedAt: z.string(), how: z.enum(['start', 'join']) });
@@ -239,7 +238,7 @@ export class SidecarNode implements ApiBackend {
 
   private leadsWithLease(): boolean {
     const v = this.loop.view();
-    return v.role === 'leader' && v.lockHeld && v.leaseAgeMs !== null && v.leaseAgeMs < this.config.timings.lease * 1000;
+    return v.role === 'leader' && v.lockHeld && v.leaseValid;
   }
 
   private assertThisNode(nodeName: string): void {
@@ -300,15 +299,11 @@ export class SidecarNode implements ApiBackend {
     const termBefore = this.loop.view().term;
     await this.store.writeSwitchover({ from, to, requestedAt: new Date().toISOString() });
     this.loop.poke();
-    const deadline = Date.now() + SWITCHOVER_WAIT_MS;
-    while (Date.now() < deadline) {
-      const { leader, session } = await this.store.readLock(false).catch(() => ({ leader: null, session: null }));
-      if (session && leader && leader.term > termBefore && (await servesWrites(leader.apiUrl))) {
-        if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
-        // The target (or the best standby) could not lead and the old leader took its lock back.
-        throw new SidecarError('switchover_failed', `${to ?? 'no standby'} could not take over; ${from} leads again (term ${leader.term}): see \`hactl cluster history\` and the target's log`, 502, { leader: from, term: leader.term });
-      }
-      await sleep(200);
+    const leader = await newWriter(this.store, termBefore, SWITCHOVER_WAIT_MS);
+    if (leader) {
+      if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
+      // The target (or the best standby) could not lead and the old leader took its lock back.
+      throw new SidecarError('switchover_failed', `${to ?? 'no standby'} could not take over; ${from} leads again (term ${leader.term}): see \`hactl cluster history\` and the target's log`, 502, { leader: from, term: leader.term });
     }
     throw new SidecarError('switchover_timeout', `no new leader serves writes ${SWITCHOVER_WAIT_MS / 1000} s after the request; see \`hactl cluster status\``, 504);
   }

@@ -51,6 +51,8 @@ export interface NodeView {
   leader: LeaderRecord | null;
   lockHeld: boolean;
   leaseAgeMs: number | null;
+  /** The lease's own verdict (lease.ts), so nothing outside the loop recomputes it from the age. */
+  leaseValid: boolean;
   dynamicConfig: DynamicConfig;
   /** Why this node's last promotion failed, until one succeeds (`hactl local up` reports it at once). */
   lastFailure: PromotionFailure | null;
@@ -126,6 +128,7 @@ export class ReconcileLoop {
       leader: this.currentLeader(),
       lockHeld: this.session !== null && this.lockHolder === this.session,
       leaseAgeMs: this.lease.age(),
+      leaseValid: this.lease.valid(),
       dynamicConfig: this.dynamicConfig,
       lastFailure: this.lastFailure,
     };

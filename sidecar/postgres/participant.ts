@@ -10,6 +10,7 @@ import { candidateProblem } from '../election/eligibility.js';
 import type { DemoteReason, OperatorAction, Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { finiteOrNull } from '../units.js';
 import type { Upstream } from './conf.js';
 import { PostgresController } from './controller.js';
 import type { PostgresStatus } from './status.js';
@@ -53,7 +54,6 @@ export type PostgresMemberFields = {
   syncStandbys: string[] | null;
 };
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const firstLine = (text: string): string => text.split('\n')[0].slice(0, 200);
 const sameList = (a: string[] | null | undefined, b: string[] | null): boolean => a !== undefined && (a === null || b === null ? a === b : a.join() === b.join());
 
@@ -144,7 +144,7 @@ export class PostgresParticipant implements Participant {
     const mineReplayed = s.replayedLsn?.bytes ?? 0;
 
     const leaderRecord = ctx.members.find((m) => m.record.name === lastLeader)?.record;
-    const lastPrimary = num(leaderRecord?.walPosition);
+    const lastPrimary = finiteOrNull(leaderRecord?.walPosition);
     // election/eligibility.ts; an unknown bar is no bar here, or a cluster whose leader never published stays leaderless.
     const lag = candidateProblem({ alive: true, nofailover: false, ...(lastPrimary !== null ? { behindBytes: lastPrimary - mine } : {}) }, this.config.postgres.maxLagOnFailover);
     if (lag?.kind === 'behind') return { fit: false, reason: `${lag.bytes} bytes behind the last known primary position (limit ${lag.limit})` };
@@ -278,7 +278,7 @@ export class PostgresParticipant implements Participant {
     }
     const leaderName = leader.record.name;
     const upstream: Upstream = { host: leader.record.address, port: this.config.postgres.port };
-    this.leaderPosition = num(leader.record.walPosition);
+    this.leaderPosition = finiteOrNull(leader.record.walPosition);
     const leaderIsPrimary = leader.alive && leader.record.role === 'leader' && leader.record.pgRole === 'primary';
     const progress = (what: string) => (percent: number) => ctx.report(`${what} from ${leaderName} (${percent} %)`);
     if (this.reinit && !this.reinit.cloned) return this.runReinit(ctx, upstream, leaderName, leaderIsPrimary);
