@@ -2,17 +2,17 @@
 // hand over, publish, keep) share the session, the lock holder and the lease, and each must read them at the
 // moment it acts. The pure parts live beside it: decide.ts (the decision), lease.ts, requests.ts (operators'
 // requests and their deadlines), handover.ts, timing.ts.
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { SidecarConfig } from '../config.js';
-import type { ConsulStore, MemberEntry } from '../consul/store.js';
+import type { MemberEntry } from '../consul/store.js';
 import type { DynamicConfig, FailoverRequest, LeaderRecord, MemberRecord, SwitchoverRequest } from '../consul/records.js';
 import { defaultDynamicConfig } from '../consul/records.js';
 import { errorMessage } from '../errors.js';
 import type { WriteGuard } from '../guard/client.js';
 import type { LogContext, Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { monotonicClock, type Clock, type Timer } from './clock.js';
 import { decide, type AcquireReason, type Action, type Fitness, type Observation, type Role } from './decide.js';
+import type { ElectionStore } from './election-store.js';
 import { observeLeaderProblem } from './handover.js';
 import { Lease } from './lease.js';
 import type { DemoteReason, Participant, TurnContext } from './participant.js';
@@ -29,15 +29,20 @@ const MIN_STANDBY_TURN_MS = 100;
 /** Between attempts to stop Postgres when a demotion failed: the lock is kept meanwhile (see stepDown). */
 const DEMOTE_RETRY_MS = 1_000;
 
+/** What the loop uses of the write guard (guard/client.ts): fed every confirmation, armed before any write. */
+export type LeaseGuard = Pick<WriteGuard, 'feed' | 'onLost' | 'arm' | 'disarm'>;
+
 export interface LoopDeps {
   config: SidecarConfig;
-  store: ConsulStore;
+  store: ElectionStore;
   log: Logger;
   logContext: LogContext;
   metrics: Metrics;
   participants: Participant[];
   /** Kills Postgres if this node may write and its lease runs out while the sidecar is frozen (write guard). */
-  guard?: WriteGuard;
+  guard?: LeaseGuard;
+  /** The lease's, the keeper's and the turns' time; monotonicClock unless a test drives time. */
+  clock?: Clock;
 }
 
 /** What the API shows of this node's own view. */
@@ -82,17 +87,24 @@ export class ReconcileLoop {
   private plannedStop = false;
   private leadership: AbortController | null = null;
   private stopping = false;
-  private keeper: NodeJS.Timeout | null = null;
+  private keeper: Timer | null = null;
   private loopDone: Promise<void> | null = null;
   private wake: AbortController = new AbortController();
   private readonly lease: Lease;
   private readonly loopWaitMs: number;
+  private readonly clock: Clock;
 
   constructor(private readonly deps: LoopDeps) {
     this.loopWaitMs = deps.config.timings.loopWait * 1000;
-    this.lease = new Lease(deps.config.timings.lease * 1000, () => {
-      if (this.role === 'leader' || this.role === 'candidate') void this.stepDown('lease_lost', 'lease expired without a confirmed lock');
-    }, (expiresAt) => deps.guard?.feed(expiresAt)); // write guard: every confirmation feeds it
+    this.clock = deps.clock ?? monotonicClock;
+    this.lease = new Lease(
+      deps.config.timings.lease * 1000,
+      () => {
+        if (this.role === 'leader' || this.role === 'candidate') void this.stepDown('lease_lost', 'lease expired without a confirmed lock');
+      },
+      (expiresAt) => deps.guard?.feed(expiresAt), // write guard: every confirmation feeds it
+      this.clock,
+    );
     deps.guard?.onLost((why) => void this.stepDown('lease_lost', `${why}: treated as a lost lease`)); // write guard: fail closed
     for (const p of deps.participants) p.registerMetrics?.(deps.metrics.registry);
   }
@@ -136,7 +148,7 @@ export class ReconcileLoop {
     // Sessions of an earlier process of this node died with the alive check's re-registration; destroy any
     // left (bound to serfHealth alone they could linger) so none of them holds the lock.
     await this.reapSessions();
-    this.keeper = setInterval(() => void this.keep(), this.loopWaitMs);
+    this.keeper = this.clock.every(this.loopWaitMs, () => void this.keep());
     this.loopDone = this.run();
   }
 
@@ -150,7 +162,7 @@ export class ReconcileLoop {
     this.wake.abort();
     if (this.role === 'leader' || this.role === 'candidate') await this.stepDown('shutdown', 'shutting down');
     await this.loopDone;
-    if (this.keeper) clearInterval(this.keeper);
+    this.keeper?.cancel();
     this.lease.clear();
     if (this.session) {
       await this.deps.store.releaseMember(this.session).catch((e) => this.log.warn('member release failed', { error: errorMessage(e) }));
@@ -176,14 +188,14 @@ export class ReconcileLoop {
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      const started = performance.now();
+      const started = this.clock.now();
       try {
         await this.turn();
       } catch (e) {
         this.log.error('reconcile turn failed', { error: errorMessage(e), code: (e as { code?: string }).code });
-        await sleep(this.loopWaitMs);
+        await this.clock.sleep(this.loopWaitMs);
       }
-      const took = performance.now() - started;
+      const took = this.clock.now() - started;
       this.deps.metrics.loopDuration.observe(took / 1000);
       if (this.stopping) break;
       if (this.role === 'leader' || this.role === 'candidate') await this.pause(this.loopWaitMs - took);
@@ -194,7 +206,7 @@ export class ReconcileLoop {
 
   private async pause(ms: number): Promise<void> {
     if (ms <= 0 || this.wake.signal.aborted) return;
-    await sleep(ms, undefined, { signal: this.wake.signal }).catch(() => undefined);
+    await this.clock.sleep(ms, this.wake.signal);
   }
 
   private async turn(): Promise<void> {
@@ -253,7 +265,7 @@ export class ReconcileLoop {
    * `timeoutMs` defaults to one call's budget (a turn must not stall); the keeper passes the lease itself.
    */
   private async confirmLock(timeoutMs?: number): Promise<void> {
-    const sentAt = performance.now();
+    const sentAt = this.clock.now();
     const lock = await this.deps.store.readLock(true, timeoutMs);
     this.noteLock(lock.session, lock.leader);
     if (this.session !== null && lock.session === this.session) this.lease.confirm(sentAt);
@@ -408,7 +420,7 @@ export class ReconcileLoop {
 
   private async tryAcquire(why: AcquireReason, o: Observation): Promise<void> {
     if (!this.session) return;
-    const sentAt = performance.now();
+    const sentAt = this.clock.now();
     const acquired = await this.deps.store.acquireLock(this.session, this.leaderRecord(this.term));
     if (!acquired) {
       // Someone was faster, or the lock-delay of the dead leader's session is still in force.
@@ -433,7 +445,7 @@ export class ReconcileLoop {
       const term = await store.raiseTerm();
       this.setTerm(term);
       const record = this.leaderRecord(term);
-      const sentAt = performance.now();
+      const sentAt = this.clock.now();
       if (!this.session || !(await store.acquireLock(this.session, record))) throw new Error('lost the lock while raising the term');
       // A raft write that found our session on the lock: the lease counts from it, also when this promotion
       // resumes one an earlier turn began (the lock still ours) rather than following a fresh acquire.
@@ -481,15 +493,15 @@ export class ReconcileLoop {
     this.plannedStop = planned;
     if (!planned) this.lease.clear();
     this.log.warn('stepping down', { reason });
-    const started = performance.now();
+    const started = this.clock.now();
     // The lock is given back only once every part proved it stopped taking writes. Until then it stays ours
     // (released, or let lapse, another node could promote beside a Postgres that still writes), and so does
     // the session: the keeper keeps its check passing, and nobody else takes over meanwhile.
     while (!(await this.demoteParts(reason))) {
       this.status = 'stepping down: cannot prove postgres stopped taking writes; keeping the lock and retrying';
-      await sleep(DEMOTE_RETRY_MS);
+      await this.clock.sleep(DEMOTE_RETRY_MS);
     }
-    this.log.info('stopped taking writes', { reason, tookMs: Math.round(performance.now() - started) });
+    this.log.info('stopped taking writes', { reason, tookMs: Math.round(this.clock.now() - started) });
     this.plannedStop = false;
     this.lease.clear();
     await this.deps.guard?.disarm(); // write guard: disarmed only now that Postgres has stopped
