@@ -17,7 +17,7 @@ import type { Participant } from './election/participant.js';
 import { createWriteGuard, type WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { deriveSecret } from './postgres/participant.js';
+import { deriveSecret } from './shared/secrets.js';
 import { pgName } from './postgres/quoting.js';
 import { SnapshotService } from './snapshot/service.js';
 import { Recovery, newWriter } from './recovery.js';

@@ -1,6 +1,5 @@
 // Over 400 lines: one class carries the whole Postgres side of a role (fitness, promotion, convergence, operator
 // actions), each step beside the others it must stay consistent with; the controller below it is being split by concern.
-import { createHmac } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -10,6 +9,7 @@ import { candidateProblem } from '../election/eligibility.js';
 import type { DemoteReason, OperatorAction, Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { deriveSecret } from '../shared/secrets.js';
 import { finiteOrNull } from '../units.js';
 import type { Upstream } from './conf.js';
 import { PostgresController } from './controller.js';
@@ -33,11 +33,6 @@ const FAILED_STARTS_BEFORE_RECLONE = 3;
  * it may fall back to asynchronous: enough for the standbys to rewind and stream again after a failover.
  */
 const SYNC_FALLBACK_GRACE_MS = 30_000;
-
-/** Secrets derived from the cluster token, so one secret configures a node; each purpose gets its own. */
-export function deriveSecret(clusterToken: string, purpose: string): string {
-  return createHmac('sha256', clusterToken).update(`ha-sidecar:${purpose}`).digest('base64url').slice(0, 32);
-}
 
 /** The fields a node publishes in `members/<node>` and on /health about its Postgres. */
 export type PostgresMemberFields = {

@@ -13,7 +13,8 @@ import type { Logger } from '../log.js';
 import { postgresSettings } from '../postgres/participant.js';
 import { parseDuration } from '../units.js';
 import { DATABASE_FILE, FILES_FILE, SnapshotDirectory, describePart, packArchive, sha256File, unpackArchive } from './archive.js';
-import { ARCHIVE_FORMAT, checkRestorable, haSidecarVersion, snapshotRecord, type SnapshotMetadata, type SnapshotRecord } from './metadata.js';
+import { packageVersion } from '../shared/package.js';
+import { ARCHIVE_FORMAT, checkRestorable, snapshotRecord, type SnapshotMetadata, type SnapshotRecord } from './metadata.js';
 import { scheduleDue, snapshotId, toFetch } from './retention.js';
 import { archiveFiles, dumpDatabase, querySocket, restoreDatabase, restoreFiles } from './tools.js';
 
@@ -58,7 +59,7 @@ export class SnapshotService implements Participant {
   private pulling = false;
   private lastPullAt = 0;
   private lastScheduledFailureAt = 0;
-  private readonly version = haSidecarVersion();
+  private readonly version = packageVersion();
 
   constructor(private readonly deps: SnapshotDeps) {
     this.dir = new SnapshotDirectory(join(deps.config.dataDir, 'snapshots'));

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import { benchFailover } from './failover.js';
 import { benchLoss } from './loss.js';
 import { benchMirror, type MirrorPart } from './mirror.js';
