@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type HistogramConfiguration } from 'prom-client';
+import { requestCounts, type RequestTarget } from './outgoing.js';
 
 /** Where the scrape-time metrics come from; each is read when Prometheus scrapes, never cached. */
 export interface MetricSources {
@@ -66,6 +67,17 @@ export class Metrics {
   readonly filesSequence = new Gauge({ name: 'ha_sidecar_files_sequence', help: 'Leader: its manifest sequence; follower: the sequence it has mirrored', registers: [this.registry] });
   readonly filesLag = new Gauge({ name: 'ha_sidecar_files_lag_changes', help: 'Follower: changes behind the leader (-1 when not connected)', registers: [this.registry] });
   readonly filesErrors = new Counter({ name: 'ha_sidecar_files_errors_total', help: 'Mirror errors: refused peers, bad frames, refused paths, failed writes', labelNames: ['reason'], registers: [this.registry] });
+
+  readonly requests = new Counter({
+    name: 'ha_sidecar_requests_total',
+    help: "Requests sent, by target: consul (its agent), postgres (connections to its own), peer (another node's API or Postgres), manager (health probes)",
+    labelNames: ['to'],
+    registers: [this.registry],
+    collect() {
+      this.reset();
+      for (const [to, n] of Object.entries(requestCounts())) this.inc({ to: to as RequestTarget }, n);
+    },
+  });
 
   constructor(node: string) {
     this.registry.setDefaultLabels({ node });

@@ -6,6 +6,7 @@ import type { ReconcileLoop } from './election/loop.js';
 import type { OperatorAction, Participant } from './election/participant.js';
 import { SidecarError, answeredCode, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
+import { countRequest } from './outgoing.js';
 
 /**
  * How long POST /failover waits for the target to serve writes: the dead leader's lock-delay (5 s by
@@ -18,6 +19,7 @@ const POSITION_TIMEOUT_MS = 1_000;
 /** Whether the node at `apiUrl` answers 200 on /leader: it leads and its Postgres took a write. */
 export async function servesWrites(apiUrl: string): Promise<boolean> {
   try {
+    countRequest('peer');
     const res = await fetch(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
     await res.body?.cancel();
     return res.status === 200;
@@ -111,6 +113,7 @@ export class Recovery {
     const lastPrimary = num(members.find((m) => m.record.name === lastLeader)?.record.walPosition);
     let position = num(target.record.walPosition);
     try {
+      countRequest('peer');
       const res = await fetch(`${target.record.apiUrl}/health`, { signal: AbortSignal.timeout(POSITION_TIMEOUT_MS) });
       position = num(((await res.json()) as { walPosition?: unknown }).walPosition) ?? position;
     } catch {

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
+import { countRequest } from '../outgoing.js';
 
 /** What the last probe of the manager's health URL said. */
 export interface HealthState {
@@ -51,6 +52,7 @@ export class HealthProbe {
       let healthy: boolean;
       let detail: string;
       try {
+        countRequest('manager');
         const res = await fetch(this.url, { signal: AbortSignal.timeout(this.timeoutMs) });
         await res.body?.cancel();
         healthy = res.status >= 200 && res.status < 300;

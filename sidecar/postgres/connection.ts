@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { countRequest } from '../outgoing.js';
 import type { Upstream } from './conf.js';
 import { SUPERUSER, type PostgresSettings } from './settings.js';
 
@@ -33,6 +34,7 @@ export async function withClient<T>(settings: PostgresSettings, fn: (c: pg.Clien
   });
   // A server that goes away mid-session emits 'error' on the client; the pending query rejects anyway.
   client.on('error', () => undefined);
+  countRequest(opts.target ? 'peer' : 'postgres');
   try {
     await client.connect();
     return await fn(client);

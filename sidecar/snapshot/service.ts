@@ -10,6 +10,7 @@ import type { NodeView } from '../election/loop.js';
 import type { Participant } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { countRequest } from '../outgoing.js';
 import { postgresSettings } from '../postgres/participant.js';
 import { parseDuration } from '../units.js';
 import { DATABASE_FILE, FILES_FILE, SnapshotDirectory, describePart, packArchive, sha256File, unpackArchive } from './archive.js';
@@ -155,6 +156,7 @@ export class SnapshotService implements Participant {
       peers.map(async (m) => {
         if (!m.alive) return { node: m.record.name, answered: false, snapshots: [] as SnapshotRecord[] };
         try {
+          countRequest('peer');
           const res = await fetch(`${m.record.apiUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
           const body = (await res.json()) as { snapshots?: unknown[] };
           return { node: m.record.name, answered: res.ok, snapshots: (body.snapshots ?? []).flatMap((s) => { const p = snapshotRecord.safeParse(s); return p.success ? [p.data] : []; }) };
@@ -360,6 +362,7 @@ export class SnapshotService implements Participant {
    */
   private async pull(leaderUrl: string): Promise<void> {
     const keep = this.deps.view().dynamicConfig.snapshotKeep;
+    countRequest('peer');
     const res = await fetch(`${leaderUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
     if (!res.ok) throw new SidecarError('snapshot_pull_failed', `${leaderUrl}/snapshots/local answered ${res.status}`);
     const records = ((await res.json()) as { snapshots?: unknown[] }).snapshots?.flatMap((s) => { const p = snapshotRecord.safeParse(s); return p.success ? [p.data] : []; }) ?? [];
@@ -369,6 +372,7 @@ export class SnapshotService implements Participant {
       const scratch = this.dir.scratch();
       try {
         const file = join(scratch, 'archive.tar');
+        countRequest('peer');
         const download = await fetch(`${leaderUrl}/snapshots/${id}`, { headers: { authorization: `Bearer ${this.deps.config.clusterToken}` }, signal: AbortSignal.timeout(10 * 60_000) });
         if (!download.ok || !download.body) throw new SidecarError('snapshot_pull_failed', `GET ${leaderUrl}/snapshots/${id} answered ${download.status}`);
         await pipeline(Readable.fromWeb(download.body as import('node:stream/web').ReadableStream), createWriteStream(file));
