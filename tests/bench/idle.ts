@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -146,6 +146,7 @@ function writeFiles(dir: string, count: number): void {
 
 export async function benchIdleVariant(variant: IdleVariant, seconds: number): Promise<IdleResult> {
   const dir = mkdtempSync(join(tmpdir(), 'ha-idle-'));
+  chmodSync(dir, 0o711); // the postgres OS user must reach its data directories
   const env = { ...process.env, HACTL_LOCAL_DIR: join(dir, 'cluster'), HACTL_CONFIG_DIR: join(dir, 'hactl') };
   const addresses = nodeAddresses(BASE_ADDRESS, variant.nodes);
   const names = addresses.map((_, i) => `n${i + 1}`);
