@@ -28,6 +28,13 @@ const LOCK_RETRY_MS = 250;
 const MIN_STANDBY_TURN_MS = 100;
 /** Between attempts to stop Postgres when a demotion failed: the lock is kept meanwhile (see stepDown). */
 const DEMOTE_RETRY_MS = 1_000;
+/**
+ * A member record is written when its content changes, else again after this long: one write per node per
+ * 30 s rather than one a turn, each of which wakes every standby's blocking read of the members. Needed at
+ * all only for a record lost while the session lives (deleted by hand, a restored Consul snapshot); a new
+ * session always writes at once, and nobody reads `updatedAt` as a heartbeat (the session says alive).
+ */
+const MEMBER_REFRESH_MS = 30_000;
 
 export interface LoopDeps {
   config: SidecarConfig;
@@ -87,6 +94,8 @@ export class ReconcileLoop {
   private wake: AbortController = new AbortController();
   private readonly lease: Lease;
   private readonly loopWaitMs: number;
+  /** The last member record written (its content without `updatedAt`, and the session that holds it), and when. */
+  private published: { content: string; session: string; at: number } | null = null;
 
   constructor(private readonly deps: LoopDeps) {
     this.loopWaitMs = deps.config.timings.loopWait * 1000;
@@ -603,7 +612,7 @@ export class ReconcileLoop {
     const age = this.lease.age();
     metrics.leaseAge.set(age === null ? -1 : age / 1000);
     if (!this.session || !this.consulReachable) return;
-    const record: MemberRecord = {
+    const fields = {
       name: config.nodeName,
       address: config.address,
       apiUrl: this.apiUrl,
@@ -611,10 +620,18 @@ export class ReconcileLoop {
       state: this.statusLine(),
       termSeen: this.term,
       nofailover: config.nofailover,
-      updatedAt: new Date().toISOString(),
       ...Object.assign({}, ...this.deps.participants.map((p) => p.memberFields?.() ?? {})),
     };
-    const held = await store.putMember(this.session, record).catch(() => false);
+    // Unchanged content is not written again (see MEMBER_REFRESH_MS): what peers read of this node (its
+    // positions, its synchronous list) is exactly what it last wrote, so skipping a write hides nothing.
+    const content = JSON.stringify(fields);
+    const now = performance.now();
+    const last = this.published;
+    if (last && last.content === content && last.session === this.session && now - last.at < MEMBER_REFRESH_MS) return;
+    const record: MemberRecord = { ...fields, updatedAt: new Date().toISOString() };
+    const session = this.session;
+    const held = await store.putMember(session, record).catch(() => false);
+    this.published = held ? { content, session, at: now } : null;
     if (!held && (await this.sessionAlive()) === false) {
       this.log.warn('Consul session lost; a new one is created next turn', { session: this.session });
       this.dropSession();
