@@ -30,6 +30,8 @@ export interface ProcessFigure {
   pid: number;
   cpuPercent: number;
   rssMb: number;
+  /** The process was gone at the end of the measure (its CPU figure is then meaningless). */
+  gone?: boolean;
 }
 
 export interface IdleResult extends IdleVariant {
@@ -42,6 +44,8 @@ export interface IdleResult extends IdleVariant {
   requestsPerSecond: Record<string, Record<string, number>>;
   /** Every process of the cluster (Postgres with all its children), in % of one core. */
   clusterCpuPercent: number;
+  /** The leader at the end, when it is not the one at the start: the cluster did not stay idle. */
+  leaderAtEnd?: string;
 }
 
 /** The issue's measure starts 30 s after start: what settles in that time (first checkpoints, catalog caches) is no idle cost. */
@@ -196,13 +200,16 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
     const after = tracked.map((t) => (t.children ? postgresTotal(t.pid) : new Map([[t.pid, sample(t.pid)?.own ?? 0]])));
     const elapsed = (performance.now() - t0) / 1000;
     const requestsAfter = await Promise.all(names.map((_, i) => requestCounts(apiUrl(i))));
+    const leaderAtEnd = await waitFor('the cluster settled after the measure', leaderOf, 60_000, 500).catch(() => 'none');
     const loadEnd = load1();
 
     const processes: ProcessFigure[] = tracked.map((t, k) => {
       let ticks = 0;
       // A child born during the measure started at 0 ticks.
       for (const [pid, end] of after[k]) ticks += end - (before[k].get(pid) ?? 0);
-      return { node: t.node, process: t.process, pid: t.pid, cpuPercent: Math.round((ticks / ticksPerSecond / elapsed) * 10_000) / 100, rssMb: t.children ? 0 : rssMb(t.pid) };
+      const gone = sample(t.pid) === null;
+      const figure = { node: t.node, process: t.process, pid: t.pid, cpuPercent: Math.round((ticks / ticksPerSecond / elapsed) * 10_000) / 100, rssMb: t.children ? 0 : rssMb(t.pid) };
+      return gone ? { ...figure, gone } : figure;
     });
     const requestsPerSecond = Object.fromEntries(
       names.map((name, i) => [
@@ -212,7 +219,7 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
     );
     const clusterCpuPercent = Math.round(processes.filter((p) => p.process !== 'postmaster').reduce((s, p) => s + p.cpuPercent, 0) * 100) / 100;
     failed = false;
-    return { ...variant, seconds, load: [loadStart, loadEnd], leader, processes, requestsPerSecond, clusterCpuPercent };
+    return { ...variant, seconds, load: [loadStart, loadEnd], leader, processes, requestsPerSecond, clusterCpuPercent, ...(leaderAtEnd !== leader ? { leaderAtEnd } : {}) };
   } finally {
     try {
       // A failed run keeps its logs and data for a post-mortem.
@@ -228,7 +235,8 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
 export function printIdle(r: IdleResult): void {
   console.log(`\n${r.nodes} nodes, ${r.files} files, leader ${r.leader}, ${r.seconds} s, load ${r.load[0]} -> ${r.load[1]}`);
   console.log('node  process          CPU %   RSS MB');
-  for (const p of r.processes) console.log(`${p.node.padEnd(5)} ${p.process.padEnd(15)} ${p.cpuPercent.toFixed(2).padStart(6)} ${(p.rssMb ? String(p.rssMb) : '-').padStart(8)}`);
+  for (const p of r.processes) console.log(`${p.node.padEnd(5)} ${p.process.padEnd(15)} ${p.cpuPercent.toFixed(2).padStart(6)} ${(p.rssMb ? String(p.rssMb) : '-').padStart(8)}${p.gone ? '  (gone by the end: restarted or stopped)' : ''}`);
+  if (r.leaderAtEnd) console.log(`the leader changed during the measure: ${r.leader} -> ${r.leaderAtEnd}; the figures are not those of an idle cluster`);
   console.log(`whole cluster: ${r.clusterCpuPercent.toFixed(2)} % of one core`);
   console.log('requests per second: ' + Object.entries(r.requestsPerSecond).map(([n, q]) => `${n} ${Object.entries(q).map(([to, v]) => `${to} ${v}`).join(', ')}`).join('; '));
 }
