@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 /**
  * The layering of the tree, as a rule `npm run lint` enforces (docs/design.md "Parts"). Bottom to top:
  * - base: `sidecar/shared/` (processes, secrets, package metadata) and the files at the root of `sidecar/`
- *   that every part uses (errors, error codes, log, units, metrics); they import only each other;
+ *   that every part uses (errors, error codes, log, units, metrics, the outgoing-request counter); they import only each other;
  * - parts, one folder each: a part imports base, `config.ts` (the type), and of another part only the
  *   surface listed for it below, never its internals;
  * - the composition root (`config.ts`, `main.ts`, `node.ts`, `participants.ts`, `recovery.ts`) wires the
@@ -63,7 +63,7 @@ export default tseslint.config(
     rules: restrict(['../*/**', '!../shared/**', ...COMPOSITION.map((c) => `../${c}.js`), ...OUTSIDE_SIDECAR], `shared code imports only base: it ${LAYERING}`),
   },
   {
-    files: ['sidecar/{errors,error-codes,log,units,metrics}.ts'],
+    files: ['sidecar/{errors,error-codes,log,units,metrics,outgoing}.ts'],
     rules: restrict(['./*/**', '!./shared/**', ...COMPOSITION.map((c) => `./${c}.js`), ...OUTSIDE_SIDECAR], `base code imports only base: it ${LAYERING}`),
   },
   ...PARTS.map((part) => ({
@@ -72,7 +72,7 @@ export default tseslint.config(
   })),
   {
     files: ['sidecar/*.ts'],
-    ignores: ['sidecar/{errors,error-codes,log,units,metrics}.ts'],
+    ignores: ['sidecar/{errors,error-codes,log,units,metrics,outgoing}.ts'],
     rules: restrict(OUTSIDE_SIDECAR, `the sidecar ${LAYERING}`),
   },
   {

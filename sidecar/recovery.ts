@@ -8,6 +8,7 @@ import type { ReconcileLoop } from './election/loop.js';
 import type { OperatorAction, Participant } from './election/participant.js';
 import { SidecarError, answeredCode, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
+import { countRequest } from './outgoing.js';
 import { finiteOrNull } from './units.js';
 
 /**
@@ -21,6 +22,7 @@ const POSITION_TIMEOUT_MS = 1_000;
 /** Whether the node at `apiUrl` answers 200 on /leader: it leads and its Postgres took a write. */
 export async function servesWrites(apiUrl: string): Promise<boolean> {
   try {
+    countRequest('peer');
     const res = await fetch(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
     await res.body?.cancel();
     return res.status === 200;
@@ -129,6 +131,7 @@ export class Recovery {
     const lastPrimary = finiteOrNull(members.find((m) => m.record.name === lastLeader)?.record.walPosition);
     let position = finiteOrNull(target.record.walPosition);
     try {
+      countRequest('peer');
       const res = await fetch(`${target.record.apiUrl}/health`, { signal: AbortSignal.timeout(POSITION_TIMEOUT_MS) });
       position = finiteOrNull(((await res.json()) as { walPosition?: unknown }).walPosition) ?? position;
     } catch {

@@ -29,6 +29,8 @@ export class LoopState {
   /** The lock's value as last read with a holder: who leads now (lastLeader outlives the lock for decide()). */
   lockValue: LeaderRecord | null = null;
   lastFailure: PromotionFailure | null = null;
+  /** The last member record written (its content without `updatedAt`, and the session that holds it), and when (publish.ts). */
+  published: { content: string; session: string; at: number } | null = null;
   dynamicConfig: DynamicConfig = defaultDynamicConfig;
   consulReachable = false;
   retryAcquireSoon = false;
