@@ -29,8 +29,8 @@ export interface ApiBackend {
   removeNode(name: string): Promise<unknown>;
   switchover(to: string | undefined): Promise<unknown>;
   patchConfig(patch: Record<string, unknown>): Promise<unknown>;
-  /** Snapshots (sidecar/snapshot/); absent on a node that has not started or joined a cluster. */
-  readonly snapshots?: SnapshotService;
+  /** Snapshots (sidecar/snapshot/): `/snapshots`. */
+  readonly snapshots: SnapshotService;
   /** Makes `to` the leader of a cluster that has none (see sidecar/recovery.ts). */
   failover(to: string, force: boolean): Promise<unknown>;
   /** Reload, restart or reinit this node's Postgres; restart and reinit run on (postgresOperation). */
@@ -132,7 +132,7 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
   app.patch('/config', auth, leaderOnly, async (req, res) => res.json(await backend.patchConfig(parse(configPatch, req.body))));
   app.post('/pause', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: true })));
   app.post('/resume', auth, leaderOnly, async (_req, res) => res.json(await backend.patchConfig({ paused: false })));
-  if (backend.snapshots) addSnapshotRoutes(app, backend.snapshots, auth, leaderOnly, log);
+  addSnapshotRoutes(app, backend.snapshots, auth, leaderOnly, log);
   // No leader exists when a failover is needed: any node takes it.
   app.post('/failover', auth, async (req, res) => {
     const body = parse(failoverBody, req.body);

@@ -136,13 +136,6 @@ export class AgentService {
     await client.agent.check.fail(this.consul.request({ id: `ha-sidecar-postgres:${node}`, note }) as never).catch(() => undefined);
   }
 
-  async deregisterService(): Promise<void> {
-    await this.consul.call('service deregistration', () => this.consul.client.agent.service.deregister(this.consul.node));
-    if (this.consul.opts.postgresPort) {
-      await this.consul.call('postgres service deregistration', () => this.consul.client.agent.service.deregister(`${this.consul.node}-postgres`));
-    }
-  }
-
   /**
    * Consul's own raft election timeout, from the agent's configuration (null when the agent does not say, or
    * the token may not read it). A raft leader election takes one to two of these.

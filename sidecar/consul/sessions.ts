@@ -74,7 +74,7 @@ export class SessionLock {
     return Boolean(info);
   }
 
-  async destroySession(id: string): Promise<void> {
+  private async destroySession(id: string): Promise<void> {
     await this.consul.call('session destroy', () => this.consul.client.session.destroy(this.consul.request({ id }) as never));
   }
 

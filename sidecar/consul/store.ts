@@ -49,7 +49,6 @@ export class ConsulStore {
   reportCheck = (id: string, name: string, status: 'passing' | 'warning' | 'critical', output: string, ttlSeconds: number): Promise<void> =>
     this.agent.reportCheck(id, name, status, output, ttlSeconds);
   markStopped = (note: string): Promise<void> => this.agent.markStopped(note);
-  deregisterService = (): Promise<void> => this.agent.deregisterService();
   raftElectionTimeoutMs = (): Promise<number | null> => this.agent.raftElectionTimeoutMs();
   failedGossipMembers = (): Promise<{ name: string; address: string }[]> => this.agent.failedGossipMembers();
   joinGossip = (address: string, timeoutMs: number): Promise<void> => this.agent.joinGossip(address, timeoutMs);
@@ -60,7 +59,6 @@ export class ConsulStore {
   destroyStaleSessions = (keep: string | null): Promise<string[]> => this.sessions.destroyStaleSessions(keep);
   renewSession = (id: string): Promise<boolean> => this.sessions.renewSession(id);
   sessionExists = (id: string): Promise<boolean> => this.sessions.sessionExists(id);
-  destroySession = (id: string): Promise<void> => this.sessions.destroySession(id);
   readLock = (consistent: boolean, timeoutMs?: number): Promise<LockState> => this.sessions.readLock(consistent, timeoutMs);
   watchLock = (index: number, waitSeconds: number): Promise<LockState> => this.sessions.watchLock(index, waitSeconds);
   acquireLock = (session: string, leader: LeaderRecord): Promise<boolean> => this.sessions.acquireLock(session, leader);

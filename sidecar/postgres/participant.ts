@@ -1,5 +1,5 @@
 // Over 400 lines: one class carries the whole Postgres side of a role (fitness, promotion, convergence, operator
-// actions), each step beside the others it must stay consistent with; the controller below it is being split by concern.
+// actions), each step beside the others it must stay consistent with; the controller below it is split by concern.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
