@@ -85,6 +85,17 @@ render_all() {
       require("node:fs").writeFileSync(process.argv[1], JSON.stringify(config, null, 2) + "\n", { mode: 0o644 });
     ' "$SIDECAR_CONFIG"
   fi
+  # hactl in the container (`docker-compose exec n1 hactl cluster status`) gets a profile naming every node
+  # and the cluster token, so it works without `hactl profiles use`. A mounted profiles file wins.
+  if [ -n "${HACTL_CONFIG_DIR:-}" ] && [ ! -e "$HACTL_CONFIG_DIR/profiles.json" ]; then
+    mkdir -p -m 0700 "$HACTL_CONFIG_DIR"
+    node -e '
+      const [file, name, token, ...ips] = process.argv.slice(1);
+      const profile = { managers: ips.map((ip) => `http://${ip}:8008`), ...(token ? { token } : {}) };
+      const text = JSON.stringify({ current: name, profiles: { [name]: profile } }, null, 2) + "\n";
+      require("node:fs").writeFileSync(file, text, { mode: 0o600 }); // it holds the cluster token
+    ' "$HACTL_CONFIG_DIR/profiles.json" "$HA_SIDECAR_CLUSTER_NAME" "${HA_SIDECAR_CLUSTER_TOKEN:-}" "${servers[@]}"
+  fi
 }
 
 # RUN_AS: the setpriv prefix that runs a command as USER when started as root (the image default), else
