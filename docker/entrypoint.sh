@@ -13,7 +13,8 @@
 #   HA_SIDECAR_CONSUL_TOKEN, CONSUL_DATACENTER (dc1), CONSUL_DATA_DIR (/var/lib/consul),
 #   CONSUL_CLIENT_ADDR ("<address> 127.0.0.1"), GOSSIP_KEY and ACL_MANAGEMENT_TOKEN (optional: the
 #   matching consul-config template is rendered only when set), CONSUL_WAIT_SECONDS (300),
-#   HA_SIDECAR_USER (postgres: Postgres refuses to run as root, and it runs as the sidecar's child).
+#   HA_SIDECAR_USER (postgres: Postgres refuses to run as root, and it runs as the sidecar's child),
+#   HA_SIDECAR_FIRST_NODE (the node that starts the cluster; unset: form it by hand with hactl).
 set -euo pipefail
 
 log() { echo "[entrypoint] $*" >&2; }
@@ -160,6 +161,31 @@ node -e '
     }
   })();
 ' "$HA_SIDECAR_CONSUL_URL" "${CONSUL_WAIT_SECONDS:-300}" "$consul_pid"
+
+# The cluster forms itself, as `hactl local up` forms the local one: a node that is no member yet joins
+# the leader once one of the nodes reports one, and HA_SIDECAR_FIRST_NODE starts the cluster while none
+# does. A member (a restart, a data volume kept) does nothing. In the background, since the sidecar must run
+# to be asked; its output goes to the container log.
+if [ -n "${HA_SIDECAR_FIRST_NODE:-}" ]; then
+  node -e '
+    const { execFileSync } = require("node:child_process");
+    const [self, name, first, ...ips] = process.argv.slice(1);
+    const get = (url) => fetch(url, { signal: AbortSignal.timeout(3000) }).then((r) => r.json(), () => ({})).catch(() => ({}));
+    const hactl = (...args) => { try { console.error(execFileSync("hactl", args, { encoding: "utf8" }).trim()); return true; } catch (e) { console.error(`[entrypoint] hactl ${args[1]}: ${String(e.stderr ?? e).trim()}`); return false; } };
+    (async () => {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 2000));
+        const health = await get(`${self}/health`);
+        if (health.role !== undefined && health.error !== "not_member") return; // a member already
+        if (health.error !== "not_member") continue; // the sidecar is not up yet
+        let leader;
+        for (const ip of ips) leader ??= (await get(`http://${ip}:8008/cluster`)).leader?.apiUrl ?? undefined;
+        if (leader && leader !== self) { if (hactl("cluster", "join", leader, "--node-name", name, "--node-url", self)) return; }
+        else if (!leader && name === first) { if (hactl("cluster", "start", "--node-name", name, "--node-url", self)) return; }
+      }
+    })();
+  ' "http://$HA_SIDECAR_ADDRESS:8008" "$HA_SIDECAR_NODE_NAME" "$HA_SIDECAR_FIRST_NODE" "${servers[@]}" &
+fi
 
 log "starting ha-sidecar $HA_SIDECAR_NODE_NAME as $SIDECAR_USER"
 run_as "$SIDECAR_USER"
