@@ -187,6 +187,26 @@ if [ -n "${HA_SIDECAR_FIRST_NODE:-}" ]; then
   ' "http://$HA_SIDECAR_ADDRESS:8008" "$HA_SIDECAR_NODE_NAME" "$HA_SIDECAR_FIRST_NODE" "${servers[@]}" &
 fi
 
+# With ACLs on and the sidecar's token given, the token exists with the policy of $POLICY_FILE before the
+# sidecar starts: created here with that secret by whichever node comes first (the others find it).
+if [ -n "$ACL_MANAGEMENT_TOKEN" ] && [ -n "${HA_SIDECAR_CONSUL_TOKEN:-}" ]; then
+  node -e '
+    const [url, management, secret, policyFile] = process.argv.slice(1);
+    const rules = require("node:fs").readFileSync(policyFile, "utf8");
+    const call = (method, path, token, body) =>
+      fetch(url + path, { method, headers: { "X-Consul-Token": token }, body: body && JSON.stringify(body), signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0);
+    (async () => {
+      for (let turn = 0; turn < 60; turn++) {
+        if ((await call("GET", "/v1/acl/token/self", secret)) === 200) { console.error("[entrypoint] the sidecar Consul token is in place"); return; }
+        await call("PUT", "/v1/acl/policy", management, { Name: "ha-sidecar", Rules: rules });
+        await call("PUT", "/v1/acl/token", management, { SecretID: secret, Description: "ha-sidecar", Policies: [{ Name: "ha-sidecar" }] });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      console.error("[entrypoint] error: could not create the sidecar Consul token"); process.exit(1);
+    })();
+  ' "$HA_SIDECAR_CONSUL_URL" "$ACL_MANAGEMENT_TOKEN" "$HA_SIDECAR_CONSUL_TOKEN" "$POLICY_FILE"
+fi
+
 log "starting ha-sidecar $HA_SIDECAR_NODE_NAME as $SIDECAR_USER"
 run_as "$SIDECAR_USER"
 [ "$(id -u)" != 0 ] || export HOME="$(getent passwd "$SIDECAR_USER" | cut -d: -f6)"
