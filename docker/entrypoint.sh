@@ -13,7 +13,8 @@
 #   HA_SIDECAR_CONSUL_TOKEN, CONSUL_DATACENTER (dc1), CONSUL_DATA_DIR (/var/lib/consul),
 #   CONSUL_CLIENT_ADDR ("<address> 127.0.0.1"), GOSSIP_KEY and ACL_MANAGEMENT_TOKEN (optional: the
 #   matching consul-config template is rendered only when set), CONSUL_WAIT_SECONDS (300),
-#   HA_SIDECAR_USER (postgres: Postgres refuses to run as root, and it runs as the sidecar's child).
+#   HA_SIDECAR_USER (postgres: Postgres refuses to run as root, and it runs as the sidecar's child),
+#   HA_SIDECAR_FIRST_NODE (the node that starts the cluster; unset: form it by hand with hactl).
 set -euo pipefail
 
 log() { echo "[entrypoint] $*" >&2; }
@@ -85,6 +86,17 @@ render_all() {
       require("node:fs").writeFileSync(process.argv[1], JSON.stringify(config, null, 2) + "\n", { mode: 0o644 });
     ' "$SIDECAR_CONFIG"
   fi
+  # hactl in the container (`docker-compose exec n1 hactl cluster status`) gets a profile naming every node
+  # and the cluster token, so it works without `hactl profiles use`. A mounted profiles file wins.
+  if [ -n "${HACTL_CONFIG_DIR:-}" ] && [ ! -e "$HACTL_CONFIG_DIR/profiles.json" ]; then
+    mkdir -p -m 0700 "$HACTL_CONFIG_DIR"
+    node -e '
+      const [file, name, token, ...ips] = process.argv.slice(1);
+      const profile = { managers: ips.map((ip) => `http://${ip}:8008`), ...(token ? { token } : {}) };
+      const text = JSON.stringify({ current: name, profiles: { [name]: profile } }, null, 2) + "\n";
+      require("node:fs").writeFileSync(file, text, { mode: 0o600 }); // it holds the cluster token
+    ' "$HACTL_CONFIG_DIR/profiles.json" "$HA_SIDECAR_CLUSTER_NAME" "${HA_SIDECAR_CLUSTER_TOKEN:-}" "${servers[@]}"
+  fi
 }
 
 # RUN_AS: the setpriv prefix that runs a command as USER when started as root (the image default), else
@@ -149,6 +161,51 @@ node -e '
     }
   })();
 ' "$HA_SIDECAR_CONSUL_URL" "${CONSUL_WAIT_SECONDS:-300}" "$consul_pid"
+
+# The cluster forms itself, as `hactl local up` forms the local one: a node that is no member yet joins
+# the leader once one of the nodes reports one, and HA_SIDECAR_FIRST_NODE starts the cluster while none
+# does. A member (a restart, a data volume kept) does nothing. In the background, since the sidecar must run
+# to be asked; its output goes to the container log.
+if [ -n "${HA_SIDECAR_FIRST_NODE:-}" ]; then
+  node -e '
+    const { execFileSync } = require("node:child_process");
+    const [self, name, first, ...ips] = process.argv.slice(1);
+    const get = (url) => fetch(url, { signal: AbortSignal.timeout(3000) }).then((r) => r.json(), () => ({})).catch(() => ({}));
+    const hactl = (...args) => { try { console.error(execFileSync("hactl", args, { encoding: "utf8" }).trim()); return true; } catch (e) { console.error(`[entrypoint] hactl ${args[1]}: ${String(e.stderr ?? e).trim()}`); return false; } };
+    (async () => {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 2000));
+        const health = await get(`${self}/health`);
+        if (health.role !== undefined && health.error !== "not_member") return; // a member already
+        if (health.error !== "not_member") continue; // the sidecar is not up yet
+        let leader;
+        for (const ip of ips) leader ??= (await get(`http://${ip}:8008/cluster`)).leader?.apiUrl ?? undefined;
+        if (leader && leader !== self) { if (hactl("cluster", "join", leader, "--node-name", name, "--node-url", self)) return; }
+        else if (!leader && name === first) { if (hactl("cluster", "start", "--node-name", name, "--node-url", self)) return; }
+      }
+    })();
+  ' "http://$HA_SIDECAR_ADDRESS:8008" "$HA_SIDECAR_NODE_NAME" "$HA_SIDECAR_FIRST_NODE" "${servers[@]}" &
+fi
+
+# With ACLs on and the sidecar's token given, the token exists with the policy of $POLICY_FILE before the
+# sidecar starts: created here with that secret by whichever node comes first (the others find it).
+if [ -n "$ACL_MANAGEMENT_TOKEN" ] && [ -n "${HA_SIDECAR_CONSUL_TOKEN:-}" ]; then
+  node -e '
+    const [url, management, secret, policyFile] = process.argv.slice(1);
+    const rules = require("node:fs").readFileSync(policyFile, "utf8");
+    const call = (method, path, token, body) =>
+      fetch(url + path, { method, headers: { "X-Consul-Token": token }, body: body && JSON.stringify(body), signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0);
+    (async () => {
+      for (let turn = 0; turn < 60; turn++) {
+        if ((await call("GET", "/v1/acl/token/self", secret)) === 200) { console.error("[entrypoint] the sidecar Consul token is in place"); return; }
+        await call("PUT", "/v1/acl/policy", management, { Name: "ha-sidecar", Rules: rules });
+        await call("PUT", "/v1/acl/token", management, { SecretID: secret, Description: "ha-sidecar", Policies: [{ Name: "ha-sidecar" }] });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      console.error("[entrypoint] error: could not create the sidecar Consul token"); process.exit(1);
+    })();
+  ' "$HA_SIDECAR_CONSUL_URL" "$ACL_MANAGEMENT_TOKEN" "$HA_SIDECAR_CONSUL_TOKEN" "$POLICY_FILE"
+fi
 
 log "starting ha-sidecar $HA_SIDECAR_NODE_NAME as $SIDECAR_USER"
 run_as "$SIDECAR_USER"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ha-sidecar's local cluster and tests need, from nothing: PostgreSQL 15 server binaries,
-# HAProxy, docker-compose (validation only), rsync (the mirror benchmark) and nftables (the fault suite) from Debian, and a pinned Consul built from Go modules.
+# HAProxy, docker-compose and docker.io (the compose test), mmdebstrap (its stand-in base image), rsync (the mirror benchmark) and nftables (the fault suite) from Debian, and a pinned Consul built from Go modules.
 # Does nothing that is already done, so it is cheap to run before every test run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,6 +15,10 @@ command -v setpriv >/dev/null || missing+=(util-linux)
 command -v rsync >/dev/null || missing+=(rsync)
 # nftables: the fault suite's cuts and loss inside each node's network namespace (`npm run faults`).
 command -v nft >/dev/null || missing+=(nftables)
+# docker.io: the compose test starts its own dockerd when no engine answers; mmdebstrap builds the local
+# stand-in base image (scripts/docker-stand-ins.sh) where no image registry is reachable.
+command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing from Debian: ${missing[*]}"
   if [ "$(id -u)" != 0 ]; then echo "[setup] need root to apt-get install ${missing[*]}" >&2; exit 1; fi

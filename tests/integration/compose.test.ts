@@ -1,5 +1,5 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { consulBinary } from '../../cli/local/paths.js';
@@ -31,7 +31,7 @@ function run(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; i
 }
 
 interface ComposeService {
-  build?: { context: string; dockerfile: string };
+  build?: { context: string; dockerfile: string; args?: Record<string, string> };
   image?: string;
   hostname?: string;
   environment?: Record<string, string>;
@@ -54,9 +54,13 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
+/** A cluster token for `docker-compose config` (docker-compose.yml requires one). */
+const TOKEN = 'a-real-cluster-token-0123456789';
+
 /** `docker-compose config` (interpolated, normalised), as an object. */
-function composeConfig(extraEnv: Record<string, string> = {}): { result: SpawnSyncReturns<string>; compose: Compose } {
-  const result = run(DOCKER_COMPOSE, ['-f', join(root, 'docker-compose.yml'), '--project-directory', root, 'config'], { env: cleanEnv(extraEnv) });
+function composeConfig(extraEnv: Record<string, string> = {}, envFile?: string): { result: SpawnSyncReturns<string>; compose: Compose } {
+  const files = ['-f', join(root, 'docker-compose.yml'), '--project-directory', root, ...(envFile ? ['--env-file', join(root, envFile)] : [])];
+  const result = run(DOCKER_COMPOSE, [...files, 'config'], { env: cleanEnv({ HA_CLUSTER_TOKEN: TOKEN, ...extraEnv }) });
   if (result.status !== 0) return { result, compose: { services: {}, networks: {}, volumes: {} } };
   // docker-compose 1.29 prints YAML only and the project has no YAML parser; the PyYAML it runs on does.
   const json = run('/usr/bin/python3', ['-c', 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'], { input: result.stdout });
@@ -107,7 +111,7 @@ describe('docker-compose.yml', () => {
   test('three manager nodes from one image built by docker/Dockerfile, and HAProxy', () => {
     expect(Object.keys(compose.services).sort()).toEqual(['haproxy', ...NODES]);
     for (const { name, service } of nodes) {
-      expect(service.build).toEqual({ context: root, dockerfile: 'docker/Dockerfile' });
+      expect(service.build).toMatchObject({ context: root, dockerfile: 'docker/Dockerfile' });
       expect(service.image).toBe(nodes[0].service.image);
       expect(service.hostname).toBe(name);
       expect(service.environment?.HA_SIDECAR_NODE_NAME).toBe(name);
@@ -149,6 +153,10 @@ describe('docker-compose.yml', () => {
     expect(new Set(all).size).toBe(all.length);
   });
 
+  test('HAProxy starts once every node is healthy', () => {
+    expect(compose.services.haproxy.depends_on).toEqual(Object.fromEntries(NODES.map((n) => [n, { condition: 'service_healthy' }])));
+  });
+
   test('each node is health-checked on its API /health (port 8008, its own address)', () => {
     for (const { service } of nodes) {
       const check = (service.healthcheck?.test ?? []).join(' ');
@@ -157,19 +165,41 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  test('one cluster token for all nodes: a marked dev default, replaced by HA_CLUSTER_TOKEN', () => {
+  test('one cluster token for all nodes, HA_CLUSTER_TOKEN; without it one clear error (no default anyone knows)', () => {
     const tokens = new Set(nodes.map(({ service }) => service.environment?.HA_SIDECAR_CLUSTER_TOKEN));
-    expect([...tokens]).toEqual(['dev-only-insecure-cluster-token']);
-    expect(read('docker-compose.yml')).toMatch(/DEV DEFAULT, NOT A SECRET/);
-    const custom = 'a-real-cluster-token-0123456789';
-    const { compose: overridden } = composeConfig({ HA_CLUSTER_TOKEN: custom });
-    for (const name of NODES) expect(overridden.services[name].environment?.HA_SIDECAR_CLUSTER_TOKEN).toBe(custom);
+    expect([...tokens]).toEqual([TOKEN]);
+    const { result } = composeConfig({ HA_CLUSTER_TOKEN: '' });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/: set HA_CLUSTER_TOKEN to 16\+ characters, in the environment or in \.\/\.env \(README Docker\)$/)]);
   });
 
-  test("n1 alone publishes Consul's HTTP/UI port; HAProxy publishes Postgres 5432, the API 8008 and stats 8404", () => {
-    expect((nodes[0].service.ports ?? []).map(published)).toEqual([{ host: '127.0.0.1', published: PORTS.consulHttp, target: PORTS.consulHttp }]);
-    expect(nodes[1].service.ports).toBeUndefined();
-    expect(nodes[2].service.ports).toBeUndefined();
+  test('the images the Dockerfile starts from: the official ones by default (the Dockerfile\'s own ARG defaults), the stand-ins with docker/stand-in.env', () => {
+    const argDefault = (name: string) => new RegExp(`^ARG ${name}=(\\S+)$`, 'm').exec(read('docker/Dockerfile'))?.[1];
+    expect(argDefault('NODE_IMAGE')).toBe('node:20-bookworm-slim');
+    expect(argDefault('CONSUL_BUILD_IMAGE')).toBe('golang:${GO_VERSION}');
+    for (const { service } of nodes) {
+      expect(service.build?.args).toEqual({ NODE_IMAGE: 'node:20-bookworm-slim', CONSUL_BUILD_IMAGE: `golang:${argDefault('GO_VERSION')}` });
+    }
+    expect(compose.services.haproxy.image).toBe('haproxy:2.8');
+    const { result, compose: standIn } = composeConfig({}, 'docker/stand-in.env');
+    expect(result.status).toBe(0);
+    const script = read('scripts/docker-stand-ins.sh');
+    for (const name of NODES) {
+      const args = standIn.services[name].build?.args ?? {};
+      expect(args).toEqual({ NODE_IMAGE: 'ha-sidecar-node:local', CONSUL_BUILD_IMAGE: 'ha-sidecar-consul-build:local' });
+      for (const image of Object.values(args)) expect(script).toContain(image);
+    }
+    expect(standIn.services.haproxy.image).toBe('ha-sidecar-base:bookworm');
+    expect(script).toContain('BASE_IMAGE=ha-sidecar-base:bookworm');
+  });
+
+  test("each node publishes its API on 8001-8003, n1 also Consul's HTTP/UI port; HAProxy publishes Postgres 5432, the API 8008 and stats 8404", () => {
+    expect((nodes[0].service.ports ?? []).map(published)).toEqual([
+      { host: '127.0.0.1', published: 8001, target: PORTS.api },
+      { host: '127.0.0.1', published: PORTS.consulHttp, target: PORTS.consulHttp },
+    ]);
+    expect((nodes[1].service.ports ?? []).map(published)).toEqual([{ host: '127.0.0.1', published: 8002, target: PORTS.api }]);
+    expect((nodes[2].service.ports ?? []).map(published)).toEqual([{ host: '127.0.0.1', published: 8003, target: PORTS.api }]);
     const haproxyPorts = (compose.services.haproxy.ports ?? []).map(published);
     expect(haproxyPorts.map((p) => [p.published, p.target])).toEqual([
       [5432, 5432],
@@ -195,13 +225,13 @@ describe('the node image renders consul-config/ (the same templates as the local
   const entrypoint = read('docker/entrypoint.sh');
 
   test('the Dockerfile builds Consul with scripts/build-consul.sh and copies consul-config where the entrypoint reads it', () => {
-    expect(dockerfile).toMatch(/^FROM golang:\S+ AS consul$/m);
+    expect(dockerfile).toMatch(/^FROM \$\{CONSUL_BUILD_IMAGE\} AS consul$/m);
     expect(dockerfile).toMatch(/^RUN bash scripts\/build-consul\.sh/m);
     expect(dockerfile).not.toMatch(/CONSUL_VERSION/); // the version is the script's pin, not a second one
-    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim$/m);
+    expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\}$/m);
     expect(dockerfile).toMatch(/postgresql-15/);
     expect(dockerfile).toMatch(/gettext-base/);
-    const workdir = /^WORKDIR (\S+)$/m.exec(dockerfile.slice(dockerfile.indexOf('FROM node:')))?.[1];
+    const workdir = /^WORKDIR (\S+)$/m.exec(dockerfile.slice(dockerfile.indexOf('FROM ${NODE_IMAGE}')))?.[1];
     expect(dockerfile).toMatch(/^COPY consul-config consul-config$/m);
     expect(entrypoint).toContain(`ROOT="\${HA_SIDECAR_HOME:-${workdir}}"`);
     expect(entrypoint).toContain('TEMPLATE_DIR="${HA_TEMPLATE_DIR:-$ROOT/consul-config}"');
@@ -284,6 +314,18 @@ describe('the node image renders consul-config/ (the same templates as the local
       consul: { url: `http://${ipOf(service)}:${PORTS.consulHttp}` },
       postgres: { enabled: true, port: PORTS.postgres, binDir: '/usr/lib/postgresql/15/bin' },
     });
+  });
+
+  test("hactl's profile: every node's API and the cluster token, 0600, current (so `exec n1 hactl` needs no setup)", () => {
+    const service = compose.services.n1;
+    const { r } = render(service, { HACTL_CONFIG_DIR: join(dir, 'hactl-n1') });
+    expect(r.status).toBe(0);
+    const file = join(dir, 'hactl-n1', 'profiles.json');
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({
+      current: 'main',
+      profiles: { main: { managers: nodes.map((n) => `http://${ipOf(n.service)}:${PORTS.api}`), token: TOKEN } },
+    });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
   test('a server list without the node itself, or a missing node name, is one clear error', () => {

@@ -1,0 +1,161 @@
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { projectRoot } from '../../sidecar/shared/package.js';
+import { APP_LOGIN, CLUSTER_TOKEN } from '../harness/cluster.js';
+import { type DockerEngine, dockerEngine } from '../harness/docker-engine.js';
+import { assertPortFree, runCommand, waitFor } from '../harness/processes.js';
+import { WritingClient } from '../harness/writer.js';
+
+/**
+ * docker-compose.yml run for real: `docker-compose up -d --build` under a Docker engine (the running one, or
+ * a dockerd of this test's own, tests/harness/docker-engine.ts), with the local stand-in images
+ * (docker/stand-in.env, scripts/docker-stand-ins.sh): no image registry is reachable here.
+ * Times of the build, up, failover and rejoin are printed as it runs.
+ */
+
+const root = projectRoot();
+const PROJECT = 'ha-compose-test';
+const HOST = '127.0.0.1';
+const NODES = ['n1', 'n2', 'n3'];
+/** Each node's sidecar API as docker-compose.yml publishes it. */
+const apiPort = (i: number) => 8001 + i;
+const PUBLISHED = { postgres: 5432, consulUi: 8500, api: 8008, stats: 8404 };
+
+let engine: DockerEngine | undefined;
+const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
+  const base = Object.fromEntries(Object.entries(engine?.env ?? process.env).filter(([k]) => !k.startsWith('HA_') && !k.startsWith('COMPOSE_')));
+  return { ...base, COMPOSE_PROJECT_NAME: PROJECT, HA_CLUSTER_TOKEN: CLUSTER_TOKEN, ...extra };
+};
+const compose = (args: string[], timeoutMs = 120_000, extraEnv?: Record<string, string>) =>
+  runCommand('docker-compose', ['--env-file', join(root, 'docker/stand-in.env'), '-f', join(root, 'docker-compose.yml'), '--project-directory', root, ...args], env(extraEnv), timeoutMs);
+const docker = (args: string[], timeoutMs = 60_000) => runCommand('docker', args, env(), timeoutMs);
+async function ok(run: Promise<{ code: number | null; out: string; err: string }>, what: string): Promise<string> {
+  const r = await run;
+  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${(r.err || r.out).trim().split('\n').slice(-5).join(' | ')}`);
+  return r.out;
+}
+const seconds = (start: number) => ((performance.now() - start) / 1000).toFixed(1);
+const status = (port: number, path: string) =>
+  fetch(`http://${HOST}:${port}${path}`, { signal: AbortSignal.timeout(1_000) }).then(
+    (r) => r.status,
+    () => 0,
+  );
+/** The node whose published API answers 200 on /leader while the others answer 200 on /replica. */
+async function soleLeader(among = [0, 1, 2]): Promise<number | undefined> {
+  const leaders = await Promise.all(among.map((i) => status(apiPort(i), '/leader')));
+  const found = among.filter((_, k) => leaders[k] === 200);
+  return found.length === 1 ? found[0] : undefined;
+}
+async function members(): Promise<{ name: string; pgRole: string; streaming: boolean; syncStandbys?: string[] | null }[]> {
+  const res = await fetch(`http://${HOST}:${PUBLISHED.api}/cluster`, { signal: AbortSignal.timeout(2_000) });
+  return ((await res.json()) as { members: { name: string; pgRole: string; streaming: boolean; syncStandbys?: string[] | null }[] }).members;
+}
+const container = async (name: string) => (await ok(compose(['ps', '-q', name]), `ps ${name}`)).trim();
+const leftovers = async () =>
+  Promise.all(['ps -a', 'volume ls', 'network ls'].map(async (what) => (await ok(docker([...what.split(' '), '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`]), what)).trim()));
+
+beforeAll(async () => {
+  // A clear error before anything is started or built (one of the issue's bad inputs).
+  for (const [what, port] of Object.entries({ ...PUBLISHED, n1: apiPort(0), n2: apiPort(1), n3: apiPort(2) })) await assertPortFree(HOST, port, `compose ${what}`);
+  engine = await dockerEngine();
+  console.log(`[compose] engine: ${engine.own ? `own dockerd at ${engine.env.DOCKER_HOST}` : 'the running one'}; images: stand-ins (docker/stand-in.env)`);
+  let start = performance.now();
+  await ok(runCommand('bash', [join(root, 'scripts/docker-stand-ins.sh')], env(), 600_000), 'scripts/docker-stand-ins.sh');
+  console.log(`[compose] stand-in images ready in ${seconds(start)} s`);
+  start = performance.now();
+  await ok(compose(['build'], 900_000), 'docker-compose build');
+  console.log(`[compose] image build: ${seconds(start)} s`);
+}, 1_600_000);
+
+afterAll(async () => {
+  try {
+    if (engine) await compose(['down', '-v', '--remove-orphans', '-t', '5'], 120_000);
+  } finally {
+    await engine?.stop();
+  }
+}, 180_000);
+
+describe('docker-compose.yml under a real Docker engine (stand-in images)', () => {
+  test('without HA_CLUSTER_TOKEN docker-compose refuses with one clear error and creates nothing', async () => {
+    const r = await compose(['up', '-d', '--no-build'], 60_000, { HA_CLUSTER_TOKEN: '' });
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/set HA_CLUSTER_TOKEN to 16\+ characters/);
+    expect(await leftovers()).toEqual(['', '', '']);
+  });
+
+  let leader = -1;
+  test('up -d: exactly one node answers 200 on /leader through its published port, the others 200 on /replica', async () => {
+    const start = performance.now();
+    await ok(compose(['up', '-d'], 600_000), 'docker-compose up -d');
+    leader = await waitFor('one leader on the published ports', () => soleLeader(), 120_000, 500);
+    const others = [0, 1, 2].filter((i) => i !== leader);
+    await waitFor('the others answer /replica 200', async () => (await Promise.all(others.map((i) => status(apiPort(i), '/replica')))).every((s) => s === 200), 120_000, 500);
+    console.log(`[compose] up: ${seconds(start)} s to a leader (${NODES[leader]}) and two replicas`);
+  }, 700_000);
+
+  test('hactl cluster status inside n1 shows the three nodes; the Consul UI answers on 127.0.0.1:8500', async () => {
+    const out = await ok(compose(['exec', '-T', 'n1', 'hactl', 'cluster', 'status']), 'hactl cluster status');
+    for (const name of NODES) expect(out).toMatch(new RegExp(`^\\*?\\s+${name}\\s+172\\.28\\.0\\.1\\d`, 'm'));
+    expect(out).toMatch(/leader: n\d/);
+    expect(await status(PUBLISHED.consulUi, '/ui/')).toBe(200);
+  });
+
+  test('docker kill of the leader: a new leader, the client through HAProxy continues, 0 acknowledged rows lost (synchronous mode); start brings it back as a streaming standby', async () => {
+    const auth = { authorization: `Bearer ${CLUSTER_TOKEN}`, 'content-type': 'application/json' };
+    const patched = await fetch(`http://${HOST}:${PUBLISHED.api}/config`, { method: 'PATCH', headers: auth, body: JSON.stringify({ synchronousMode: true }) });
+    expect(patched.status).toBe(200);
+    await waitFor('both standbys synchronous', async () => (await members().catch(() => [])).find((m) => m.pgRole === 'primary')?.syncStandbys?.length === 2, 60_000, 500);
+    const db = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN });
+    await db.connect();
+    await db.query('create table acked (id bigint primary key)');
+    await db.end();
+
+    const writer = new WritingClient({ host: HOST, port: PUBLISHED.postgres });
+    try {
+      await waitFor('acknowledged writes through HAProxy', () => writer.acked.length >= 20, 30_000, 100);
+      const killed = leader;
+      const start = performance.now();
+      await ok(docker(['kill', await container(NODES[killed])]), 'docker kill');
+      const before = writer.acked.length;
+      leader = await waitFor('a new leader', () => soleLeader([0, 1, 2].filter((i) => i !== killed)), 60_000, 200);
+      await waitFor('the client writes again', () => writer.acked.length > before + 20, 60_000, 100);
+      console.log(`[compose] failover: ${seconds(start)} s from docker kill of ${NODES[killed]} to ${NODES[leader]} leading; longest client gap ${(writer.longestGapMs / 1000).toFixed(1)} s`);
+
+      const rejoin = performance.now();
+      await ok(compose(['start', NODES[killed]]), 'docker-compose start');
+      await waitFor(`${NODES[killed]} streaming as a standby`, async () => (await members().catch(() => [])).some((m) => m.name === NODES[killed] && m.pgRole === 'standby' && m.streaming), 180_000, 500);
+      expect(await status(apiPort(killed), '/replica')).toBe(200);
+      console.log(`[compose] rejoin: ${seconds(rejoin)} s from docker-compose start of ${NODES[killed]} to a streaming standby`);
+    } finally {
+      await writer.stop();
+    }
+    const check = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN });
+    await check.connect();
+    const { rows } = await check.query<{ id: string }>('select id from acked');
+    await check.end();
+    const present = new Set(rows.map((r) => Number(r.id)));
+    expect(writer.acked.filter((id) => !present.has(id))).toEqual([]);
+    console.log(`[compose] ${writer.acked.length} acknowledged rows, 0 lost`);
+  }, 400_000);
+
+  test("kill -9 of the sidecar inside the leader's container: the restart policy brings the container back healthy, and the cluster has a leader", async () => {
+    const name = NODES[leader];
+    const id = await container(name);
+    const restarts = async () => Number((await ok(docker(['inspect', '-f', '{{.RestartCount}}', id]), 'inspect')).trim());
+    const before = await restarts();
+    const start = performance.now();
+    // No procps in the image: find the sidecar by its command line.
+    const script = 'for p in /proc/[0-9]*; do case "$(tr "\\0" " " < $p/cmdline 2>/dev/null)" in "node /opt/ha-sidecar/dist/sidecar/main.js "*) kill -9 ${p#/proc/} && echo killed ${p#/proc/};; esac; done';
+    expect(await ok(compose(['exec', '-T', name, 'bash', '-c', script]), 'kill -9 of the sidecar')).toMatch(/killed \d+/);
+    await waitFor('the container restarted', async () => (await restarts()) > before, 60_000, 500);
+    await waitFor(`${name} healthy again`, async () => (await ok(docker(['inspect', '-f', '{{.State.Health.Status}}', id]), 'inspect')).trim() === 'healthy', 180_000, 1_000);
+    leader = await waitFor('a leader', () => soleLeader(), 60_000, 500);
+    console.log(`[compose] kill -9 of ${name}'s sidecar: container restarted and healthy in ${seconds(start)} s; ${NODES[leader]} leads`);
+  }, 300_000);
+
+  test('down -v leaves no container, volume or network of the project', async () => {
+    await ok(compose(['down', '-v', '--remove-orphans', '-t', '5'], 120_000), 'docker-compose down -v');
+    expect(await leftovers()).toEqual(['', '', '']);
+  }, 150_000);
+});
