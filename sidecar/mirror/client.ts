@@ -71,6 +71,7 @@ export class MirrorClient {
   private appliedSeq = 0;
   private leaderSeq = 0;
   private serverTerm = 0;
+  private serverEpoch = '';
   /** Files asked for and not yet answered: the newest entry asked, and how many answers are still due. */
   private requested = new Map<string, { entry: FileEntry; due: number }>();
   private incoming: Incoming | null = null;
@@ -285,8 +286,11 @@ export class MirrorClient {
     // Design rule 6: data from a leader older than the newest term seen could be a deposed leader's.
     if (m.term < state.highestTerm) return this.refuse('stale_term', `${m.node} leads term ${m.term}, but term ${state.highestTerm} has been seen`);
     if (state.epoch !== m.epoch) this.appliedSeq = 0; // sequences count within one leader's epoch
-    state.update({ highestTerm: m.term, epoch: m.epoch });
+    // The epoch is recorded with the first sequence reached in it (reachedSeq), never before: a position
+    // names what is installed, and nothing of this epoch is yet.
+    state.update({ highestTerm: m.term });
     this.serverTerm = m.term;
+    this.serverEpoch = m.epoch;
     this.leaderSeq = m.seq;
     this.opts.log.info('files: following the leader', { leader: m.node, term: m.term, seq: m.seq });
   }
@@ -380,7 +384,12 @@ export class MirrorClient {
           }
           if (full) this.fullPlan = false;
           for (const p of paths) this.touched.delete(p);
-          if (!this.reconcileAgain && this.targetSeq === seq) this.reachedSeq(seq);
+          if (!this.reconcileAgain && this.targetSeq === seq) {
+            // Nothing is fetched while no request is out, so the directory is the target at `seq` once the
+            // renames and removals are fsynced.
+            await this.applier.syncDirectories();
+            this.reachedSeq(seq);
+          }
         } else {
           this.setState(this.state === 'syncing' ? 'syncing' : 'behind');
         }
@@ -399,11 +408,17 @@ export class MirrorClient {
     this.local.set(entry.path, entry);
   }
 
+  /**
+   * Every file up to `seq` is installed and fsynced (files before their rename, directories since): only now
+   * is the position recorded (fsynced too) and reported to the leader, whose synchronous wait counts it. A
+   * position this node reports, before or after a crash, is therefore on its disk.
+   */
   private reachedSeq(seq: number): void {
     this.appliedSeq = seq;
     this.opts.metrics.filesSequence.set(seq);
     this.setState(this.leaderSeq > seq ? 'behind' : 'in sync');
-    this.opts.state.update({ lastSeq: seq });
+    this.opts.state.update({ lastSeq: seq, epoch: this.serverEpoch, epochTerm: this.serverTerm });
+    this.socket?.write(encodeMessage({ t: 'installed', seq }));
   }
 
   /** Finds local edits (events on a standby are not watched) and puts the leader's state back. */

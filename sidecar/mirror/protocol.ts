@@ -27,7 +27,9 @@ export class FrameError extends Error {
 
 const hello = z.object({ t: z.literal('hello'), v: z.number().int(), node: z.string().max(64), term: z.number().int().nonnegative(), lastSeq: z.number().int().nonnegative(), epoch: z.string().max(100) }).strict();
 const get = z.object({ t: z.literal('get'), path: z.string().max(4096) }).strict();
-export const clientMessage = z.discriminatedUnion('t', [hello, get]);
+/** The follower has installed and fsynced everything up to `seq` of this leader's epoch. */
+const installed = z.object({ t: z.literal('installed'), seq: z.number().int().nonnegative() }).strict();
+export const clientMessage = z.discriminatedUnion('t', [hello, get, installed]);
 export type ClientMessage = z.infer<typeof clientMessage>;
 
 const welcome = z.object({ t: z.literal('welcome'), node: z.string(), term: z.number().int().nonnegative(), epoch: z.string(), seq: z.number().int().nonnegative() }).strict();
