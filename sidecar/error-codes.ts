@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   consul_unavailable: { exit: failed, meaning: 'Consul did not answer: connection refused, timeout, or a server-side failure (5xx, no raft leader)' },
   failover_failed: { exit: failed, meaning: 'failover: another node took the lock (502)' },
   failover_timeout: { exit: failed, meaning: 'failover: the target did not serve writes within 45 s (504)' },
+  files_catch_up_mismatch: { exit: failed, meaning: "file mirror: a standby's copy rebuilt from the changes since its position differs from the leader's manifest; it asks for the whole manifest (log)" },
   files_hash_mismatch: { exit: failed, meaning: "file mirror: received content does not match the leader's hash; discarded (log)" },
   files_local_edit: { exit: failed, meaning: "file mirror: local changes on a standby, overwritten by the leader's state (log)" },
   files_not_serving: { exit: failed, meaning: 'POST /files/sync: this node does not serve its files (not the leader, or its first scan runs), or stopped before a standby installed them (503)' },

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { manifestDelta, type Manifest } from './manifest.js';
+import { manifestDelta, manifestDigest, type Manifest } from './manifest.js';
 import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner } from './scanner.js';
@@ -22,6 +22,12 @@ const HEARTBEAT_MS = 1000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** File chunks: large enough for throughput, small enough that memory stays flat. */
 const CHUNK_BYTES = 256 * 1024;
+/**
+ * Entries (upserts and removals) of the newest changes kept for followers that reconnect: one behind by up to
+ * this many gets only the changes since its position, not the manifest. Costs up to about 2.5 MB of heap
+ * (about 250 bytes an entry); a follower further behind gets the manifest, as before.
+ */
+const CHANGE_LOG_ENTRIES = 10_000;
 /** Watch events are gathered this long, so a burst becomes one change. */
 const EVENT_BATCH_MS = 5;
 /**
@@ -79,6 +85,10 @@ export class MirrorServer {
   /** Set once the first scan is in the manifest and the port listens: sequences only rise from here on. */
   private listening = false;
   private readonly waiters = new Set<InstallWaiter>();
+  /** The newest changes, oldest first, and the sequence from which they are complete (`logFloor`). */
+  private readonly changeLog: Extract<ServerMessage, { t: 'change' }>[] = [];
+  private logEntries = 0;
+  private logFloor = 0;
 
   constructor(private readonly opts: MirrorServerOptions) {
     this.scanner = new Scanner(opts.root, opts.log);
@@ -103,7 +113,7 @@ export class MirrorServer {
   async start(): Promise<void> {
     const { root, log } = this.opts;
     this.manifest = await this.scanner.scan();
-    this.seq = this.manifest.size;
+    this.seq = this.logFloor = this.manifest.size;
     this.watch = await watchDirectory(root, this.manifest.size, (path) => this.markDirty(path), log);
     if (this.stopped) return void (await this.watch.close());
     // What changed between the scan and the watch's start: hashes are cached, so this costs an lstat each.
@@ -300,15 +310,27 @@ export class MirrorServer {
     // Large changes (a tree moved in) go out in batches under the frame limit, each with its own sequence.
     for (const batch of batches(delta.upserts, (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160)) {
       this.seq += batch.length;
-      this.broadcast({ t: 'change', seq: this.seq, upserts: batch, removed: [] });
+      this.record({ t: 'change', seq: this.seq, upserts: batch, removed: [] });
     }
     for (const batch of batches(delta.removed, (p) => p.length + 8)) {
       this.seq += batch.length;
-      this.broadcast({ t: 'change', seq: this.seq, upserts: [], removed: batch });
+      this.record({ t: 'change', seq: this.seq, upserts: [], removed: batch });
     }
     this.publishGauges();
     if (this.watch?.kind === 'chokidar' && this.manifest.size > CHOKIDAR_MAX_ENTRIES) this.enqueue(() => this.rewatch());
     return { upserts: delta.upserts.length, removed: delta.removed.length };
+  }
+
+  /** Streams a change to every follower and keeps it in the bounded log for those that reconnect. */
+  private record(change: Extract<ServerMessage, { t: 'change' }>): void {
+    this.broadcast(change);
+    this.changeLog.push(change);
+    this.logEntries += change.upserts.length + change.removed.length;
+    while (this.logEntries > CHANGE_LOG_ENTRIES) {
+      const dropped = this.changeLog.shift() as Extract<ServerMessage, { t: 'change' }>;
+      this.logEntries -= dropped.upserts.length + dropped.removed.length;
+      this.logFloor = dropped.seq;
+    }
   }
 
   private publishGauges(): void {
@@ -338,13 +360,31 @@ export class MirrorServer {
     return null;
   }
 
-  /** The welcome and the whole manifest, written in one synchronous step so no change slips between. */
-  greet(session: Session): void {
-    const w = (m: ServerMessage) => session.socket.write(encodeMessage(m));
-    w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
-    const all = batches([...this.manifest.values()], (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
-    all.forEach((entries, i) => w({ t: 'snapshot', seq: this.seq, entries, last: i === all.length - 1 }));
-    if (all.length === 0) w({ t: 'snapshot', seq: this.seq, entries: [], last: true });
+  /**
+   * The welcome, then the changes since the follower's position when the log still has them all (same
+   * epoch, position at or after the log's floor), else the whole manifest; written in one synchronous step so
+   * no change slips between.
+   */
+  greet(session: Session, position: { epoch: string; lastSeq: number }): void {
+    let bytes = 0;
+    const w = (m: ServerMessage) => {
+      const frame = encodeMessage(m);
+      bytes += frame.length;
+      session.socket.write(frame);
+    };
+    const incremental = position.epoch === this.epoch && position.lastSeq >= this.logFloor && position.lastSeq <= this.seq;
+    if (incremental) {
+      w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq, since: position.lastSeq, digest: manifestDigest(this.manifest) });
+      const changes = this.changeLog.filter((c) => c.seq > position.lastSeq);
+      for (const c of changes) w(c);
+      this.opts.log.info('files: sent a follower the changes since its position', { peer: session.peer, since: position.lastSeq, seq: this.seq, changes: changes.length, bytes });
+    } else {
+      w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
+      const all = batches([...this.manifest.values()], (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
+      all.forEach((entries, i) => w({ t: 'snapshot', seq: this.seq, entries, last: i === all.length - 1 }));
+      if (all.length === 0) w({ t: 'snapshot', seq: this.seq, entries: [], last: true });
+      this.opts.log.info('files: sent a follower the manifest', { peer: session.peer, entries: this.manifest.size, seq: this.seq, bytes });
+    }
     session.live = true;
   }
 
@@ -418,7 +458,7 @@ class Session {
   private readonly gets: string[] = [];
   private sending = false;
   private readonly helloTimer: NodeJS.Timeout;
-  private peer: string;
+  peer: string;
 
   constructor(
     readonly socket: tls.TLSSocket,
@@ -467,7 +507,7 @@ class Session {
             return;
           }
           this.server.log.info('files: follower connected', { peer: this.peer, term: message.term, lastSeq: message.lastSeq, epoch: message.epoch });
-          this.server.greet(this);
+          this.server.greet(this, message);
         } else if (!this.live) {
           throw new FrameError('frame_bad_message', 'request before hello');
         } else if (message.t === 'installed') {

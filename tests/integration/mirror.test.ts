@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { FrameDecoder, encodeMessage } from '../../sidecar/mirror/protocol.js';
+import { FrameDecoder, PROTOCOL_VERSION, encodeMessage } from '../../sidecar/mirror/protocol.js';
 import { TestCluster } from '../harness/cluster.js';
 import { treeDigest } from '../harness/files.js';
 import { connectMirror, filesOf, readUntilClosed, waitIdentical, writeRandomFile } from '../harness/mirror.js';
@@ -78,9 +78,26 @@ describe('file mirror with real sidecars (3 nodes, Postgres off)', () => {
     for (let k = 0; k < 250; k++) writeFileSync(d(`many/f${k}`), `file ${k}, changed\n`);
     for (let k = 450; k < 600; k++) rmSync(d(`many/f${k}`));
     await waitIdentical(cluster, leader, [0, 1]);
+    const logStart = logOf(leader).length;
     await cluster.startSidecar(2);
     await waitIdentical(cluster, leader, ALL);
+    // It got the changes since its position from the leader's change log, not the manifest.
+    const greetings = logOf(leader).slice(logStart).split('\n').filter((l) => l.includes('"peer":"n3@')).map((l) => JSON.parse(l) as { message: string; changes?: number; bytes: number });
+    const catchUp = greetings.find((g) => g.message.startsWith('files: sent a follower'));
+    expect(catchUp).toMatchObject({ message: 'files: sent a follower the changes since its position' });
+    console.log(`catch-up after 1,000 changes: ${catchUp?.changes} change messages, ${catchUp?.bytes} bytes`);
   }, 90_000);
+
+  test('a standby edited while its sidecar was down gets the whole manifest instead of the changes, and is put right', async () => {
+    const follower = ALL.find((i) => i !== leader) as number;
+    await cluster.stopSidecar(follower);
+    writeFileSync(dir(follower, 'many/f1'), 'edited while the sidecar was down\n');
+    writeFileSync(dir(leader, 'many/f2'), 'changed on the leader meanwhile\n');
+    await cluster.startSidecar(follower);
+    await waitIdentical(cluster, leader, ALL);
+    expect(readFileSync(dir(follower, 'many/f1'), 'utf8')).toBe('file 1, changed\n');
+    expect(logOf(follower)).toMatch(/files_catch_up_mismatch/);
+  }, 60_000);
 
   test('garbage, a truncated frame and an oversized frame on 22000 close that connection and harm nothing', async () => {
     const host = cluster.address(leader);
@@ -113,7 +130,7 @@ describe('file mirror with real sidecars (3 nodes, Postgres off)', () => {
     const term = (await cluster.call(leader, 'GET', '/cluster')).body.term as number;
     const socket = await connectMirror(host);
     const answer = readUntilClosed(socket);
-    socket.write(encodeMessage({ t: 'hello', v: 1, node: 'intruder', term: term + 5, lastSeq: 0, epoch: '' }));
+    socket.write(encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, node: 'intruder', term: term + 5, lastSeq: 0, epoch: '' }));
     const frames = new FrameDecoder().push(await answer);
     expect(frames.map((f) => (f.kind === 1 ? (f.message as { t: string; code?: string }) : null))).toEqual([expect.objectContaining({ t: 'refuse', code: 'stale_term' })]);
   });
