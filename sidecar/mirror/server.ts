@@ -16,7 +16,10 @@ import { Scanner } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
 import { CHOKIDAR_MAX_ENTRIES, watchDirectory, type DirectoryWatch } from './watch.js';
 
-/** Followers hear from the leader at least this often, so a dead connection is noticed. */
+/**
+ * Followers hear from the leader at least this often, so a dead connection is noticed (SILENCE_MS, 5 s, on
+ * the follower). Costs one 40-byte frame a second per follower and a timer wake-up on the leader.
+ */
 const HEARTBEAT_MS = 1000;
 /** A connection that has not said hello by then is closed. */
 const HELLO_TIMEOUT_MS = 10_000;
