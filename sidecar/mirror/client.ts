@@ -258,7 +258,7 @@ export class MirrorClient {
           this.wantManifest = false;
           this.snapshotDone = true;
           this.fullPlan = true;
-          this.local = await this.scanner.scan();
+          this.local = await this.scanLocalCopy();
           const plan = planChanges(this.target, this.local);
           this.opts.log.info('files: catching up with the leader', { leader: this.opts.leader, seq: m.seq, fetch: plan.fetch.length, remove: plan.remove.length });
           this.setState('syncing');
@@ -311,7 +311,7 @@ export class MirrorClient {
     // The copy on disk is the leader's directory at `since` (the position is recorded only after it is
     // installed): it is the target the changes that follow apply to. The digest check below catches a copy
     // edited while this sidecar was down.
-    this.local = await this.scanner.scan();
+    this.local = await this.scanLocalCopy();
     this.target = new Map(this.local);
     this.targetSeq = this.appliedSeq = m.since;
     this.catchUp = { seq: m.seq, digest: m.digest };
@@ -330,6 +330,20 @@ export class MirrorClient {
     this.wantManifest = true;
     this.snapshotDone = false;
     this.fail('files_catch_up_mismatch', 'the copy rebuilt from the changes since its position differs from the leader\'s manifest (edited while the sidecar was down?); asking for the whole manifest');
+  }
+
+  /**
+   * Scans this copy while the socket is paused (the frames behind wait for the result). Nothing is read
+   * meanwhile, heartbeats included, so the silence timer waits too: a scan of 100,000 files takes longer
+   * than SILENCE_MS, and would otherwise end the connection, and the next one, in a loop.
+   */
+  private async scanLocalCopy(): Promise<Manifest> {
+    if (this.silence) clearTimeout(this.silence);
+    try {
+      return await this.scanner.scan();
+    } finally {
+      if (this.socket) this.heard();
+    }
   }
 
   private acceptEntry(e: Entry): void {
