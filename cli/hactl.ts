@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync, realpathSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Argv } from 'yargs';
 import yargs from 'yargs';
@@ -10,28 +9,14 @@ import { commands } from './commands/index.js';
 import type { CliContext, CommandRegistrar, GlobalArgs } from './context.js';
 import { defaultContext } from './context.js';
 import type { Io } from './output.js';
-import { EXIT, exitCodeFor, failureLine, usageError } from './output.js';
+import { EXIT, exitCodeFor, failureLine, processIo, usageError } from './output.js';
+import { packageVersion } from '../sidecar/shared/package.js';
 
 /**
  * hactl: operates an ha-sidecar cluster. `main(argv)` runs one command and resolves to its exit code
  * (0 done, 1 failed, 2 usage or input error, 3 no reachable leader); every failure is one stderr line
  * `hactl: <code>: <message>`. The process entry at the bottom runs only when this file is the program.
  */
-
-/** The version in ha-sidecar's package.json, found from this file (cli/ in the sources, dist/cli/ built). */
-function packageVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < 4; depth += 1) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
-      if (pkg.name === 'ha-sidecar' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      /* not here: look one directory up */
-    }
-    dir = dirname(dir);
-  }
-  return 'unknown';
-}
 
 /**
  * The usage line of the command whose parsing failed (`hactl cluster join <leader-host>`), split in
@@ -203,7 +188,7 @@ if (invokedDirectly()) {
       process.exitCode = code;
     },
     (e: unknown) => {
-      process.stderr.write(`${failureLine('internal_error', errorMessage(e))}\n`);
+      processIo.err(failureLine('internal_error', errorMessage(e)));
       process.exitCode = EXIT.failed;
     },
   );

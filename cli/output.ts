@@ -31,9 +31,20 @@ export interface Io {
   isTerminal?(): boolean;
 }
 
+/**
+ * Writes a line to stderr after everything written to stdout so far. Node writes a pipe without blocking: when
+ * the reader is slow, the rest of a stdout write waits in a queue, and a stderr line written meanwhile would
+ * land inside the table's last row on a shared pipe (`hactl cluster status 2>&1 | less`). An empty write's
+ * callback runs once every earlier stdout write has gone out (or failed).
+ */
+function errAfterOut(line: string): void {
+  if (process.stdout.writableLength === 0) process.stderr.write(line);
+  else process.stdout.write('', () => process.stderr.write(line));
+}
+
 export const processIo: Io = {
   out: (text) => void process.stdout.write(`${text}\n`),
-  err: (text) => void process.stderr.write(`${text}\n`),
+  err: (text) => errAfterOut(`${text}\n`),
   isTerminal: () => process.stdout.isTTY === true,
 };
 

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadConfig } from './config.js';
@@ -8,8 +7,7 @@ import { createLogger, type LogContext } from './log.js';
 import { Metrics } from './metrics.js';
 import { SidecarNode } from './node.js';
 import { buildParticipants } from './participants.js';
-
-const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+import { packageVersion } from './shared/package.js';
 
 /** `ha-sidecar --config FILE`: runs one node's sidecar until SIGTERM/SIGINT. Exit 2 on bad config or usage. */
 async function main(): Promise<number> {
@@ -17,7 +15,7 @@ async function main(): Promise<number> {
     .scriptName('ha-sidecar')
     .usage('$0 --config FILE\n\nRuns the ha-sidecar of one node (HA_SIDECAR_* environment variables override the file).')
     .option('config', { alias: 'c', type: 'string', describe: 'JSON config file', requiresArg: true })
-    .version(version)
+    .version(packageVersion())
     .strict()
     .fail((msg, err) => {
       throw new UsageError(msg || errorMessage(err));

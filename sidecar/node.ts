@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { probeVerdict, readsSyncList, type ProbeName } from './api/probes.js';
 import { chooseDsn, type DsnChoice } from './api/dsn.js';
@@ -12,16 +11,17 @@ import { ConsulRefused } from './consul/errors.js';
 import { GossipRejoin } from './consul/gossip-rejoin.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
 import { SidecarError, errorMessage, type ErrorCode } from './errors.js';
+import { candidateProblem } from './election/eligibility.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
 import { createWriteGuard, type WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { FilesParticipant } from './mirror/participant.js';
-import { deriveSecret } from './postgres/participant.js';
+import { deriveSecret } from './shared/secrets.js';
 import { pgName } from './postgres/quoting.js';
 import { SnapshotService } from './snapshot/service.js';
-import { Recovery, servesWrites } from './recovery.js';
+import { Recovery, newWriter } from './recovery.js';
 import type { OperatorAction } from './election/participant.js';
 
 const membership = z.object({ cluster: z.string(), clusterId: z.string(), node: z.string(), joinedAt: z.string(), how: z.enum(['start', 'join']) });
@@ -144,7 +144,7 @@ export class SidecarNode implements ApiBackend {
     const view = this.loop.view();
     // Peers read a candidate's fresh WAL position here when they compare themselves before a failover.
     const fields = this.partFields();
-    const body = { node: view.node, role: view.role, term: view.term, status: view.status, ...fields };
+    const body = { node: view.node, role: view.role, term: view.term, status: view.status, ...(view.lastFailure ? { lastFailure: view.lastFailure } : {}), ...fields };
     const lag = fields.lagBytes;
     const verdict = probeVerdict(
       name,
@@ -195,7 +195,8 @@ export class SidecarNode implements ApiBackend {
         consulError = errorMessage(e);
         return [];
       }),
-      this.store.readTerm().catch(() => view.term),
+      // The term never goes back: a missing or hand-broken key (read as 0) shows the highest term this node saw.
+      this.store.readTerm().then((term) => Math.max(term, view.term), () => view.term),
       this.store.readDynamicConfig().then((c) => c.config).catch(() => view.dynamicConfig),
       this.store.readInitialize().catch(() => null),
     ]);
@@ -207,7 +208,7 @@ export class SidecarNode implements ApiBackend {
       paused: config.paused,
       status: view.status,
       config,
-      node: { name: view.node, role: view.role, status: view.status, member: this.member !== null },
+      node: { name: view.node, role: view.role, status: view.status, member: this.member !== null, lastFailure: view.lastFailure },
       consulError: consulError as string | null,
       members: members
         .map(({ record, alive }) => ({ ...record, state: alive ? record.state : 'offline', alive, role: alive ? record.role : 'offline' }))
@@ -238,7 +239,7 @@ export class SidecarNode implements ApiBackend {
 
   private leadsWithLease(): boolean {
     const v = this.loop.view();
-    return v.role === 'leader' && v.lockHeld && v.leaseAgeMs !== null && v.leaseAgeMs < this.config.timings.lease * 1000;
+    return v.role === 'leader' && v.lockHeld && v.leaseValid;
   }
 
   private assertThisNode(nodeName: string): void {
@@ -299,30 +300,44 @@ export class SidecarNode implements ApiBackend {
     const termBefore = this.loop.view().term;
     await this.store.writeSwitchover({ from, to, requestedAt: new Date().toISOString() });
     this.loop.poke();
-    const deadline = Date.now() + SWITCHOVER_WAIT_MS;
-    while (Date.now() < deadline) {
-      const { leader, session } = await this.store.readLock(false).catch(() => ({ leader: null, session: null }));
-      if (session && leader && leader.term > termBefore && (await servesWrites(leader.apiUrl))) {
-        if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
-        // The target (or the best standby) could not lead and the old leader took its lock back.
-        throw new SidecarError('switchover_failed', `${to ?? 'no standby'} could not take over; ${from} leads again (term ${leader.term}): see \`hactl cluster history\` and the target's log`, 502, { leader: from, term: leader.term });
-      }
-      await sleep(200);
+    const leader = await newWriter(this.store, termBefore, SWITCHOVER_WAIT_MS);
+    if (leader) {
+      if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
+      // The target (or the best standby) could not lead and the old leader took its lock back.
+      throw new SidecarError('switchover_failed', `${to ?? 'no standby'} could not take over; ${from} leads again (term ${leader.term}): see \`hactl cluster history\` and the target's log`, 502, { leader: from, term: leader.term });
     }
     throw new SidecarError('switchover_timeout', `no new leader serves writes ${SWITCHOVER_WAIT_MS / 1000} s after the request; see \`hactl cluster status\``, 504);
   }
 
-  /** Why a member cannot take over in a switchover now, or null when it can. */
+  /** Why a member cannot take over in a switchover now, or null when it can (election/eligibility.ts). */
   private switchoverProblem(m: MemberEntry): string | null {
     const r = m.record as MemberEntry['record'] & { streaming?: unknown; lagBytes?: unknown };
-    if (!m.alive) return 'not running';
-    if (r.nofailover) return 'tagged nofailover';
-    if (r.role !== 'standby') return `role ${r.role}`;
-    if (!this.config.postgres.enabled) return null;
-    if (r.streaming !== true) return 'postgres is not streaming';
-    if (typeof r.lagBytes !== 'number') return 'lag unknown';
-    if (r.lagBytes > this.config.postgres.maxLagOnFailover) return `${r.lagBytes} bytes behind (limit ${this.config.postgres.maxLagOnFailover})`;
-    return null;
+    const postgres = this.config.postgres;
+    const problem = candidateProblem(
+      {
+        alive: m.alive,
+        nofailover: r.nofailover === true,
+        role: String(r.role),
+        ...(postgres.enabled ? { streaming: r.streaming === true, behindBytes: typeof r.lagBytes === 'number' ? r.lagBytes : null } : {}),
+      },
+      postgres.maxLagOnFailover,
+    );
+    switch (problem?.kind) {
+      case undefined:
+        return null;
+      case 'not_running':
+        return 'not running';
+      case 'nofailover':
+        return 'tagged nofailover';
+      case 'not_standby':
+        return `role ${problem.role}`;
+      case 'not_streaming':
+        return 'postgres is not streaming';
+      case 'position_unknown':
+        return 'lag unknown';
+      case 'behind':
+        return `${problem.bytes} bytes behind (limit ${problem.limit})`;
+    }
   }
 
   failover(to: string, force: boolean) {

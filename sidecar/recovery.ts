@@ -2,10 +2,14 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SidecarConfig } from './config.js';
 import type { ConsulStore, MemberEntry } from './consul/store.js';
+import type { LeaderRecord } from './consul/records.js';
+import { candidateProblem } from './election/eligibility.js';
 import type { ReconcileLoop } from './election/loop.js';
 import type { OperatorAction, Participant } from './election/participant.js';
 import { SidecarError, answeredCode, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
+import { countRequest } from './outgoing.js';
+import { finiteOrNull } from './units.js';
 
 /**
  * How long POST /failover waits for the target to serve writes: the dead leader's lock-delay (5 s by
@@ -18,6 +22,7 @@ const POSITION_TIMEOUT_MS = 1_000;
 /** Whether the node at `apiUrl` answers 200 on /leader: it leads and its Postgres took a write. */
 export async function servesWrites(apiUrl: string): Promise<boolean> {
   try {
+    countRequest('peer');
     const res = await fetch(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
     await res.body?.cancel();
     return res.status === 200;
@@ -26,7 +31,22 @@ export async function servesWrites(apiUrl: string): Promise<boolean> {
   }
 }
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** How often a switchover or failover asks whether the new leader serves writes yet. */
+const NEW_WRITER_POLL_MS = 200;
+
+/**
+ * Waits up to `timeoutMs` (monotonic) for a leader of a term above `termBefore` that answers 200 on /leader:
+ * the end of a switchover or a manual failover. Null when none came.
+ */
+export async function newWriter(store: ConsulStore, termBefore: number, timeoutMs: number): Promise<LeaderRecord | null> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const lock = await store.readLock(false).catch(() => null);
+    if (lock?.session && lock.leader && lock.leader.term > termBefore && (await servesWrites(lock.leader.apiUrl))) return lock.leader;
+    await sleep(NEW_WRITER_POLL_MS);
+  }
+  return null;
+}
 
 /** The operator action running (or last run) on this node, as GET /postgres/operation shows it. */
 interface Operation {
@@ -72,32 +92,32 @@ export class Recovery {
     const members = await store.listMembers();
     const target = members.find((m) => m.record.name === to);
     if (!target) throw new SidecarError('unknown_node', `no member named ${to}`, 404);
-    if (!target.alive) throw new SidecarError('candidate_not_ready', `${to} is not running: start its sidecar first`, 409);
-    if (target.record.nofailover) throw new SidecarError('candidate_not_ready', `${to} is tagged nofailover`, 409);
+    // election/eligibility.ts, in two steps: the record's facts first, so a dead target is refused at once
+    // rather than after asking it for its position; then, unless forced, not one byte behind.
+    const problem = candidateProblem({ alive: target.alive, nofailover: target.record.nofailover }, 0);
+    if (problem?.kind === 'not_running') throw new SidecarError('candidate_not_ready', `${to} is not running: start its sidecar first`, 409);
+    if (problem?.kind === 'nofailover') throw new SidecarError('candidate_not_ready', `${to} is tagged nofailover`, 409);
     const behind = this.deps.config.postgres.enabled ? await this.bytesBehind(target, members, lock.leader?.name) : 0;
-    if (!force && behind === null) {
+    const lag = force ? null : candidateProblem({ alive: true, nofailover: false, behindBytes: behind }, 0);
+    if (lag?.kind === 'position_unknown') {
       throw new SidecarError('candidate_behind', `cannot tell whether ${to} is behind the last known primary position (a position is unknown); --force takes over anyway`, 409);
     }
-    if (!force && behind !== null && behind > 0) {
+    if (lag?.kind === 'behind') {
       throw new SidecarError(
         'candidate_behind',
-        `${to} is ${behind} bytes behind the last known primary position of ${lock.leader?.name ?? 'the last leader'}: a failover to it loses the commits in those bytes; --force accepts that`,
+        `${to} is ${lag.bytes} bytes behind the last known primary position of ${lock.leader?.name ?? 'the last leader'}: a failover to it loses the commits in those bytes; --force accepts that`,
         409,
-        { behindBytes: behind },
+        { behindBytes: lag.bytes },
       );
     }
     const termBefore = lock.leader?.term ?? 0;
     await store.writeFailover({ to, force, requestedAt: new Date().toISOString(), behindBytes: behind });
     this.deps.log.warn('manual failover requested', { to, force, behindBytes: behind });
     this.deps.loop.poke();
-    const deadline = performance.now() + FAILOVER_WAIT_MS;
-    while (performance.now() < deadline) {
-      const now = await store.readLock(false).catch(() => null);
-      if (now?.session && now.leader && now.leader.term > termBefore && (await servesWrites(now.leader.apiUrl))) {
-        if (now.leader.name !== to) throw new SidecarError('failover_failed', `${now.leader.name} took the lock, not ${to} (term ${now.leader.term})`, 502);
-        return { failedOver: true, to, term: now.leader.term, previous: lock.leader?.name ?? null, lostBytes: force ? behind : 0 };
-      }
-      await sleep(250);
+    const leader = await newWriter(store, termBefore, FAILOVER_WAIT_MS);
+    if (leader) {
+      if (leader.name !== to) throw new SidecarError('failover_failed', `${leader.name} took the lock, not ${to} (term ${leader.term})`, 502);
+      return { failedOver: true, to, term: leader.term, previous: lock.leader?.name ?? null, lostBytes: force ? behind : 0 };
     }
     const state = (await store.listMembers().catch(() => [])).find((m) => m.record.name === to)?.record.state ?? 'unknown';
     throw new SidecarError('failover_timeout', `${to} does not serve writes ${FAILOVER_WAIT_MS / 1000} s after the request; its status: ${state}`, 504);
@@ -108,11 +128,12 @@ export class Recovery {
    * target's own /health when it answers, else its member record; null when either position is unknown.
    */
   private async bytesBehind(target: MemberEntry, members: MemberEntry[], lastLeader: string | undefined): Promise<number | null> {
-    const lastPrimary = num(members.find((m) => m.record.name === lastLeader)?.record.walPosition);
-    let position = num(target.record.walPosition);
+    const lastPrimary = finiteOrNull(members.find((m) => m.record.name === lastLeader)?.record.walPosition);
+    let position = finiteOrNull(target.record.walPosition);
     try {
+      countRequest('peer');
       const res = await fetch(`${target.record.apiUrl}/health`, { signal: AbortSignal.timeout(POSITION_TIMEOUT_MS) });
-      position = num(((await res.json()) as { walPosition?: unknown }).walPosition) ?? position;
+      position = finiteOrNull(((await res.json()) as { walPosition?: unknown }).walPosition) ?? position;
     } catch {
       // Unreachable for a moment: its member record's last position stands in.
     }

@@ -47,3 +47,6 @@ export function parseDuration(text: string): number {
   }
   return ms;
 }
+
+/** A number from a record field read back from Consul or a peer: the value when finite, else null. */
+export const finiteOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);

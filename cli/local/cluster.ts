@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { SidecarError } from '../../sidecar/errors.js';
-import { livePostmasterPid } from '../../sidecar/postgres/process.js';
+import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
 import type { ClusterView } from '../api.js';
 import type { FetchLike } from '../client.js';
 import type { Io } from '../output.js';

@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from './paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 
 export interface ConsulServerSpec {
   nodeName: string;

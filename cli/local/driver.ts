@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { SidecarError, answeredCode } from '../../sidecar/errors.js';
-import type { ClusterView } from '../api.js';
+import type { ClusterView, Member } from '../api.js';
 import { ClusterViewSchema } from '../api.js';
 import type { FetchLike } from '../client.js';
 import { sendOnce } from '../client.js';
@@ -79,6 +79,37 @@ export const logOf = (node: NodeFiles, part: Part): string => (part === 'consul'
 
 /** What `GET /cluster` says of the node that answers. */
 export type NodeView = ClusterView & { node?: { role?: string; member?: boolean } };
+
+/** Why `record` does not yet show what its node's own probe `body` says now (its state line, its manager); '' when it does. */
+export function staleRecord(record: Member, body: unknown): string {
+  const now = (body ?? {}) as { status?: unknown; manager?: { state?: unknown } };
+  if (typeof now.status === 'string' && record.state !== now.status) return `${record.name}'s record says "${record.state ?? ''}", the node "${now.status}"`;
+  const recorded = (record as { manager?: { state?: unknown } }).manager?.state;
+  if (typeof now.manager?.state === 'string' && recorded !== now.manager.state) return `${record.name}'s record shows its manager ${String(recorded)}, the node ${now.manager.state}`;
+  return '';
+}
+
+/** Manager states of a member whose manager runs as it should: healthy, or no health URL to ask. */
+const SETTLED_MANAGER = new Set(['healthy', 'active', 'passive']);
+
+/** Why `record`'s manager is not running as it should yet (a hook running, unhealthy); '' when it is or there is none. */
+export function unsettledManager(record: Member): string {
+  const state = (record as { manager?: { state?: unknown } }).manager?.state;
+  return typeof state === 'string' && !SETTLED_MANAGER.has(state) ? `${record.name}'s manager is ${state}` : '';
+}
+
+/**
+ * The failed promotion a probe body reports (`lastFailure`), when waiting will not cure it: the first node of a
+ * new cluster is alone, so a promotion that failed with a code of its own (initdb_failed, bad_kv_value, ...)
+ * fails the same way on every retry until a person acts. Consul's codes and uncoded errors (a lock lost in a
+ * raft election) pass with time, so the wait goes on through them.
+ */
+export function lastingFailure(body: unknown): { code: string; message: string } | undefined {
+  const failure = (body as { lastFailure?: { code?: unknown; message?: unknown } } | null)?.lastFailure;
+  if (typeof failure?.code !== 'string' || typeof failure.message !== 'string') return undefined;
+  if (failure.code.startsWith('consul_') || failure.code === 'internal_error') return undefined;
+  return { code: failure.code, message: failure.message };
+}
 
 export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
   readonly nodes: (DriverNode & Files)[];
@@ -238,11 +269,17 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
       try {
         await this.post(first, '/cluster/start', { nodeName: first.name });
         toJoin = toJoin.filter((n) => n !== first);
-        await waitUntil(
+        const failure = await waitUntil(
           `${first.name} to lead (GET ${first.apiUrl}/leader answering 200)`,
-          async () => (await this.probe(first.apiUrl, '/leader')) === 200,
+          async () => {
+            const answer = await this.get(first.apiUrl, '/leader');
+            return answer.status === 200 ? 'leads' : lastingFailure(answer.body) ?? false;
+          },
           { timeoutMs: FIRST_LEADER_TIMEOUT_MS, signal, guard, hint: first.sidecarLog },
         );
+        if (failure !== 'leads') {
+          throw new SidecarError(answeredCode(failure.code), `${first.name} could not become the leader: ${failure.message}; see ${first.sidecarLog}`, 500);
+        }
         this.say(`${first.name} is the leader`);
       } catch (e) {
         // Consul still holds a cluster from an earlier run whose sidecar data is gone: join it instead.
@@ -262,7 +299,8 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
   /**
    * Waits until the cluster is whole: every node a live member with role leader or standby, exactly one
    * leader answering 200 on /leader (its Postgres takes writes), and every standby 200 on /replica (it
-   * streams from the leader within the lag limit). Returns the view.
+   * streams from the leader within the lag limit), each member record as current as its node's own answer,
+   * and every manager healthy. Returns the view, so the table printed from it shows the settled cluster.
    */
   async waitForMembers(signal?: AbortSignal): Promise<ClusterView> {
     this.say('waiting for every node to be a healthy leader or standby');
@@ -281,9 +319,16 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
         if (leaders.length !== 1) throw new Error('not exactly one leader');
         // Each node's own view agrees: the leader takes writes (/leader), every standby streams (/replica).
         const probes = this.nodes.map((n) => (n.name === leaders[0]?.name ? '/leader' : '/replica'));
-        const statuses = await Promise.all(this.nodes.map((n, i) => this.probe(n.apiUrl, probes[i] as string)));
-        const notYet = this.nodes.map((n, i) => (statuses[i] === 200 ? '' : `${n.name} ${probes[i]} ${statuses[i] || 'no answer'}`)).filter((s) => s !== '');
+        const answers = await Promise.all(this.nodes.map((n, i) => this.get(n.apiUrl, probes[i] as string).catch(() => ({ status: 0, body: null }))));
+        const notYet = this.nodes.map((n, i) => (answers[i]?.status === 200 ? '' : `${n.name} ${probes[i]} ${answers[i]?.status || 'no answer'}`)).filter((s) => s !== '');
         if (notYet.length > 0) throw new Error(notYet.join(', '));
+        // And each member record says what its node says now: a record is published at the end of a turn, so
+        // right after a long one (a clone) it still shows the turn's first line ("creating a Consul session").
+        const stale = this.nodes.map((_, i) => staleRecord(ready[i] as Member, answers[i]?.body)).filter((s) => s !== '');
+        if (stale.length > 0) throw new Error(stale.join(', '));
+        // A standby's manager gates no probe (only the leader's does), but a cluster that is up runs every one.
+        const managers = ready.map((m) => unsettledManager(m as Member)).filter((s) => s !== '');
+        if (managers.length > 0) throw new Error(managers.join(', '));
         return view;
       },
       { timeoutMs: MEMBERS_TIMEOUT_MS, signal, guard: this.everyProcess(), hint: this.setup.logHint?.sidecar },
@@ -325,15 +370,6 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
   async raftLeader(node: DriverNode): Promise<string> {
     const answer = await this.consulGet(node, '/v1/status/leader');
     return answer.status === 200 && typeof answer.body === 'string' ? answer.body : '';
-  }
-
-  /** The HTTP status of a GET; 0 when nothing answers. */
-  async probe(base: string, path: string): Promise<number> {
-    try {
-      return (await this.get(base, path)).status;
-    } catch {
-      return 0;
-    }
   }
 
   /** A cluster operation on one sidecar; an error answer becomes a `SidecarError` with the API's code. */

@@ -2,7 +2,7 @@ import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { SidecarError } from '../../sidecar/errors.js';
 import { usageError } from '../output.js';
-import { projectRoot } from './paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 
 /**
  * Where the local cluster lives and what each node is: names, loopback addresses, ports, directories.

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SampleConfig } from '../../examples/manager/config.js';
-import { deriveSecret } from '../../sidecar/postgres/participant.js';
+import { deriveSecret } from '../../sidecar/shared/secrets.js';
 import type { NodeLayout } from './layout.js';
 import { PORTS } from './layout.js';
 import { isRunning, stopProcess } from './processes.js';

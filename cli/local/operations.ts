@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { SidecarError, errorMessage } from '../../sidecar/errors.js';
-import { processAlive } from '../../sidecar/postgres/process.js';
+import { processAlive } from '../../sidecar/shared/process.js';
 import type { ClusterView } from '../api.js';
 import { renderClusterStatus } from '../commands/cluster.js';
 import type { CliContext } from '../context.js';

@@ -1,17 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-/** The ha-sidecar checkout this code runs from (found upwards, so it works from sources and from dist/). */
-export function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (dir !== dirname(dir)) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'ha-sidecar') return dir;
-    dir = dirname(dir);
-  }
-  throw new Error('cannot find the ha-sidecar project root above ' + fileURLToPath(import.meta.url));
-}
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectRoot } from '../../sidecar/shared/package.js';
 
 /** The Consul build scripts/build-consul.sh pins (Consul release, raft library); keep the two in step. */
 export const CONSUL_BUILD = '1.16.2-raft1.7.3';

@@ -4,7 +4,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { SidecarError, errorMessage } from '../../sidecar/errors.js';
-import { processAlive, signalQuietly } from '../../sidecar/postgres/process.js';
+import { processAlive, signalQuietly } from '../../sidecar/shared/process.js';
 import { sleep } from './wait.js';
 
 /**

@@ -1,3 +1,5 @@
+import type { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import type { ConsulConnection } from './connection.js';
 import { parseGoDuration } from './duration.js';
 
@@ -14,12 +16,22 @@ export interface ServiceSpec {
 /** serf's member status `failed`: it stopped answering probes (a crash or a partition), as opposed to `left` (3). */
 const SERF_FAILED = 4;
 
+/**
+ * A part's check report that says what the last one said is sent again only once this share of its TTL has
+ * passed, to keep the check from expiring: the parts report every turn, and an unchanged report is a request
+ * to the agent for nothing. A change is sent at once. (The alive check is not a part's: it is passed every
+ * `loopWait`, its TTL being what ends the session of a dead sidecar.)
+ */
+const UNCHANGED_REPORT_TTL_SHARE = 1 / 3;
+
 /** The alive TTL check of `node`: passed every turn, and its session is bound to it. */
 export const aliveCheckId = (node: string): string => `ha-sidecar-alive:${node}`;
 
 /** The node's service `ha-sidecar` and its checks on the local agent. */
 export class AgentService {
   private readonly aliveCheckId: string;
+  /** The last report sent of each part's check, and when (performance.now()). */
+  private readonly reported = new Map<string, { status: string; output: string; at: number }>();
 
   constructor(private readonly consul: ConsulConnection) {
     this.aliveCheckId = aliveCheckId(consul.node);
@@ -97,6 +109,10 @@ export class AgentService {
     const checkId = `ha-sidecar-${id}:${node}`;
     const verb = status === 'passing' ? 'pass' : status === 'warning' ? 'warn' : 'fail';
     const update = () => client.agent.check[verb](this.consul.request({ id: checkId, note: output }) as never);
+    const last = this.reported.get(checkId);
+    const now = performance.now();
+    if (last && last.status === status && last.output === output && now - last.at < ttlSeconds * 1000 * UNCHANGED_REPORT_TTL_SHARE) return;
+    this.reported.delete(checkId);
     await this.consul.call(`check ${id} update`, async () => {
       try {
         await update();
@@ -106,6 +122,7 @@ export class AgentService {
         await update();
       }
     });
+    this.reported.set(checkId, { status, output, at: now });
   }
 
   /**
@@ -150,6 +167,22 @@ export class AgentService {
       Status: number;
     }[];
     return members.filter((m) => m.Status === SERF_FAILED).map((m) => ({ name: m.Name, address: `${m.Addr}:${m.Port}` }));
+  }
+
+  /**
+   * The nodes whose `serfHealth` check is critical (gossip calls them failed), by a blocking read of the health
+   * endpoint: it answers when the catalog's checks change past `index`, or after `waitSeconds` with nothing
+   * new. `stale` lets this node's own server answer, so the read works (on the last state this server saw)
+   * while the servers have no raft leader, and wakes once the heal's raft replication brings the change.
+   * `cancel.emit('cancel')` aborts the read (a stopping sidecar).
+   */
+  async watchFailedNodes(index: number, waitSeconds: number, cancel: EventEmitter): Promise<{ nodes: string[]; index: number }> {
+    const ctx = Object.assign(cancel, { includeResponse: true });
+    const extra = { state: 'critical', filter: 'CheckID == "serfHealth"', stale: true, index, wait: `${waitSeconds}s`, ctx };
+    const [res, checks] = (await this.consul.call('serfHealth watch', () =>
+      this.consul.client.health.state(this.consul.request(extra, this.consul.opts.timeoutMs + waitSeconds * 1000 * 1.1) as never),
+    )) as unknown as [{ headers: Record<string, string> }, { Node: string }[]];
+    return { nodes: checks.map((c) => c.Node), index: Number(res.headers['x-consul-index'] ?? 0) };
   }
 
   /** Asks the agent to join `address` (gossip's push-pull with that member); the answer waits for the attempt. */

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import Consul from 'consul';
 import type { z } from 'zod';
+import { countRequest } from '../outgoing.js';
 import { consulError } from './errors.js';
 
 export interface StoreOptions {
@@ -62,6 +63,7 @@ export class ConsulConnection {
 
   /** Runs one call; a failure becomes `consul_unavailable`, `consul_acl_denied` or `consul_refused` (see errors.ts). */
   async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    countRequest('consul');
     try {
       const result = await run();
       this.lastSuccessAt = performance.now();

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { AgentService, type ServiceSpec } from './agent.js';
 import { ClusterKeys, type MemberEntry } from './cluster-keys.js';
 import { ConsulConnection, type StoreOptions } from './connection.js';
@@ -52,6 +53,7 @@ export class ConsulStore {
   raftElectionTimeoutMs = (): Promise<number | null> => this.agent.raftElectionTimeoutMs();
   failedGossipMembers = (): Promise<{ name: string; address: string }[]> => this.agent.failedGossipMembers();
   joinGossip = (address: string, timeoutMs: number): Promise<void> => this.agent.joinGossip(address, timeoutMs);
+  watchFailedNodes = (index: number, waitSeconds: number, cancel: EventEmitter): Promise<{ nodes: string[]; index: number }> => this.agent.watchFailedNodes(index, waitSeconds, cancel);
 
   // --- session and leader lock (sessions.ts) --------------------------------------------------------------
   createSession = (lockDelaySeconds: number): Promise<string> => this.sessions.createSession(lockDelaySeconds);

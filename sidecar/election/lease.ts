@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { monotonicClock, type Clock, type Timer } from './clock.js';
 
 /**
  * The leader's lease on its lock, on this process's monotonic clock.
@@ -20,15 +20,16 @@ export class Lease {
   private confirmedAt: number | null = null;
   /** When the lease was last ended: an answer to a request sent before that proves nothing about now. */
   private clearedAt = -Infinity;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
 
   constructor(
     private readonly leaseMs: number,
     private readonly onExpired: () => void,
     private readonly onConfirmed: (expiresAt: number) => void = () => undefined,
+    private readonly clock: Clock = monotonicClock,
   ) {}
 
-  /** Records a confirmation whose request was sent at `sentAt` (performance.now()) and re-arms the expiry. */
+  /** Records a confirmation whose request was sent at `sentAt` (the clock's now()) and re-arms the expiry. */
   confirm(sentAt: number): void {
     // An answer to a request sent before the last confirmation proves less. Several may be in flight (the
     // keeper sends one every turn, each may take up to a lease), and one sent before a step-down (clear) must
@@ -37,27 +38,27 @@ export class Lease {
     if (sentAt < (this.confirmedAt ?? this.clearedAt)) return;
     this.confirmedAt = sentAt;
     this.onConfirmed(sentAt + this.leaseMs);
-    if (this.timer) clearTimeout(this.timer);
-    const remaining = sentAt + this.leaseMs - performance.now();
-    this.timer = setTimeout(() => {
+    this.timer?.cancel();
+    const remaining = sentAt + this.leaseMs - this.clock.now();
+    this.timer = this.clock.after(Math.max(0, remaining), () => {
       this.timer = null;
       this.onExpired();
-    }, Math.max(0, remaining));
+    });
   }
 
   valid(): boolean {
-    return this.confirmedAt !== null && performance.now() - this.confirmedAt < this.leaseMs;
+    return this.confirmedAt !== null && this.clock.now() - this.confirmedAt < this.leaseMs;
   }
 
   /** Milliseconds since the last confirmation, or null without one (exported as a metric). */
   age(): number | null {
-    return this.confirmedAt === null ? null : performance.now() - this.confirmedAt;
+    return this.confirmedAt === null ? null : this.clock.now() - this.confirmedAt;
   }
 
   clear(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = null;
     this.confirmedAt = null;
-    this.clearedAt = performance.now();
+    this.clearedAt = this.clock.now();
   }
 }

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { SidecarConfig } from '../config.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { boundCommand, spawnBound } from '../postgres/process.js';
+import { boundCommand, spawnBound } from '../shared/process.js';
 import { formatCommand, parseReply, performanceToMonotonicNs, type GuardCommand } from './protocol.js';
 
 /** A guard that has not answered `arm` by then is no guard: the promotion fails (liveness only, not safety). */

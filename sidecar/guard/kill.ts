@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { signalQuietly } from '../postgres/process.js';
+import { signalQuietly } from '../shared/process.js';
 
 /** How long the guard waits for a SIGSTOPped postmaster to be stopped before it enumerates its children. */
 const STOP_WAIT_MS = 200;

@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
-import { livePostmasterPid } from '../postgres/process.js';
+import { livePostmasterPid } from '../postgres/pid-file.js';
 import { killProcessTree } from './kill.js';
 import { formatReply, GuardState, monotonicNs, parseCommand } from './protocol.js';
 

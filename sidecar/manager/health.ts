@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
+import { countRequest } from '../outgoing.js';
 
 /** What the last probe of the manager's health URL said. */
 export interface HealthState {
@@ -11,7 +12,7 @@ export interface HealthState {
 }
 
 /**
- * Asks the manager's health URL every `intervalMs` on a timer of its own, so a slow or hung manager never
+ * Asks the manager's health URL every `intervalMs` (the owner may change it) on a timer of its own, so a slow or hung manager never
  * holds a reconcile turn: the loop reads only the cached answer. 2xx is healthy; anything else, a timeout or
  * a refused connection is not.
  */
@@ -22,7 +23,7 @@ export class HealthProbe {
 
   constructor(
     private readonly url: string,
-    private readonly intervalMs: number,
+    private intervalMs: number,
     private readonly timeoutMs: number,
     private readonly onChange: (s: HealthState) => void = () => undefined,
   ) {}
@@ -32,6 +33,16 @@ export class HealthProbe {
     this.timer = setInterval(() => void this.check(), this.intervalMs);
     this.timer.unref();
     void this.check();
+  }
+
+  /** Asks every `ms` from now on (the next probe comes `ms` from now). */
+  setIntervalMs(ms: number): void {
+    if (ms === this.intervalMs) return;
+    this.intervalMs = ms;
+    if (!this.timer) return;
+    clearInterval(this.timer);
+    this.timer = setInterval(() => void this.check(), this.intervalMs);
+    this.timer.unref();
   }
 
   stop(): void {
@@ -51,6 +62,7 @@ export class HealthProbe {
       let healthy: boolean;
       let detail: string;
       try {
+        countRequest('manager');
         const res = await fetch(this.url, { signal: AbortSignal.timeout(this.timeoutMs) });
         await res.body?.cancel();
         healthy = res.status >= 200 && res.status < 300;

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../log.js';
-import { boundCommand, spawnBound } from '../postgres/process.js';
+import { boundCommand, spawnBound } from '../shared/process.js';
 import type { HookEvent } from './config.js';
 
 /** After SIGTERM at its timeout, a hook gets this long to exit before SIGKILL. */

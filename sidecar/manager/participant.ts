@@ -8,6 +8,13 @@ import type { HookEvent, ManagerConfig } from './config.js';
 import { HealthProbe } from './health.js';
 import { HookRunner, type HookResult } from './hooks.js';
 
+/**
+ * A standby asks its manager's health URL this often (at least; `healthInterval` when longer): the answer
+ * gates only the leader's /leader and hand-over, so on a standby it feeds just the MANAGER column, where 10 s
+ * is soon enough. One HTTP request per 10 s instead of one a second; the leader keeps `healthInterval`.
+ */
+const STANDBY_HEALTH_INTERVAL_MS = 10_000;
+
 /** What `members/<node>` and /cluster say of the manager (the MANAGER column of `hactl cluster status`). */
 export type ManagerMemberFields = {
   manager: { state: string; detail: string };
@@ -60,7 +67,13 @@ export class ManagerParticipant implements Participant {
         })
       : null;
     this.healthyGauge.set(-1);
+    this.health?.setIntervalMs(this.standbyHealthIntervalMs());
     this.health?.start();
+  }
+
+  /** A standby's manager health feeds only its MANAGER state: see STANDBY_HEALTH_INTERVAL_MS. */
+  private standbyHealthIntervalMs(): number {
+    return Math.max(this.config.healthInterval * 1000, STANDBY_HEALTH_INTERVAL_MS);
   }
 
   registerMetrics(registry: Registry): void {
@@ -78,6 +91,8 @@ export class ManagerParticipant implements Participant {
     this.leaderFailures = 0;
     this.failuresGauge.set(0);
     this.standbyTerm = null;
+    // The leader's /leader and its hand-over go by the manager's health: asked every healthInterval.
+    this.health?.setIntervalMs(this.config.healthInterval * 1000);
     if (!this.leaderHookOk) this.startLeaderHook(ctx.term);
   }
 
@@ -146,6 +161,7 @@ export class ManagerParticipant implements Participant {
     const term = this.leaderTerm ?? this.knownTerm;
     this.leaderTerm = null;
     this.leaderHookOk = false;
+    this.health?.setIntervalMs(this.standbyHealthIntervalMs());
     const event: HookEvent = reason === 'shutdown' && this.hooks.has('stopping') ? 'stopping' : 'standby';
     if (!this.hooks.has(event)) return;
     if (event === 'stopping') this.stoppingRan = true;
@@ -171,6 +187,7 @@ export class ManagerParticipant implements Participant {
   private standbyEnded(r: HookResult): void {
     if (r.term !== this.standbyTerm || r.outcome === 'superseded') return;
     this.standbyFailed = r.outcome !== 'ok';
+    if (!this.standbyFailed) void this.health?.check(); // the hook may have just started the manager: show it now
     if (this.standbyFailed) this.nextStandbyRetryAt = performance.now() + this.config.leaderHookRetryDelay * 1000;
   }
 

@@ -1,6 +1,8 @@
-import type { MemberEntry } from '../consul/cluster-keys.js';
+import type { TurnContext } from '../election/participant.js';
 import { pgName } from '../postgres/quoting.js';
 import type { MirrorPosition } from './state.js';
+
+type MemberEntry = TurnContext['members'][number];
 
 /**
  * Synchronous files (design.md "Synchronous files"), pure so every rule is unit-tested: which followers may

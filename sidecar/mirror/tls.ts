@@ -1,5 +1,5 @@
 import type { ConnectionOptions, TlsOptions } from 'node:tls';
-import { deriveSecret } from '../postgres/participant.js';
+import { deriveSecret } from '../shared/secrets.js';
 
 /**
  * Both ends prove they hold the cluster token with TLS-PSK: the key derives from the token, so a peer of

@@ -5,7 +5,7 @@ import { SidecarError } from '../errors.js';
 import type { Upstream } from './conf.js';
 import { describe, queryRows, withClient } from './connection.js';
 import { prepareDirs, writeConfig } from './data-dir.js';
-import { chownTo, lastLines, runTool, writeOwnedFile } from './process.js';
+import { chownTo, lastLines, runTool, writeOwnedFile } from '../shared/process.js';
 import { progressLogger } from './progress.js';
 import { conninfo, quoteIdent, quoteLiteral } from './quoting.js';
 import { scramMatches, scramVerifier } from './scram.js';

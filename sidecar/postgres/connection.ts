@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { countRequest } from '../outgoing.js';
 import type { Upstream } from './conf.js';
 import { SUPERUSER, type PostgresSettings } from './settings.js';
 
@@ -20,7 +21,20 @@ export interface ConnectOptions {
  * `synchronous_commit` is `local` in these sessions: the sidecar's own writes never wait for a standby.
  */
 export async function withClient<T>(settings: PostgresSettings, fn: (c: pg.Client) => Promise<T>, opts: ConnectOptions = {}): Promise<T> {
-  const client = new pg.Client({
+  const client = superuserClient(settings, opts);
+  // A server that goes away mid-session emits 'error' on the client; the pending query rejects anyway.
+  client.on('error', () => undefined);
+  countRequest(opts.target ? 'peer' : 'postgres');
+  try {
+    await client.connect();
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function superuserClient(settings: PostgresSettings, opts: ConnectOptions): pg.Client {
+  return new pg.Client({
     host: opts.target?.host ?? settings.socketDir,
     port: opts.target?.port ?? settings.port,
     user: SUPERUSER,
@@ -31,13 +45,54 @@ export async function withClient<T>(settings: PostgresSettings, fn: (c: pg.Clien
     query_timeout: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
     options: '-c synchronous_commit=local',
   });
-  // A server that goes away mid-session emits 'error' on the client; the pending query rejects anyway.
-  client.on('error', () => undefined);
-  try {
+}
+
+/**
+ * One superuser session over this node's unix socket, kept open between uses, for the reads the loop makes
+ * every turn (status, replication slots). A connection per read cost a backend fork and a SCRAM exchange
+ * each: three a second per node, about 2 % of a core between the backends and the sidecar. The session is
+ * opened on first use and dropped once it breaks (the server stopped or restarted: the next use opens a
+ * fresh one, so a restarted server answers as a new connection would), after a failed use, and by `close()`.
+ * It never holds a transaction open, so it holds up no stop (fast and immediate shutdowns end it), rewind
+ * or clone; and its socket does not keep the process alive.
+ */
+export class KeptSession {
+  private client: pg.Client | null = null;
+  private broken = false;
+
+  constructor(private readonly settings: PostgresSettings) {}
+
+  async use<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    try {
+      return await fn(await this.open());
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  private async open(): Promise<pg.Client> {
+    if (this.client && !this.broken) return this.client;
+    this.close();
+    const client = superuserClient(this.settings, {});
+    this.broken = false;
+    // A server that goes away emits 'error' or 'end' on the client: the next use connects afresh.
+    const lost = () => {
+      if (this.client === client) this.broken = true;
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    countRequest('postgres');
     await client.connect();
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => undefined);
+    (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
+    this.client = client;
+    return client;
+  }
+
+  close(): void {
+    const client = this.client;
+    this.client = null;
+    void client?.end().catch(() => undefined);
   }
 }
 

@@ -9,11 +9,11 @@ import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { basebackup, ensureRoles, holdsUserData, initdb } from './bootstrap.js';
 import type { Upstream } from './conf.js';
-import { describe, queryRows, withClient } from './connection.js';
+import { KeptSession, describe, queryRows, withClient } from './connection.js';
 import { hasDataDir, prepareDirs, systemIdentifier, writeConfig } from './data-dir.js';
 import { POLL_MS, Postmaster } from './postmaster.js';
-import type { CommandSpec } from './process.js';
-import { tailFile } from './process.js';
+import type { CommandSpec } from '../shared/process.js';
+import { tailFile } from '../shared/process.js';
 import { pgName } from './quoting.js';
 import { checkpointAfterPromotion, checkSameSystem, runRewind } from './rewind.js';
 import { postgresNode, SUPERUSER, type PostgresNode, type PostgresSettings } from './settings.js';
@@ -66,6 +66,10 @@ export class PostgresController {
    * up with a writable primary, whatever order its turns' actions finish in.
    */
   private primaryPermitted = false;
+  /** The synchronous_standby_names a new session of postmaster `pid` last showed (see setSynchronousStandbys). */
+  private syncSettingSeen: { value: string; pid: number } | null = null;
+  /** The session the loop's every-turn reads go through (status, slots): see KeptSession. */
+  private readonly kept: KeptSession;
 
   constructor(
     settings: PostgresSettings,
@@ -78,6 +82,7 @@ export class PostgresController {
     this.passFile = this.node.passFile;
     this.stateFile = this.node.stateFile;
     this.intent = new IntentFile(this.stateFile);
+    this.kept = new KeptSession(this.settings);
     this.postmaster = new Postmaster(this.node);
   }
 
@@ -127,9 +132,12 @@ export class PostgresController {
   async status(): Promise<PostgresStatus> {
     const { intent, upstream } = this.intent.current;
     const base = stoppedStatus(this.isRunning(), intent, upstream);
-    if (!base.running) return base;
+    if (!base.running) {
+      this.kept.close();
+      return base;
+    }
     try {
-      return await withClient(this.settings, (c) => readStatus(c, base));
+      return await this.kept.use((c) => readStatus(c, base));
     } catch (e) {
       return { ...base, role: 'starting', error: errorMessage(e) };
     }
@@ -410,7 +418,7 @@ export class PostgresController {
    */
   async ensureReplicationSlots(names: string[]): Promise<void> {
     const wanted = new Set(names.map(pgName).filter((n) => n !== this.name));
-    await withClient(this.settings, (c) => syncReplicationSlots(c, wanted, this.log));
+    await this.kept.use((c) => syncReplicationSlots(c, wanted, this.log));
   }
 
   /**
@@ -428,16 +436,22 @@ export class PostgresController {
   setSynchronousStandbys(names: string[] | null): Promise<void> {
     return this.exclusive(async () => {
       const value = synchronousStandbyNamesValue(names, this.name);
-      if (value !== this.intent.current.synchronousStandbyNames) this.log.info('setting synchronous_standby_names', { value });
-      this.intent.set({ ...this.intent.current, synchronousStandbyNames: value });
+      if (value !== this.intent.current.synchronousStandbyNames) {
+        this.log.info('setting synchronous_standby_names', { value });
+        this.intent.set({ ...this.intent.current, synchronousStandbyNames: value });
+      }
       if (!this.hasDataDir()) return;
       const changed = writeConfig(this.node, this.intent.current);
       const pid = this.postmasterPid();
       if (pid === null) return;
       if (changed) this.postmaster.reload(pid);
+      // The leader sets the list every turn: the same value, with the file unchanged, that a new session of
+      // this same postmaster already showed, needs no new session to prove it again (one a second, idle).
+      else if (this.syncSettingSeen?.value === value && this.syncSettingSeen.pid === pid) return;
       const deadline = performance.now() + RELOAD_TIMEOUT_MS;
       while (true) {
         const [{ v }] = await this.query<{ v: string }>("select current_setting('synchronous_standby_names') as v");
+        this.syncSettingSeen = { value: v, pid };
         if (v === value) return;
         if (performance.now() > deadline) {
           throw new SidecarError('postgres_reload_failed', `synchronous_standby_names is still '${v}' ${RELOAD_TIMEOUT_MS} ms after a reload to '${value}'\n${tailFile(this.logFile)}`);

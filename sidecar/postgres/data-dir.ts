@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { renderHba, renderPgpass, renderSidecarConf, scrubAutoConf, SIDECAR_CONF, withInclude } from './conf.js';
-import { chownTo, writeOwnedFile } from './process.js';
+import { chownTo, writeOwnedFile } from '../shared/process.js';
 import { SUPERUSER, type PostgresNode } from './settings.js';
 import type { PostgresIntent } from './state-file.js';
 

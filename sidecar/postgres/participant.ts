@@ -1,14 +1,16 @@
 // Over 400 lines: one class carries the whole Postgres side of a role (fitness, promotion, convergence, operator
 // actions), each step beside the others it must stay consistent with; the controller below it is being split by concern.
-import { createHmac } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { SidecarConfig } from '../config.js';
 import type { Fitness, Role } from '../election/decide.js';
+import { candidateProblem } from '../election/eligibility.js';
 import type { DemoteReason, OperatorAction, Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { deriveSecret } from '../shared/secrets.js';
+import { finiteOrNull } from '../units.js';
 import type { Upstream } from './conf.js';
 import { PostgresController } from './controller.js';
 import type { PostgresStatus } from './status.js';
@@ -32,11 +34,6 @@ const FAILED_STARTS_BEFORE_RECLONE = 3;
  */
 const SYNC_FALLBACK_GRACE_MS = 30_000;
 
-/** Secrets derived from the cluster token, so one secret configures a node; each purpose gets its own. */
-export function deriveSecret(clusterToken: string, purpose: string): string {
-  return createHmac('sha256', clusterToken).update(`ha-sidecar:${purpose}`).digest('base64url').slice(0, 32);
-}
-
 /** The fields a node publishes in `members/<node>` and on /health about its Postgres. */
 export type PostgresMemberFields = {
   /** Primary: flushed WAL; standby: the most it has (received or replayed). Bytes. */
@@ -52,7 +49,6 @@ export type PostgresMemberFields = {
   syncStandbys: string[] | null;
 };
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const firstLine = (text: string): string => text.split('\n')[0].slice(0, 200);
 const sameList = (a: string[] | null | undefined, b: string[] | null): boolean => a !== undefined && (a === null || b === null ? a === b : a.join() === b.join());
 
@@ -143,10 +139,10 @@ export class PostgresParticipant implements Participant {
     const mineReplayed = s.replayedLsn?.bytes ?? 0;
 
     const leaderRecord = ctx.members.find((m) => m.record.name === lastLeader)?.record;
-    const lastPrimary = num(leaderRecord?.walPosition);
-    if (lastPrimary !== null && lastPrimary - mine > this.config.postgres.maxLagOnFailover) {
-      return { fit: false, reason: `${lastPrimary - mine} bytes behind the last known primary position (limit ${this.config.postgres.maxLagOnFailover})` };
-    }
+    const lastPrimary = finiteOrNull(leaderRecord?.walPosition);
+    // election/eligibility.ts; an unknown bar is no bar here, or a cluster whose leader never published stays leaderless.
+    const lag = candidateProblem({ alive: true, nofailover: false, ...(lastPrimary !== null ? { behindBytes: lastPrimary - mine } : {}) }, this.config.postgres.maxLagOnFailover);
+    if (lag?.kind === 'behind') return { fit: false, reason: `${lag.bytes} bytes behind the last known primary position (limit ${lag.limit})` };
 
     const leaderSync = Array.isArray(leaderRecord?.syncStandbys) ? (leaderRecord.syncStandbys as string[]) : null;
     const ranking: RankingContext = { self: this.config.nodeName, lastLeader, synchronousMode: ctx.synchronousMode, leaderSync };
@@ -277,7 +273,7 @@ export class PostgresParticipant implements Participant {
     }
     const leaderName = leader.record.name;
     const upstream: Upstream = { host: leader.record.address, port: this.config.postgres.port };
-    this.leaderPosition = num(leader.record.walPosition);
+    this.leaderPosition = finiteOrNull(leader.record.walPosition);
     const leaderIsPrimary = leader.alive && leader.record.role === 'leader' && leader.record.pgRole === 'primary';
     const progress = (what: string) => (percent: number) => ctx.report(`${what} from ${leaderName} (${percent} %)`);
     if (this.reinit && !this.reinit.cloned) return this.runReinit(ctx, upstream, leaderName, leaderIsPrimary);

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SidecarError } from '../errors.js';
-import { boundCommand, livePostmasterPid, processAlive, readPidFile, spawnBound, tailFile, type CommandSpec } from './process.js';
+import { boundCommand, processAlive, spawnBound, tailFile, type CommandSpec } from '../shared/process.js';
+import { livePostmasterPid, readPidFile } from './pid-file.js';
 import type { PostgresNode } from './settings.js';
 
 /** Time for the postmaster to accept connections: crash recovery of a small manager database fits easily. */

@@ -1,4 +1,4 @@
-import type { MemberEntry } from '../consul/cluster-keys.js';
+import type { MemberEntry } from '../consul/store.js';
 import { pgName } from './quoting.js';
 
 /**

@@ -7,7 +7,7 @@ import type { Upstream } from './conf.js';
 import { describe } from './connection.js';
 import { systemIdentifier, writeConfig } from './data-dir.js';
 import { walFileTimeline } from './lsn.js';
-import { lastLines, runTool } from './process.js';
+import { lastLines, runTool } from '../shared/process.js';
 import { progressLogger } from './progress.js';
 import { conninfo } from './quoting.js';
 import { SUPERUSER, type PostgresNode } from './settings.js';

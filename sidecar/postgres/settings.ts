@@ -2,7 +2,7 @@ import net from 'node:net';
 import { z } from 'zod';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { resolveOsUser, type OsUser } from './process.js';
+import { resolveOsUser, type OsUser } from '../shared/process.js';
 import { pgName } from './quoting.js';
 
 /** The role name initdb gives the superuser; pg_rewind and the sidecar itself connect as it. */

@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { projectRoot } from '../../cli/local/paths.js';
 import { SidecarError } from '../errors.js';
 
 /** Format of the archive; raised when its layout changes in a way an older sidecar cannot read. */
@@ -29,11 +26,6 @@ export type SnapshotMetadata = z.infer<typeof snapshotMetadata>;
 /** What a node keeps beside each archive (`<id>.json`) and lists: the metadata plus the archive's size and sha256. */
 export const snapshotRecord = snapshotMetadata.extend({ archiveSize: z.number().int().nonnegative(), archiveSha256: sha256 });
 export type SnapshotRecord = z.infer<typeof snapshotRecord>;
-
-/** This ha-sidecar's version, from package.json (found from dist/ when built, from the sources under jest). */
-export function haSidecarVersion(): string {
-  return (JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 function majorMinor(version: string): [number, number] {
   const m = /^(\d+)\.(\d+)\.\d+/.exec(version);

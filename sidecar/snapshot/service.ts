@@ -7,18 +7,24 @@ import type { SidecarConfig } from '../config.js';
 import type { DynamicConfig } from '../consul/records.js';
 import type { MemberEntry } from '../consul/store.js';
 import type { NodeView } from '../election/loop.js';
-import type { Participant } from '../election/participant.js';
+import type { Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { countRequest } from '../outgoing.js';
 import { postgresSettings } from '../postgres/participant.js';
 import { parseDuration } from '../units.js';
 import { DATABASE_FILE, FILES_FILE, SnapshotDirectory, describePart, packArchive, sha256File, unpackArchive } from './archive.js';
-import { ARCHIVE_FORMAT, checkRestorable, haSidecarVersion, snapshotRecord, type SnapshotMetadata, type SnapshotRecord } from './metadata.js';
+import { packageVersion } from '../shared/package.js';
+import { ARCHIVE_FORMAT, checkRestorable, snapshotRecord, type SnapshotMetadata, type SnapshotRecord } from './metadata.js';
 import { scheduleDue, snapshotId, toFetch } from './retention.js';
 import { archiveFiles, dumpDatabase, querySocket, restoreDatabase, restoreFiles } from './tools.js';
 
-/** A standby asks the leader for new snapshots this often (its turns come every second). */
-const PULL_INTERVAL_MS = 2_000;
+/**
+ * After a failed pull, a standby tries again this much later. Pulls are otherwise announced: the leader's
+ * member record names its newest snapshot (`newestSnapshot`), and a standby pulls when that changes, so an
+ * idle cluster asks nothing (it used to ask the leader every 2 s).
+ */
+const PULL_RETRY_MS = 5_000;
 /** A peer's snapshot list must come this fast; a slow peer is shown as not answering. */
 const PEER_LIST_TIMEOUT_MS = 2_000;
 /** After a failed scheduled snapshot, the leader waits this long before the next attempt (no hot loop on a full disk). */
@@ -57,12 +63,28 @@ export class SnapshotService implements Participant {
   private busy: string | null = null;
   private pulling = false;
   private lastPullAt = 0;
+  /** The leader and the newest snapshot it announced when this node last pulled all it lacked; null: not yet. */
+  private pulledFor: { leader: string; newest: string | null } | null = null;
+  /** The `snapshotKeep` this node last pruned to, so a smaller one prunes a standby without a pull. */
+  private prunedTo: number | null = null;
+  /** The newest snapshot on this node (announced in its member record), kept up to date by add and prune. */
+  private newest: string | null;
   private lastScheduledFailureAt = 0;
-  private readonly version = haSidecarVersion();
+  private readonly version = packageVersion();
 
   constructor(private readonly deps: SnapshotDeps) {
     this.dir = new SnapshotDirectory(join(deps.config.dataDir, 'snapshots'));
     this.dir.clearScratch();
+    this.newest = this.newestOnDisk();
+  }
+
+  private newestOnDisk(): string | null {
+    return this.dir.list().at(-1)?.id ?? null;
+  }
+
+  /** `newestSnapshot`: what a standby compares with what it pulled (see PULL_RETRY_MS). */
+  memberFields(): Record<string, unknown> {
+    return { newestSnapshot: this.newest };
   }
 
   private get pgSettings() {
@@ -132,6 +154,7 @@ export class SnapshotService implements Participant {
       this.dir.add(record, archive);
       const keep = this.deps.view().dynamicConfig.snapshotKeep;
       const pruned = this.dir.prune(keep);
+      this.newest = this.newestOnDisk();
       progress(`snapshot ${id} written: ${record.archiveSize} bytes, sha256 ${record.archiveSha256}; keeping the newest ${keep}${pruned.length ? `, deleted ${pruned.join(', ')}` : ''}; the standbys pull it within seconds`);
       this.deps.log.info('snapshot created', { id, size: record.archiveSize, pruned });
       return record;
@@ -155,6 +178,7 @@ export class SnapshotService implements Participant {
       peers.map(async (m) => {
         if (!m.alive) return { node: m.record.name, answered: false, snapshots: [] as SnapshotRecord[] };
         try {
+          countRequest('peer');
           const res = await fetch(`${m.record.apiUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
           const body = (await res.json()) as { snapshots?: unknown[] };
           return { node: m.record.name, answered: res.ok, snapshots: (body.snapshots ?? []).flatMap((s) => { const p = snapshotRecord.safeParse(s); return p.success ? [p.data] : []; }) };
@@ -330,7 +354,7 @@ export class SnapshotService implements Participant {
   async leaderTurn(): Promise<void> {
     const { snapshotSchedule } = this.deps.view().dynamicConfig;
     if (snapshotSchedule === 'off' || this.busy || Date.now() - this.lastScheduledFailureAt < SCHEDULE_RETRY_MS) return;
-    if (!scheduleDue(this.dir.list().at(-1)?.id, parseDuration(snapshotSchedule), new Date())) return;
+    if (!scheduleDue(this.newest ?? undefined, parseDuration(snapshotSchedule), new Date())) return;
     let run: (progress: Progress) => Promise<SnapshotRecord>;
     try {
       run = this.beginCreate();
@@ -343,15 +367,34 @@ export class SnapshotService implements Participant {
     });
   }
 
-  /** Pulls the leader's new snapshots (in the background), then keeps the newest `snapshotKeep`. */
-  async followerTurn(): Promise<void> {
+  /**
+   * Pulls the leader's new snapshots (in the background) when the leader announces a newest snapshot other
+   * than the one this node last pulled for (and once after start, or under a new leader), then keeps the
+   * newest `snapshotKeep`; a smaller `snapshotKeep` alone prunes at once.
+   */
+  async followerTurn(ctx: TurnContext): Promise<void> {
     const leader = this.deps.view().leader;
-    if (!leader || leader.name === this.deps.config.nodeName || this.pulling || this.busy || Date.now() - this.lastPullAt < PULL_INTERVAL_MS) return;
+    if (!leader || leader.name === this.deps.config.nodeName || this.pulling || this.busy) return;
+    const keep = this.deps.view().dynamicConfig.snapshotKeep;
+    if (this.prunedTo !== keep) this.prune(keep);
+    const record = ctx.members.find((m) => m.record.name === leader.name)?.record;
+    const announced = typeof record?.newestSnapshot === 'string' ? record.newestSnapshot : null;
+    const pulled = this.pulledFor;
+    if (pulled && pulled.leader === leader.name && pulled.newest === announced) return;
+    if (Date.now() - this.lastPullAt < PULL_RETRY_MS) return;
     this.pulling = true;
     this.lastPullAt = Date.now();
     void this.pull(leader.apiUrl)
+      .then(() => (this.pulledFor = { leader: leader.name, newest: announced }))
       .catch((e: unknown) => this.deps.log.warn('could not pull snapshots from the leader', { leader: leader.name, error: errorMessage(e), code: (e as { code?: string }).code }))
       .finally(() => (this.pulling = false));
+  }
+
+  private prune(keep: number): void {
+    const pruned = this.dir.prune(keep);
+    this.prunedTo = keep;
+    this.newest = this.newestOnDisk();
+    if (pruned.length) this.deps.log.info('old snapshots deleted', { pruned, keep });
   }
 
   /**
@@ -360,6 +403,7 @@ export class SnapshotService implements Participant {
    */
   private async pull(leaderUrl: string): Promise<void> {
     const keep = this.deps.view().dynamicConfig.snapshotKeep;
+    countRequest('peer');
     const res = await fetch(`${leaderUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
     if (!res.ok) throw new SidecarError('snapshot_pull_failed', `${leaderUrl}/snapshots/local answered ${res.status}`);
     const records = ((await res.json()) as { snapshots?: unknown[] }).snapshots?.flatMap((s) => { const p = snapshotRecord.safeParse(s); return p.success ? [p.data] : []; }) ?? [];
@@ -369,19 +413,20 @@ export class SnapshotService implements Participant {
       const scratch = this.dir.scratch();
       try {
         const file = join(scratch, 'archive.tar');
+        countRequest('peer');
         const download = await fetch(`${leaderUrl}/snapshots/${id}`, { headers: { authorization: `Bearer ${this.deps.config.clusterToken}` }, signal: AbortSignal.timeout(10 * 60_000) });
         if (!download.ok || !download.body) throw new SidecarError('snapshot_pull_failed', `GET ${leaderUrl}/snapshots/${id} answered ${download.status}`);
         await pipeline(Readable.fromWeb(download.body as import('node:stream/web').ReadableStream), createWriteStream(file));
         const sha = await sha256File(file);
         if (sha !== record.archiveSha256) throw new SidecarError('snapshot_checksum_mismatch', `snapshot ${id} from the leader has sha256 ${sha}, not ${record.archiveSha256}: not kept`);
         this.dir.add(record, file);
+        this.newest = this.newestOnDisk();
         this.deps.log.info('snapshot copied from the leader', { id, size: record.archiveSize });
       } finally {
         rmSync(scratch, { recursive: true, force: true });
       }
     }
-    const pruned = this.dir.prune(keep);
-    if (pruned.length) this.deps.log.info('old snapshots deleted', { pruned, keep });
+    this.prune(keep);
   }
 }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
-import { livePostmasterPid } from '../../sidecar/postgres/process.js';
+import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
 import { TestCluster } from '../harness/cluster.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { NetnsLab } from '../harness/netns.js';

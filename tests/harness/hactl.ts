@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { expect } from '@jest/globals';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import { CLUSTER_TOKEN, type TestCluster } from './cluster.js';
 import { runCommand, type CommandRun } from './processes.js';
 

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { renderTemplate } from '../../cli/local/consul.js';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import type { TestCluster } from './cluster.js';
 
 /** The real HAProxy of the local cluster (docker/haproxy-local.cfg.tmpl), in front of a test cluster. */

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import type { NodePlacement } from './net.js';
 
 /**

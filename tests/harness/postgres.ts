@@ -2,7 +2,9 @@ import { chmodSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync
 import { join } from 'node:path';
 import pg from 'pg';
 import { createLogger } from '../../sidecar/log.js';
-import { PostgresController, type PostgresSettings, type Upstream } from '../../sidecar/postgres/index.js';
+import type { Upstream } from '../../sidecar/postgres/conf.js';
+import { PostgresController } from '../../sidecar/postgres/controller.js';
+import type { PostgresSettings } from '../../sidecar/postgres/settings.js';
 import { nodeAddress } from './net.js';
 
 export const PG_BIN_DIR = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';

@@ -2,7 +2,8 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { consulBinary, projectRoot } from '../../cli/local/paths.js';
+import { consulBinary } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import { loadConfig } from '../../sidecar/config.js';
 
 /**

@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConsulStore } from '../../sidecar/consul/store.js';
 import { ConsulCluster } from '../harness/consul.js';
 import { ProcessGroup, waitFor } from '../harness/processes.js';
 
@@ -33,6 +35,27 @@ describe('a real 3-server Consul cluster', () => {
     const peers = (await consul(cluster.httpUrl(1), 'GET', '/v1/status/peers')) as string[];
     expect(peers.sort()).toEqual(cluster.addresses.map((a) => `${a}:8300`).sort());
   });
+
+  test("the adapter's watch of failed members blocks while all are alive and wakes with the node whose agent died", async () => {
+    const store = new ConsulStore({ url: cluster.httpUrl(0), cluster: 'test', timeoutMs: 2_000 }, 'n1');
+    const cancel = new EventEmitter();
+    await waitFor('every serfHealth passing', async () => (await store.watchFailedNodes(0, 1, cancel)).nodes.length === 0, 30_000, 250);
+    const { index } = await store.watchFailedNodes(0, 1, cancel);
+    const t0 = performance.now();
+    const watch = store.watchFailedNodes(index, 60, cancel);
+    await cluster.stopNode(2, 'kill');
+    const woke = await watch;
+    console.log(`the watch woke ${Math.round(performance.now() - t0)} ms after the kill of n3's agent`);
+    expect(woke.nodes).toEqual([cluster.names[2]]);
+    expect(woke.index).toBeGreaterThan(index);
+    await cluster.startNode(2);
+    await cluster.waitForHealthy();
+    await waitFor('n3 alive again in the watch', async () => (await store.watchFailedNodes(0, 1, cancel)).nodes.length === 0, 30_000, 250);
+    // A stopping sidecar cancels its pending read.
+    const pending = store.watchFailedNodes((await store.watchFailedNodes(0, 1, cancel)).index, 60, cancel);
+    cancel.emit('cancel');
+    await expect(pending).rejects.toThrow();
+  }, 120_000);
 
   test('a session-bound lock is refused to a second session and passes to it when the holder agent dies', async () => {
     const key = '/v1/kv/ha-sidecar/test/leader';

@@ -176,6 +176,34 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
     await kv('config', '{"paused": false}');
   });
 
+  test('a broken term key after kill -9 of the leader: nobody promotes, and /cluster never names the dead leader nor a lower term', async () => {
+    const kvUrl = `${cluster.consul.httpUrl(0)}/v1/kv/ha-sidecar/test`;
+    const dead = (await cluster.leaderIndex())!;
+    const termBefore = await term(dead);
+    const others = cluster.names.map((_, i) => i).filter((i) => i !== dead);
+    await fetch(`${kvUrl}/term`, { method: 'PUT', body: 'garbage' });
+    await cluster.killSidecar(dead);
+    // Until a candidate has tried: the dead leader's session lapses (checkTtl), then its lock-delay.
+    const views = () => Promise.all(others.map((i) => cluster.call(i, 'GET', '/cluster').then((r) => r.body)));
+    await waitFor('a candidate to refuse the broken term', async () => (await views()).some((v) => String(v.status).includes('not a term number')), CHECK_TTL_MS + LOCK_DELAY_MS + 15_000, 100);
+    // Candidates now take the lock and give it back every turn: in 30 looks at every survivor, none names the
+    // dead node as leader (a candidate holding the lock may be named, as the lock's holder), nor a term below
+    // the one it saw before (the broken key reads as 0).
+    const seen: { leader: unknown; term: unknown }[] = [];
+    for (let look = 0; look < 30; look++) {
+      for (const v of await views()) seen.push({ leader: (v.leader as { name?: string } | null)?.name ?? null, term: v.term });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(seen.filter((v) => v.leader === cluster.names[dead] || typeof v.term !== 'number' || v.term < termBefore)).toEqual([]);
+    expect(await cluster.leaderIndex(others)).toBeUndefined();
+    // Mended by hand: the next candidate promotes, one term up.
+    await fetch(`${kvUrl}/term`, { method: 'PUT', body: String(termBefore) });
+    const next = await waitFor('a leader after the term key is mended', () => cluster.leaderIndex(others), 15_000, 100);
+    expect(await term(next)).toBe(termBefore + 1);
+    await cluster.startSidecar(dead);
+    await allRunning();
+  }, 60_000);
+
   test('through all of the above, no instant with two nodes answering 200 on /leader', async () => {
     await watcher.stop();
     expect(watcher.sweeps).toBeGreaterThan(100);

@@ -3,11 +3,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import { createLogger } from '../../sidecar/log.js';
 import { WriteGuard } from '../../sidecar/guard/client.js';
 import { formatCommand, performanceToMonotonicNs } from '../../sidecar/guard/protocol.js';
-import { processAlive } from '../../sidecar/postgres/process.js';
+import { processAlive } from '../../sidecar/shared/process.js';
 import { rejection } from '../harness/assertions.js';
 import { waitFor } from '../harness/processes.js';
 

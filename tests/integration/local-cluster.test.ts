@@ -1,7 +1,7 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import { nodeAddress } from '../harness/net.js';
 import { runCommand, type CommandRun } from '../harness/processes.js';
 
@@ -146,6 +146,9 @@ describe('hactl local: a whole cluster on this machine', () => {
     }
     expect(run.out).toMatch(/^\s+NAME\s+ADDRESS\s+ROLE\s+STATE/m);
     expect(run.out).toMatch(/^cluster: local\s+term: 1\s+leader: n1/m);
+    // The table is the settled cluster it waited for, not the records of the standbys' first turns.
+    for (const name of ['n2', 'n3']) expect(run.out).toMatch(new RegExp(`^\\s+${name}\\s+\\S+\\s+standby\\s+following leader n1\\s.*\\shealthy$`, 'm'));
+    expect(run.out).toMatch(/^\*\s+n1\s+\S+\s+leader\s.*\shealthy$/m);
     expect(run.out).toContain(`http://${BASE}:8500/ui`);
     expect(run.out).toMatch(/local kill n1 sidecar/);
   }, 300_000);
@@ -236,4 +239,16 @@ describe('hactl local: a whole cluster on this machine', () => {
     expect(s.nodes.map((n) => [n.role, n.pids])).toEqual(NAMES.map(() => ['down', { consul: null, postgres: null, sidecar: null }]));
     expect(await hactl(['local', 'down'], 30_000)).toEqual({ code: 0, out: 'local cluster is not running\n', err: '' });
   }, 120_000);
+
+  test('up in a directory the postgres user cannot enter: initdb_failed with the cause as soon as n1 reports it, nothing left running', async () => {
+    const closed = join(work, 'closed'); // mkdtemp's 0700 below a root-owned 0755: root enters, postgres not
+    const env = { HACTL_LOCAL_DIR: join(closed, 'cluster') };
+    mkdirSync(closed, { mode: 0o700 });
+    const run = await runCommand(process.execPath, [hactlJs, 'local', 'up', '--detach', '--base-address', BASE], { ...process.env, ...env, HACTL_CONFIG_DIR: configDir }, 240_000);
+    expect(run.code).toBe(1);
+    // Not start_timeout after the whole 120 s wait: the node's own reason, with the log to read.
+    expect(run.err).toMatch(/^hactl: initdb_failed: n1 could not become the leader: initdb failed .*Permission denied.*; see .*n1\/sidecar\.log$/m);
+    expect(run.out).toContain('[local] start-up failed');
+    expect(processesUnder(closed)).toEqual([]);
+  }, 240_000);
 });

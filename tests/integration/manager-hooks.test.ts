@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
-import { processAlive } from '../../sidecar/postgres/process.js';
+import { processAlive } from '../../sidecar/shared/process.js';
 
 /** The sidecars' default timings (checkTtl 3 s, lease 3 s, lockDelay 5 s). */
 const LEASE_MS = 3000;

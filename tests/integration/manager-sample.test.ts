@@ -4,9 +4,9 @@ import { performance } from 'node:perf_hooks';
 import { APP_LOGIN, TestCluster } from '../harness/cluster.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { waitFor } from '../harness/processes.js';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import type { SampleConfig } from '../../examples/manager/config.js';
-import { processAlive } from '../../sidecar/postgres/process.js';
+import { processAlive } from '../../sidecar/shared/process.js';
 
 /** The sidecars' default lease; the manager must be passive on a cut-off leader before lockDelay (5 s). */
 const LEASE_MS = 3000;

@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { GUARD_EXIT_CODE, PARENT_PID_VAR, processAlive, synchronousStandbyNamesValue } from '../../sidecar/postgres/index.js';
+import { synchronousStandbyNamesValue } from '../../sidecar/postgres/sync-standbys.js';
+import { GUARD_EXIT_CODE, PARENT_PID_VAR, processAlive } from '../../sidecar/shared/process.js';
 import { PG_TEST_PORT, PgTestNodes, processesIn, strayPids } from '../harness/postgres.js';
 import { assertPortFree, waitFor } from '../harness/processes.js';
 

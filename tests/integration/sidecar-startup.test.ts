@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 
 const main = join(projectRoot(), 'dist', 'sidecar', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'ha-startup-'));

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar';
-import { projectRoot } from '../../cli/local/paths.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
 import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
 import { TEST_NET, loopbackOn } from '../harness/net.js';
 import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';

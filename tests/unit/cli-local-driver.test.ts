@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClusterDriver, type DriverNode, type Part } from '../../cli/local/driver.js';
+import { ClusterDriver, lastingFailure, staleRecord, unsettledManager, type DriverNode, type Part } from '../../cli/local/driver.js';
 
 /**
  * The shared cluster driver (cli/local/driver.ts) without processes: how it names and places the nodes, and
@@ -86,5 +86,37 @@ describe('ClusterDriver', () => {
     const { d, spawned } = driver();
     await d.startSidecar(d.node(2));
     expect(spawned).toEqual([{ node: 'n3', part: 'sidecar', argv: [process.execPath, '/opt/sidecar/main.js', '--config', d.node(2).sidecarConfig] }]);
+  });
+});
+
+describe('what the waits read from the nodes', () => {
+  const record = { name: 'n3', role: 'standby', state: 'creating a Consul session', manager: { state: 'unhealthy' } };
+
+  it('a member record is stale while its state line or manager differs from what the node answers now', () => {
+    expect(staleRecord(record, { status: 'following leader n1', manager: { state: 'unhealthy' } })).toBe(
+      `n3's record says "creating a Consul session", the node "following leader n1"`,
+    );
+    expect(staleRecord({ ...record, state: 'following leader n1' }, { status: 'following leader n1', manager: { state: 'healthy' } })).toBe(
+      "n3's record shows its manager unhealthy, the node healthy",
+    );
+    expect(staleRecord({ ...record, state: 'following leader n1', manager: { state: 'healthy' } }, { status: 'following leader n1', manager: { state: 'healthy' } })).toBe('');
+    expect(staleRecord({ name: 'n3', state: 'following leader n1' }, { status: 'following leader n1' })).toBe('');
+  });
+
+  it('a manager is settled when healthy or without a health URL; none at all is settled too', () => {
+    expect(unsettledManager(record)).toBe("n3's manager is unhealthy");
+    expect(unsettledManager({ ...record, manager: { state: 'standby hook running' } })).toBe("n3's manager is standby hook running");
+    for (const state of ['healthy', 'active', 'passive']) expect(unsettledManager({ ...record, manager: { state } })).toBe('');
+    expect(unsettledManager({ name: 'n3' })).toBe('');
+  });
+
+  it('a failed promotion with a code of its own ends the wait; Consul trouble and uncoded errors do not', () => {
+    const failure = (code: string) => ({ status: 'no leader', lastFailure: { code, message: 'why', at: '2026-12-02T00:00:00Z' } });
+    expect(lastingFailure(failure('initdb_failed'))).toEqual({ code: 'initdb_failed', message: 'why' });
+    expect(lastingFailure(failure('bad_kv_value'))).toEqual({ code: 'bad_kv_value', message: 'why' });
+    expect(lastingFailure(failure('consul_unavailable'))).toBeUndefined();
+    expect(lastingFailure(failure('internal_error'))).toBeUndefined();
+    expect(lastingFailure({ status: 'no leader' })).toBeUndefined();
+    expect(lastingFailure(null)).toBeUndefined();
   });
 });

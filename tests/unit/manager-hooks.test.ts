@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import winston from 'winston';
 import { managerSchema } from '../../sidecar/manager/config.js';
 import { HookRunner } from '../../sidecar/manager/hooks.js';
-import { processAlive } from '../../sidecar/postgres/process.js';
+import { processAlive } from '../../sidecar/shared/process.js';
 import { waitFor } from '../harness/processes.js';
 
 /** Captures what the runner logs, as the structured objects winston gets. */

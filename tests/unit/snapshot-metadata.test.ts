@@ -1,4 +1,5 @@
-import { ARCHIVE_FORMAT, checkRestorable, haSidecarVersion, parseMetadata, type SnapshotMetadata } from '../../sidecar/snapshot/metadata.js';
+import { ARCHIVE_FORMAT, checkRestorable, parseMetadata, type SnapshotMetadata } from '../../sidecar/snapshot/metadata.js';
+import { packageVersion } from '../../sidecar/shared/package.js';
 import { rejection } from '../harness/assertions.js';
 
 const meta = (haSidecarVersion: string): SnapshotMetadata => ({
@@ -30,7 +31,7 @@ describe('checkRestorable: same or older versions restore (the upgrade path), ne
   });
 
   test("this build's version is package.json's", () => {
-    expect(haSidecarVersion()).toMatch(/^\d+\.\d+\.\d+/);
+    expect(packageVersion()).toMatch(/^\d+\.\d+\.\d+/);
   });
 });
 

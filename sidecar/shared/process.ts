@@ -1,11 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, closeSync, existsSync, openSync, readFileSync, readSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { SidecarError } from '../errors.js';
 
 /**
- * How PostgreSQL processes are started: as the OS user PostgreSQL runs as, under a parent-death signal, with
- * a clean environment. The postmaster is a direct child of the sidecar (never daemonised by `pg_ctl`), so
+ * How the sidecar starts the processes that must not outlive it (PostgreSQL and its tools, the write guard,
+ * the manager's hooks): as the OS user they run as, under a parent-death signal, with a clean environment.
+ * Shared by every part (docs/design.md "Parts", the layering in eslint.config.js). The postmaster is a direct child of the sidecar (never daemonised by `pg_ctl`), so
  * that design rule 3 holds: when the sidecar dies, even by `kill -9`, the kernel sends the postmaster
  * SIGQUIT (immediate shutdown: every backend exits at once) and it stops taking writes.
  *
@@ -163,33 +164,6 @@ export function processAlive(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
-  }
-}
-
-/**
- * The pid of a live postmaster serving `dataDir`, from `postmaster.pid`, checked against the process's
- * working directory (PostgreSQL chdirs into its data directory), so a stale file whose pid was reused by some
- * other process is not mistaken for a running server.
- */
-export function livePostmasterPid(dataDir: string): number | null {
-  const info = readPidFile(dataDir);
-  if (!info || !processAlive(info.pid)) return null;
-  try {
-    return readlinkSync(`/proc/${info.pid}/cwd`) === realpathSync(dataDir) ? info.pid : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Lines 1 and 8 of `postmaster.pid`: the pid and the status (`starting`, `stopping`, `ready`, `standby`). */
-export function readPidFile(dataDir: string): { pid: number; status: string } | null {
-  try {
-    const lines = readFileSync(`${dataDir}/postmaster.pid`, 'utf8').split('\n');
-    const pid = Number(lines[0]);
-    if (!Number.isInteger(pid) || pid <= 0) return null;
-    return { pid, status: (lines[7] ?? '').trim() };
-  } catch {
-    return null;
   }
 }
 

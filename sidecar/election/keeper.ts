@@ -1,0 +1,33 @@
+import { errorMessage } from '../errors.js';
+import { confirmLock } from './observe.js';
+import { dropSession, statusLine, type LoopState } from './state.js';
+
+/**
+ * The keeper: passes the alive check, renews the session and keeps the lease fresh while a long action holds
+ * the loop. The three go out together, each on its own: on a slow network (400 ms round trips, lost packets)
+ * a renewal that has to be retransmitted must not hold back the confirmation. A confirmation may take up to
+ * a whole lease, since it counts from when it was sent, so one goes out every turn while the last confirmed
+ * one is older than a turn, and several may be in flight: the first answer that shows our session renews
+ * the lease (lease.ts ignores older and pre-step-down ones). The lease then holds while answers take less
+ * than lease − 2 × loopWait (design.md "Timing model").
+ */
+export async function keep(s: LoopState): Promise<void> {
+  const session = s.session;
+  const age = s.lease.age();
+  const holding = s.role === 'leader' || s.role === 'candidate' || s.plannedStop;
+  const calls = [
+    s.deps.store.passAliveCheck(statusLine(s).slice(0, 200)),
+    session
+      ? s.deps.store.renewSession(session).then((renewed) => {
+          if (!renewed && s.session === session) {
+            s.log.warn('Consul session expired; a new one is created next turn', { session });
+            dropSession(s);
+          }
+        })
+      : undefined,
+    holding && (age === null || age > s.loopWaitMs) ? confirmLock(s, s.deps.config.timings.lease * 1000) : undefined,
+  ];
+  for (const outcome of await Promise.allSettled(calls)) {
+    if (outcome.status === 'rejected') s.log.debug('keeper: Consul call failed', { error: errorMessage(outcome.reason) });
+  }
+}
