@@ -25,7 +25,8 @@ const SURFACE = {
   // The guard fences Postgres: it reads the postmaster's pid file.
   guard: ['postgres/pid-file'],
   manager: ['election/decide', 'election/participant'],
-  mirror: ['election/decide', 'election/participant'],
+  // Synchronous files: the leader's synchronous list names standbys as Postgres does (pgName).
+  mirror: ['election/decide', 'election/participant', 'postgres/quoting'],
   postgres: ['consul/records', 'consul/store', 'election/decide', 'election/eligibility', 'election/participant'],
   // A snapshot holds the Postgres database and the mirrored files: it dumps through Postgres's settings and
   // skips the mirror's temporary files; it reads the node's view through the loop.

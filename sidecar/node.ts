@@ -17,6 +17,7 @@ import type { Participant } from './election/participant.js';
 import { createWriteGuard, type WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { FilesParticipant } from './mirror/participant.js';
 import { deriveSecret } from './shared/secrets.js';
 import { pgName } from './postgres/quoting.js';
 import { SnapshotService } from './snapshot/service.js';
@@ -349,6 +350,12 @@ export class SidecarNode implements ApiBackend {
 
   postgresOperation() {
     return Promise.resolve(this.recovery.operationView());
+  }
+
+  async filesSync(paths: string[]) {
+    const files = this.participants.find((p): p is FilesParticipant => p instanceof FilesParticipant);
+    if (!files) throw new SidecarError('files_not_serving', 'this node runs without the file mirror', 409);
+    return files.syncFiles(paths);
   }
 
   async patchConfig(patch: Record<string, unknown>) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pg from 'pg';
@@ -102,14 +102,42 @@ app.get('/records/:id', async (req, res) => {
   res.json({ ...rows[0], id: Number(rows[0].id), servedBy: config.node });
 });
 
-app.put('/files/:name', express.raw({ type: () => true, limit: '20mb' }), (req, res) => {
-  const name = String(req.params.name);
-  if (!FILE_NAME.test(name)) return res.status(400).json({ error: 'bad_name', message: 'file names are letters, digits, . _ - (not starting with .)' });
+/** Writes `data` under `name` durably: a temporary name, fsync, rename, fsync of the directory. */
+function writeDurably(name: string, data: Buffer): void {
   // A temporary name in the same directory, then rename: the mirror (and readers) never see half a file.
   const tmp = join(config.filesDir, `.upload-${randomBytes(6).toString('hex')}`);
-  writeFileSync(tmp, Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, join(config.filesDir, name));
-  res.status(201).json({ name, bytes: Buffer.isBuffer(req.body) ? req.body.length : 0, node: config.node });
+  const dir = openSync(config.filesDir, 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+app.put('/files/:name', express.raw({ type: () => true, limit: '20mb' }), async (req, res) => {
+  const name = String(req.params.name);
+  if (!FILE_NAME.test(name)) return res.status(400).json({ error: 'bad_name', message: 'file names are letters, digits, . _ - (not starting with .)' });
+  const data = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  writeDurably(name, data);
+  // The sidecar answers once a synchronous standby has installed the file (synchronous mode; at once
+  // otherwise): only then is the upload acknowledged, so it survives the loss of this node like a commit.
+  const sync = await fetch(`${config.sidecarApiUrl}/files/sync`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ paths: [name] }),
+    signal: AbortSignal.timeout(15_000),
+  });
+  const answer = (await sync.json()) as { error?: string; message?: string; sequence?: number; synchronous?: boolean; standby?: string };
+  if (!sync.ok) return res.status(503).json({ error: answer.error ?? 'files_not_synced', message: `the upload is written here but not acknowledged: ${answer.message ?? sync.status}` });
+  res.status(201).json({ name, bytes: data.length, node: config.node, sequence: answer.sequence, synchronous: answer.synchronous, standby: answer.standby });
 });
 
 app.get('/files/:name', (req, res) => {

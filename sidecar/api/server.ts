@@ -36,6 +36,8 @@ export interface ApiBackend {
   /** Reload, restart or reinit this node's Postgres; restart and reinit run on (postgresOperation). */
   postgresAction(action: 'reload' | 'restart' | 'reinit'): Promise<unknown>;
   postgresOperation(): Promise<unknown>;
+  /** Waits until `paths` are installed on a synchronous standby (synchronous mode; see FilesParticipant.syncFiles). */
+  filesSync(paths: string[]): Promise<unknown>;
 }
 
 
@@ -53,6 +55,7 @@ function lagParam(value: unknown): number | undefined {
 const startBody = z.object({ nodeName: z.string().min(1) }).strict();
 const joinBody = z.object({ nodeName: z.string().min(1), force: z.boolean().default(false), leaderUrl: z.string().optional() }).strict();
 const switchoverBody = z.object({ to: z.string().min(1).optional() }).strict();
+const filesSyncBody = z.object({ paths: z.array(z.string().min(1)).min(1).max(1000) }).strict();
 const failoverBody = z.object({ to: z.string().min(1), force: z.boolean().default(false) }).strict();
 /**
  * The PATCH /config body. Not `dynamicConfig.partial()`: zod fills in the defaults of keys not given, so a
@@ -143,6 +146,9 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
   app.post('/postgres/restart', auth, async (_req, res) => res.status(202).json(await backend.postgresAction('restart')));
   app.post('/postgres/reinit', auth, async (_req, res) => res.status(202).json(await backend.postgresAction('reinit')));
   app.get('/postgres/operation', async (_req, res) => res.json(await backend.postgresOperation()));
+  // No token: it changes nothing (the leader reads the named paths again, as a watch event would) and tells
+  // only a sequence; the manager calls it before acknowledging an upload.
+  app.post('/files/sync', leaderOnly, async (req, res) => res.json(await backend.filesSync(parse(filesSyncBody, req.body).paths)));
 
   app.use((req: Request) => {
     throw new SidecarError('not_found', `no such endpoint: ${req.method} ${req.path}`, 404);

@@ -11,7 +11,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { Applier } from './applier.js';
-import { planChanges, unsafeEntryReason, type Entry, type FileEntry, type Manifest } from './manifest.js';
+import { manifestDigest, planChanges, unsafeEntryReason, type Entry, type FileEntry, type Manifest } from './manifest.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, encodeMessage, parseMessage, serverMessage, type Frame, type ServerMessage } from './protocol.js';
 import { Scanner, checkRoot } from './scanner.js';
 import type { MirrorState } from './state.js';
@@ -20,6 +20,8 @@ import { clientTlsOptions } from './tls.js';
 /** Without a frame (heartbeats come every second) for this long, the leader is taken for gone. */
 const SILENCE_MS = 5000;
 const RETRY_MIN_MS = 200;
+/** Received files fsynced and renamed at once: enough to overlap the flushes, few enough to bound open temporaries. */
+const MAX_PENDING_INSTALLS = 16;
 const RETRY_MAX_MS = 2000;
 
 export type FollowerState = 'connecting' | 'syncing' | 'in sync' | 'behind' | 'refused' | 'error';
@@ -71,6 +73,13 @@ export class MirrorClient {
   private appliedSeq = 0;
   private leaderSeq = 0;
   private serverTerm = 0;
+  private serverEpoch = '';
+  /** An incremental catch-up: the leader's manifest digest at `seq`, checked once the changes up to it are in. */
+  private catchUp: { seq: number; digest: string } | null = null;
+  /** The last rebuild did not match the leader's manifest: the next hello asks for the whole manifest. */
+  private wantManifest = false;
+  /** Installs of received files under way, by path (startInstall). */
+  private readonly installs = new Map<string, Promise<void>>();
   /** Files asked for and not yet answered: the newest entry asked, and how many answers are still due. */
   private requested = new Map<string, { entry: FileEntry; due: number }>();
   private incoming: Incoming | null = null;
@@ -141,6 +150,7 @@ export class MirrorClient {
       return this.retry();
     }
     this.snapshotDone = false;
+    this.catchUp = null;
     this.target = new Map();
     this.requested.clear();
     this.queue = [];
@@ -151,7 +161,9 @@ export class MirrorClient {
     this.socket = socket;
     socket.once('secureConnect', () => {
       this.retryMs = RETRY_MIN_MS;
-      socket.write(encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, node: this.opts.node, term: state.highestTerm, lastSeq: state.lastSeq, epoch: state.epoch }));
+      // Its position lets the leader send only the changes since; an empty epoch asks for the manifest.
+      const epoch = this.wantManifest ? '' : state.epoch;
+      socket.write(encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, node: this.opts.node, term: state.highestTerm, lastSeq: state.lastSeq, epoch }));
     });
     socket.on('data', (chunk: Buffer) => {
       this.heard();
@@ -243,9 +255,10 @@ export class MirrorClient {
         for (const e of m.entries) this.acceptEntry(e);
         this.targetSeq = this.leaderSeq = m.seq;
         if (m.last) {
+          this.wantManifest = false;
           this.snapshotDone = true;
           this.fullPlan = true;
-          this.local = await this.scanner.scan();
+          this.local = await this.scanLocalCopy();
           const plan = planChanges(this.target, this.local);
           this.opts.log.info('files: catching up with the leader', { leader: this.opts.leader, seq: m.seq, fetch: plan.fetch.length, remove: plan.remove.length });
           this.setState('syncing');
@@ -262,6 +275,7 @@ export class MirrorClient {
           this.touched.add(p);
         }
         this.targetSeq = this.leaderSeq = m.seq;
+        if (this.catchUp && m.seq >= this.catchUp.seq) this.checkCatchUp();
         if (this.snapshotDone) this.scheduleReconcile();
         return;
       case 'heartbeat':
@@ -280,15 +294,56 @@ export class MirrorClient {
     }
   }
 
-  private welcome(m: Extract<ServerMessage, { t: 'welcome' }>): void {
+  private async welcome(m: Extract<ServerMessage, { t: 'welcome' }>): Promise<void> {
     const { state } = this.opts;
     // Design rule 6: data from a leader older than the newest term seen could be a deposed leader's.
     if (m.term < state.highestTerm) return this.refuse('stale_term', `${m.node} leads term ${m.term}, but term ${state.highestTerm} has been seen`);
     if (state.epoch !== m.epoch) this.appliedSeq = 0; // sequences count within one leader's epoch
-    state.update({ highestTerm: m.term, epoch: m.epoch });
+    // The epoch is recorded with the first sequence reached in it (reachedSeq), never before: a position
+    // names what is installed, and nothing of this epoch is yet.
+    state.update({ highestTerm: m.term });
     this.serverTerm = m.term;
+    this.serverEpoch = m.epoch;
     this.leaderSeq = m.seq;
-    this.opts.log.info('files: following the leader', { leader: m.node, term: m.term, seq: m.seq });
+    this.opts.log.info('files: following the leader', { leader: m.node, term: m.term, seq: m.seq, ...(m.since === undefined ? {} : { since: m.since }) });
+    if (m.since === undefined) return;
+    if (m.epoch !== state.epoch || m.since !== state.lastSeq || m.digest === undefined) throw new FrameError('frame_bad_message', `changes since ${m.since} of ${m.epoch}, but this copy is at ${state.lastSeq} of ${state.epoch}`);
+    // The copy on disk is the leader's directory at `since` (the position is recorded only after it is
+    // installed): it is the target the changes that follow apply to. The digest check below catches a copy
+    // edited while this sidecar was down.
+    this.local = await this.scanLocalCopy();
+    this.target = new Map(this.local);
+    this.targetSeq = this.appliedSeq = m.since;
+    this.catchUp = { seq: m.seq, digest: m.digest };
+    this.snapshotDone = true;
+    this.fullPlan = false;
+    this.setState('syncing');
+    if (m.seq === m.since) this.checkCatchUp();
+    this.scheduleReconcile();
+  }
+
+  /** The rebuilt target must be the leader's manifest; if not, the connection starts over with the whole manifest. */
+  private checkCatchUp(): void {
+    const expected = this.catchUp?.digest;
+    this.catchUp = null;
+    if (manifestDigest(this.target) === expected) return;
+    this.wantManifest = true;
+    this.snapshotDone = false;
+    this.fail('files_catch_up_mismatch', 'the copy rebuilt from the changes since its position differs from the leader\'s manifest (edited while the sidecar was down?); asking for the whole manifest');
+  }
+
+  /**
+   * Scans this copy while the socket is paused (the frames behind wait for the result). Nothing is read
+   * meanwhile, heartbeats included, so the silence timer waits too: a scan of 100,000 files takes longer
+   * than SILENCE_MS, and would otherwise end the connection, and the next one, in a loop.
+   */
+  private async scanLocalCopy(): Promise<Manifest> {
+    if (this.silence) clearTimeout(this.silence);
+    try {
+      return await this.scanner.scan();
+    } finally {
+      if (this.socket) this.heard();
+    }
   }
 
   private acceptEntry(e: Entry): void {
@@ -322,11 +377,7 @@ export class MirrorClient {
     // Only bytes whose hash is the one the leader's manifest names now are installed; otherwise the file
     // changed meanwhile, and the leader's next change names the content to fetch.
     if (!changed && wanted?.type === 'file' && wanted.sha256 === sha256 && wanted.size === size) {
-      await this.applier.install(incoming.temp, wanted);
-      this.local.set(path, wanted);
-      const st = await lstat(join(this.opts.root, path)).catch(() => null);
-      if (st) this.scanner.remember(path, st, sha256);
-      this.opts.metrics.filesTransferred.inc({ direction: 'received' });
+      await this.startInstall(incoming.temp, wanted);
     } else {
       if (!changed && wanted?.type === 'file' && wanted.size === size && wanted.sha256 !== sha256) {
         this.opts.metrics.filesErrors.inc({ reason: 'hash_mismatch' });
@@ -337,6 +388,37 @@ export class MirrorClient {
     }
     // Re-planning after every file would cost the whole manifest each time; the last answer finishes the pass.
     if (this.requested.size === 0) this.scheduleReconcile();
+  }
+
+  /**
+   * Installs a received file in the background (fsync, then rename): the fsyncs of several files overlap,
+   * which the file system commits together, instead of one disk flush per file in a row. At most
+   * MAX_PENDING_INSTALLS run at once; one path's installs run in order (a newer content is renamed last);
+   * every reconcile pass waits for all of them, so nothing is planned, recorded or reported before its rename.
+   */
+  private async startInstall(temp: string, entry: FileEntry): Promise<void> {
+    const before = this.installs.get(entry.path);
+    const job = (async () => {
+      await before;
+      try {
+        await this.applier.install(temp, entry);
+        this.local.set(entry.path, entry);
+        const st = await lstat(join(this.opts.root, entry.path)).catch(() => null);
+        if (st) this.scanner.remember(entry.path, st, entry.sha256);
+        this.opts.metrics.filesTransferred.inc({ direction: 'received' });
+      } catch (e) {
+        this.opts.metrics.filesErrors.inc({ reason: 'apply_failed' });
+        this.opts.log.error('files: installing a received file failed', { path: entry.path, error: errorMessage(e) });
+        await this.applier.discard(temp);
+        this.touched.add(entry.path);
+        this.fullPlan = true;
+      }
+    })();
+    this.installs.set(entry.path, job);
+    void job.finally(() => {
+      if (this.installs.get(entry.path) === job) this.installs.delete(entry.path);
+    });
+    while (this.installs.size >= MAX_PENDING_INSTALLS) await Promise.race(this.installs.values());
   }
 
   private answered(path: string): void {
@@ -358,6 +440,7 @@ export class MirrorClient {
     try {
       do {
         this.reconcileAgain = false;
+        while (this.installs.size > 0) await Promise.all(this.installs.values());
         if (!this.snapshotDone || !this.socket) return;
         const seq = this.targetSeq;
         const full = this.fullPlan;
@@ -380,7 +463,12 @@ export class MirrorClient {
           }
           if (full) this.fullPlan = false;
           for (const p of paths) this.touched.delete(p);
-          if (!this.reconcileAgain && this.targetSeq === seq) this.reachedSeq(seq);
+          if (!this.reconcileAgain && this.targetSeq === seq) {
+            // Nothing is fetched while no request is out, so the directory is the target at `seq` once the
+            // renames and removals are fsynced.
+            await this.applier.syncDirectories();
+            this.reachedSeq(seq);
+          }
         } else {
           this.setState(this.state === 'syncing' ? 'syncing' : 'behind');
         }
@@ -399,16 +487,22 @@ export class MirrorClient {
     this.local.set(entry.path, entry);
   }
 
+  /**
+   * Every file up to `seq` is installed and fsynced (files before their rename, directories since): only now
+   * is the position recorded (fsynced too) and reported to the leader, whose synchronous wait counts it. A
+   * position this node reports, before or after a crash, is therefore on its disk.
+   */
   private reachedSeq(seq: number): void {
     this.appliedSeq = seq;
     this.opts.metrics.filesSequence.set(seq);
     this.setState(this.leaderSeq > seq ? 'behind' : 'in sync');
-    this.opts.state.update({ lastSeq: seq });
+    this.opts.state.update({ lastSeq: seq, epoch: this.serverEpoch, epochTerm: this.serverTerm });
+    this.socket?.write(encodeMessage({ t: 'installed', seq }));
   }
 
   /** Finds local edits (events on a standby are not watched) and puts the leader's state back. */
   private async rescanLocal(): Promise<void> {
-    if (!this.snapshotDone || this.reconciling || this.requested.size > 0 || this.incoming) return;
+    if (!this.snapshotDone || this.reconciling || this.requested.size > 0 || this.incoming || this.installs.size > 0) return;
     const before = this.local;
     const now = await this.scanner.scan().catch(() => null);
     if (!now || this.reconciling || this.requested.size > 0) return;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { unsafeLinkReason, unsafePathReason } from './paths.js';
 
@@ -73,4 +74,18 @@ export function manifestDelta(before: Manifest, after: Manifest): { upserts: Ent
   const upserts = [...after.values()].filter((e) => !sameEntry(e, before.get(e.path)));
   const removed = [...before.keys()].filter((p) => !after.has(p)).sort().reverse();
   return { upserts, removed };
+}
+
+/**
+ * One hash of a whole manifest, independent of insertion order: a follower that rebuilt the leader's manifest
+ * from its own copy and the changes since its position compares it with the leader's before relying on it.
+ */
+export function manifestDigest(manifest: Manifest): string {
+  const hash = createHash('sha256');
+  for (const path of [...manifest.keys()].sort()) {
+    const e = manifest.get(path) as Entry;
+    const fields = e.type === 'file' ? [e.size, e.mode, e.mtimeMs, e.sha256] : e.type === 'dir' ? [e.mode] : [e.target];
+    hash.update(`${e.type}\0${e.path}\0${fields.join('\0')}\n`);
+  }
+  return hash.digest('hex');
 }

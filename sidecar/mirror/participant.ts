@@ -1,15 +1,22 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import type { SidecarConfig } from '../config.js';
-import type { Role } from '../election/decide.js';
+import type { Fitness, Role } from '../election/decide.js';
 import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { MirrorClient } from './client.js';
+import { acknowledgers, filesPeers, positionAfter } from './fitness.js';
 import { checkRoot } from './scanner.js';
 import { MirrorServer } from './server.js';
-import { MirrorState } from './state.js';
+import { MirrorState, type MirrorPosition } from './state.js';
+
+/** How long POST /files/sync waits for a synchronous standby before it answers `files_sync_timeout`. */
+const SYNC_WAIT_MS = 10_000;
+/** A peer's position is read from its /health; one that does not answer in time counts as unreadable. */
+const PEER_POSITION_TIMEOUT_MS = 1_000;
 
 export type FilesConfig = NonNullable<SidecarConfig['files']>;
 
@@ -24,6 +31,16 @@ export interface FilesMemberField {
   entries?: number;
   followers?: number;
   detail?: string;
+  /** Follower: what it has installed and fsynced (the state file's position), compared by candidates. */
+  position?: MirrorPosition;
+}
+
+/** What POST /files/sync answers. */
+export interface FilesSyncResult {
+  sequence: number;
+  /** Whether the answer waited for a standby (synchronous mode) and which standby installed it. */
+  synchronous: boolean;
+  standby?: string;
 }
 
 /**
@@ -40,6 +57,13 @@ export class FilesParticipant implements Participant {
   private serverTerm = 0;
   private error: string | null = null;
   private readonly state: MirrorState;
+  /**
+   * Who may acknowledge an upload (null: nobody is waited for), as the last leader turn saw the dynamic config
+   * and the synchronous list; undefined until this leadership's first turn, so a new leader never answers
+   * "asynchronous" from a list it has not read yet.
+   */
+  private uploadAckers: ((node: string) => boolean) | null | undefined = undefined;
+  private strict = false;
 
   constructor(
     private readonly config: SidecarConfig,
@@ -63,6 +87,7 @@ export class FilesParticipant implements Participant {
 
   async promote(ctx: TurnContext): Promise<void> {
     this.stopClient();
+    this.uploadAckers = undefined;
     this.state.update({ highestTerm: ctx.term });
     this.serving = true;
     this.serverTerm = ctx.term;
@@ -102,6 +127,7 @@ export class FilesParticipant implements Participant {
   /** Stops serving before the first await: no follower gets a frame from a node that no longer leads. */
   async demote(reason: DemoteReason, log: Logger): Promise<void> {
     this.serving = false;
+    this.uploadAckers = undefined;
     const server = this.server;
     this.server = null;
     if (server) {
@@ -113,10 +139,14 @@ export class FilesParticipant implements Participant {
   async leaderTurn(ctx: TurnContext): Promise<void> {
     if (!this.serving) {
       // Leading without a promote of ours (the loop resumed a lease): serve under the current term.
+      this.uploadAckers = undefined;
       this.serving = true;
       this.serverTerm = ctx.term;
     }
     if (!this.server) await this.startServer();
+    const own = ctx.members.find((m) => m.record.name === this.config.nodeName)?.record;
+    this.uploadAckers = acknowledgers(ctx.synchronousMode, this.config.postgres.enabled, own?.syncStandbys);
+    this.strict = ctx.synchronousModeStrict;
     const s = this.server;
     if (this.error || !s) await ctx.reportCheck('files', 'files', 'critical', `leader cannot serve its files: ${this.error ?? 'starting'}`);
     else await ctx.reportCheck('files', 'files', 'passing', `serving ${s.entries} entries at sequence ${s.sequence} to ${s.followers} followers`);
@@ -167,6 +197,47 @@ export class FilesParticipant implements Participant {
     this.client = null;
   }
 
+  /**
+   * POST /files/sync on the leader: answers once `paths` as they are now are installed and fsynced on a
+   * standby that may acknowledge (see `acknowledgers`), so an upload the manager then acknowledges survives
+   * the leader's loss (design.md "Synchronous files"). In asynchronous mode it answers at once. Without Postgres
+   * and outside strict mode, with no follower connected it answers at once too, as Postgres falls back then.
+   */
+  async syncFiles(paths: string[]): Promise<FilesSyncResult> {
+    const server = this.server;
+    const accepts = this.uploadAckers;
+    if (!server || !this.serving || accepts === undefined) throw new SidecarError('files_not_serving', `${this.config.nodeName} does not serve its files (yet)`, 503);
+    const deadline = Date.now() + SYNC_WAIT_MS;
+    const sequence = await server.syncPoint(paths, deadline);
+    if (!accepts || (!this.config.postgres.enabled && !this.strict && !server.hasFollower(accepts))) return { sequence, synchronous: false };
+    const standby = await server.waitInstalled(sequence, accepts, deadline);
+    return { sequence, synchronous: true, standby };
+  }
+
+  /**
+   * Synchronous mode (design rule 5, design.md "Synchronous files"): a standby whose copy is behind a peer's
+   * that may have acknowledged an upload is not fit, nor one that cannot read such a peer's position. An
+   * upload is acknowledged only once one acknowledging standby installed it, and every such standby is a peer
+   * compared here, so the one that takes over has every acknowledged upload. Asynchronous mode: always fit.
+   */
+  async fitness(ctx: TurnContext): Promise<Fitness> {
+    const lastLeader = ctx.leader?.name;
+    if (!ctx.synchronousMode || lastLeader === undefined || lastLeader === this.config.nodeName) return { fit: true, reason: 'files' };
+    // The operator's target (switchover: the old leader handed over; failover --to) is not outranked, as in Postgres.
+    if (ctx.switchoverTarget) return { fit: true, reason: 'files: switchover target' };
+    const leaderSync = ctx.members.find((m) => m.record.name === lastLeader)?.record.syncStandbys;
+    const mine = this.state.position;
+    for (const peer of filesPeers(ctx.members, this.config.nodeName, lastLeader, this.config.postgres.enabled ? leaderSync : null)) {
+      const theirs = await peerPosition(peer.apiUrl);
+      if (!theirs) {
+        if (peer.mustRead) return { fit: false, reason: `synchronous mode: cannot read ${peer.name}'s files position, and it may hold newer uploads` };
+        continue;
+      }
+      if (positionAfter(theirs, mine)) return { fit: false, reason: `files: ${peer.name} has mirrored further (term ${theirs.term} sequence ${theirs.seq} vs term ${mine.term} sequence ${mine.seq})` };
+    }
+    return { fit: true, reason: `files: term ${mine.term} sequence ${mine.seq}` };
+  }
+
   ready(_role: Role): boolean {
     return true; // the mirror never holds up writes or the load balancer; its state is the `files` check
   }
@@ -177,9 +248,9 @@ export class FilesParticipant implements Participant {
     }
     if (this.client) {
       const st = this.client.status();
-      return { files: { state: st.state, generation: st.appliedSeq, behind: Math.max(0, st.leaderSeq - st.appliedSeq), leader: st.leader, ...(st.detail ? { detail: st.detail } : {}) } };
+      return { files: { state: st.state, generation: st.appliedSeq, behind: Math.max(0, st.leaderSeq - st.appliedSeq), leader: st.leader, position: this.state.position, ...(st.detail ? { detail: st.detail } : {}) } };
     }
-    return { files: { state: this.error ? 'error' : 'idle', generation: 0, ...(this.error ? { detail: this.error } : {}) } };
+    return { files: { state: this.error ? 'error' : 'idle', generation: 0, position: this.state.position, ...(this.error ? { detail: this.error } : {}) } };
   }
 
   /** Design rule 9: joining replaces the directory with the leader's, so a non-empty one needs --force. */
@@ -199,4 +270,18 @@ export class FilesParticipant implements Participant {
 
 export function createFilesParticipant(config: SidecarConfig, log: Logger, metrics: Metrics): FilesParticipant | null {
   return config.files?.enabled ? new FilesParticipant(config, config.files, log, metrics) : null;
+}
+
+const positionSchema = z.object({ term: z.number().int().nonnegative(), epoch: z.string(), seq: z.number().int().nonnegative() });
+
+/** A peer's files position as its sidecar says now (GET /health, any status), or null when it does not answer. */
+async function peerPosition(apiUrl: string): Promise<MirrorPosition | null> {
+  try {
+    const res = await fetch(`${apiUrl}/health`, { signal: AbortSignal.timeout(PEER_POSITION_TIMEOUT_MS) });
+    const body = (await res.json()) as { files?: { position?: unknown } };
+    const parsed = positionSchema.safeParse(body.files?.position);
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
 }

@@ -12,7 +12,8 @@ export const KIND_MESSAGE = 1;
 export const KIND_DATA = 2;
 /** Largest payload accepted: file chunks are 256 KiB, manifest batches stay well below this. */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
-export const PROTOCOL_VERSION = 1;
+/** 2: positions (`installed`), catch-up from the change log (`welcome.since`), TLS 1.3. */
+export const PROTOCOL_VERSION = 2;
 /** Manifest batches (snapshot and changes) stay far below the frame limit. */
 const BATCH_BYTES = 1024 * 1024;
 
@@ -27,10 +28,18 @@ export class FrameError extends Error {
 
 const hello = z.object({ t: z.literal('hello'), v: z.number().int(), node: z.string().max(64), term: z.number().int().nonnegative(), lastSeq: z.number().int().nonnegative(), epoch: z.string().max(100) }).strict();
 const get = z.object({ t: z.literal('get'), path: z.string().max(4096) }).strict();
-export const clientMessage = z.discriminatedUnion('t', [hello, get]);
+/** The follower has installed and fsynced everything up to `seq` of this leader's epoch. */
+const installed = z.object({ t: z.literal('installed'), seq: z.number().int().nonnegative() }).strict();
+export const clientMessage = z.discriminatedUnion('t', [hello, get, installed]);
 export type ClientMessage = z.infer<typeof clientMessage>;
 
-const welcome = z.object({ t: z.literal('welcome'), node: z.string(), term: z.number().int().nonnegative(), epoch: z.string(), seq: z.number().int().nonnegative() }).strict();
+/**
+ * `since`: the leader still has every change after the follower's position, and sends those (not its
+ * manifest) next; `digest` is its manifest's at `seq` (manifestDigest), for the follower to check its rebuild.
+ */
+const welcome = z
+  .object({ t: z.literal('welcome'), node: z.string(), term: z.number().int().nonnegative(), epoch: z.string(), seq: z.number().int().nonnegative(), since: z.number().int().nonnegative().optional(), digest: z.string().max(64).optional() })
+  .strict();
 const refuse = z.object({ t: z.literal('refuse'), code: z.string(), message: z.string() }).strict();
 const snapshot = z.object({ t: z.literal('snapshot'), seq: z.number().int().nonnegative(), entries: z.array(entrySchema), last: z.boolean() }).strict();
 const change = z.object({ t: z.literal('change'), seq: z.number().int().nonnegative(), upserts: z.array(entrySchema), removed: z.array(z.string()) }).strict();

@@ -6,22 +6,31 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { errorMessage } from '../errors.js';
+import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { manifestDelta, type Manifest } from './manifest.js';
+import { manifestDelta, manifestDigest, type Manifest } from './manifest.js';
 import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
 import { CHOKIDAR_MAX_ENTRIES, watchDirectory, type DirectoryWatch } from './watch.js';
 
-/** Followers hear from the leader at least this often, so a dead connection is noticed. */
+/**
+ * Followers hear from the leader at least this often, so a dead connection is noticed (SILENCE_MS, 5 s, on
+ * the follower). Costs one 40-byte frame a second per follower and a timer wake-up on the leader.
+ */
 const HEARTBEAT_MS = 1000;
 /** A connection that has not said hello by then is closed. */
 const HELLO_TIMEOUT_MS = 10_000;
 /** File chunks: large enough for throughput, small enough that memory stays flat. */
 const CHUNK_BYTES = 256 * 1024;
+/**
+ * Entries (upserts and removals) of the newest changes kept for followers that reconnect: one behind by up to
+ * this many gets only the changes since its position, not the manifest. Costs up to about 2.5 MB of heap
+ * (about 250 bytes an entry); a follower further behind gets the manifest, as before.
+ */
+const CHANGE_LOG_ENTRIES = 10_000;
 /** Watch events are gathered this long, so a burst becomes one change. */
 const EVENT_BATCH_MS = 5;
 /**
@@ -29,6 +38,15 @@ const EVENT_BATCH_MS = 5;
  * at once more after that window, so such a change travels now rather than at the next rescan.
  */
 const SETTLE_MS = 60;
+
+/** A synchronous-files wait (`waitInstalled`): settled once an accepted follower has installed `seq`. */
+interface InstallWaiter {
+  seq: number;
+  accepts: (node: string) => boolean;
+  resolve: (node: string) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
 
 export interface MirrorServerOptions {
   root: string;
@@ -67,6 +85,13 @@ export class MirrorServer {
   /** Manifest updates run one at a time, in the order they were read from disk. */
   private work: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Set once the first scan is in the manifest and the port listens: sequences only rise from here on. */
+  private listening = false;
+  private readonly waiters = new Set<InstallWaiter>();
+  /** The newest changes, oldest first, and the sequence from which they are complete (`logFloor`). */
+  private readonly changeLog: Extract<ServerMessage, { t: 'change' }>[] = [];
+  private logEntries = 0;
+  private logFloor = 0;
 
   constructor(private readonly opts: MirrorServerOptions) {
     this.scanner = new Scanner(opts.root, opts.log);
@@ -91,7 +116,7 @@ export class MirrorServer {
   async start(): Promise<void> {
     const { root, log } = this.opts;
     this.manifest = await this.scanner.scan();
-    this.seq = this.manifest.size;
+    this.seq = this.logFloor = this.manifest.size;
     this.watch = await watchDirectory(root, this.manifest.size, (path) => this.markDirty(path), log);
     if (this.stopped) return void (await this.watch.close());
     // What changed between the scan and the watch's start: hashes are cached, so this costs an lstat each.
@@ -109,6 +134,7 @@ export class MirrorServer {
       this.server?.listen(this.opts.port, this.opts.address, () => resolve());
     });
     this.server.on('error', (e) => log.error('files: server error', { error: errorMessage(e) }));
+    this.listening = true;
     this.rescanTimer = setInterval(() => this.enqueue(() => this.rescan()), this.opts.rescanMs);
     this.heartbeat = setInterval(() => this.broadcast({ t: 'heartbeat', seq: this.seq }), HEARTBEAT_MS);
     log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port, watcher: this.watch.kind });
@@ -124,7 +150,65 @@ export class MirrorServer {
     this.sessions.clear();
     this.server?.close();
     for (const timer of [this.flushTimer, this.settleTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
+    for (const w of this.waiters) this.settle(w, new SidecarError('files_not_serving', `${this.opts.node} stopped serving its files before a standby had installed them`, 503));
     await this.watch?.close().catch(() => undefined);
+  }
+
+  /**
+   * The sequence by which `paths` as they are on disk now are in the manifest: each is read again (after
+   * whatever the watcher queued before) until it holds still, so a change made before the call is numbered
+   * at or below the answer. Fails while the server has not yet listened (its first scan would renumber).
+   */
+  async syncPoint(paths: string[], deadline: number): Promise<number> {
+    if (!this.listening || !this.serving()) throw new SidecarError('files_not_serving', `${this.opts.node} does not serve its files (yet)`, 503);
+    for (const p of paths) {
+      const reason = unsafePathReason(p);
+      if (reason) throw new SidecarError('bad_request', `invalid path ${JSON.stringify(p)}: ${reason}`, 400);
+    }
+    let pending = paths;
+    while (pending.length > 0) {
+      if (Date.now() > deadline) throw new SidecarError('files_sync_timeout', `${pending[0]} is still being written`, 504);
+      pending = await this.queued(() => this.update(pending));
+      if (pending.length > 0) await new Promise((r) => setTimeout(r, SETTLE_MS));
+    }
+    return this.seq;
+  }
+
+  /**
+   * Resolves with the name of the first follower `accepts` takes that has installed and fsynced every change
+   * up to `seq` (it says so only after the fsyncs, see MirrorClient.reachedSeq); fails at `deadline`, or when
+   * this node stops serving.
+   */
+  waitInstalled(seq: number, accepts: (node: string) => boolean, deadline: number): Promise<string> {
+    if (!this.serving()) return Promise.reject(new SidecarError('files_not_serving', `${this.opts.node} stopped serving its files`, 503));
+    const done = [...this.sessions].find((s) => s.live && s.installedSeq >= seq && accepts(s.node));
+    if (done) return Promise.resolve(done.node);
+    return new Promise((resolve, reject) => {
+      const waiter: InstallWaiter = {
+        seq,
+        accepts,
+        resolve,
+        reject,
+        timer: setTimeout(() => this.settle(waiter, new SidecarError('files_sync_timeout', `no synchronous standby installed sequence ${seq} within the wait`, 504)), Math.max(0, deadline - Date.now())),
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Whether a follower `accepts` takes is connected (a synchronous wait could be answered). */
+  hasFollower(accepts: (node: string) => boolean): boolean {
+    return [...this.sessions].some((s) => s.live && accepts(s.node));
+  }
+
+  installed(session: Session): void {
+    for (const w of this.waiters) if (session.installedSeq >= w.seq && w.accepts(session.node)) this.settle(w, session.node);
+  }
+
+  private settle(w: InstallWaiter, outcome: string | Error): void {
+    if (!this.waiters.delete(w)) return;
+    clearTimeout(w.timer);
+    if (typeof outcome === 'string') w.resolve(outcome);
+    else w.reject(outcome);
   }
 
   private serving(): boolean {
@@ -140,11 +224,21 @@ export class MirrorServer {
     }, EVENT_BATCH_MS);
   }
 
-  private enqueue(step: () => Promise<void>): void {
-    this.work = this.work.then(step).catch((e) => {
-      this.opts.metrics.filesErrors.inc({ reason: 'scan' });
-      this.opts.log.error('files: manifest update failed', { code: (e as { code?: string }).code, error: errorMessage(e) });
-    });
+  private enqueue(step: () => Promise<unknown>): void {
+    void this.queued(step).catch(() => undefined);
+  }
+
+  /** Runs `step` after every manifest update queued before it; its failure is logged (and returned). */
+  private queued<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.work.then(step);
+    this.work = run.then(
+      () => undefined,
+      (e) => {
+        this.opts.metrics.filesErrors.inc({ reason: 'scan' });
+        this.opts.log.error('files: manifest update failed', { code: (e as { code?: string }).code, error: errorMessage(e) });
+      },
+    );
+    return run;
   }
 
   private async flush(): Promise<void> {
@@ -160,15 +254,17 @@ export class MirrorServer {
     }, SETTLE_MS);
   }
 
-  /** Reads `paths` again and applies what changed (a directory brings its whole subtree). */
-  private async update(paths: string[]): Promise<void> {
-    if (this.stopped) return;
+  /** Reads `paths` again and applies what changed (a directory brings its whole subtree); returns those still being written. */
+  private async update(paths: string[]): Promise<string[]> {
+    if (this.stopped) return [];
     const before: Manifest = new Map();
     const after: Manifest = new Map();
+    const unstable: string[] = [];
     for (const path of paths) {
       const entry = await this.scanner.entry(path, true);
       if (entry === 'unstable') {
         this.markDirty(path); // still being written: announced once it holds still for one hash
+        unstable.push(path);
         continue;
       }
       const old = this.manifest.get(path);
@@ -184,6 +280,7 @@ export class MirrorServer {
       }
     }
     this.apply(before, after);
+    return unstable;
   }
 
   /** The tree outgrew chokidar: watch it with @parcel/watcher from now on, and rescan for the gap. */
@@ -216,15 +313,27 @@ export class MirrorServer {
     // Large changes (a tree moved in) go out in batches under the frame limit, each with its own sequence.
     for (const batch of batches(delta.upserts, (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160)) {
       this.seq += batch.length;
-      this.broadcast({ t: 'change', seq: this.seq, upserts: batch, removed: [] });
+      this.record({ t: 'change', seq: this.seq, upserts: batch, removed: [] });
     }
     for (const batch of batches(delta.removed, (p) => p.length + 8)) {
       this.seq += batch.length;
-      this.broadcast({ t: 'change', seq: this.seq, upserts: [], removed: batch });
+      this.record({ t: 'change', seq: this.seq, upserts: [], removed: batch });
     }
     this.publishGauges();
     if (this.watch?.kind === 'chokidar' && this.manifest.size > CHOKIDAR_MAX_ENTRIES) this.enqueue(() => this.rewatch());
     return { upserts: delta.upserts.length, removed: delta.removed.length };
+  }
+
+  /** Streams a change to every follower and keeps it in the bounded log for those that reconnect. */
+  private record(change: Extract<ServerMessage, { t: 'change' }>): void {
+    this.broadcast(change);
+    this.changeLog.push(change);
+    this.logEntries += change.upserts.length + change.removed.length;
+    while (this.logEntries > CHANGE_LOG_ENTRIES) {
+      const dropped = this.changeLog.shift() as Extract<ServerMessage, { t: 'change' }>;
+      this.logEntries -= dropped.upserts.length + dropped.removed.length;
+      this.logFloor = dropped.seq;
+    }
   }
 
   private publishGauges(): void {
@@ -254,13 +363,31 @@ export class MirrorServer {
     return null;
   }
 
-  /** The welcome and the whole manifest, written in one synchronous step so no change slips between. */
-  greet(session: Session): void {
-    const w = (m: ServerMessage) => session.socket.write(encodeMessage(m));
-    w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
-    const all = batches([...this.manifest.values()], (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
-    all.forEach((entries, i) => w({ t: 'snapshot', seq: this.seq, entries, last: i === all.length - 1 }));
-    if (all.length === 0) w({ t: 'snapshot', seq: this.seq, entries: [], last: true });
+  /**
+   * The welcome, then the changes since the follower's position when the log still has them all (same
+   * epoch, position at or after the log's floor), else the whole manifest; written in one synchronous step so
+   * no change slips between.
+   */
+  greet(session: Session, position: { epoch: string; lastSeq: number }): void {
+    let bytes = 0;
+    const w = (m: ServerMessage) => {
+      const frame = encodeMessage(m);
+      bytes += frame.length;
+      session.socket.write(frame);
+    };
+    const incremental = position.epoch === this.epoch && position.lastSeq >= this.logFloor && position.lastSeq <= this.seq;
+    if (incremental) {
+      w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq, since: position.lastSeq, digest: manifestDigest(this.manifest) });
+      const changes = this.changeLog.filter((c) => c.seq > position.lastSeq);
+      for (const c of changes) w(c);
+      this.opts.log.info('files: sent a follower the changes since its position', { peer: session.peer, since: position.lastSeq, seq: this.seq, changes: changes.length, bytes });
+    } else {
+      w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
+      const all = batches([...this.manifest.values()], (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
+      all.forEach((entries, i) => w({ t: 'snapshot', seq: this.seq, entries, last: i === all.length - 1 }));
+      if (all.length === 0) w({ t: 'snapshot', seq: this.seq, entries: [], last: true });
+      this.opts.log.info('files: sent a follower the manifest', { peer: session.peer, entries: this.manifest.size, seq: this.seq, bytes });
+    }
     session.live = true;
   }
 
@@ -327,11 +454,14 @@ export class MirrorServer {
 /** One follower's connection: hello, then the manifest and changes, and the files it asks for, in order. */
 class Session {
   live = false;
+  /** The follower's node name (from its hello) and the highest sequence it says it has installed and fsynced. */
+  node = '';
+  installedSeq = 0;
   private readonly decoder = new FrameDecoder();
   private readonly gets: string[] = [];
   private sending = false;
   private readonly helloTimer: NodeJS.Timeout;
-  private peer: string;
+  peer: string;
 
   constructor(
     readonly socket: tls.TLSSocket,
@@ -371,6 +501,7 @@ class Session {
           if (this.live) throw new FrameError('frame_bad_message', 'second hello');
           clearTimeout(this.helloTimer);
           this.peer = `${message.node}@${this.peer}`;
+          this.node = message.node;
           const refusal = this.server.refusal(message.term, message.v);
           if (refusal) {
             this.server.metrics.filesErrors.inc({ reason: refusal.code });
@@ -379,9 +510,14 @@ class Session {
             return;
           }
           this.server.log.info('files: follower connected', { peer: this.peer, term: message.term, lastSeq: message.lastSeq, epoch: message.epoch });
-          this.server.greet(this);
+          this.server.greet(this, message);
+        } else if (!this.live) {
+          throw new FrameError('frame_bad_message', 'request before hello');
+        } else if (message.t === 'installed') {
+          if (message.seq > this.server.sequence) throw new FrameError('frame_bad_message', `installed ${message.seq}, beyond sequence ${this.server.sequence}`);
+          this.installedSeq = Math.max(this.installedSeq, message.seq);
+          this.server.installed(this);
         } else {
-          if (!this.live) throw new FrameError('frame_bad_message', 'request before hello');
           this.gets.push(message.path);
           void this.pump();
         }

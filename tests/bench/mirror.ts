@@ -14,9 +14,10 @@ export interface MirrorBench {
   latency?: { changes: number; p50Ms: number; p99Ms: number; maxMs: number };
   firstMirror?: { files: number; smallBytes: number; bigBytes: number; mirrorMs: number; rsyncMs: number; ratio: number };
   rss?: { files: number; leaderRssMb: number; followerRssMb: number; readyMs: number }[];
+  catchUp?: { files: number; changes: number; changesBytes: number; manifestBytes: number };
 }
 
-export type MirrorPart = 'latency' | 'first' | 'rss';
+export type MirrorPart = 'latency' | 'first' | 'rss' | 'catchup';
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
@@ -124,6 +125,38 @@ async function rss(cluster: TestCluster, count: number, already: number): Promis
   return { files: count, leaderRssMb: rssMb(pid(0)), followerRssMb: Math.max(rssMb(pid(1)), rssMb(pid(2))), readyMs };
 }
 
+/** The bytes the leader logged for its greeting of n3 after `start` (`files: sent a follower ...`). */
+function greetingBytes(cluster: TestCluster, logStart: number, kind: 'the changes since its position' | 'the manifest'): number | undefined {
+  const lines = readFileSync(join(cluster.baseDir, 'n1', 'sidecar.log'), 'utf8').slice(logStart).split('\n');
+  const line = lines.find((l) => l.includes('"peer":"n3@') && l.includes(`files: sent a follower ${kind}`));
+  return line ? (JSON.parse(line) as { bytes: number }).bytes : undefined;
+}
+
+/**
+ * n3 down for `changes` changes of the tree the RSS part left, then back: the bytes of the leader's greeting
+ * (the changes since its position), and for comparison the whole manifest it gets without a position.
+ */
+async function catchUp(cluster: TestCluster, changes: number): Promise<NonNullable<MirrorBench['catchUp']>> {
+  const root = join(cluster.filesDir(0), 'many');
+  const leaderLog = join(cluster.baseDir, 'n1', 'sidecar.log');
+  await cluster.stopSidecar(2);
+  for (let k = 0; k < changes; k++) writeFileSync(join(root, `d${Math.floor(k / 1000)}`, `f${k}`), `file ${k}, changed\n`);
+  await allInSync(cluster, 0, 120_000, [0, 1]);
+  let logStart = readFileSync(leaderLog, 'utf8').length;
+  await cluster.startSidecar(2);
+  await allInSync(cluster, 0, 300_000);
+  const changesBytes = greetingBytes(cluster, logStart, 'the changes since its position');
+  await cluster.stopSidecar(2);
+  rmSync(join(cluster.baseDir, 'n3', 'sidecar', 'files-mirror.json'));
+  logStart = readFileSync(leaderLog, 'utf8').length;
+  await cluster.startSidecar(2);
+  await allInSync(cluster, 0, 300_000);
+  const manifestBytes = greetingBytes(cluster, logStart, 'the manifest');
+  if (changesBytes === undefined || manifestBytes === undefined) throw new Error('the leader logged no greeting of n3');
+  const files = (await filesOf(cluster)).n1?.generation ?? 0;
+  return { files, changes, changesBytes, manifestBytes };
+}
+
 export async function benchMirror(changes: number, rssCounts: number[], parts: MirrorPart[]): Promise<MirrorBench> {
   const cluster = new TestCluster({ size: 3, files: { rescanSeconds: 30 } });
   const result: MirrorBench = {};
@@ -150,6 +183,11 @@ export async function benchMirror(changes: number, rssCounts: number[], parts: M
         console.log(`${count} files: leader RSS ${row.leaderRssMb} MB, follower RSS ${row.followerRssMb} MB (mirrored in ${row.readyMs} ms)`);
         result.rss.push(row);
       }
+    }
+    if (parts.includes('catchup')) {
+      const row = await catchUp(cluster, 1000);
+      result.catchUp = row;
+      console.log(`catch-up of n3 after ${row.changes} changes (leader at sequence ${row.files}): ${row.changesBytes} bytes of changes; without a position the manifest is ${row.manifestBytes} bytes`);
     }
     return result;
   } finally {

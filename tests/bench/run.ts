@@ -10,7 +10,7 @@ import { benchMirror, type MirrorPart } from './mirror.js';
  * `npm run bench`: figures from a real local cluster, printed and written to bench-results/.
  * BENCH=failover|loss|mirror|all (default all), BENCH_RUNS (default 10), BENCH_POSTGRES=1 for failover with Postgres,
  * BENCH_MIRROR_FILES (default 10000,100000) for the mirror's RSS figures, BENCH_MIRROR_PARTS (default
- * latency,first,rss) to run some of the mirror's parts only. `npm run bench -- idle` (or BENCH=idle) measures the
+ * latency,first,rss,catchup) to run some of the mirror's parts only. `npm run bench -- idle` (or BENCH=idle) measures the
  * idle cluster; BENCH_IDLE_VARIANTS (default 3,3:100000,5: nodes[:files]) and BENCH_IDLE_SECONDS (default 60).
  * The idle bench is not part of `all`: it measures quiet, and takes a few minutes per variant.
  */
@@ -36,8 +36,8 @@ async function main(): Promise<void> {
   if (which === 'mirror' || which === 'all') {
     console.log('\nfile mirror: propagation latency, first mirror beside rsync, RSS while watching many files');
     const counts = (process.env.BENCH_MIRROR_FILES ?? '10000,100000').split(',').map(Number);
-    const parts = (process.env.BENCH_MIRROR_PARTS ?? 'latency,first,rss').split(',') as MirrorPart[];
-    write(`mirror${parts.length < 3 ? `-${parts.join('-')}` : ''}.json`, await benchMirror(200, counts, parts));
+    const parts = (process.env.BENCH_MIRROR_PARTS ?? 'latency,first,rss,catchup').split(',') as MirrorPart[];
+    write(`mirror${parts.length < 4 ? `-${parts.join('-')}` : ''}.json`, await benchMirror(200, counts, parts));
   }
   if (which === 'idle') {
     const variants = (process.env.BENCH_IDLE_VARIANTS ?? '3,3:100000,5').split(',').map((v): IdleVariant => {

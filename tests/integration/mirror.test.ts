@@ -1,13 +1,17 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { FrameDecoder, encodeMessage } from '../../sidecar/mirror/protocol.js';
+import { FrameDecoder, PROTOCOL_VERSION, encodeMessage } from '../../sidecar/mirror/protocol.js';
 import { TestCluster } from '../harness/cluster.js';
 import { treeDigest } from '../harness/files.js';
 import { connectMirror, filesOf, readUntilClosed, waitIdentical, writeRandomFile } from '../harness/mirror.js';
 import { waitFor } from '../harness/processes.js';
 
 const ALL = [0, 1, 2];
+/** Kill -9 runs of the synchronous-files test: 3 in `npm test` (about 15 s each); HA_MIRROR_SYNC_RUNS=20 for the issue's figure. */
+const SYNC_RUNS = Number(process.env.HA_MIRROR_SYNC_RUNS ?? 3);
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 interface HealthEntry {
   Service: { ID: string };
@@ -74,9 +78,26 @@ describe('file mirror with real sidecars (3 nodes, Postgres off)', () => {
     for (let k = 0; k < 250; k++) writeFileSync(d(`many/f${k}`), `file ${k}, changed\n`);
     for (let k = 450; k < 600; k++) rmSync(d(`many/f${k}`));
     await waitIdentical(cluster, leader, [0, 1]);
+    const logStart = logOf(leader).length;
     await cluster.startSidecar(2);
     await waitIdentical(cluster, leader, ALL);
+    // It got the changes since its position from the leader's change log, not the manifest.
+    const greetings = logOf(leader).slice(logStart).split('\n').filter((l) => l.includes('"peer":"n3@')).map((l) => JSON.parse(l) as { message: string; changes?: number; bytes: number });
+    const catchUp = greetings.find((g) => g.message.startsWith('files: sent a follower'));
+    expect(catchUp).toMatchObject({ message: 'files: sent a follower the changes since its position' });
+    console.log(`catch-up after 1,000 changes: ${catchUp?.changes} change messages, ${catchUp?.bytes} bytes`);
   }, 90_000);
+
+  test('a standby edited while its sidecar was down gets the whole manifest instead of the changes, and is put right', async () => {
+    const follower = ALL.find((i) => i !== leader) as number;
+    await cluster.stopSidecar(follower);
+    writeFileSync(dir(follower, 'many/f1'), 'edited while the sidecar was down\n');
+    writeFileSync(dir(leader, 'many/f2'), 'changed on the leader meanwhile\n');
+    await cluster.startSidecar(follower);
+    await waitIdentical(cluster, leader, ALL);
+    expect(readFileSync(dir(follower, 'many/f1'), 'utf8')).toBe('file 1, changed\n');
+    expect(logOf(follower)).toMatch(/files_catch_up_mismatch/);
+  }, 60_000);
 
   test('garbage, a truncated frame and an oversized frame on 22000 close that connection and harm nothing', async () => {
     const host = cluster.address(leader);
@@ -109,7 +130,7 @@ describe('file mirror with real sidecars (3 nodes, Postgres off)', () => {
     const term = (await cluster.call(leader, 'GET', '/cluster')).body.term as number;
     const socket = await connectMirror(host);
     const answer = readUntilClosed(socket);
-    socket.write(encodeMessage({ t: 'hello', v: 1, node: 'intruder', term: term + 5, lastSeq: 0, epoch: '' }));
+    socket.write(encodeMessage({ t: 'hello', v: PROTOCOL_VERSION, node: 'intruder', term: term + 5, lastSeq: 0, epoch: '' }));
     const frames = new FrameDecoder().push(await answer);
     expect(frames.map((f) => (f.kind === 1 ? (f.message as { t: string; code?: string }) : null))).toEqual([expect.objectContaining({ t: 'refuse', code: 'stale_term' })]);
   });
@@ -139,4 +160,54 @@ describe('file mirror with real sidecars (3 nodes, Postgres off)', () => {
     await waitIdentical(cluster, leader, ALL);
     expect(logOf(follower)).toMatch(/files_local_edit/);
   }, 30_000);
+
+  test(`synchronous files: an upload acknowledged by POST /files/sync is on the new leader after kill -9 of the old leader (${SYNC_RUNS} runs)`, async () => {
+    expect((await cluster.call(leader, 'PATCH', '/config', { synchronousMode: true })).status).toBe(200);
+    const pid = (i: number) => cluster.processes.get(`sidecar-${cluster.names[i]}`)?.child.pid as number;
+    const lost: string[] = [];
+    for (let run = 1; run <= SYNC_RUNS; run++) {
+      await cluster.waitAllRunning();
+      await waitIdentical(cluster, leader, ALL);
+      // The leader reads the mode (and who may acknowledge) in its turns: wait until it waits for standbys.
+      await waitFor('the leader to wait for a standby', async () => (await cluster.call(leader, 'POST', '/files/sync', { paths: ['plugins.txt'] })).body.synchronous === true, 10_000, 200);
+      const standbys = ALL.filter((i) => i !== leader);
+      // One standby is frozen while the upload is acknowledged, so only the other can have it: when the
+      // frozen one wakes up, the leader is gone, and it must not take over without the upload.
+      const frozen = standbys[run % 2];
+      const name = `upload-${run}`;
+      const data = randomBytes(64 * 1024);
+      writeFileSync(dir(leader, `.upload-${run}`), data);
+      renameSync(dir(leader, `.upload-${run}`), dir(leader, name));
+      process.kill(pid(frozen), 'SIGSTOP');
+      let answer: { status: number; body: Record<string, unknown> };
+      try {
+        answer = await cluster.call(leader, 'POST', '/files/sync', { paths: [name] });
+        await cluster.killSidecar(leader);
+      } finally {
+        process.kill(pid(frozen), 'SIGCONT');
+      }
+      expect(answer).toMatchObject({ status: 200, body: { synchronous: true, standby: cluster.names[standbys.find((i) => i !== frozen) as number] } });
+      const old = leader;
+      leader = await waitFor('a new leader', () => cluster.leaderIndex(standbys), 30_000, 50);
+      let onNewLeader = '';
+      try {
+        onNewLeader = sha256(readFileSync(dir(leader, name)));
+      } catch {
+        /* missing: lost */
+      }
+      if (onNewLeader !== sha256(data)) lost.push(`run ${run}: ${name} not on the new leader ${cluster.names[leader]}`);
+      await cluster.startSidecar(old);
+    }
+    await cluster.waitAllRunning();
+    await waitIdentical(cluster, leader, ALL);
+    expect(lost).toEqual([]);
+    expect((await cluster.call(leader, 'PATCH', '/config', { synchronousMode: false })).status).toBe(200);
+  }, 60_000 + SYNC_RUNS * 40_000);
+
+  test('POST /files/sync refuses a path outside the directory and answers 409 on a standby', async () => {
+    expect(await cluster.call(leader, 'POST', '/files/sync', { paths: ['../etc/passwd'] })).toMatchObject({ status: 400, body: { error: 'bad_request' } });
+    expect(await cluster.call(leader, 'POST', '/files/sync', { paths: [] })).toMatchObject({ status: 400, body: { error: 'bad_request' } });
+    const standby = ALL.find((i) => i !== leader) as number;
+    expect((await cluster.call(standby, 'POST', '/files/sync', { paths: ['plugins.txt'] })).status).toBe(409);
+  });
 });

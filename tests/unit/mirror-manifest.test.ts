@@ -1,4 +1,4 @@
-import { manifestDelta, planChanges, sameEntry, unsafeEntryReason, type Entry, type Manifest } from '../../sidecar/mirror/manifest.js';
+import { manifestDelta, manifestDigest, planChanges, sameEntry, unsafeEntryReason, type Entry, type Manifest } from '../../sidecar/mirror/manifest.js';
 
 const sha = (c: string) => c.repeat(64);
 const file = (path: string, content = 'a', mode = 0o644, mtimeMs = 1000, size = 1): Entry => ({ type: 'file', path, size, mode, mtimeMs, sha256: sha(content) });
@@ -54,5 +54,14 @@ describe('mirror manifest: what a follower must do', () => {
     expect(unsafeEntryReason(file('../x'))).toBe('".." segment');
     expect(unsafeEntryReason(link('l', '../../etc'))).toBe('symlink points outside the directory');
     expect(unsafeEntryReason(link('a/l', '../b'))).toBeNull();
+  });
+
+  test('the manifest digest ignores insertion order and changes with any field of any entry', () => {
+    const a = manifest(dir('d'), file('d/f'), link('l', 'd/f'));
+    const b = manifest(link('l', 'd/f'), file('d/f'), dir('d'));
+    expect(manifestDigest(a)).toBe(manifestDigest(b));
+    for (const changed of [manifest(dir('d', 0o700), file('d/f'), link('l', 'd/f')), manifest(dir('d'), file('d/f', 'a', 0o644, 1001), link('l', 'd/f')), manifest(dir('d'), file('d/f'), link('l', 'd')), manifest(dir('d'), file('d/f'))]) {
+      expect(manifestDigest(changed)).not.toBe(manifestDigest(a));
+    }
   });
 });
