@@ -2,7 +2,7 @@
 # Builds the local stand-ins for the official images docker/Dockerfile and docker-compose.yml pull
 # (node:20-bookworm-slim, golang, haproxy:2.8), for a machine that reaches Debian's mirror but no image
 # registry. docker/stand-in.env names them; `docker-compose --env-file docker/stand-in.env up -d --build`
-# uses them (README "Docker").
+# uses them (docs/operations.md "Docker").
 #   ha-sidecar-base:bookworm   Debian 12 minbase with every package the Dockerfile installs, HAProxy, and
 #                              this machine's Node 20 and npm (in /usr/local, where the node image has them)
 #   ha-sidecar-node:local      that base plus this machine's npm cache, npm set offline (builds need no network)

@@ -7,7 +7,7 @@
  *
  * One line per code, in alphabetical order, so codes added on different branches merge as added lines.
  * Exit: 1 the operation failed, 2 usage or input error, 3 no reachable leader, 4 the cluster is degraded.
- * README.md "Error codes" lists this table; keep the two in step.
+ * docs/error-codes.md lists this table; keep the two in step (tests/unit/error-codes.test.ts checks it).
  */
 
 /** hactl's exit codes, the contract scripts rely on (docs/design.md "CLI"). */

@@ -8,7 +8,7 @@ const command = z.union([z.string().min(1).transform((s) => [s]), z.array(z.stri
 /**
  * The manager application's part of the sidecar config (`manager`): role hooks and the manager's health URL.
  * Hooks get `<role> <term> <cluster> <node>` appended to their argv and the same as `HA_*` environment
- * variables. See README "Manager hooks" for their order, timing and contract (idempotent).
+ * variables. See docs/manager.md "Role hooks" for their order, timing and contract (idempotent).
  */
 export const managerSchema = z
   .object({

@@ -28,7 +28,7 @@ async function streamOperation(res: Response, log: Logger, what: string, run: (p
   res.end();
 }
 
-/** The snapshot calls of the API (README "Snapshots"); mutating ones need the cluster token and the leader. */
+/** The snapshot calls of the API (docs/operations.md "Snapshots"); mutating ones need the cluster token and the leader. */
 export function addSnapshotRoutes(app: express.Express, service: SnapshotService, auth: RequestHandler, leaderOnly: RequestHandler, log: Logger): void {
   app.get('/snapshots', async (_req, res) => res.json(await service.listCluster()));
   // What a peer reads: this node's own copies only.

@@ -55,7 +55,7 @@ describe('safety under failures (real Consul + PostgreSQL, 3 nodes)', () => {
     await allStreaming();
   }, 120_000);
 
-  // Five here keep `npm test` short; `npm run faults` repeats leader kills 20 times per scenario (README "Fault suite").
+  // Five here keep `npm test` short; `npm run faults` repeats leader kills 20 times per scenario (docs/fault-suite.md).
   test('synchronous mode: 5 consecutive leader kills under insert load lose no acknowledged insert', async () => {
     const result = await killLeadersUnderLoad(cluster, 5, true);
     console.log(`synchronous mode: ${result.acknowledged} inserts acknowledged over 5 leader kills, ${result.lost.length} lost`);
