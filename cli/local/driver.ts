@@ -80,12 +80,16 @@ export const logOf = (node: NodeFiles, part: Part): string => (part === 'consul'
 /** What `GET /cluster` says of the node that answers. */
 export type NodeView = ClusterView & { node?: { role?: string; member?: boolean } };
 
+/** The manager's state a member record or a probe body carries (`manager: {state, detail}`), if any. */
+const managerState = (fields: unknown): unknown => (fields as { manager?: { state?: unknown } } | null)?.manager?.state;
+
 /** Why `record` does not yet show what its node's own probe `body` says now (its state line, its manager); '' when it does. */
 export function staleRecord(record: Member, body: unknown): string {
-  const now = (body ?? {}) as { status?: unknown; manager?: { state?: unknown } };
-  if (typeof now.status === 'string' && record.state !== now.status) return `${record.name}'s record says "${record.state ?? ''}", the node "${now.status}"`;
-  const recorded = (record as { manager?: { state?: unknown } }).manager?.state;
-  if (typeof now.manager?.state === 'string' && recorded !== now.manager.state) return `${record.name}'s record shows its manager ${String(recorded)}, the node ${now.manager.state}`;
+  const status = (body as { status?: unknown } | null)?.status;
+  if (typeof status === 'string' && record.state !== status) return `${record.name}'s record says "${record.state ?? ''}", the node "${status}"`;
+  const recorded = managerState(record);
+  const now = managerState(body);
+  if (typeof now === 'string' && recorded !== now) return `${record.name}'s record shows its manager ${String(recorded)}, the node ${now}`;
   return '';
 }
 
@@ -94,7 +98,7 @@ const SETTLED_MANAGER = new Set(['healthy', 'active', 'passive']);
 
 /** Why `record`'s manager is not running as it should yet (a hook running, unhealthy); '' when it is or there is none. */
 export function unsettledManager(record: Member): string {
-  const state = (record as { manager?: { state?: unknown } }).manager?.state;
+  const state = managerState(record);
   return typeof state === 'string' && !SETTLED_MANAGER.has(state) ? `${record.name}'s manager is ${state}` : '';
 }
 
