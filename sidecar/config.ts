@@ -103,7 +103,12 @@ export const configSchema = z
     }
   });
 
-export type SidecarConfig = Omit<z.infer<typeof configSchema>, 'clusterAddresses'> & { consul: { url: string }; clusterAddresses: string[] };
+export type SidecarConfig = Omit<z.infer<typeof configSchema>, 'clusterAddresses'> & {
+  consul: { url: string };
+  clusterAddresses: string[];
+  /** This node's own API, as peers, hooks and the member record reach it. */
+  apiUrl: string;
+};
 export type Timings = SidecarConfig['timings'];
 
 /** Environment overrides, for containers and the local cluster; each wins over the file. */
@@ -136,6 +141,7 @@ export function parseConfig(raw: unknown): SidecarConfig {
     ...config,
     clusterAddresses: config.clusterAddresses ?? [config.address],
     consul: { ...config.consul, url: config.consul.url ?? `http://${config.address}:8500` },
+    apiUrl: `http://${config.address}:${config.apiPort}`,
   };
 }
 

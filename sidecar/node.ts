@@ -117,7 +117,7 @@ export class SidecarNode implements ApiBackend {
     this.guard?.start();
     this.gossipRejoin.start();
     this.server = await listen(createApi(this, this.config.clusterToken, this.log), this.config.address, this.config.apiPort);
-    this.log.info('API listening', { url: `http://${this.config.address}:${this.config.apiPort}` });
+    this.log.info('API listening', { url: this.config.apiUrl });
     if (this.member) await this.loop.start();
     else this.log.info('not a cluster member yet: waiting for `hactl cluster start` or `hactl cluster join`');
   }

@@ -15,7 +15,8 @@ export function buildParticipants(config: SidecarConfig, log: Logger, metrics: M
   if (config.postgres.enabled) parts.push(createPostgresParticipant(config, log));
   const files = createFilesParticipant(config, log, metrics);
   if (files) parts.push(files);
-  const manager = createManagerParticipant(config, log);
+  const identity = { cluster: config.clusterName, node: config.nodeName, address: config.address, apiUrl: config.apiUrl };
+  const manager = createManagerParticipant(config.manager, identity, log);
   if (manager) parts.push(manager);
   return parts;
 }

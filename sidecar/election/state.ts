@@ -61,7 +61,7 @@ export class LoopState {
   }
 
   get apiUrl(): string {
-    return `http://${this.deps.config.address}:${this.deps.config.apiPort}`;
+    return this.deps.config.apiUrl;
   }
 }
 

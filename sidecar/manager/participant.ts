@@ -1,12 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { SidecarConfig } from '../config.js';
 import type { Role } from '../election/decide.js';
 import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
 import type { Logger } from '../log.js';
 import type { HookEvent, ManagerConfig } from './config.js';
 import { HealthProbe } from './health.js';
-import { HookRunner, type HookResult } from './hooks.js';
+import { HookRunner, type HookIdentity, type HookResult } from './hooks.js';
 
 /**
  * A standby asks its manager's health URL this often (at least; `healthInterval` when longer): the answer
@@ -53,11 +52,10 @@ export class ManagerParticipant implements Participant {
 
   constructor(
     private readonly config: ManagerConfig,
-    sidecar: SidecarConfig,
+    identity: HookIdentity,
     private readonly log: Logger,
   ) {
-    const apiUrl = `http://${sidecar.address}:${sidecar.apiPort}`;
-    this.hooks = new HookRunner(config.hooks, config.hookTimeout * 1000, { cluster: sidecar.clusterName, node: sidecar.nodeName, address: sidecar.address, apiUrl }, log, (r) =>
+    this.hooks = new HookRunner(config.hooks, config.hookTimeout * 1000, identity, log, (r) =>
       this.hookRuns.inc({ hook: r.event, outcome: r.outcome }),
     );
     this.health = config.healthUrl
@@ -235,8 +233,7 @@ export class ManagerParticipant implements Participant {
 }
 
 /** The manager part, when the config names hooks or a health URL; null otherwise (nothing to drive). */
-export function createManagerParticipant(config: SidecarConfig, log: Logger): ManagerParticipant | null {
-  const m = config.manager;
-  if (!m || (Object.keys(m.hooks).length === 0 && !m.healthUrl)) return null;
-  return new ManagerParticipant(m, config, log);
+export function createManagerParticipant(config: ManagerConfig | undefined, identity: HookIdentity, log: Logger): ManagerParticipant | null {
+  if (!config || (Object.keys(config.hooks).length === 0 && !config.healthUrl)) return null;
+  return new ManagerParticipant(config, identity, log);
 }

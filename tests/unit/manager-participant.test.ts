@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import winston from 'winston';
-import { parseConfig } from '../../sidecar/config.js';
 import type { TurnContext } from '../../sidecar/election/participant.js';
 import { managerSchema } from '../../sidecar/manager/config.js';
 import { ManagerParticipant } from '../../sidecar/manager/participant.js';
@@ -12,7 +11,7 @@ import { ManagerParticipant } from '../../sidecar/manager/participant.js';
  */
 
 const log = winston.createLogger({ transports: [new winston.transports.Console({ silent: true })] });
-const sidecar = parseConfig({ nodeName: 'n1', address: '127.0.0.1', clusterToken: 'unit-test-token-0123456789', dataDir: '/nonexistent', postgres: { enabled: false } });
+const identity = { cluster: 'ha-sidecar', node: 'n1', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:8008' };
 const sh = (script: string) => ['/bin/sh', '-c', script, 'hook'];
 const checks: string[] = [];
 const ctx = (term: number): TurnContext => ({
@@ -37,7 +36,7 @@ const until = async (what: string, check: () => boolean, ms = 5_000) => {
 };
 const parts: ManagerParticipant[] = [];
 const make = (manager: Record<string, unknown>) => {
-  const p = new ManagerParticipant(managerSchema.parse(manager), sidecar, log);
+  const p = new ManagerParticipant(managerSchema.parse(manager), identity, log);
   parts.push(p);
   return p;
 };
