@@ -19,6 +19,7 @@ import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { FilesParticipant } from './mirror/participant.js';
 import { deriveSecret } from './shared/secrets.js';
+import { postgresSettings } from './postgres/participant.js';
 import { pgName } from './postgres/quoting.js';
 import { SnapshotService } from './snapshot/service.js';
 import { Recovery, newWriter } from './recovery.js';
@@ -69,7 +70,12 @@ export class SidecarNode implements ApiBackend {
     this.prom = metrics;
     this.guard = config.postgres.enabled ? createWriteGuard(config, log) : undefined;
     this.snapshots = new SnapshotService({
-      config,
+      clusterName: config.clusterName,
+      nodeName: config.nodeName,
+      clusterToken: config.clusterToken,
+      dataDir: config.dataDir,
+      postgres: config.postgres.enabled ? postgresSettings(config) : null,
+      filesDirectory: config.files?.enabled ? config.files.directory : null,
       log,
       view: () => this.loop.view(),
       assertLeader: () => this.assertLeader(),

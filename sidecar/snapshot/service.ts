@@ -3,15 +3,14 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SidecarConfig } from '../config.js';
 import type { DynamicConfig } from '../consul/records.js';
+import type { PostgresSettings } from '../postgres/settings.js';
 import type { MemberEntry } from '../consul/store.js';
 import type { NodeView } from '../election/loop.js';
 import type { Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { countRequest } from '../outgoing.js';
-import { postgresSettings } from '../postgres/participant.js';
 import { parseDuration } from '../units.js';
 import { DATABASE_FILE, FILES_FILE, SnapshotDirectory, describePart, packArchive, sha256File, unpackArchive } from './archive.js';
 import { packageVersion } from '../shared/package.js';
@@ -36,7 +35,16 @@ export type Progress = (line: string) => void;
 
 /** What the snapshot part needs of its node. */
 export interface SnapshotDeps {
-  config: SidecarConfig;
+  clusterName: string;
+  nodeName: string;
+  /** The bearer token for pulling archives from the leader's API. */
+  clusterToken: string;
+  /** The archives live under `<dataDir>/snapshots`. */
+  dataDir: string;
+  /** The database to dump and restore; null when this cluster runs without Postgres. */
+  postgres: PostgresSettings | null;
+  /** The mirrored files directory to archive; null when the file mirror is off. */
+  filesDirectory: string | null;
   log: Logger;
   view(): NodeView;
   /** Throws `not_cluster_leader` unless this node leads. */
@@ -73,7 +81,7 @@ export class SnapshotService implements Participant {
   private readonly version = packageVersion();
 
   constructor(private readonly deps: SnapshotDeps) {
-    this.dir = new SnapshotDirectory(join(deps.config.dataDir, 'snapshots'));
+    this.dir = new SnapshotDirectory(join(deps.dataDir, 'snapshots'));
     this.dir.clearScratch();
     this.newest = this.newestOnDisk();
   }
@@ -85,15 +93,6 @@ export class SnapshotService implements Participant {
   /** `newestSnapshot`: what a standby compares with what it pulled (see PULL_RETRY_MS). */
   memberFields(): Record<string, unknown> {
     return { newestSnapshot: this.newest };
-  }
-
-  private get pgSettings() {
-    return this.deps.config.postgres.enabled ? postgresSettings(this.deps.config) : null;
-  }
-
-  private get filesDirectory(): string | null {
-    const files = this.deps.config.files;
-    return files?.enabled ? files.directory : null;
   }
 
   private claim(what: string): void {
@@ -124,16 +123,16 @@ export class SnapshotService implements Participant {
       const meta: SnapshotMetadata = {
         format: ARCHIVE_FORMAT,
         id,
-        cluster: this.deps.config.clusterName,
+        cluster: this.deps.clusterName,
         term: view.term,
-        node: this.deps.config.nodeName,
+        node: this.deps.nodeName,
         haSidecarVersion: this.version,
         postgresVersion: null,
         createdAt: new Date().toISOString(),
         parts: {},
       };
       progress(`snapshot ${id} on ${meta.node} (term ${meta.term})`);
-      const pg = this.pgSettings;
+      const pg = this.deps.postgres;
       if (pg) {
         progress(`dumping database ${pg.appDatabase} (pg_dump -Fc)`);
         meta.postgresVersion = (await querySocket<{ server_version: string }>(pg, 'SHOW server_version'))[0].server_version;
@@ -141,7 +140,7 @@ export class SnapshotService implements Participant {
         meta.parts.database = await describePart(scratch, DATABASE_FILE);
         progress(`database dumped: ${meta.parts.database.size} bytes`);
       }
-      const files = this.filesDirectory;
+      const files = this.deps.filesDirectory;
       if (files) {
         progress(`archiving files of ${files}`);
         await archiveFiles(files, join(scratch, FILES_FILE));
@@ -171,7 +170,7 @@ export class SnapshotService implements Participant {
 
   /** This node's snapshots, with every live member's copies: which nodes hold which snapshot. */
   async listCluster() {
-    const self = this.deps.config.nodeName;
+    const self = this.deps.nodeName;
     const members = await this.deps.members().catch(() => [] as MemberEntry[]);
     const peers = members.filter((m) => m.record.name !== self);
     const lists = await Promise.all(
@@ -288,7 +287,7 @@ export class SnapshotService implements Participant {
     }
     let lsn: string | null = null;
     try {
-      const pg = this.pgSettings;
+      const pg = this.deps.postgres;
       if (meta.parts.database && pg) {
         this.deps.assertLeader();
         progress(`restoring database ${pg.appDatabase} (pg_restore --clean --single-transaction, ${meta.parts.database.size} bytes)`);
@@ -296,7 +295,7 @@ export class SnapshotService implements Participant {
         lsn = (await querySocket<{ lsn: string }>(pg, 'SELECT pg_current_wal_lsn()::text AS lsn'))[0].lsn;
         progress(`database restored (primary at WAL ${lsn})`);
       } else if (meta.parts.database) progress('the snapshot holds a database but this cluster runs without Postgres: skipped');
-      const files = this.filesDirectory;
+      const files = this.deps.filesDirectory;
       if (meta.parts.files && files) {
         this.deps.assertLeader();
         progress(`restoring files into ${files} (${meta.parts.files.size} bytes compressed)`);
@@ -333,7 +332,7 @@ export class SnapshotService implements Participant {
     const target = lsnBytes(lsn);
     const deadline = Date.now() + STANDBY_REPLAY_WAIT_MS;
     for (;;) {
-      const standbys = (await this.deps.members().catch(() => [])).filter((m) => m.alive && m.record.name !== this.deps.config.nodeName);
+      const standbys = (await this.deps.members().catch(() => [])).filter((m) => m.alive && m.record.name !== this.deps.nodeName);
       const behind = standbys.filter((m) => typeof m.record.replayPosition !== 'number' || m.record.replayPosition < target).map((m) => m.record.name);
       if (behind.length === 0) {
         progress(standbys.length ? `standbys replayed the restore: ${standbys.map((m) => m.record.name).join(', ')}` : 'no live standby to follow');
@@ -374,7 +373,7 @@ export class SnapshotService implements Participant {
    */
   async followerTurn(ctx: TurnContext): Promise<void> {
     const leader = this.deps.view().leader;
-    if (!leader || leader.name === this.deps.config.nodeName || this.pulling || this.busy) return;
+    if (!leader || leader.name === this.deps.nodeName || this.pulling || this.busy) return;
     const keep = this.deps.view().dynamicConfig.snapshotKeep;
     if (this.prunedTo !== keep) this.prune(keep);
     const record = ctx.members.find((m) => m.record.name === leader.name)?.record;
@@ -414,7 +413,7 @@ export class SnapshotService implements Participant {
       try {
         const file = join(scratch, 'archive.tar');
         countRequest('peer');
-        const download = await fetch(`${leaderUrl}/snapshots/${id}`, { headers: { authorization: `Bearer ${this.deps.config.clusterToken}` }, signal: AbortSignal.timeout(10 * 60_000) });
+        const download = await fetch(`${leaderUrl}/snapshots/${id}`, { headers: { authorization: `Bearer ${this.deps.clusterToken}` }, signal: AbortSignal.timeout(10 * 60_000) });
         if (!download.ok || !download.body) throw new SidecarError('snapshot_pull_failed', `GET ${leaderUrl}/snapshots/${id} answered ${download.status}`);
         await pipeline(Readable.fromWeb(download.body as import('node:stream/web').ReadableStream), createWriteStream(file));
         const sha = await sha256File(file);
