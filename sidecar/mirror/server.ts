@@ -296,8 +296,7 @@ export class MirrorServer {
 
   private async rescan(): Promise<void> {
     const now = await this.scanner.scan();
-    const sample = manifestDelta(this.manifest, now).upserts.slice(0, 5).map((e) => e.path);
-    const { upserts, removed } = this.apply(this.manifest, now);
+    const { upserts, removed, sample } = this.apply(this.manifest, now);
     if (upserts + removed > 0) {
       // chokidar reports no event for a change that keeps the mtime (chmod alone), and events can be lost.
       this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed, sample });
@@ -305,9 +304,10 @@ export class MirrorServer {
   }
 
   /** Applies the difference between `before` and `after` (same paths) to the manifest; one sequence per change. */
-  private apply(before: Manifest, after: Manifest): { upserts: number; removed: number } {
+  private apply(before: Manifest, after: Manifest): { upserts: number; removed: number; sample: string[] } {
+    // One delta per update: at 100,000 entries each costs about 100 ms of event loop.
     const delta = manifestDelta(before, after);
-    if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0 };
+    if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0, sample: [] };
     for (const p of delta.removed) this.manifest.delete(p);
     for (const e of delta.upserts) this.manifest.set(e.path, e);
     // Large changes (a tree moved in) go out in batches under the frame limit, each with its own sequence.
@@ -321,7 +321,7 @@ export class MirrorServer {
     }
     this.publishGauges();
     if (this.watch?.kind === 'chokidar' && this.manifest.size > CHOKIDAR_MAX_ENTRIES) this.enqueue(() => this.rewatch());
-    return { upserts: delta.upserts.length, removed: delta.removed.length };
+    return { upserts: delta.upserts.length, removed: delta.removed.length, sample: delta.upserts.slice(0, 5).map((e) => e.path) };
   }
 
   /** Streams a change to every follower and keeps it in the bounded log for those that reconnect. */
