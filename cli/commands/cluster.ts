@@ -10,6 +10,7 @@ import { normalizeManagerUrl, updateProfile } from '../profiles.js';
 import { checkMembers, portFailures, renderPortMatrix } from '../validate.js';
 import { memberUrls } from './profiles.js';
 import { recoveryCommands, withClusterProgress } from './recovery.js';
+import { tlsCommands } from './tls.js';
 
 const GET_CLUSTER: ApiRequest = { method: 'GET', path: '/cluster' };
 
@@ -151,7 +152,7 @@ const print = (ctx: CliContext, lines: string[]) => lines.forEach((l) => ctx.io.
 /** `hactl cluster ...`. */
 export const clusterCommands: CommandRegistrar = (cli, ctx) =>
   cli.command('cluster', 'Operate the cluster of the current profile', (y) =>
-    recoveryCommands(y, ctx)
+    tlsCommands(recoveryCommands(y, ctx), ctx)
       .command(
         'start',
         'Initialize the cluster with this node as its first leader',
@@ -382,6 +383,6 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
       .demandCommand(
         1,
         'say which cluster command: start, join, status, remove-node, update-profile, switchover, failover, pause, ' +
-          'resume, reinit, restart, reload, validate or history',
+          'resume, reinit, restart, reload, validate, history or tls',
       ),
   );

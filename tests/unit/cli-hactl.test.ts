@@ -219,7 +219,7 @@ describe('usage errors: exit 2, one line on stderr, nothing on stdout', () => {
     [['cluster', 'bogus'], 'Unknown argument: bogus (run "hactl cluster --help" for usage)'],
     [['bogus'], 'Unknown argument: bogus (run "hactl --help" for usage)'],
     [[], 'say what to do: profiles, cluster, config, dsn, snapshot, local or completion (run "hactl --help" for usage)'],
-    [['cluster'], 'say which cluster command: start, join, status, remove-node, update-profile, switchover, failover, pause, resume, reinit, restart, reload, validate or history (run "hactl cluster --help" for usage)'],
+    [['cluster'], 'say which cluster command: start, join, status, remove-node, update-profile, switchover, failover, pause, resume, reinit, restart, reload, validate, history or tls (run "hactl cluster --help" for usage)'],
     [['cluster', 'failover'], 'Missing required argument: to (run "hactl cluster failover --help" for usage)'],
     [['cluster', 'reinit'], 'missing argument: <node> (run "hactl cluster reinit --help" for usage)'],
     [['cluster', 'restart', 'n1', 'n2'], 'Unknown argument: n2 (run "hactl cluster restart --help" for usage)'],

@@ -1,0 +1,33 @@
+import type { Argv } from 'yargs';
+import type { CliContext, GlobalArgs } from '../context.js';
+import { usageError } from '../output.js';
+import { NODE_DAYS, initClusterTls, parseTlsNode } from '../tls.js';
+
+/** `hactl cluster tls ...`: the cluster's CA and the nodes' certificates. */
+export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<GlobalArgs> =>
+  cli.command('tls', "Make the cluster's CA and its nodes' certificates", (y) =>
+    y
+      .command(
+        'init',
+        'Make a CA and one certificate per node (its name and address as SANs, for server and client use) in --dir; keys are 0600',
+        (c) =>
+          c
+            .option('dir', { type: 'string', demandOption: true, describe: 'where to write ca.crt, ca.key and <node>.crt/.key' })
+            .option('node', { type: 'string', array: true, demandOption: true, describe: 'a node as name=address (repeat per node)' })
+            .option('cluster-name', { type: 'string', default: 'main', describe: "the cluster's name, in the CA's subject" })
+            .option('days', {
+              type: 'number',
+              default: NODE_DAYS,
+              describe: 'how long the node certificates are valid',
+            }),
+        async (argv) => {
+          if (!Number.isInteger(argv.days) || argv.days < 1 || argv.days > NODE_DAYS) throw usageError(`--days takes a whole number from 1 to ${NODE_DAYS}`, 'bad_value');
+          const nodes = argv.node.map(parseTlsNode);
+          const files = await initClusterTls(argv.dir, argv.clusterName, nodes, argv.days);
+          ctx.io.out(`CA certificate: ${files.caFile}  (give it to every node and to hactl: profiles use --ca)`);
+          ctx.io.out(`CA key:         ${files.caKeyFile}  (keep it off the nodes; it signs new certificates)`);
+          for (const n of files.nodes) ctx.io.out(`${n.name}: ${n.certFile} ${n.keyFile}`);
+        },
+      )
+      .demandCommand(1, 'say which tls command: init'),
+  );

@@ -1,0 +1,115 @@
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { SidecarError, errorMessage } from '../sidecar/errors.js';
+import { usageError } from './output.js';
+
+/**
+ * The cluster's certificate authority, made with the `openssl` command (Node's crypto reads certificates but
+ * cannot issue them, and ASN.1 by hand is how certificates go wrong). One CA per cluster; one certificate per
+ * node naming the node and its address, good for both ends of a connection (serverAuth + clientAuth), since
+ * every sidecar is a server to its peers and a client of theirs.
+ */
+
+const run = promisify(execFile);
+
+/** Ten years: the CA outlives many node certificates, which `tls rotate` replaces. */
+export const CA_DAYS = 3650;
+/** 825 days, the longest lifetime browsers and most TLS clients still accept for a leaf certificate. */
+export const NODE_DAYS = 825;
+/** P-256: every TLS stack (Postgres' libpq, Consul's Go, Node) speaks it, and its handshakes are cheap. */
+const KEY_ALGORITHM = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+const KEY_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+export interface TlsNode {
+  name: string;
+  /** An IP address or a DNS name; it becomes the certificate's second subject alternative name. */
+  address: string;
+}
+
+export interface TlsFiles {
+  caFile: string;
+  caKeyFile: string;
+  nodes: { name: string; certFile: string; keyFile: string }[];
+}
+
+const NODE_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+/** A DNS name of letters, digits, dots and hyphens; anything else cannot be a SAN and is a typo. */
+const DNS_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i;
+
+/** `--node n1=10.0.0.1` as a node; throws `bad_value` (exit 2) for anything else. */
+export function parseTlsNode(text: string): TlsNode {
+  const at = text.indexOf('=');
+  const name = at < 0 ? '' : text.slice(0, at);
+  const address = at < 0 ? '' : text.slice(at + 1);
+  if (!NODE_NAME.test(name)) throw usageError(`--node "${text}": give name=address, the name in lowercase letters, digits, - or _`, 'bad_value');
+  if (isIP(address) === 0 && !DNS_NAME.test(address)) throw usageError(`--node "${text}": "${address}" is neither an IP address nor a DNS name`, 'bad_value');
+  return { name, address };
+}
+
+/** The node certificate's subject alternative names: its name, and its address as an IP or a DNS name. */
+export function subjectAltNames(node: TlsNode): string {
+  const names = [`DNS:${node.name}`, isIP(node.address) === 0 ? `DNS:${node.address}` : `IP:${node.address}`];
+  return [...new Set(names)].join(',');
+}
+
+async function openssl(args: string[], what: string): Promise<void> {
+  try {
+    await run('openssl', args, { timeout: 30_000 });
+  } catch (e) {
+    const stderr = String((e as { stderr?: unknown }).stderr ?? '').trim().split('\n').slice(-2).join(' ');
+    throw new SidecarError('openssl_failed', `openssl could not ${what}: ${stderr || errorMessage(e)}`);
+  }
+}
+
+const exists = (path: string) => stat(path).then(() => true, () => false);
+
+/**
+ * Makes `<dir>/ca.crt`, `<dir>/ca.key` and `<dir>/<node>.crt|.key` for every node. Everything is written into
+ * a private temporary directory first and moved in only when all of it was made, so a failure leaves `dir` as
+ * it was; a `dir` that already holds any of these files is refused (`tls_exists`): a second CA would not
+ * verify the certificates the nodes already use.
+ */
+export async function initClusterTls(dir: string, clusterName: string, nodes: TlsNode[], days = NODE_DAYS): Promise<TlsFiles> {
+  const names = nodes.map((n) => n.name);
+  const duplicate = names.find((n, i) => names.indexOf(n) !== i);
+  if (duplicate !== undefined) throw usageError(`--node ${duplicate} is given twice`, 'bad_value');
+  if (nodes.length === 0) throw usageError('give at least one --node name=address', 'bad_value');
+  const wanted = ['ca.crt', 'ca.key', ...names.flatMap((n) => [`${n}.crt`, `${n}.key`])];
+  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  const taken = [];
+  for (const file of wanted) if (await exists(join(dir, file))) taken.push(file);
+  if (taken.length > 0) throw new SidecarError('tls_exists', `${dir} already holds ${taken.join(', ')}; nothing changed (use another --dir)`, 409);
+
+  const work = await mkdtemp(join(dir, '.tls-init-'));
+  try {
+    const ca = { crt: join(work, 'ca.crt'), key: join(work, 'ca.key') };
+    await openssl(
+      ['req', '-x509', ...KEY_ALGORITHM, '-keyout', ca.key, '-out', ca.crt, '-days', String(CA_DAYS), '-subj', `/CN=ha-sidecar CA ${clusterName}`,
+        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+      'make the CA',
+    );
+    for (const node of nodes) {
+      await openssl(
+        ['req', '-x509', ...KEY_ALGORITHM, '-keyout', join(work, `${node.name}.key`), '-out', join(work, `${node.name}.crt`), '-days', String(days),
+          '-subj', `/CN=${node.name}`, '-CA', ca.crt, '-CAkey', ca.key,
+          '-addext', `subjectAltName=${subjectAltNames(node)}`, '-addext', 'extendedKeyUsage=serverAuth,clientAuth',
+          '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment', '-addext', 'basicConstraints=critical,CA:FALSE'],
+        `make the certificate of ${node.name}`,
+      );
+    }
+    // openssl writes keys 0600 under the usual umask; set it anyway, whatever the umask is.
+    for (const file of await readdir(work)) await chmod(join(work, file), file.endsWith('.key') ? KEY_MODE : 0o644);
+    for (const file of wanted) await rename(join(work, file), join(dir, file));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return {
+    caFile: join(dir, 'ca.crt'),
+    caKeyFile: join(dir, 'ca.key'),
+    nodes: names.map((name) => ({ name, certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) })),
+  };
+}

@@ -1,0 +1,100 @@
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CliContext } from '../../cli/context.js';
+import { main } from '../../cli/hactl.js';
+import { parseTlsNode, subjectAltNames } from '../../cli/tls.js';
+import { daysUntilExpiry, readCertificate } from '../../sidecar/shared/certificates.js';
+
+/** `hactl cluster tls init` with the real openssl command, checked with Node's X509Certificate. */
+
+let dir: string;
+let out: string[];
+let err: string[];
+const ctx = (): CliContext => ({
+  io: { out: (t) => out.push(t), err: (t) => err.push(t) },
+  env: { HACTL_CONFIG_DIR: join(dir, 'profiles') },
+  fetch: () => Promise.reject(new Error('tls init calls no manager')),
+});
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'hactl-tls-'));
+  out = [];
+  err = [];
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+describe('hactl cluster tls init', () => {
+  it('makes a CA and per-node certificates that verify against it, with name and address as SANs and 0600 keys', async () => {
+    const certs = join(dir, 'certs');
+    const code = await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11', '--node', 'n2=db2.example', '--cluster-name', 'prod'], ctx());
+    expect(err).toEqual([]);
+    expect(code).toBe(0);
+    expect((await readdir(certs)).sort()).toEqual(['ca.crt', 'ca.key', 'n1.crt', 'n1.key', 'n2.crt', 'n2.key']);
+    expect(out.join('\n')).toContain(join(certs, 'ca.crt'));
+    expect(out.join('\n')).toContain(join(certs, 'n2.key'));
+
+    const ca = readCertificate(join(certs, 'ca.crt'));
+    expect(ca.ca).toBe(true);
+    expect(ca.subject).toBe('CN=ha-sidecar CA prod');
+    expect(ca.verify(ca.publicKey)).toBe(true);
+    for (const [name, san] of [['n1', 'DNS:n1, IP Address:127.0.1.11'], ['n2', 'DNS:n2, DNS:db2.example']] as const) {
+      const cert = new X509Certificate(await readFile(join(certs, `${name}.crt`)));
+      expect(cert.ca).toBe(false);
+      expect(cert.checkIssued(ca)).toBe(true);
+      expect(cert.verify(ca.publicKey)).toBe(true);
+      expect(cert.subjectAltName).toBe(san);
+      expect(cert.keyUsage?.sort()).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
+      // The key is the certificate's own.
+      expect(cert.checkPrivateKey(createPrivateKey(await readFile(join(certs, `${name}.key`))))).toBe(true);
+      expect(daysUntilExpiry(cert)).toBe(824);
+      expect((await stat(join(certs, `${name}.key`))).mode & 0o777).toBe(0o600);
+    }
+    expect((await stat(join(certs, 'ca.key'))).mode & 0o777).toBe(0o600);
+    expect(new X509Certificate(await readFile(join(certs, 'n1.crt'))).checkIP('127.0.1.11')).toBe('127.0.1.11');
+  });
+
+  it('refuses a directory that already holds a CA, and changes nothing', async () => {
+    const certs = join(dir, 'certs');
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11'], ctx())).toBe(0);
+    const before = await readFile(join(certs, 'ca.crt'), 'utf8');
+    err = [];
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11', '--node', 'n2=127.0.1.12'], ctx())).toBe(1);
+    expect(err).toEqual([expect.stringMatching(/^hactl: tls_exists: .*ca\.crt, ca\.key, n1\.crt, n1\.key; nothing changed/)]);
+    expect(await readFile(join(certs, 'ca.crt'), 'utf8')).toBe(before);
+    expect((await readdir(certs)).sort()).toEqual(['ca.crt', 'ca.key', 'n1.crt', 'n1.key']);
+  });
+
+  it.each([
+    [['--node', 'n1'], /^hactl: bad_value: --node "n1": give name=address/],
+    [['--node', 'N1=127.0.1.11'], /^hactl: bad_value: --node "N1=127.0.1.11"/],
+    [['--node', 'n1=not an address'], /^hactl: bad_value: .*neither an IP address nor a DNS name/],
+    [['--node', 'n1=127.0.1.11', '--node', 'n1=127.0.1.12'], /^hactl: bad_value: --node n1 is given twice/],
+    [['--node', 'n1=127.0.1.11', '--days', '0'], /^hactl: bad_value: --days takes a whole number/],
+  ])('refuses bad input %j with exit 2 and writes nothing', async (args, message) => {
+    const certs = join(dir, 'certs');
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, ...args], ctx())).toBe(2);
+    expect(err).toEqual([expect.stringMatching(message)]);
+    await expect(stat(certs)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('certificate helpers', () => {
+  it('names an IP address as an IP SAN and a host name as a DNS SAN', () => {
+    expect(subjectAltNames(parseTlsNode('n1=10.0.0.1'))).toBe('DNS:n1,IP:10.0.0.1');
+    expect(subjectAltNames(parseTlsNode('n1=::1'))).toBe('DNS:n1,IP:::1');
+    expect(subjectAltNames(parseTlsNode('n1=n1'))).toBe('DNS:n1');
+  });
+
+  it('counts whole days until expiry, negative once expired', async () => {
+    const certs = join(dir, 'certs');
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11', '--days', '30'], ctx())).toBe(0);
+    const cert = readCertificate(join(certs, 'n1.crt'));
+    const expiry = Date.parse(cert.validTo);
+    expect(daysUntilExpiry(cert)).toBe(29);
+    expect(daysUntilExpiry(cert, new Date(expiry - 1000))).toBe(0);
+    expect(daysUntilExpiry(cert, new Date(expiry + 1000))).toBe(-1);
+  });
+});
