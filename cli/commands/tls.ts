@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import type { CliContext, GlobalArgs } from '../context.js';
+import { daysUntilExpiry, readCertificate } from '../../sidecar/shared/certificates.js';
 import { usageError } from '../output.js';
 import { NODE_DAYS, initClusterTls, parseTlsNode } from '../tls.js';
 
@@ -24,9 +25,9 @@ export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<Global
           if (!Number.isInteger(argv.days) || argv.days < 1 || argv.days > NODE_DAYS) throw usageError(`--days takes a whole number from 1 to ${NODE_DAYS}`, 'bad_value');
           const nodes = argv.node.map(parseTlsNode);
           const files = await initClusterTls(argv.dir, argv.clusterName, nodes, argv.days);
-          ctx.io.out(`CA certificate: ${files.caFile}  (give it to every node and to hactl: profiles use --ca)`);
+          ctx.io.out(`CA certificate: ${files.caFile}  (copy it to every node beside its own certificate and key)`);
           ctx.io.out(`CA key:         ${files.caKeyFile}  (keep it off the nodes; it signs new certificates)`);
-          for (const n of files.nodes) ctx.io.out(`${n.name}: ${n.certFile} ${n.keyFile}`);
+          for (const n of files.nodes) ctx.io.out(`${n.name}: ${n.certFile} ${n.keyFile}  (expires in ${daysUntilExpiry(readCertificate(n.certFile))} days)`);
         },
       )
       .demandCommand(1, 'say which tls command: init'),

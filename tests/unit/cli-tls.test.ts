@@ -35,6 +35,7 @@ describe('hactl cluster tls init', () => {
     expect((await readdir(certs)).sort()).toEqual(['ca.crt', 'ca.key', 'n1.crt', 'n1.key', 'n2.crt', 'n2.key']);
     expect(out.join('\n')).toContain(join(certs, 'ca.crt'));
     expect(out.join('\n')).toContain(join(certs, 'n2.key'));
+    expect(out.join('\n')).toMatch(/n1: .*n1\.crt .*n1\.key {2}\(expires in 82[45] days\)/);
 
     const ca = readCertificate(join(certs, 'ca.crt'));
     expect(ca.ca).toBe(true);
