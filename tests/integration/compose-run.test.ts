@@ -1,3 +1,4 @@
+import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -11,6 +12,8 @@ import { WritingClient } from '../harness/writer.js';
  * docker-compose.yml run for real: `docker-compose up -d --build` under a Docker engine (the running one, or
  * a dockerd of this test's own, tests/harness/docker-engine.ts), with the local stand-in images
  * (docker/stand-in.env, scripts/docker-stand-ins.sh): no image registry is reachable here.
+ * The cluster runs with Consul's gossip encryption and ACLs switched on by the compose variables, so the one
+ * run (CI time) covers that setting too: the sidecar then works with the token the entrypoint creates.
  * Times of the build, up, failover and rejoin are printed as it runs.
  */
 
@@ -21,11 +24,13 @@ const NODES = ['n1', 'n2', 'n3'];
 /** Each node's sidecar API as docker-compose.yml publishes it. */
 const apiPort = (i: number) => 8001 + i;
 const PUBLISHED = { postgres: 5432, consulUi: 8500, api: 8008, stats: 8404 };
+/** docker-compose.yml's switches for gossip encryption and ACLs (docs/operations.md "Docker"). */
+const SECURED = { HA_GOSSIP_KEY: randomBytes(32).toString('base64'), HA_ACL_MANAGEMENT_TOKEN: randomUUID(), HA_CONSUL_TOKEN: randomUUID() };
 
 let engine: DockerEngine | undefined;
 const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   const base = Object.fromEntries(Object.entries(engine?.env ?? process.env).filter(([k]) => !k.startsWith('HA_') && !k.startsWith('COMPOSE_')));
-  return { ...base, COMPOSE_PROJECT_NAME: PROJECT, HA_CLUSTER_TOKEN: CLUSTER_TOKEN, ...extra };
+  return { ...base, COMPOSE_PROJECT_NAME: PROJECT, HA_CLUSTER_TOKEN: CLUSTER_TOKEN, ...SECURED, ...extra };
 };
 const compose = (args: string[], timeoutMs = 120_000, extraEnv?: Record<string, string>) =>
   runCommand('docker-compose', ['--env-file', join(root, 'docker/stand-in.env'), '-f', join(root, 'docker-compose.yml'), '--project-directory', root, ...args], env(extraEnv), timeoutMs);
@@ -99,6 +104,19 @@ describe('docker-compose.yml under a real Docker engine (stand-in images)', () =
     for (const name of NODES) expect(out).toMatch(new RegExp(`^\\*?\\s+${name}\\s+172\\.28\\.0\\.1\\d`, 'm'));
     expect(out).toMatch(/leader: n\d/);
     expect(await status(PUBLISHED.consulUi, '/ui/')).toBe(200);
+  });
+
+  test('ACLs and gossip encryption are on: an anonymous Consul request is denied, the sidecar token exists, gossip is encrypted', async () => {
+    const consul = (path: string, token?: string) =>
+      fetch(`http://${HOST}:${PUBLISHED.consulUi}${path}`, { headers: token ? { 'X-Consul-Token': token } : {}, signal: AbortSignal.timeout(2_000) });
+    const anonymous = await consul('/v1/acl/tokens');
+    expect(anonymous.status).toBe(403);
+    expect(await anonymous.text()).toMatch(/Permission denied/);
+    expect((await consul('/v1/acl/tokens', SECURED.HA_ACL_MANAGEMENT_TOKEN)).status).toBe(200);
+    const self = (await (await consul('/v1/acl/token/self', SECURED.HA_CONSUL_TOKEN)).json()) as { Policies: { Name: string }[] };
+    expect(self.Policies.map((p) => p.Name)).toEqual(['ha-sidecar']);
+    const info = await ok(compose(['exec', '-T', 'n1', 'consul', 'info', '-token', SECURED.HA_ACL_MANAGEMENT_TOKEN]), 'consul info');
+    expect(info.match(/^\s*encrypted = (\w+)$/gm)?.map((l) => l.trim())).toEqual(['encrypted = true']);
   });
 
   test('docker kill of the leader: a new leader, the client through HAProxy continues, 0 acknowledged rows lost (synchronous mode); start brings it back as a streaming standby', async () => {
