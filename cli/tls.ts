@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SidecarError, errorMessage } from '../sidecar/errors.js';
+import { lastLines } from '../sidecar/shared/process.js';
 import { usageError } from './output.js';
 
 /**
@@ -60,7 +61,7 @@ async function openssl(args: string[], what: string): Promise<void> {
   try {
     await run('openssl', args, { timeout: 30_000 });
   } catch (e) {
-    const stderr = String((e as { stderr?: unknown }).stderr ?? '').trim().split('\n').slice(-2).join(' ');
+    const stderr = lastLines(String((e as { stderr?: unknown }).stderr ?? ''), 2).replaceAll('\n', ' ');
     throw new SidecarError('openssl_failed', `openssl could not ${what}: ${stderr || errorMessage(e)}`);
   }
 }
