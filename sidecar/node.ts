@@ -68,7 +68,7 @@ export class SidecarNode implements ApiBackend {
       config.nodeName,
     );
     this.prom = metrics;
-    this.guard = config.postgres.enabled ? createWriteGuard(config, log) : undefined;
+    this.guard = config.postgres.enabled ? createWriteGuard(config, this.store.key('leader'), log) : undefined;
     this.snapshots = new SnapshotService({
       clusterName: config.clusterName,
       nodeName: config.nodeName,
