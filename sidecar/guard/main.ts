@@ -5,7 +5,7 @@ import { livePostmasterPid } from '../postgres/pid-file.js';
 import { PARENT_PID_VAR } from '../shared/process.js';
 import { killAllPostgres, killProcessTree, processState } from './kill.js';
 import { formatReply, GuardState, monotonicNs, parseCommand } from './protocol.js';
-import { guardConsulFromEnv, releaseDeadSessionLock } from './release.js';
+import { guardConsulFromEnv, releaseDeadSessionLock, type GuardConsul } from './release.js';
 
 /**
  * The write guard: `node main.js <postgres data dir> <node name>`, spawned by the sidecar (see client.ts)
@@ -44,6 +44,8 @@ const sidecarPid = Number(process.env[PARENT_PID_VAR] ?? process.ppid);
 let poll: NodeJS.Timeout | null = null;
 let inputClosed = false;
 let sidecarGone = false;
+/** The session this guard last tried to release while starved: one try per session. */
+let starvedReleaseTried: string | null = null;
 
 function check(): void {
   const now = monotonicNs();
@@ -57,6 +59,36 @@ function check(): void {
     } else if (inputClosed) {
       process.exit(0); // the sidecar is gone and so is its postgres: nothing left to guard
     }
+    releaseWhileStarved();
+  }
+}
+
+/**
+ * Starved past the deadline, with Postgres killed: the node cannot write, yet its session would hold the
+ * lock until its alive check's TTL ran out and then for lock-delay, while a frozen or starved sidecar does
+ * nothing. The guard releases the lock at once instead. Safe for the reason the sidecar's own step-down
+ * releases: no process of the old primary runs (checked, and the guard goes on killing any that appears
+ * while starved), and none can become writable again, since that needs a feed with a later deadline, which
+ * only a confirmation of this session can give, and a confirmation sent after the deadline finds the
+ * session destroyed (one sent before it gives a deadline already past). A lock the sidecar re-acquired
+ * between the release and the destroy is freed by the destroy, with lock-delay. If the agent does not
+ * answer (a partition, a hung agent), nothing is released and the old path holds.
+ */
+function releaseWhileStarved(): void {
+  const session = state.session;
+  if (!consul || !session || starvedReleaseTried === session) return;
+  if (!killAllPostgres(dataDir, POLL_MS)) return; // not gone yet: the next poll tries again
+  starvedReleaseTried = session;
+  void handOver(consul, session, 'the lease ran out unconfirmed: postgres is dead, so the guard released the lock and destroyed the session');
+}
+
+/** Releases `session`'s lock and destroys the session, and logs what came of it. */
+async function handOver(to: GuardConsul, session: string, released: string): Promise<void> {
+  try {
+    const outcome = await releaseDeadSessionLock(to, session);
+    log.warn(outcome === 'released' ? released : `${released} (it held no lock)`, { code: 'guard_released_session', session, lockReleased: outcome === 'released' });
+  } catch (e) {
+    log.error('could not release the session; it dies by its alive check, with lock-delay', { code: 'guard_release_failed', session, error: errorMessage(e) });
   }
 }
 
@@ -147,16 +179,7 @@ async function sidecarDied(): Promise<void> {
   } else if (!consul || !session) {
     log.warn('the sidecar died: killed its postgres; no session to release', { code: 'guard_released_session', lockReleased: false });
   } else {
-    try {
-      const outcome = await releaseDeadSessionLock(consul, session);
-      log.warn(outcome === 'released' ? 'the sidecar died: killed its postgres, released the lock and destroyed its session' : 'the sidecar died: killed its postgres and destroyed its session', {
-        code: 'guard_released_session',
-        session,
-        lockReleased: outcome === 'released',
-      });
-    } catch (e) {
-      log.error('the sidecar died: could not release its session; it dies by its alive check, with lock-delay', { code: 'guard_release_failed', session, error: errorMessage(e) });
-    }
+    await handOver(consul, session, 'the sidecar died: killed its postgres, released the lock and destroyed its session');
   }
   process.exit(0);
 }
