@@ -167,7 +167,9 @@ export class WriteGuard {
     // SIGTERM when the sidecar dies: the guard then kills Postgres and releases the session (main.ts). Its own
     // process group (detached), so a signal to the sidecar's group misses it.
     const consul = this.opts.consul;
-    const env: Record<string, string> = consul ? { [GUARD_CONSUL_ENV.url]: consul.url, [GUARD_CONSUL_ENV.lockKey]: consul.lockKey, ...(consul.token ? { [GUARD_CONSUL_ENV.token]: consul.token } : {}) } : {};
+    const env: Record<string, string> = consul
+      ? { [GUARD_CONSUL_ENV.url]: consul.url, [GUARD_CONSUL_ENV.lockKey]: consul.lockKey, [GUARD_CONSUL_ENV.aliveCheck]: consul.aliveCheck, ...(consul.token ? { [GUARD_CONSUL_ENV.token]: consul.token } : {}) }
+      : {};
     const child = spawnBound(boundCommand([process.execPath, script, this.opts.dataDir, this.opts.nodeName], self, 'SIGTERM', env), {
       detached: true,
       stdio: ['pipe', 'pipe', 2],
@@ -230,12 +232,13 @@ export class WriteGuard {
 }
 
 /** The node's write guard over its Postgres data directory (Postgres enabled only). */
-export function createWriteGuard(config: SidecarConfig, lockKey: string, log: Logger, script?: string): WriteGuard {
+/** `names`: the leader lock's key and the node's alive check, as the Consul part names them. */
+export function createWriteGuard(config: SidecarConfig, names: Pick<GuardConsul, 'lockKey' | 'aliveCheck'>, log: Logger, script?: string): WriteGuard {
   return new WriteGuard({
     dataDir: join(config.dataDir, 'postgres'),
     nodeName: config.nodeName,
     leaseMs: config.timings.lease * 1000,
-    consul: { url: config.consul.url, token: config.consul.token, lockKey },
+    consul: { url: config.consul.url, token: config.consul.token, ...names },
     log,
     script,
   });

@@ -5,20 +5,23 @@ export interface GuardConsul {
   token?: string;
   /** The leader lock's full key, ha-sidecar/<cluster>/leader. */
   lockKey: string;
+  /** The node's `sidecar alive` check, marked critical once the session is gone. */
+  aliveCheck: string;
 }
 
 /** The environment variables client.ts sets and `guardConsulFromEnv` reads. */
-export const GUARD_CONSUL_ENV = { url: 'HA_GUARD_CONSUL_URL', token: 'HA_GUARD_CONSUL_TOKEN', lockKey: 'HA_GUARD_LOCK_KEY' } as const;
+export const GUARD_CONSUL_ENV = { url: 'HA_GUARD_CONSUL_URL', token: 'HA_GUARD_CONSUL_TOKEN', lockKey: 'HA_GUARD_LOCK_KEY', aliveCheck: 'HA_GUARD_ALIVE_CHECK' } as const;
 
 export function guardConsulFromEnv(env: NodeJS.ProcessEnv): GuardConsul | null {
   const url = env[GUARD_CONSUL_ENV.url];
   const lockKey = env[GUARD_CONSUL_ENV.lockKey];
-  if (!url || !lockKey) return null;
-  return { url, lockKey, token: env[GUARD_CONSUL_ENV.token] || undefined };
+  const aliveCheck = env[GUARD_CONSUL_ENV.aliveCheck];
+  if (!url || !lockKey || !aliveCheck) return null;
+  return { url, lockKey, aliveCheck, token: env[GUARD_CONSUL_ENV.token] || undefined };
 }
 
 /**
- * Budget of each of the three calls. The guard gives up after it: the session then dies the slow way (its
+ * Budget of each of the four calls. The guard gives up after it: the session then dies the slow way (its
  * alive check's TTL), with lock-delay, as it did before the guard released anything.
  */
 const CALL_TIMEOUT_MS = 2_000;
@@ -57,5 +60,8 @@ export async function releaseDeadSessionLock(consul: GuardConsul, session: strin
   }
   // The session's other keys (its member record) are let go with lock-delay; only the lock matters for speed.
   await call(consul, 'PUT', `/v1/session/destroy/${session}`);
+  // Only now, with the session gone: a critical check would have invalidated it, with lock-delay. Operators
+  // and `?passing` queries see the node down at once; a live or restarted sidecar passes it again.
+  await call(consul, 'PUT', `/v1/agent/check/fail/${encodeURIComponent(consul.aliveCheck)}?note=${encodeURIComponent('the write guard released this node\'s session')}`);
   return outcome;
 }
