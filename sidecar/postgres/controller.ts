@@ -3,16 +3,14 @@
 import { existsSync, rmSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type pg from 'pg';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { holdsUserData } from './bootstrap.js';
 import type { Upstream } from './conf.js';
 import { KeptSession, queryRows, withClient } from './connection.js';
-import { hasDataDir, systemIdentifier, writeConfig } from './data-dir.js';
+import { hasDataDir, writeConfig } from './data-dir.js';
 import { ServerLifecycle } from './lifecycle.js';
 import { POLL_MS } from './postmaster.js';
-import type { CommandSpec } from '../shared/process.js';
 import { tailFile } from '../shared/process.js';
 import { pgName } from './quoting.js';
 import { postgresNode, type PostgresNode, type PostgresSettings } from './settings.js';
@@ -45,11 +43,6 @@ const RELOAD_TIMEOUT_MS = 5_000;
  * spawned the postmaster.
  */
 export class PostgresController {
-  /** This node's slot and application name. */
-  readonly name: string;
-  readonly logFile: string;
-  readonly passFile: string;
-  readonly stateFile: string;
   private readonly node: PostgresNode;
   private readonly settings: PostgresSettings;
   private readonly server: ServerLifecycle;
@@ -65,10 +58,6 @@ export class PostgresController {
   ) {
     this.node = postgresNode(settings, log);
     this.settings = this.node.settings;
-    this.name = this.node.name;
-    this.logFile = this.node.logFile;
-    this.passFile = this.node.passFile;
-    this.stateFile = this.node.stateFile;
     this.server = new ServerLifecycle(this.node);
     this.kept = new KeptSession(this.settings);
   }
@@ -92,11 +81,6 @@ export class PostgresController {
     this.log.info('removed the data directory kept aside by the last re-clone: the new copy streams', { dir: this.previousDataDir });
   }
 
-  /** The local data directory's system identifier (from global/pg_control), or null without one. */
-  systemIdentifier(): string | null {
-    return systemIdentifier(this.node);
-  }
-
   /** Whether the data directory holds an initialised cluster (PG_VERSION exists). */
   hasDataDir(): boolean {
     return hasDataDir(this.node);
@@ -104,12 +88,7 @@ export class PostgresController {
 
   /** Whether a postmaster runs for this data directory (ours, or one left by someone else). */
   isRunning(): boolean {
-    return this.postmasterPid() !== null;
-  }
-
-  /** The pid of the running postmaster, or null. */
-  postmasterPid(): number | null {
-    return this.server.pid();
+    return this.server.pid() !== null;
   }
 
   /**
@@ -162,14 +141,6 @@ export class PostgresController {
         if (temporary) await this.server.postmaster.stop('fast');
       }
     });
-  }
-
-  /**
-   * Runs one query as the superuser over the unix socket (for the loop's own checks and for tests).
-   * `synchronous_commit` is `local` in these sessions: the sidecar's own writes never wait for a standby.
-   */
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
-    return queryRows<R>(this.settings, sql, params, database);
   }
 
   // ---------------------------------------------------------------- act (transitions.ts says what each promises)
@@ -230,7 +201,7 @@ export class PostgresController {
    * kept never advance on a standby and would hold its WAL back.
    */
   async ensureReplicationSlots(names: string[]): Promise<void> {
-    const wanted = new Set(names.map(pgName).filter((n) => n !== this.name));
+    const wanted = new Set(names.map(pgName).filter((n) => n !== this.node.name));
     await this.kept.use((c) => syncReplicationSlots(c, wanted, this.log));
   }
 
@@ -248,7 +219,7 @@ export class PostgresController {
    */
   setSynchronousStandbys(names: string[] | null): Promise<void> {
     return this.exclusive(async () => {
-      const value = synchronousStandbyNamesValue(names, this.name);
+      const value = synchronousStandbyNamesValue(names, this.node.name);
       const { intent, postmaster } = this.server;
       if (value !== intent.current.synchronousStandbyNames) {
         this.log.info('setting synchronous_standby_names', { value });
@@ -256,7 +227,7 @@ export class PostgresController {
       }
       if (!this.hasDataDir()) return;
       const changed = writeConfig(this.node, intent.current);
-      const pid = this.postmasterPid();
+      const pid = this.server.pid();
       if (pid === null) return;
       if (changed) postmaster.reload(pid);
       // The leader sets the list every turn: the same value, with the file unchanged, that a new session of
@@ -264,23 +235,15 @@ export class PostgresController {
       else if (this.syncSettingSeen?.value === value && this.syncSettingSeen.pid === pid) return;
       const deadline = performance.now() + RELOAD_TIMEOUT_MS;
       while (true) {
-        const [{ v }] = await this.query<{ v: string }>("select current_setting('synchronous_standby_names') as v");
+        const [{ v }] = await queryRows<{ v: string }>(this.settings, "select current_setting('synchronous_standby_names') as v");
         this.syncSettingSeen = { value: v, pid };
         if (v === value) return;
         if (performance.now() > deadline) {
-          throw new SidecarError('postgres_reload_failed', `synchronous_standby_names is still '${v}' ${RELOAD_TIMEOUT_MS} ms after a reload to '${value}'\n${tailFile(this.logFile)}`);
+          throw new SidecarError('postgres_reload_failed', `synchronous_standby_names is still '${v}' ${RELOAD_TIMEOUT_MS} ms after a reload to '${value}'\n${tailFile(this.node.logFile)}`);
         }
         await sleep(POLL_MS);
       }
     });
-  }
-
-  /**
-   * The command the postmaster runs with (setpriv with the parent-death signal, the OS user, the guard), for
-   * tests that start it from another parent. The spawner must set HA_SIDECAR_PARENT_PID to its own pid.
-   */
-  postmasterCommand(extraArgs: string[] = []): CommandSpec {
-    return this.server.postmaster.command(extraArgs);
   }
 
   // ---------------------------------------------------------------- internals
