@@ -27,10 +27,10 @@ const SURFACE = {
   manager: ['election/decide', 'election/participant'],
   // Synchronous files: the leader's synchronous list names standbys as Postgres does (pgName).
   mirror: ['election/decide', 'election/participant', 'postgres/quoting'],
-  postgres: ['consul/records', 'consul/store', 'election/decide', 'election/eligibility', 'election/participant'],
+  postgres: ['consul/store', 'election/decide', 'election/eligibility', 'election/participant'],
   // A snapshot holds the Postgres database and the mirrored files: it dumps through Postgres's settings and
   // skips the mirror's temporary files; it reads the node's view through the loop.
-  snapshot: ['consul/records', 'consul/store', 'election/decide', 'election/loop', 'election/participant', 'postgres/settings', 'mirror/paths'],
+  snapshot: ['consul/records', 'consul/store', 'election/loop', 'election/participant', 'postgres/settings', 'mirror/paths'],
 };
 
 /** The `no-restricted-imports` groups for a file in `sidecar/<part>/`. */

@@ -20,7 +20,8 @@ import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { FilesParticipant } from './mirror/participant.js';
 import { deriveSecret } from './shared/secrets.js';
-import { postgresSettings } from './postgres/participant.js';
+import { postgresNodeValues } from './participants.js';
+import { postgresSettings } from './postgres/settings.js';
 import { pgName } from './postgres/quoting.js';
 import { SnapshotService } from './snapshot/service.js';
 import { Recovery, newWriter } from './recovery.js';
@@ -75,7 +76,7 @@ export class SidecarNode implements ApiBackend {
       nodeName: config.nodeName,
       clusterToken: config.clusterToken,
       dataDir: config.dataDir,
-      postgres: config.postgres.enabled ? postgresSettings(config) : null,
+      postgres: config.postgres.enabled ? postgresSettings(config.postgres, postgresNodeValues(config)) : null,
       filesDirectory: config.files?.enabled ? config.files.directory : null,
       log,
       view: () => this.loop.view(),

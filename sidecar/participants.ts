@@ -5,6 +5,7 @@ import { createManagerParticipant } from './manager/participant.js';
 import type { Metrics } from './metrics.js';
 import { createFilesParticipant } from './mirror/participant.js';
 import { createPostgresParticipant } from './postgres/participant.js';
+import type { PostgresNodeValues } from './postgres/settings.js';
 
 /**
  * The parts the reconcile loop drives on this node, per config, in the order they promote: Postgres, the file
@@ -12,11 +13,16 @@ import { createPostgresParticipant } from './postgres/participant.js';
  */
 export function buildParticipants(config: SidecarConfig, log: Logger, metrics: Metrics): Participant[] {
   const parts: Participant[] = [];
-  if (config.postgres.enabled) parts.push(createPostgresParticipant(config, log));
+  if (config.postgres.enabled) parts.push(createPostgresParticipant(config.postgres, postgresNodeValues(config), log));
   const files = createFilesParticipant(config, log, metrics);
   if (files) parts.push(files);
   const identity = { cluster: config.clusterName, node: config.nodeName, address: config.address, apiUrl: config.apiUrl };
   const manager = createManagerParticipant(config.manager, identity, log);
   if (manager) parts.push(manager);
   return parts;
+}
+
+/** The node-wide values the Postgres part (and the snapshots' database settings) take besides `config.postgres`. */
+export function postgresNodeValues(config: SidecarConfig): PostgresNodeValues {
+  return { nodeName: config.nodeName, address: config.address, clusterAddresses: config.clusterAddresses, clusterToken: config.clusterToken, dataDir: config.dataDir };
 }

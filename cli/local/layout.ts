@@ -70,7 +70,7 @@ export interface NodeFiles {
 /** Where one node of the local cluster keeps its files, below `<root>/nX`. */
 export interface LocalNodeFiles extends NodeFiles {
   consulDir: string;
-  /** Where the sidecar runs Postgres: `<dataDir>/postgres` (sidecar/postgres/participant.ts). */
+  /** Where the sidecar runs Postgres: `<dataDir>/postgres` (sidecar/postgres/settings.ts, postgresSettings). */
   postgresDataDir: string;
   /** The node's mirrored file directory. */
   filesDir: string;

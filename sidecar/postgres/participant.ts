@@ -3,18 +3,16 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { SidecarConfig } from '../config.js';
 import type { Fitness, Role } from '../election/decide.js';
 import { candidateProblem } from '../election/eligibility.js';
 import type { DemoteReason, OperatorAction, Participant, TurnContext } from '../election/participant.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { deriveSecret } from '../shared/secrets.js';
 import { finiteOrNull } from '../units.js';
 import type { Upstream } from './conf.js';
 import { PostgresController } from './controller.js';
 import type { PostgresStatus } from './status.js';
-import type { PostgresSettings } from './settings.js';
+import { postgresSettings, type PostgresNodeValues, type PostgresSection } from './settings.js';
 import { pgName } from './quoting.js';
 import { peerIsAhead, peersToCompare, synchronousModeUnfitReason, type RankingContext } from './ranking.js';
 
@@ -48,6 +46,17 @@ export type PostgresMemberFields = {
   /** Leader: the standbys in synchronous_standby_names; only these may be promoted in synchronous mode. */
   syncStandbys: string[] | null;
 };
+
+/** What the participant decides with besides its controller: the node's name and data directory, and two settings of its section. */
+export interface PostgresParticipantConfig {
+  nodeName: string;
+  /** The sidecar's data directory: the synchronous list this node last published as leader is kept there. */
+  dataDir: string;
+  /** The port every member's Postgres listens on: peers are compared and followed there. */
+  port: number;
+  /** Most a standby may be behind the last known primary position and still take over (bytes). */
+  maxLagOnFailover: number;
+}
 
 const firstLine = (text: string): string => text.split('\n')[0].slice(0, 200);
 const sameList = (a: string[] | null | undefined, b: string[] | null): boolean => a !== undefined && (a === null || b === null ? a === b : a.join() === b.join());
@@ -84,7 +93,7 @@ export class PostgresParticipant implements Participant {
 
   constructor(
     private readonly pg: PostgresController,
-    private readonly config: SidecarConfig,
+    private readonly config: PostgresParticipantConfig,
     private readonly log: Logger,
   ) {
     this.syncStandbysFile = join(config.dataDir, 'sync-standbys.json');
@@ -141,7 +150,7 @@ export class PostgresParticipant implements Participant {
     const leaderRecord = ctx.members.find((m) => m.record.name === lastLeader)?.record;
     const lastPrimary = finiteOrNull(leaderRecord?.walPosition);
     // election/eligibility.ts; an unknown bar is no bar here, or a cluster whose leader never published stays leaderless.
-    const lag = candidateProblem({ alive: true, nofailover: false, ...(lastPrimary !== null ? { behindBytes: lastPrimary - mine } : {}) }, this.config.postgres.maxLagOnFailover);
+    const lag = candidateProblem({ alive: true, nofailover: false, ...(lastPrimary !== null ? { behindBytes: lastPrimary - mine } : {}) }, this.config.maxLagOnFailover);
     if (lag?.kind === 'behind') return { fit: false, reason: `${lag.bytes} bytes behind the last known primary position (limit ${lag.limit})` };
 
     const leaderSync = Array.isArray(leaderRecord?.syncStandbys) ? (leaderRecord.syncStandbys as string[]) : null;
@@ -154,7 +163,7 @@ export class PostgresParticipant implements Participant {
     // Compare with the peers that could lead, as their own Postgres reports it now (see peersToCompare).
     const self = { name: this.config.nodeName, position: { wal: mine, replayed: mineReplayed } };
     for (const peer of peersToCompare(ctx.members, ranking)) {
-      const theirs = await this.pg.peerPosition({ host: peer.address, port: this.config.postgres.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined);
+      const theirs = await this.pg.peerPosition({ host: peer.address, port: this.config.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined);
       if (theirs === null || theirs === undefined) {
         if (peer.mustCompare) {
           return { fit: false, reason: `synchronous mode: cannot read ${peer.name}'s position, and it may hold newer commits` };
@@ -272,7 +281,7 @@ export class PostgresParticipant implements Participant {
       return;
     }
     const leaderName = leader.record.name;
-    const upstream: Upstream = { host: leader.record.address, port: this.config.postgres.port };
+    const upstream: Upstream = { host: leader.record.address, port: this.config.port };
     this.leaderPosition = finiteOrNull(leader.record.walPosition);
     const leaderIsPrimary = leader.alive && leader.record.role === 'leader' && leader.record.pgRole === 'primary';
     const progress = (what: string) => (percent: number) => ctx.report(`${what} from ${leaderName} (${percent} %)`);
@@ -424,30 +433,10 @@ export class PostgresParticipant implements Participant {
   }
 }
 
-/** The node's Postgres controller, laid out under the sidecar's data directory. */
-/** The node's Postgres as its config makes it; snapshots (sidecar/snapshot/) dump and restore through the same socket and login. */
-export function postgresSettings(config: SidecarConfig): PostgresSettings {
-  const secret = (purpose: string) => deriveSecret(config.clusterToken, purpose);
-  return {
-    nodeName: config.nodeName,
-    binDir: config.postgres.binDir,
-    dataDir: join(config.dataDir, 'postgres'),
-    socketDir: join(config.dataDir, 'pgsocket'),
-    host: config.address,
-    port: config.postgres.port,
-    runAsUser: config.postgres.runAsUser,
-    superuserPassword: secret('postgres-superuser'),
-    replicationUser: 'replicator',
-    replicationPassword: secret('replication'),
-    appDatabase: config.postgres.appDatabase,
-    appUser: config.postgres.appUser,
-    appPassword: config.postgres.appPassword ?? secret('app'),
-    memberAddresses: config.clusterAddresses,
-  };
-}
-
-export function createPostgresParticipant(config: SidecarConfig, log: Logger): PostgresParticipant {
-  return new PostgresParticipant(new PostgresController(postgresSettings(config), log), config, log);
+/** The Postgres part, built from its config section and the node-wide values it needs. */
+export function createPostgresParticipant(section: PostgresSection, node: PostgresNodeValues, log: Logger): PostgresParticipant {
+  const controller = new PostgresController(postgresSettings(section, node), log);
+  return new PostgresParticipant(controller, { nodeName: node.nodeName, dataDir: node.dataDir, port: section.port, maxLagOnFailover: section.maxLagOnFailover }, log);
 }
 
 /** The synchronous standby list this node last published as leader; null when none (or unreadable). */

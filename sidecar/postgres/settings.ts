@@ -1,8 +1,11 @@
 import net from 'node:net';
+import { join } from 'node:path';
 import { z } from 'zod';
+import type { SidecarConfig } from '../config.js';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resolveOsUser, type OsUser } from '../shared/process.js';
+import { deriveSecret } from '../shared/secrets.js';
 import { pgName } from './quoting.js';
 
 /** The role name initdb gives the superuser; pg_rewind and the sidecar itself connect as it. */
@@ -87,5 +90,42 @@ export function postgresNode(settings: PostgresSettings, log: Logger): PostgresN
     stateFile: `${settings.dataDir}.state.json`,
     previousDataDir: `${settings.dataDir}.previous`,
     log,
+  };
+}
+
+/** The config's `postgres` section. */
+export type PostgresSection = SidecarConfig['postgres'];
+
+/** The node-wide values the Postgres part needs besides its section. */
+export interface PostgresNodeValues {
+  nodeName: string;
+  /** Postgres listens on this node's address. */
+  address: string;
+  /** Every node's address: pg_hba lets replication in from these only. */
+  clusterAddresses: string[];
+  /** The passwords not given in the section derive from it. */
+  clusterToken: string;
+  /** The sidecar's data directory: Postgres's data is `<dataDir>/postgres`, its socket `<dataDir>/pgsocket`. */
+  dataDir: string;
+}
+
+/** The node's Postgres as its config makes it; snapshots (sidecar/snapshot/) dump and restore through the same socket and login. */
+export function postgresSettings(section: PostgresSection, node: PostgresNodeValues): PostgresSettings {
+  const secret = (purpose: string) => deriveSecret(node.clusterToken, purpose);
+  return {
+    nodeName: node.nodeName,
+    binDir: section.binDir,
+    dataDir: join(node.dataDir, 'postgres'),
+    socketDir: join(node.dataDir, 'pgsocket'),
+    host: node.address,
+    port: section.port,
+    runAsUser: section.runAsUser,
+    superuserPassword: secret('postgres-superuser'),
+    replicationUser: 'replicator',
+    replicationPassword: secret('replication'),
+    appDatabase: section.appDatabase,
+    appUser: section.appUser,
+    appPassword: section.appPassword ?? secret('app'),
+    memberAddresses: node.clusterAddresses,
   };
 }

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createLogger } from '../../sidecar/log.js';
 import type { Upstream } from '../../sidecar/postgres/conf.js';
+import { queryRows } from '../../sidecar/postgres/connection.js';
 import { PostgresController } from '../../sidecar/postgres/controller.js';
-import type { PostgresSettings } from '../../sidecar/postgres/settings.js';
+import { postgresNode, type PostgresNode, type PostgresSettings } from '../../sidecar/postgres/settings.js';
 import { nodeAddress } from './net.js';
 
 export const PG_BIN_DIR = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
@@ -15,6 +16,8 @@ export interface PgTestNode {
   address: string;
   upstream: Upstream;
   settings: PostgresSettings;
+  /** The validated settings and the files beside the data directory, for the modules a test calls directly. */
+  node: PostgresNode;
   pg: PostgresController;
 }
 
@@ -113,7 +116,7 @@ export class PgTestNodes {
       const controller = new PostgresController(settings, log);
       // These tests drive roles by hand, as if each node held the lock: a primary is permitted until a test revokes it.
       controller.permitPrimary(true);
-      return { name, address, upstream: { host: address, port: PG_TEST_PORT }, settings, pg: controller };
+      return { name, address, upstream: { host: address, port: PG_TEST_PORT }, settings, node: postgresNode(settings, log), pg: controller };
     });
   }
 
@@ -141,6 +144,11 @@ export class PgTestNodes {
     } finally {
       await client.end().catch(() => undefined);
     }
+  }
+
+  /** Runs one statement as the superuser over node `i`'s unix socket, as the sidecar's own checks do. */
+  superuser<R extends pg.QueryResultRow = pg.QueryResultRow>(i: number, sql: string, params: unknown[] = []): Promise<R[]> {
+    return queryRows<R>(this.nodes[i].settings, sql, params);
   }
 
   /** Stops every server immediately, kills stray processes and removes the directory. */

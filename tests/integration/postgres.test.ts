@@ -2,6 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { systemIdentifier } from '../../sidecar/postgres/data-dir.js';
+import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
+import { Postmaster } from '../../sidecar/postgres/postmaster.js';
 import { synchronousStandbyNamesValue } from '../../sidecar/postgres/sync-standbys.js';
 import { GUARD_EXIT_CODE, PARENT_PID_VAR, processAlive } from '../../sidecar/shared/process.js';
 import { PG_TEST_PORT, PgTestNodes, processesIn, strayPids } from '../harness/postgres.js';
@@ -42,7 +45,7 @@ describe('PostgresController with real PostgreSQL', () => {
     expect(existsSync(`${n2.settings.dataDir}.clone`)).toBe(false);
 
     await n1.pg.ensureReplicationSlots(['n1', 'n2', 'n3']);
-    expect((await n1.pg.query<{ slot_name: string }>('select slot_name from pg_replication_slots order by 1')).map((r) => r.slot_name)).toEqual(['n2', 'n3']);
+    expect((await cluster.superuser<{ slot_name: string }>(0, 'select slot_name from pg_replication_slots order by 1')).map((r) => r.slot_name)).toEqual(['n2', 'n3']);
 
     await timed('cloneFrom', () => n2.pg.cloneFrom(n1.upstream));
     await cluster.app(0, 'create table items (id int primary key, v text)');
@@ -90,7 +93,7 @@ describe('PostgresController with real PostgreSQL', () => {
 
     // n1 kept the slots it had as a primary; as a standby it drops them (they would hold its WAL forever).
     await n1.pg.ensureReplicationSlots([]);
-    expect(await n1.pg.query('select slot_name from pg_replication_slots')).toEqual([]);
+    expect(await cluster.superuser(0, 'select slot_name from pg_replication_slots')).toEqual([]);
 
     await cluster.app(1, "insert into items values (3, 'three')");
     await waitFor('row 3 on n1', async () => (await cluster.app(0, 'select v from items where id = 3'))[0]?.v === 'three', 10_000);
@@ -113,7 +116,7 @@ describe('PostgresController with real PostgreSQL', () => {
     let committed = false;
     const pending = cluster.app(1, "insert into items values (5, 'waits')").then(() => (committed = true));
     await waitFor('the commit waiting for a synchronous standby', async () => {
-      const rows = await n2.pg.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where wait_event = 'SyncRep'");
+      const rows = await cluster.superuser<{ n: number }>(1, "select count(*)::int as n from pg_stat_activity where wait_event = 'SyncRep'");
       return rows[0].n === 1;
     }, 10_000);
     expect(committed).toBe(false);
@@ -171,12 +174,12 @@ describe('PostgresController with real PostgreSQL', () => {
   });
 
   test('a rewind or clone from another database system is refused, and from a standby postponed; nothing local changes', async () => {
-    const n3System = n3.pg.systemIdentifier();
+    const n3System = systemIdentifier(n3.node);
     expect(n3System).toMatch(/^\d+$/);
-    expect(n3System).not.toBe(n1.pg.systemIdentifier());
+    expect(n3System).not.toBe(systemIdentifier(n1.node));
     await expect(n3.pg.rewindFrom(n1.upstream)).rejects.toMatchObject({ code: 'system_identifier_mismatch' });
     await expect(n3.pg.cloneFrom(n1.upstream)).rejects.toMatchObject({ code: 'system_identifier_mismatch' });
-    expect(n3.pg.systemIdentifier()).toBe(n3System);
+    expect(systemIdentifier(n3.node)).toBe(n3System);
     expect((await n3.pg.status()).intent).toBe('primary');
 
     // n2 is n1's standby: rewinding the primary n1 from it is refused before n1 is touched.
@@ -186,7 +189,7 @@ describe('PostgresController with real PostgreSQL', () => {
 
   test('rule 3: the postmaster dies within 2 s of its parent being SIGKILLed, even after dropping to the postgres user', async () => {
     // The same command the controller spawns, from a separate Node parent that we can kill -9.
-    const spec = n3.pg.postmasterCommand();
+    const spec = new Postmaster(n3.node).command();
     const parentScript = join(cluster.base, 'parent.cjs');
     writeFileSync(
       parentScript,
@@ -198,7 +201,7 @@ describe('PostgresController with real PostgreSQL', () => {
        process.stdout.write(child.pid + '\\n');
        setInterval(() => {}, 60000);\n`,
     );
-    const parent = spawn(process.execPath, [parentScript, JSON.stringify(spec), n3.pg.logFile], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    const parent = spawn(process.execPath, [parentScript, JSON.stringify(spec), n3.node.logFile], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
     strayPids.add(parent.pid!);
     let out = '';
     parent.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -210,7 +213,7 @@ describe('PostgresController with real PostgreSQL', () => {
       return st.role === 'primary' ? st : undefined;
     }, 20_000);
     expect(s.running).toBe(true);
-    expect(n3.pg.postmasterPid()).toBe(postmaster);
+    expect(livePostmasterPid(n3.settings.dataDir)).toBe(postmaster);
     if (process.getuid?.() === 0) {
       const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${postmaster}/status`, 'utf8'))?.[1];
       expect(uid).not.toBe('0'); // dropped to the postgres user ...

@@ -64,3 +64,21 @@ describe('hactl cluster status: exit code of what it shows', () => {
     expect(renderClusterStatus(view({ members: [], leader: null }))).toContain('(no members yet)');
   });
 });
+
+describe('hactl cluster status: the header', () => {
+  it('names the leader and its term, and marks its row', () => {
+    const lines = renderClusterStatus(view());
+    expect(lines[0]).toBe('cluster: main   term: 2   leader: n1   paused: no');
+    expect(lines.filter((l) => l.startsWith('*'))).toEqual([expect.stringMatching(/^\*\s+n1\s/)]);
+  });
+
+  it('nobody holds the lock (the leader killed, a broken term key): leader none, the term seen, no row marked, exit 3', () => {
+    // What /cluster answers then: no lock holder, the highest term the node saw, the dead leader offline.
+    const v = view({ leader: null, term: 2, members: [member('n1', { alive: false, role: 'offline' }), member('n2'), member('n3')] });
+    const lines = renderClusterStatus(v);
+    expect(lines[0]).toBe('cluster: main   term: 2   leader: none   paused: no');
+    expect(lines.filter((l) => l.startsWith('*'))).toEqual([]);
+    expect(lines.find((l) => /\sn1\s/.test(l))).toMatch(/^\s+n1\s+\S+\s+offline\s/);
+    expect(problem(v)).toEqual({ code: 'no_leader', message: 'no leader is elected', exit: 3 });
+  });
+});

@@ -1,5 +1,6 @@
 import type { Logger } from '../../sidecar/log.js';
-import { postgresNode, type PostgresSettings } from '../../sidecar/postgres/settings.js';
+import { deriveSecret } from '../../sidecar/shared/secrets.js';
+import { postgresNode, postgresSettings, type PostgresSection, type PostgresSettings } from '../../sidecar/postgres/settings.js';
 
 const log = {} as Logger;
 const settings: PostgresSettings = {
@@ -45,5 +46,24 @@ describe('postgres settings: validated once, files laid out next to the data dir
 
   test('unknown settings are refused too', () => {
     expect(() => postgresNode({ ...settings, sharedBuffers: '1GB' } as PostgresSettings, log)).toThrow(/invalid postgres settings: \(settings\): Unrecognized key/);
+  });
+});
+
+describe('postgres settings from the config: the postgres section and the node-wide values', () => {
+  const section: PostgresSection = { enabled: true, binDir: '/pg/bin', port: 15433, appDatabase: 'app', appUser: 'app', maxLagOnFailover: 0 };
+  const node = { nodeName: 'n2', address: '127.0.5.12', clusterAddresses: ['127.0.5.11', '127.0.5.12'], clusterToken: 'unit-test-token-0123456789', dataDir: '/var/lib/ha' };
+
+  test('the data and the socket live under the data directory; the passwords derive from the token, each for its purpose', () => {
+    const s = postgresSettings(section, node);
+    expect(s).toMatchObject({ nodeName: 'n2', binDir: '/pg/bin', dataDir: '/var/lib/ha/postgres', socketDir: '/var/lib/ha/pgsocket', host: '127.0.5.12', port: 15433 });
+    expect(s.memberAddresses).toEqual(node.clusterAddresses);
+    expect(s.superuserPassword).toBe(deriveSecret(node.clusterToken, 'postgres-superuser'));
+    expect(s.replicationPassword).toBe(deriveSecret(node.clusterToken, 'replication'));
+    expect(s.appPassword).toBe(deriveSecret(node.clusterToken, 'app'));
+    expect(() => postgresNode(s, log)).not.toThrow();
+  });
+
+  test('an application password given in the section wins over the derived one', () => {
+    expect(postgresSettings({ ...section, appPassword: 'given-password' }, node).appPassword).toBe('given-password');
   });
 });
