@@ -5,7 +5,7 @@ import { livePostmasterPid } from '../postgres/pid-file.js';
 import { PARENT_PID_VAR } from '../shared/process.js';
 import { killAllPostgres, killProcessTree, processState } from './kill.js';
 import { formatReply, GuardState, monotonicNs, parseCommand } from './protocol.js';
-import { guardConsulFromEnv, releaseDeadSessionLock, type GuardConsul } from './release.js';
+import { failAliveCheck, guardConsulFromEnv, releaseDeadSessionLock, type GuardConsul } from './release.js';
 
 /**
  * The write guard: `node main.js <postgres data dir> <node name>`, spawned by the sidecar (see client.ts)
@@ -89,7 +89,9 @@ async function handOver(to: GuardConsul, session: string, released: string): Pro
     log.warn(outcome === 'released' ? released : `${released} (it held no lock)`, { code: 'guard_released_session', session, lockReleased: outcome === 'released' });
   } catch (e) {
     log.error('could not release the session; it dies by its alive check, with lock-delay', { code: 'guard_release_failed', session, error: errorMessage(e) });
+    return;
   }
+  await failAliveCheck(to, 'the write guard released this node\'s session').catch((e) => log.warn('could not mark the alive check critical', { error: errorMessage(e) }));
 }
 
 function setPolling(on: boolean): void {

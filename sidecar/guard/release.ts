@@ -21,7 +21,7 @@ export function guardConsulFromEnv(env: NodeJS.ProcessEnv): GuardConsul | null {
 }
 
 /**
- * Budget of each of the four calls. The guard gives up after it: the session then dies the slow way (its
+ * Budget of each call. The guard gives up after it: the session then dies the slow way (its
  * alive check's TTL), with lock-delay, as it did before the guard released anything.
  */
 const CALL_TIMEOUT_MS = 2_000;
@@ -35,9 +35,10 @@ async function call(consul: GuardConsul, method: 'GET' | 'PUT', path: string, bo
     headers: consul.token ? { 'X-Consul-Token': consul.token } : undefined,
     signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
   });
+  const text = await response.text();
   if (response.status === 404) return null;
-  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${(await response.text()).slice(0, 200)}`);
-  return response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${text.slice(0, 200)}`);
+  return text === '' ? null : (JSON.parse(text) as unknown); // a check update answers with no body
 }
 
 /**
@@ -60,8 +61,14 @@ export async function releaseDeadSessionLock(consul: GuardConsul, session: strin
   }
   // The session's other keys (its member record) are let go with lock-delay; only the lock matters for speed.
   await call(consul, 'PUT', `/v1/session/destroy/${session}`);
-  // Only now, with the session gone: a critical check would have invalidated it, with lock-delay. Operators
-  // and `?passing` queries see the node down at once; a live or restarted sidecar passes it again.
-  await call(consul, 'PUT', `/v1/agent/check/fail/${encodeURIComponent(consul.aliveCheck)}?note=${encodeURIComponent('the write guard released this node\'s session')}`);
   return outcome;
+}
+
+/**
+ * Marks the node's alive check critical, so operators and `?passing` queries see the node down at once (a
+ * live or restarted sidecar passes it again). Only after `releaseDeadSessionLock`: a critical check bound to
+ * a live session would invalidate it, with lock-delay.
+ */
+export async function failAliveCheck(consul: GuardConsul, note: string): Promise<void> {
+  await call(consul, 'PUT', `/v1/agent/check/fail/${encodeURIComponent(consul.aliveCheck)}?note=${encodeURIComponent(note)}`);
 }

@@ -88,7 +88,7 @@ describe('a frozen leader sidecar (SIGSTOP) keeps no writable primary (real Cons
     const members = await cluster.members();
     expect(members.find((m) => m.name === oldName)).toMatchObject({ role: 'standby', pgRole: 'standby', streaming: true });
     // The guard, starved with Postgres killed, handed the lock over instead of leaving it to the TTL and lock-delay.
-    const handOvers = readFileSync(join(cluster.baseDir, oldName, 'sidecar.log'), 'utf8').split('\n').filter((l) => l.includes('"guard_released_session"'));
-    expect(handOvers.map((l) => JSON.parse(l) as { lockReleased: boolean })).toEqual([expect.objectContaining({ lockReleased: true })]);
+    const handOvers = readFileSync(join(cluster.baseDir, oldName, 'sidecar.log'), 'utf8').split('\n').filter((l) => l.includes('"guard_release'));
+    expect(handOvers.map((l) => JSON.parse(l) as { code: string; lockReleased: boolean })).toEqual([expect.objectContaining({ code: 'guard_released_session', lockReleased: true })]);
   }, 90_000);
 });
