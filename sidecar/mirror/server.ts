@@ -14,7 +14,7 @@ import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
-import { CHOKIDAR_MAX_ENTRIES, watchDirectory, type DirectoryWatch } from './watch.js';
+import { watchDirectory, type DirectoryWatch } from './watch.js';
 
 /**
  * Followers hear from the leader at least this often, so a dead connection is noticed (SILENCE_MS, 5 s, on
@@ -33,10 +33,7 @@ const CHUNK_BYTES = 256 * 1024;
 const CHANGE_LOG_ENTRIES = 10_000;
 /** Watch events are gathered this long, so a burst becomes one change. */
 const EVENT_BATCH_MS = 5;
-/**
- * chokidar drops a second change event of one path within 50 ms of the first: every changed path is looked
- * at once more after that window, so such a change travels now rather than at the next rescan.
- */
+/** A path still being written when `syncPoint` reads it is read again this much later. */
 const SETTLE_MS = 60;
 
 /** A synchronous-files wait (`waitInstalled`): settled once an accepted follower has installed `seq`. */
@@ -64,7 +61,7 @@ export interface MirrorServerOptions {
 }
 
 /**
- * The leader's side: keeps a manifest of the directory current from chokidar events and a periodic rescan
+ * The leader's side: keeps a manifest of the directory current from watch events and a periodic rescan
  * (events can be lost), numbers every change with a rising sequence, and streams changes and file content
  * to each connected follower.
  */
@@ -75,12 +72,11 @@ export class MirrorServer {
   private readonly scanner: Scanner;
   private readonly sessions = new Set<Session>();
   private readonly dirty = new Set<string>();
-  private readonly settling = new Set<string>();
   private flushTimer: NodeJS.Timeout | null = null;
-  private settleTimer: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private watch: DirectoryWatch | null = null;
+  private rewatchQueued = false;
   private server: tls.Server | null = null;
   /** Manifest updates run one at a time, in the order they were read from disk. */
   private work: Promise<void> = Promise.resolve();
@@ -110,14 +106,14 @@ export class MirrorServer {
   }
 
   /**
-   * Scans, watches (the watcher is chosen by the tree's size), rescans once for what changed in between,
-   * then listens: a follower never sees a manifest older than the watcher's first event.
+   * Scans, watches, rescans once for what changed in between, then listens: a follower never sees a manifest
+   * older than the watcher's first event.
    */
   async start(): Promise<void> {
     const { root, log } = this.opts;
     this.manifest = await this.scanner.scan();
     this.seq = this.logFloor = this.manifest.size;
-    this.watch = await watchDirectory(root, this.manifest.size, (path) => this.markDirty(path), log);
+    this.watch = await watchDirectory(root, (path) => this.markDirty(path), log);
     if (this.stopped) return void (await this.watch.close());
     // What changed between the scan and the watch's start: hashes are cached, so this costs an lstat each.
     this.enqueue(() => this.rescan());
@@ -137,7 +133,7 @@ export class MirrorServer {
     this.listening = true;
     this.rescanTimer = setInterval(() => this.enqueue(() => this.rescan()), this.opts.rescanMs);
     this.heartbeat = setInterval(() => this.broadcast({ t: 'heartbeat', seq: this.seq }), HEARTBEAT_MS);
-    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port, watcher: this.watch.kind });
+    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port });
   }
 
   /**
@@ -149,7 +145,7 @@ export class MirrorServer {
     for (const s of this.sessions) s.close();
     this.sessions.clear();
     this.server?.close();
-    for (const timer of [this.flushTimer, this.settleTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
+    for (const timer of [this.flushTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
     for (const w of this.waiters) this.settle(w, new SidecarError('files_not_serving', `${this.opts.node} stopped serving its files before a standby had installed them`, 503));
     await this.watch?.close().catch(() => undefined);
   }
@@ -245,13 +241,6 @@ export class MirrorServer {
     const paths = [...this.dirty];
     this.dirty.clear();
     await this.update(paths);
-    for (const p of paths) this.settling.add(p);
-    this.settleTimer ??= setTimeout(() => {
-      this.settleTimer = null;
-      const again = [...this.settling];
-      this.settling.clear();
-      this.enqueue(() => this.update(again));
-    }, SETTLE_MS);
   }
 
   /** Reads `paths` again and applies what changed (a directory brings its whole subtree); returns those still being written. */
@@ -260,6 +249,7 @@ export class MirrorServer {
     const before: Manifest = new Map();
     const after: Manifest = new Map();
     const unstable: string[] = [];
+    let nested = false;
     for (const path of paths) {
       const entry = await this.scanner.entry(path, true);
       if (entry === 'unstable') {
@@ -275,22 +265,38 @@ export class MirrorServer {
         for (const [p, e] of this.manifest) if (p.startsWith(`${path}/`)) before.set(p, e);
         if (entry?.type === 'dir') {
           const below = await this.scanner.scanBelow(path);
-          for (const [p, e] of below) after.set(p, e);
+          for (const [p, e] of below) {
+            after.set(p, e);
+            nested ||= e.type === 'dir';
+          }
         }
       }
     }
     this.apply(before, after);
+    // A directory came (or was replaced, or renamed) with directories inside: the watch may miss those (watch.ts).
+    if (nested) this.rewatchSoon();
     return unstable;
   }
 
-  /** The tree outgrew chokidar: watch it with @parcel/watcher from now on, and rescan for the gap. */
+  private rewatchSoon(): void {
+    if (this.rewatchQueued) return;
+    this.rewatchQueued = true;
+    this.enqueue(() => this.rewatch());
+  }
+
+  /**
+   * Watches the tree afresh, then rescans for what changed while nothing watched it. The old subscription
+   * goes first: @parcel/watcher shares one directory's tree between its subscriptions, so a second one made
+   * beside it would miss the same subdirectories. Both steps run off the event loop.
+   */
   private async rewatch(): Promise<void> {
+    this.rewatchQueued = false;
+    if (this.stopped) return;
     const old = this.watch;
-    if (this.stopped || old?.kind !== 'chokidar' || this.manifest.size <= CHOKIDAR_MAX_ENTRIES) return;
-    this.watch = await watchDirectory(this.opts.root, this.manifest.size, (path) => this.markDirty(path), this.opts.log);
-    await old.close();
-    if (this.stopped) await this.watch.close();
-    this.opts.log.info('files: the directory outgrew chokidar; watching it with @parcel/watcher', { entries: this.manifest.size });
+    this.watch = null;
+    await old?.close();
+    this.watch = await watchDirectory(this.opts.root, (path) => this.markDirty(path), this.opts.log);
+    if (this.stopped) return void (await this.watch.close());
     await this.rescan();
   }
 
@@ -298,7 +304,7 @@ export class MirrorServer {
     const now = await this.scanner.scan();
     const { upserts, removed, sample } = this.apply(this.manifest, now);
     if (upserts + removed > 0) {
-      // chokidar reports no event for a change that keeps the mtime (chmod alone), and events can be lost.
+      // Events can be lost (an inotify queue overflow), and a directory the watch does not cover yet sends none.
       this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed, sample });
     }
   }
@@ -320,7 +326,6 @@ export class MirrorServer {
       this.record({ t: 'change', seq: this.seq, upserts: [], removed: batch });
     }
     this.publishGauges();
-    if (this.watch?.kind === 'chokidar' && this.manifest.size > CHOKIDAR_MAX_ENTRIES) this.enqueue(() => this.rewatch());
     return { upserts: delta.upserts.length, removed: delta.removed.length, sample: delta.upserts.slice(0, 5).map((e) => e.path) };
   }
 
