@@ -12,7 +12,7 @@ import type { Metrics } from '../metrics.js';
 import { manifestDelta, manifestDigest, type Manifest } from './manifest.js';
 import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
-import { Scanner } from './scanner.js';
+import { Scanner, rescanPauseMs } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
 import { watchDirectory, type DirectoryWatch } from './watch.js';
 
@@ -131,7 +131,7 @@ export class MirrorServer {
     });
     this.server.on('error', (e) => log.error('files: server error', { error: errorMessage(e) }));
     this.listening = true;
-    this.rescanTimer = setInterval(() => this.enqueue(() => this.rescan()), this.opts.rescanMs);
+    this.scheduleRescan();
     this.heartbeat = setInterval(() => this.broadcast({ t: 'heartbeat', seq: this.seq }), HEARTBEAT_MS);
     log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port });
   }
@@ -298,6 +298,15 @@ export class MirrorServer {
     this.watch = await watchDirectory(this.opts.root, (path) => this.markDirty(path), this.opts.log);
     if (this.stopped) return void (await this.watch.close());
     await this.rescan();
+  }
+
+  /** The next periodic rescan, after a pause that grows with the tree (`rescanPauseMs`). */
+  private scheduleRescan(): void {
+    if (this.stopped) return;
+    this.rescanTimer = setTimeout(() => {
+      const next = () => this.scheduleRescan();
+      this.queued(() => this.rescan()).then(next, next);
+    }, rescanPauseMs(this.opts.rescanMs, this.manifest.size));
   }
 
   private async rescan(): Promise<void> {
