@@ -58,6 +58,8 @@ export class Scanner {
   constructor(
     readonly root: string,
     private readonly log: Logger,
+    /** Called with each directory before it is listed (the leader watches it from then on). */
+    private readonly listing: (dir: string) => void = () => undefined,
   ) {}
 
   async scan(): Promise<Manifest> {
@@ -76,6 +78,7 @@ export class Scanner {
   }
 
   private async walk(dir: string, into: Manifest): Promise<void> {
+    this.listing(dir);
     const names: string[] = [];
     const handle = await opendir(join(this.root, dir)).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT' && dir !== '') return null; // removed while we walked: the next event covers it

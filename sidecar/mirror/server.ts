@@ -14,7 +14,7 @@ import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner, rescanPauseMs } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
-import { watchDirectory, type DirectoryWatch } from './watch.js';
+import { DirectoryWatch } from './watch.js';
 
 /**
  * Followers hear from the leader at least this often, so a dead connection is noticed (SILENCE_MS, 5 s, on
@@ -75,8 +75,7 @@ export class MirrorServer {
   private flushTimer: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
-  private watch: DirectoryWatch | null = null;
-  private rewatchQueued = false;
+  private readonly watch: DirectoryWatch;
   private server: tls.Server | null = null;
   /** Manifest updates run one at a time, in the order they were read from disk. */
   private work: Promise<void> = Promise.resolve();
@@ -90,7 +89,8 @@ export class MirrorServer {
   private logFloor = 0;
 
   constructor(private readonly opts: MirrorServerOptions) {
-    this.scanner = new Scanner(opts.root, opts.log);
+    this.watch = new DirectoryWatch(opts.root, (path) => this.markDirty(path), opts.log);
+    this.scanner = new Scanner(opts.root, opts.log, (dir) => this.watch.add(dir));
   }
 
   get sequence(): number {
@@ -106,18 +106,14 @@ export class MirrorServer {
   }
 
   /**
-   * Scans, watches, rescans once for what changed in between, then listens: a follower never sees a manifest
-   * older than the watcher's first event.
+   * Scans (watching each directory before it is listed), then listens: a follower never sees a manifest older
+   * than the watcher's first event.
    */
   async start(): Promise<void> {
     const { root, log } = this.opts;
     this.manifest = await this.scanner.scan();
     this.seq = this.logFloor = this.manifest.size;
-    this.watch = await watchDirectory(root, (path) => this.markDirty(path), log);
     if (this.stopped) return void (await this.watch.close());
-    // What changed between the scan and the watch's start: hashes are cached, so this costs an lstat each.
-    this.enqueue(() => this.rescan());
-    await this.work;
     this.publishGauges();
     if (this.stopped) return;
     this.server = tls.createServer(serverTlsOptions(this.opts.clusterToken, this.opts.clusterName), (socket) => this.accept(socket));
@@ -147,7 +143,7 @@ export class MirrorServer {
     this.server?.close();
     for (const timer of [this.flushTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
     for (const w of this.waiters) this.settle(w, new SidecarError('files_not_serving', `${this.opts.node} stopped serving its files before a standby had installed them`, 503));
-    await this.watch?.close().catch(() => undefined);
+    await this.watch.close();
   }
 
   /**
@@ -249,7 +245,6 @@ export class MirrorServer {
     const before: Manifest = new Map();
     const after: Manifest = new Map();
     const unstable: string[] = [];
-    let nested = false;
     for (const path of paths) {
       const entry = await this.scanner.entry(path, true);
       if (entry === 'unstable') {
@@ -262,42 +257,22 @@ export class MirrorServer {
       if (entry) after.set(path, entry);
       if (old?.type === 'dir' || entry?.type === 'dir') {
         // A directory that went or came (or was renamed): everything below it goes or comes with it.
-        for (const [p, e] of this.manifest) if (p.startsWith(`${path}/`)) before.set(p, e);
+        const subtree = [path];
+        for (const [p, e] of this.manifest) {
+          if (!p.startsWith(`${path}/`)) continue;
+          before.set(p, e);
+          subtree.push(p);
+        }
         if (entry?.type === 'dir') {
+          // Watched afresh as they are listed: this may be another directory than the one watched by that name.
+          this.watch.drop(subtree);
           const below = await this.scanner.scanBelow(path);
-          for (const [p, e] of below) {
-            after.set(p, e);
-            nested ||= e.type === 'dir';
-          }
+          for (const [p, e] of below) after.set(p, e);
         }
       }
     }
     this.apply(before, after);
-    // A directory came (or was replaced, or renamed) with directories inside: the watch may miss those (watch.ts).
-    if (nested) this.rewatchSoon();
     return unstable;
-  }
-
-  private rewatchSoon(): void {
-    if (this.rewatchQueued) return;
-    this.rewatchQueued = true;
-    this.enqueue(() => this.rewatch());
-  }
-
-  /**
-   * Watches the tree afresh, then rescans for what changed while nothing watched it. The old subscription
-   * goes first: @parcel/watcher shares one directory's tree between its subscriptions, so a second one made
-   * beside it would miss the same subdirectories. Both steps run off the event loop.
-   */
-  private async rewatch(): Promise<void> {
-    this.rewatchQueued = false;
-    if (this.stopped) return;
-    const old = this.watch;
-    this.watch = null;
-    await old?.close();
-    this.watch = await watchDirectory(this.opts.root, (path) => this.markDirty(path), this.opts.log);
-    if (this.stopped) return void (await this.watch.close());
-    await this.rescan();
   }
 
   /** The next periodic rescan, after a pause that grows with the tree (`rescanPauseMs`). */
@@ -313,7 +288,7 @@ export class MirrorServer {
     const now = await this.scanner.scan();
     const { upserts, removed, sample } = this.apply(this.manifest, now);
     if (upserts + removed > 0) {
-      // Events can be lost (an inotify queue overflow), and a directory the watch does not cover yet sends none.
+      // Events can be lost (an inotify queue overflow, or a directory past the inotify watch limit).
       this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed, sample });
     }
   }
@@ -325,6 +300,9 @@ export class MirrorServer {
     if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0, sample: [] };
     for (const p of delta.removed) this.manifest.delete(p);
     for (const e of delta.upserts) this.manifest.set(e.path, e);
+    // A directory that went, or became something else, is watched no more (its new self is, once listed).
+    this.watch.drop(delta.removed);
+    this.watch.drop(delta.upserts.filter((e) => e.type !== 'dir').map((e) => e.path));
     // Large changes (a tree moved in) go out in batches under the frame limit, each with its own sequence.
     for (const batch of batches(delta.upserts, (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160)) {
       this.seq += batch.length;

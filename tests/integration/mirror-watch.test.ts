@@ -10,8 +10,8 @@ import { waitFor } from '../harness/processes.js';
 
 /**
  * The leader's watch on its own, without Consul: its rescan is an hour away, so every change below is seen
- * by the watcher or not at all. @parcel/watcher's inotify backend does not watch the subdirectories of a
- * directory that arrives with them (watch.ts); the server must watch the tree again then.
+ * by the watcher or not at all. Each directory has its own watch (watch.ts): one that arrives with
+ * directories inside, or replaces another of its name, must have them all watched.
  */
 describe("the mirror leader's directory watch", () => {
   const base = mkdtempSync(join(tmpdir(), 'ha-watch-'));
