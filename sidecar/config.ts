@@ -92,7 +92,7 @@ export const configSchema = z
         /** The manager's files (blueprints, plugins, resources, certificates); must exist on every node. */
         directory: z.string().min(1),
         port: port.default(22000),
-        /** Full rescan on the leader (watch events can be lost) and of a standby's copy (local edits). */
+        /** Full rescan on the leader (watch events can be lost) and of a standby's copy (local edits); longer pauses above 10,000 entries (rescanPauseMs). */
         rescanSeconds: seconds.default(30),
       })
       .strict()

@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics.js';
 import { Applier } from './applier.js';
 import { manifestDigest, planChanges, unsafeEntryReason, type Entry, type FileEntry, type Manifest } from './manifest.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, encodeMessage, parseMessage, serverMessage, type Frame, type ServerMessage } from './protocol.js';
-import { Scanner, checkRoot } from './scanner.js';
+import { Scanner, checkRoot, rescanPauseMs } from './scanner.js';
 import type { MirrorState } from './state.js';
 import { clientTlsOptions } from './tls.js';
 
@@ -122,7 +122,7 @@ export class MirrorClient {
   }
 
   start(): void {
-    this.rescanTimer = setInterval(() => void this.rescanLocal(), this.opts.rescanMs);
+    this.scheduleRescan();
     void this.connect();
   }
 
@@ -498,6 +498,15 @@ export class MirrorClient {
     this.setState(this.leaderSeq > seq ? 'behind' : 'in sync');
     this.opts.state.update({ lastSeq: seq, epoch: this.serverEpoch, epochTerm: this.serverTerm });
     this.socket?.write(encodeMessage({ t: 'installed', seq }));
+  }
+
+  /** The next periodic rescan of the copy, after a pause that grows with the tree (`rescanPauseMs`). */
+  private scheduleRescan(): void {
+    if (this.stopped) return;
+    this.rescanTimer = setTimeout(() => {
+      const next = () => this.scheduleRescan();
+      this.rescanLocal().then(next, next);
+    }, rescanPauseMs(this.opts.rescanMs, this.local.size));
   }
 
   /** Finds local edits (events on a standby are not watched) and puts the leader's state back. */

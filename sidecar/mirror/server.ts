@@ -12,9 +12,9 @@ import type { Metrics } from '../metrics.js';
 import { manifestDelta, manifestDigest, type Manifest } from './manifest.js';
 import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
-import { Scanner } from './scanner.js';
+import { Scanner, rescanPauseMs } from './scanner.js';
 import { serverTlsOptions } from './tls.js';
-import { CHOKIDAR_MAX_ENTRIES, watchDirectory, type DirectoryWatch } from './watch.js';
+import { DirectoryWatch } from './watch.js';
 
 /**
  * Followers hear from the leader at least this often, so a dead connection is noticed (SILENCE_MS, 5 s, on
@@ -33,10 +33,7 @@ const CHUNK_BYTES = 256 * 1024;
 const CHANGE_LOG_ENTRIES = 10_000;
 /** Watch events are gathered this long, so a burst becomes one change. */
 const EVENT_BATCH_MS = 5;
-/**
- * chokidar drops a second change event of one path within 50 ms of the first: every changed path is looked
- * at once more after that window, so such a change travels now rather than at the next rescan.
- */
+/** A path still being written when `syncPoint` reads it is read again this much later. */
 const SETTLE_MS = 60;
 
 /** A synchronous-files wait (`waitInstalled`): settled once an accepted follower has installed `seq`. */
@@ -64,7 +61,7 @@ export interface MirrorServerOptions {
 }
 
 /**
- * The leader's side: keeps a manifest of the directory current from chokidar events and a periodic rescan
+ * The leader's side: keeps a manifest of the directory current from watch events and a periodic rescan
  * (events can be lost), numbers every change with a rising sequence, and streams changes and file content
  * to each connected follower.
  */
@@ -75,12 +72,10 @@ export class MirrorServer {
   private readonly scanner: Scanner;
   private readonly sessions = new Set<Session>();
   private readonly dirty = new Set<string>();
-  private readonly settling = new Set<string>();
   private flushTimer: NodeJS.Timeout | null = null;
-  private settleTimer: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
-  private watch: DirectoryWatch | null = null;
+  private readonly watch: DirectoryWatch;
   private server: tls.Server | null = null;
   /** Manifest updates run one at a time, in the order they were read from disk. */
   private work: Promise<void> = Promise.resolve();
@@ -94,7 +89,8 @@ export class MirrorServer {
   private logFloor = 0;
 
   constructor(private readonly opts: MirrorServerOptions) {
-    this.scanner = new Scanner(opts.root, opts.log);
+    this.watch = new DirectoryWatch(opts.root, (path) => this.markDirty(path), opts.log);
+    this.scanner = new Scanner(opts.root, opts.log, (dir) => this.watch.add(dir));
   }
 
   get sequence(): number {
@@ -110,18 +106,14 @@ export class MirrorServer {
   }
 
   /**
-   * Scans, watches (the watcher is chosen by the tree's size), rescans once for what changed in between,
-   * then listens: a follower never sees a manifest older than the watcher's first event.
+   * Scans (watching each directory before it is listed), then listens: a follower never sees a manifest older
+   * than the watcher's first event.
    */
   async start(): Promise<void> {
     const { root, log } = this.opts;
     this.manifest = await this.scanner.scan();
     this.seq = this.logFloor = this.manifest.size;
-    this.watch = await watchDirectory(root, this.manifest.size, (path) => this.markDirty(path), log);
     if (this.stopped) return void (await this.watch.close());
-    // What changed between the scan and the watch's start: hashes are cached, so this costs an lstat each.
-    this.enqueue(() => this.rescan());
-    await this.work;
     this.publishGauges();
     if (this.stopped) return;
     this.server = tls.createServer(serverTlsOptions(this.opts.clusterToken, this.opts.clusterName), (socket) => this.accept(socket));
@@ -135,9 +127,9 @@ export class MirrorServer {
     });
     this.server.on('error', (e) => log.error('files: server error', { error: errorMessage(e) }));
     this.listening = true;
-    this.rescanTimer = setInterval(() => this.enqueue(() => this.rescan()), this.opts.rescanMs);
+    this.scheduleRescan();
     this.heartbeat = setInterval(() => this.broadcast({ t: 'heartbeat', seq: this.seq }), HEARTBEAT_MS);
-    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port, watcher: this.watch.kind });
+    log.info('files: serving the directory', { root, entries: this.manifest.size, seq: this.seq, term: this.opts.term, port: this.opts.port });
   }
 
   /**
@@ -149,9 +141,9 @@ export class MirrorServer {
     for (const s of this.sessions) s.close();
     this.sessions.clear();
     this.server?.close();
-    for (const timer of [this.flushTimer, this.settleTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
+    for (const timer of [this.flushTimer, this.rescanTimer, this.heartbeat]) if (timer) clearTimeout(timer);
     for (const w of this.waiters) this.settle(w, new SidecarError('files_not_serving', `${this.opts.node} stopped serving its files before a standby had installed them`, 503));
-    await this.watch?.close().catch(() => undefined);
+    await this.watch.close();
   }
 
   /**
@@ -245,13 +237,6 @@ export class MirrorServer {
     const paths = [...this.dirty];
     this.dirty.clear();
     await this.update(paths);
-    for (const p of paths) this.settling.add(p);
-    this.settleTimer ??= setTimeout(() => {
-      this.settleTimer = null;
-      const again = [...this.settling];
-      this.settling.clear();
-      this.enqueue(() => this.update(again));
-    }, SETTLE_MS);
   }
 
   /** Reads `paths` again and applies what changed (a directory brings its whole subtree); returns those still being written. */
@@ -272,8 +257,15 @@ export class MirrorServer {
       if (entry) after.set(path, entry);
       if (old?.type === 'dir' || entry?.type === 'dir') {
         // A directory that went or came (or was renamed): everything below it goes or comes with it.
-        for (const [p, e] of this.manifest) if (p.startsWith(`${path}/`)) before.set(p, e);
+        const subtree = [path];
+        for (const [p, e] of this.manifest) {
+          if (!p.startsWith(`${path}/`)) continue;
+          before.set(p, e);
+          subtree.push(p);
+        }
         if (entry?.type === 'dir') {
+          // Watched afresh as they are listed: this may be another directory than the one watched by that name.
+          this.watch.drop(subtree);
           const below = await this.scanner.scanBelow(path);
           for (const [p, e] of below) after.set(p, e);
         }
@@ -283,22 +275,20 @@ export class MirrorServer {
     return unstable;
   }
 
-  /** The tree outgrew chokidar: watch it with @parcel/watcher from now on, and rescan for the gap. */
-  private async rewatch(): Promise<void> {
-    const old = this.watch;
-    if (this.stopped || old?.kind !== 'chokidar' || this.manifest.size <= CHOKIDAR_MAX_ENTRIES) return;
-    this.watch = await watchDirectory(this.opts.root, this.manifest.size, (path) => this.markDirty(path), this.opts.log);
-    await old.close();
-    if (this.stopped) await this.watch.close();
-    this.opts.log.info('files: the directory outgrew chokidar; watching it with @parcel/watcher', { entries: this.manifest.size });
-    await this.rescan();
+  /** The next periodic rescan, after a pause that grows with the tree (`rescanPauseMs`). */
+  private scheduleRescan(): void {
+    if (this.stopped) return;
+    this.rescanTimer = setTimeout(() => {
+      const next = () => this.scheduleRescan();
+      this.queued(() => this.rescan()).then(next, next);
+    }, rescanPauseMs(this.opts.rescanMs, this.manifest.size));
   }
 
   private async rescan(): Promise<void> {
     const now = await this.scanner.scan();
     const { upserts, removed, sample } = this.apply(this.manifest, now);
     if (upserts + removed > 0) {
-      // chokidar reports no event for a change that keeps the mtime (chmod alone), and events can be lost.
+      // Events can be lost (an inotify queue overflow, or a directory past the inotify watch limit).
       this.opts.log.info('files: the rescan found changes the watcher had not reported', { upserts, removed, sample });
     }
   }
@@ -310,6 +300,9 @@ export class MirrorServer {
     if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0, sample: [] };
     for (const p of delta.removed) this.manifest.delete(p);
     for (const e of delta.upserts) this.manifest.set(e.path, e);
+    // A directory that went, or became something else, is watched no more (its new self is, once listed).
+    this.watch.drop(delta.removed);
+    this.watch.drop(delta.upserts.filter((e) => e.type !== 'dir').map((e) => e.path));
     // Large changes (a tree moved in) go out in batches under the frame limit, each with its own sequence.
     for (const batch of batches(delta.upserts, (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160)) {
       this.seq += batch.length;
@@ -320,7 +313,6 @@ export class MirrorServer {
       this.record({ t: 'change', seq: this.seq, upserts: [], removed: batch });
     }
     this.publishGauges();
-    if (this.watch?.kind === 'chokidar' && this.manifest.size > CHOKIDAR_MAX_ENTRIES) this.enqueue(() => this.rewatch());
     return { upserts: delta.upserts.length, removed: delta.removed.length, sample: delta.upserts.slice(0, 5).map((e) => e.path) };
   }
 

@@ -115,7 +115,7 @@ interface ClusterMember {
   role: string;
   alive: boolean;
   streaming?: boolean;
-  files?: { state: string; generation: number };
+  files?: { state: string; generation: number; entries?: number };
   manager?: { state: string };
 }
 
@@ -164,7 +164,13 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
     if (variant.files > 0) {
       const t0 = Date.now();
       writeFiles(localNodeFiles(env.HACTL_LOCAL_DIR, leader).filesDir, variant.files);
-      leader = await waitFor(`${variant.files} files mirrored`, leaderOf, 900_000, 1_000);
+      // Settled with the leader holding every file: its standbys are in sync at a generation before them while it reads their events.
+      const mirrored = async () => {
+        const ms = await members(apiUrl(0));
+        const name = settled(ms, variant.nodes);
+        return name !== undefined && (ms.find((m) => m.name === name)?.files?.entries ?? 0) >= variant.files ? name : undefined;
+      };
+      leader = await waitFor(`${variant.files} files mirrored`, mirrored, 900_000, 1_000);
       console.log(`  ${variant.files} files mirrored in ${Math.round((Date.now() - t0) / 1000)} s`);
     }
     await sleep(SETTLE_MS);
