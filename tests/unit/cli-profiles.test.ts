@@ -254,6 +254,8 @@ describe('resolving, listing and showing', () => {
       managers: sample.profiles.prod?.managers,
       hasToken: true,
       lastLeader: 'http://10.0.0.2:8008',
+      caFile: null,
+      certFile: null,
     });
     expect(JSON.stringify(showProfile(sample))).not.toContain('t0k');
   });
