@@ -194,8 +194,8 @@ export interface ProfileUpdate {
   token?: string;
   /** Replaces the stored last leader when given; dropped when it is no longer among the managers. */
   lastLeader?: string;
-  /** Replaces the stored TLS files when given; the stored ones are kept otherwise. */
-  tls?: ProfileTls;
+  /** Replaces the stored TLS files when given, removes them when null; the stored ones are kept when omitted. */
+  tls?: ProfileTls | null;
 }
 
 /**
@@ -226,7 +226,7 @@ function mergeProfile(existing: Profile | undefined, update: ProfileUpdate): Pro
   const managers = uniqueUrls(update.managers);
   const token = update.token ?? existing?.token;
   const lastLeader = update.lastLeader !== undefined ? normalizeManagerUrl(update.lastLeader) : existing?.lastLeader;
-  const tls = update.tls ?? existing?.tls;
+  const tls = update.tls === null ? undefined : (update.tls ?? existing?.tls);
   const profile: Profile = { managers };
   if (token !== undefined) profile.token = token;
   if (tls !== undefined) profile.tls = tls;
