@@ -68,9 +68,9 @@ export const profilesCommands: CommandRegistrar = (cli, ctx) =>
         async (argv) => {
           if ((argv.cert === undefined) !== (argv.key === undefined)) throw usageError('give --cert and --key together', 'bad_value');
           if (argv.cert !== undefined && argv.ca === undefined) throw usageError('--cert needs --ca: the managers are verified with the CA', 'bad_value');
-          // With a CA, a host typed without a scheme means HTTPS.
-          const typed = argv.ca !== undefined && !/^[a-z][a-z0-9+.-]*:\/\//i.test(argv.host.trim()) ? `https://${argv.host.trim()}` : argv.host;
-          const url = normalizeManagerUrl(typed);
+          // With a CA, a host typed without a scheme means HTTPS (on the sidecar's port, as without).
+          const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(argv.host.trim());
+          const url = normalizeManagerUrl(argv.host).replace(/^http:/, argv.ca !== undefined && schemeless ? 'https:' : 'http:');
           const name = argv.name ?? defaultProfileName(url);
           const token = argv.token ?? nonEmpty(ctx.env.HACTL_TOKEN);
           const given: ProfileTls | undefined =
