@@ -96,6 +96,11 @@ export class TestCluster {
     if (!existsSync(sidecarMain())) throw new Error(`${sidecarMain()} is missing: run \`npm run build\` first`);
   }
 
+  /** Whether the sidecar APIs speak HTTPS (the `tls` option). */
+  get tls(): boolean {
+    return this.opts.tls !== undefined;
+  }
+
   address(i: number): string {
     return this.driver.node(i).address;
   }

@@ -6,6 +6,7 @@ import { initClusterTls, type TlsFiles } from '../../cli/tls.js';
 import { sidecarMain } from '../../cli/local/layout.js';
 import { CLUSTER_TOKEN, TEST_CLIENT_CERT, TestCluster } from '../harness/cluster.js';
 import { hactlIn } from '../harness/hactl.js';
+import { TestHaproxy } from '../harness/haproxy.js';
 import { nodeAddress } from '../harness/net.js';
 import { runCommand, waitFor } from '../harness/processes.js';
 import { expiredCertificate } from '../harness/tls.js';
@@ -31,6 +32,7 @@ async function curl(args: string[]): Promise<{ code: number | null; status: numb
 
 describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', () => {
   const cluster = new TestCluster({ size: 3, postgres: true, tls: { verifyClient: true } });
+  const haproxy = new TestHaproxy(cluster);
   let other: TlsFiles;
   const ca = () => join(cluster.tlsDir, 'ca.crt');
   const client = () => ['--cert', join(cluster.tlsDir, `${TEST_CLIENT_CERT}.crt`), '--key', join(cluster.tlsDir, `${TEST_CLIENT_CERT}.key`)];
@@ -39,6 +41,7 @@ describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', 
     other = await initClusterTls(join(scratch, 'other-ca'), 'other', [{ name: 'intruder', address: '127.0.0.1' }]);
     await cluster.start();
     await cluster.waitAllStreaming();
+    haproxy.start();
   }, 240_000);
   afterAll(async () => {
     await cluster.stop();
@@ -49,6 +52,20 @@ describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', 
     const { body } = await cluster.call(0, 'GET', '/cluster');
     const members = body.members as { name: string; apiUrl: string }[];
     expect(members.map((m) => m.apiUrl).sort()).toEqual(cluster.names.map((_, i) => `https://${cluster.address(i)}:8008`));
+  });
+
+  test('HAProxy (docker/haproxy-local.cfg.tmpl) checks /leader over HTTPS with the CA: the leader alone is in service', async () => {
+    for (const backend of ['postgres_leader', 'api_leader']) {
+      await waitFor(`HAProxy's ${backend} to hold n1 alone`, async () => JSON.stringify(await haproxy.inService(backend).catch(() => [])) === '["n1"]', 15_000, 200);
+    }
+  });
+
+  test("Consul's check of every sidecar's /health passes over HTTPS", async () => {
+    await waitFor('the three API checks to pass', async () => {
+      const entries = (await (await fetch(`${cluster.consul.httpUrl(0)}/v1/health/service/ha-sidecar`)).json()) as { Checks: { Name: string; Status: string }[] }[];
+      const api = entries.flatMap((e) => e.Checks).filter((c) => c.Name === 'sidecar API /health');
+      return api.length === 3 && api.every((c) => c.Status === 'passing');
+    }, 15_000, 250);
   });
 
   test('curl without the CA fails the handshake on 8008; with it the probes answer, without token or certificate', async () => {
@@ -111,6 +128,7 @@ describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', 
     await waitFor('n2 to lead', async () => (await cluster.leaderIndex()) === 1, 30_000, 200);
     await cluster.waitAllStreaming();
     expect((await hactl('cluster', 'status')).out).toMatch(/leader: n2/);
+    await waitFor("HAProxy's api_leader to hold n2 alone", async () => JSON.stringify(await haproxy.inService('api_leader').catch(() => [])) === '["n2"]', 15_000, 200);
   }, 120_000);
 
   test('hactl without the CA refuses the managers: server_certificate_rejected, exit 1', async () => {
