@@ -45,6 +45,7 @@ export interface TestClusterOptions {
   /**
    * The sidecar API over HTTPS: `start` makes a CA in `<baseDir>/tls` (tls init's code) with a certificate per
    * node and one for the test's client (`client.crt`), which `call`, `leaderStatus` and the driver show.
+   * Default: off, or on with `verifyClient` when `HA_TEST_TLS=1` (a whole suite over HTTPS).
    */
   tls?: { verifyClient: boolean };
 }
@@ -71,16 +72,18 @@ export class TestCluster {
   /** How the test calls the sidecar APIs: with the CA and the client certificate in a TLS cluster, read at the first call. */
   readonly fetchApi: FetchFunction;
   private tlsFetch: FetchFunction | undefined;
+  private readonly tlsMode: { verifyClient: boolean } | undefined;
 
   constructor(private readonly opts: TestClusterOptions) {
     this.placement = opts.placement ?? loopbackPlacement;
     this.tlsDir = join(this.baseDir, 'tls');
+    this.tlsMode = opts.tls ?? (process.env.HA_TEST_TLS === '1' ? { verifyClient: true } : undefined);
     this.fetchApi = (url, init) => {
-      this.tlsFetch ??= httpsFetch(opts.tls ? this.clientTls() : undefined);
+      this.tlsFetch ??= httpsFetch(this.tlsMode ? this.clientTls() : undefined);
       return this.tlsFetch(url, init);
     };
     this.driver = testDriver({
-      tls: opts.tls ? { dir: this.tlsDir, verifyClient: opts.tls.verifyClient } : undefined,
+      tls: this.tlsMode ? { dir: this.tlsDir, verifyClient: this.tlsMode.verifyClient } : undefined,
       fetch: this.fetchApi,
       size: opts.size,
       baseDir: this.baseDir,
@@ -98,7 +101,7 @@ export class TestCluster {
 
   /** Whether the sidecar APIs speak HTTPS (the `tls` option). */
   get tls(): boolean {
-    return this.opts.tls !== undefined;
+    return this.tlsMode !== undefined;
   }
 
   address(i: number): string {
@@ -120,7 +123,7 @@ export class TestCluster {
 
   /** Starts Consul, then every sidecar; `cluster start` on n1 (until it leads) and `cluster join` on the others. */
   async start(): Promise<void> {
-    if (this.opts.tls) {
+    if (this.tlsMode) {
       const nodes = this.driver.nodes.map((n) => ({ name: n.name, address: n.address }));
       await initClusterTls(this.tlsDir, 'test', [...nodes, { name: TEST_CLIENT_CERT, address: '127.0.0.1' }]);
     }
