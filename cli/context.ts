@@ -5,7 +5,7 @@ import { DEFAULT_TIMEOUT_MS, callAny, callLeader, expectOk, noteLeader, sendOnce
 import type { Io } from './output.js';
 import { processIo } from './output.js';
 import type { Profile } from './profiles.js';
-import { configDir, currentProfile, normalizeManagerUrl, readProfileTls, rememberLeader } from './profiles.js';
+import { configDir, currentProfile, managerUrlFor, normalizeManagerUrl, readProfileTls, rememberLeader } from './profiles.js';
 import { httpsFetch, type FetchFunction } from '../sidecar/shared/https-fetch.js';
 
 /**
@@ -113,6 +113,11 @@ export class Session implements ProfileHandle {
       throw new SidecarError('node_unreachable', `${manager} did not answer: ${result.detail}`, 503, { manager });
     }
     return expectOk({ manager, status: result.status, body: result.body, attempts: [] });
+  }
+
+  /** A host an operator typed, as a manager URL: `https` for a bare host when the profile has a CA. */
+  managerUrl(host: string): string {
+    return managerUrlFor(host, this.profile.tls !== undefined);
   }
 
   /** Records a leader learned from an answer body (e.g. `/cluster`), when it changed. */

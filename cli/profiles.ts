@@ -93,6 +93,16 @@ export function normalizeManagerUrl(host: string): string {
   return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
 }
 
+/**
+ * `normalizeManagerUrl`, where a host typed without a scheme means HTTPS when `https` (a profile with a CA):
+ * `10.0.0.11` is then `https://10.0.0.11:8008`. A URL typed with its scheme keeps it.
+ */
+export function managerUrlFor(host: string, https: boolean): string {
+  const url = normalizeManagerUrl(host);
+  const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(host.trim());
+  return https && schemeless ? url.replace(/^http:/, 'https:') : url;
+}
+
 /** The profile name `profiles use` picks when no `--name` is given: the host, with the port unless 8008. */
 export function defaultProfileName(managerUrl: string): string {
   const url = new URL(managerUrl);

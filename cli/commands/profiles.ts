@@ -8,6 +8,7 @@ import {
   deleteProfile,
   listProfiles,
   loadProfiles,
+  managerUrlFor,
   normalizeManagerUrl,
   readProfileTls,
   showProfile,
@@ -68,9 +69,7 @@ export const profilesCommands: CommandRegistrar = (cli, ctx) =>
         async (argv) => {
           if ((argv.cert === undefined) !== (argv.key === undefined)) throw usageError('give --cert and --key together', 'bad_value');
           if (argv.cert !== undefined && argv.ca === undefined) throw usageError('--cert needs --ca: the managers are verified with the CA', 'bad_value');
-          // With a CA, a host typed without a scheme means HTTPS (on the sidecar's port, as without).
-          const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(argv.host.trim());
-          const url = normalizeManagerUrl(argv.host).replace(/^http:/, argv.ca !== undefined && schemeless ? 'https:' : 'http:');
+          const url = managerUrlFor(argv.host, argv.ca !== undefined);
           const name = argv.name ?? defaultProfileName(url);
           const token = argv.token ?? nonEmpty(ctx.env.HACTL_TOKEN);
           const given: ProfileTls | undefined =
