@@ -51,7 +51,7 @@ export interface ClientOptions {
 }
 
 /** What happened when one manager was asked. */
-export type AttemptOutcome = 'answered' | 'unreachable' | 'timeout' | 'not_leader' | 'server_error';
+export type AttemptOutcome = 'answered' | 'unreachable' | 'timeout' | 'not_leader' | 'server_error' | 'tls_rejected';
 
 export interface Attempt {
   manager: string;
@@ -72,7 +72,7 @@ export interface ApiAnswer {
 /** Result of asking one manager once. */
 export type SendResult =
   | { kind: 'answer'; status: number; body: unknown }
-  | { kind: 'unreachable' | 'timeout'; detail: string };
+  | { kind: 'unreachable' | 'timeout' | 'tls_rejected'; detail: string };
 
 /**
  * The order in which managers are asked: the last known leader first, then the profile's managers in
@@ -102,6 +102,8 @@ export async function sendOnce(manager: string, request: ApiRequest, options: Cl
     return { kind: 'answer', status: response.status, body: parseBody(text) };
   } catch (e) {
     if (signal.aborted) return { kind: 'timeout', detail: `timed out after ${formatSeconds(timeoutMs)}` };
+    const rejected = certificateRejection(e);
+    if (rejected !== undefined) return { kind: 'tls_rejected', detail: rejected };
     return { kind: 'unreachable', detail: describeNetworkError(e) };
   }
 }
@@ -128,6 +130,34 @@ const NETWORK_ERRORS: Record<string, string> = {
   UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
   UND_ERR_SOCKET: 'connection closed',
 };
+
+/** The ways a server's certificate fails verification, as OpenSSL and Node name them. */
+const CERTIFICATE_ERRORS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'its certificate has expired',
+  CERT_NOT_YET_VALID: 'its certificate is not valid yet',
+  DEPTH_ZERO_SELF_SIGNED_CERT: "its certificate is self-signed, not of the profile's CA",
+  SELF_SIGNED_CERT_IN_CHAIN: "its certificate is not of the profile's CA (give the profile the cluster CA: hactl profiles use <host> --ca ca.crt)",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "its certificate is not of the profile's CA (give the profile the cluster CA: hactl profiles use <host> --ca ca.crt)",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "its certificate is not of the profile's CA",
+  ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate does not name the host dialled',
+};
+
+/** The code of the error or of one of its causes, if it has one. */
+function errorCode(e: unknown): string | undefined {
+  let cause: unknown = e;
+  for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth += 1) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Why the server's certificate was refused, when that is why the call failed. */
+function certificateRejection(e: unknown): string | undefined {
+  const code = errorCode(e);
+  return code !== undefined && Object.hasOwn(CERTIFICATE_ERRORS, code) ? `refused the server: ${CERTIFICATE_ERRORS[code]} (${code})` : undefined;
+}
 
 /** `fetch failed` says nothing; the cause (an errno code) does. */
 function describeNetworkError(e: unknown): string {
@@ -161,6 +191,16 @@ export function notLeaderAnswer(status: number, body: unknown): { leader?: strin
 
 const attemptsText = (attempts: Attempt[]): string =>
   attempts.map((a) => `${a.manager}: ${a.detail}`).join('; ') || 'the profile lists no managers';
+
+/**
+ * A search that ended without an answer because hactl refused some server's certificate is a TLS problem to
+ * fix (an expired certificate, a profile without the cluster CA), not a cluster without a leader: it fails
+ * with `server_certificate_rejected`, its message listing every manager and why.
+ */
+function throwIfCertificatesRefused(attempts: Attempt[]): void {
+  if (!attempts.some((a) => a.outcome === 'tls_rejected')) return;
+  throw new SidecarError('server_certificate_rejected', `no manager answered with a certificate hactl accepts (${attemptsText(attempts)})`, 503, { attempts });
+}
 
 /**
  * Finds the leader and returns its answer to `request`. Tries `candidateOrder(profile)`; a manager that
@@ -197,6 +237,7 @@ export async function searchLeader(
     attempts.push({ manager, outcome: 'not_leader', detail: `not the leader${says}` });
     if (notLeader.leaderUrl !== undefined && !asked.has(notLeader.leaderUrl)) queue.unshift(notLeader.leaderUrl);
   }
+  throwIfCertificatesRefused(attempts);
   throw new SidecarError(
     'no_reachable_leader',
     `no manager answered as the cluster leader (${attemptsText(attempts)})`,
@@ -235,6 +276,7 @@ export async function searchAny(
     return { manager, status: result.status, body: result.body, attempts };
   }
   if (firstServerError !== undefined) return { ...firstServerError, attempts };
+  throwIfCertificatesRefused(attempts);
   throw new SidecarError('no_reachable_manager', `no manager answered (${attemptsText(attempts)})`, 503, {
     attempts,
   });

@@ -5,7 +5,8 @@ import { DEFAULT_TIMEOUT_MS, callAny, callLeader, expectOk, noteLeader, sendOnce
 import type { Io } from './output.js';
 import { processIo } from './output.js';
 import type { Profile } from './profiles.js';
-import { configDir, currentProfile, normalizeManagerUrl, rememberLeader } from './profiles.js';
+import { configDir, currentProfile, managerUrlFor, normalizeManagerUrl, readProfileTls, rememberLeader } from './profiles.js';
+import { httpsFetch, type FetchFunction } from '../sidecar/shared/https-fetch.js';
 
 /**
  * What every command gets besides its arguments: where to write, the environment (for
@@ -55,6 +56,10 @@ export class Session implements ProfileHandle {
     public profile: Profile,
     /** Per-manager time limit from `--timeout`. */
     readonly timeoutMs: number,
+    /** How the managers are called: with the profile's CA (and client certificate) when it has them. */
+    readonly fetch: FetchLike,
+    /** The same, for the calls that stream a body up or down (snapshots). */
+    readonly stream: FetchFunction,
   ) {}
 
   static async open(ctx: CliContext, args: GlobalArgs): Promise<Session> {
@@ -63,7 +68,9 @@ export class Session implements ProfileHandle {
     if (profile.managers.length === 0 && profile.lastLeader === undefined) {
       throw new SidecarError('no_managers', `profile "${name}" lists no managers`, 400);
     }
-    return new Session(ctx, dir, name, profile, timeoutMs(args));
+    const tls = profile.tls !== undefined ? readProfileTls(profile.tls) : undefined;
+    const stream = httpsFetch(tls);
+    return new Session(ctx, dir, name, profile, timeoutMs(args), tls !== undefined ? stream : ctx.fetch, stream);
   }
 
   /** The longer limit for operations that work before answering; `--timeout` wins when it is longer. */
@@ -81,7 +88,7 @@ export class Session implements ProfileHandle {
 
   /** A leader-only call; an error answer becomes a thrown `SidecarError` with the API's code. */
   async leader(request: ApiRequest): Promise<ApiAnswer> {
-    return expectOk(await callLeader(this, request, { fetch: this.ctx.fetch, timeoutMs: this.timeoutMs }));
+    return expectOk(await callLeader(this, request, { fetch: this.fetch, timeoutMs: this.timeoutMs }));
   }
 
   /**
@@ -91,14 +98,14 @@ export class Session implements ProfileHandle {
   async any(request: ApiRequest, alsoAsk: string[] = []): Promise<ApiAnswer> {
     const handle: ProfileHandle =
       alsoAsk.length === 0 ? this : { profile: { ...this.profile, managers: [...alsoAsk, ...this.profile.managers] } };
-    return expectOk(await callAny(handle, request, { fetch: this.ctx.fetch, timeoutMs: this.timeoutMs }));
+    return expectOk(await callAny(handle, request, { fetch: this.fetch, timeoutMs: this.timeoutMs }));
   }
 
   /** A call to one given manager (the node a `cluster start` or `join` is about); no search. */
   async direct(managerUrl: string, request: ApiRequest): Promise<ApiAnswer> {
     const manager = normalizeManagerUrl(managerUrl);
     const result = await sendOnce(manager, request, {
-      fetch: this.ctx.fetch,
+      fetch: this.fetch,
       timeoutMs: this.timeoutMs,
       token: this.profile.token,
     });
@@ -106,6 +113,11 @@ export class Session implements ProfileHandle {
       throw new SidecarError('node_unreachable', `${manager} did not answer: ${result.detail}`, 503, { manager });
     }
     return expectOk({ manager, status: result.status, body: result.body, attempts: [] });
+  }
+
+  /** A host an operator typed, as a manager URL: `https` for a bare host when the profile has a CA. */
+  managerUrl(host: string): string {
+    return managerUrlFor(host, this.profile.tls !== undefined);
   }
 
   /** Records a leader learned from an answer body (e.g. `/cluster`), when it changed. */

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SidecarError, errorMessage } from '../sidecar/errors.js';
+import type { ClientTls } from '../sidecar/shared/https-fetch.js';
 import { usageError } from './output.js';
 
 /**
@@ -21,10 +23,19 @@ const DIR_MODE = 0o700;
 
 const managerUrl = z.string().refine((s) => isHttpUrl(s), { message: 'not an http(s) URL' });
 
+/**
+ * The files hactl verifies the managers with: the cluster CA, and for servers with `verifyClient` a client
+ * certificate of that CA with its key. Paths, read at each call, so a rotated CA needs no profile change.
+ */
+const ProfileTlsSchema = z
+  .object({ caFile: z.string().min(1), certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional() })
+  .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'give certFile and keyFile together' });
+
 const ProfileSchema = z.object({
   managers: z.array(managerUrl),
   token: z.string().min(1).optional(),
   lastLeader: managerUrl.optional(),
+  tls: ProfileTlsSchema.optional(),
 });
 
 const ProfilesFileSchema = z.object({
@@ -33,6 +44,7 @@ const ProfilesFileSchema = z.object({
 });
 
 export type Profile = z.infer<typeof ProfileSchema>;
+export type ProfileTls = z.infer<typeof ProfileTlsSchema>;
 export type ProfilesFile = z.infer<typeof ProfilesFileSchema>;
 
 /** The profiles file before the first `hactl profiles use`. */
@@ -79,6 +91,16 @@ export function normalizeManagerUrl(host: string): string {
   // Only a URL typed without any scheme gets the sidecar's port; `http://h` means port 80 as usual.
   if (url.port === '' && withScheme !== text) url.port = String(DEFAULT_API_PORT);
   return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+/**
+ * `normalizeManagerUrl`, where a host typed without a scheme means HTTPS when `https` (a profile with a CA):
+ * `10.0.0.11` is then `https://10.0.0.11:8008`. A URL typed with its scheme keeps it.
+ */
+export function managerUrlFor(host: string, https: boolean): string {
+  const url = normalizeManagerUrl(host);
+  const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(host.trim());
+  return https && schemeless ? url.replace(/^http:/, 'https:') : url;
 }
 
 /** The profile name `profiles use` picks when no `--name` is given: the host, with the port unless 8008. */
@@ -182,6 +204,8 @@ export interface ProfileUpdate {
   token?: string;
   /** Replaces the stored last leader when given; dropped when it is no longer among the managers. */
   lastLeader?: string;
+  /** Replaces the stored TLS files when given, removes them when null; the stored ones are kept when omitted. */
+  tls?: ProfileTls | null;
 }
 
 /**
@@ -212,8 +236,10 @@ function mergeProfile(existing: Profile | undefined, update: ProfileUpdate): Pro
   const managers = uniqueUrls(update.managers);
   const token = update.token ?? existing?.token;
   const lastLeader = update.lastLeader !== undefined ? normalizeManagerUrl(update.lastLeader) : existing?.lastLeader;
+  const tls = update.tls === null ? undefined : (update.tls ?? existing?.tls);
   const profile: Profile = { managers };
   if (token !== undefined) profile.token = token;
+  if (tls !== undefined) profile.tls = tls;
   if (lastLeader !== undefined && managers.includes(lastLeader)) profile.lastLeader = lastLeader;
   return profile;
 }
@@ -258,6 +284,10 @@ export interface ProfileSummary {
   managers: string[];
   hasToken: boolean;
   lastLeader: string | null;
+  /** The CA file the managers are verified with; null when the profile uses none (plain HTTP, or the system's CAs). */
+  caFile: string | null;
+  /** The client certificate shown to managers with `verifyClient`; null when none. */
+  certFile: string | null;
 }
 
 /** The profiles sorted by name, tokens left out. */
@@ -280,5 +310,27 @@ function summarize(file: ProfilesFile, name: string): ProfileSummary {
     managers: [...profile.managers],
     hasToken: profile.token !== undefined,
     lastLeader: profile.lastLeader ?? null,
+    caFile: profile.tls?.caFile ?? null,
+    certFile: profile.tls?.certFile ?? null,
   };
+}
+
+/**
+ * The PEM text of a profile's TLS files, for the HTTPS client. A file that cannot be read is one
+ * `tls_file_unreadable` error naming it and the profile field.
+ */
+export function readProfileTls(tls: ProfileTls): ClientTls {
+  const read = (file: string, field: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new SidecarError('tls_file_unreadable', `the profile's tls.${field} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)})`, 400);
+    }
+  };
+  const client: ClientTls = { ca: read(tls.caFile, 'caFile') };
+  if (tls.certFile !== undefined && tls.keyFile !== undefined) {
+    client.cert = read(tls.certFile, 'certFile');
+    client.key = read(tls.keyFile, 'keyFile');
+  }
+  return client;
 }

@@ -97,6 +97,20 @@ export const configSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * The API (port 8008) over HTTPS only, with this node's certificate of the cluster CA (`hactl cluster tls
+     * init`). Peers, hactl and the load balancers then verify it against the CA.
+     */
+    tls: z
+      .object({
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+        caFile: z.string().min(1),
+        /** Ask every client for a certificate of the CA; the probes still answer without one (sidecar/api/access.ts). */
+        verifyClient: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
     /** The manager application this cluster makes highly available: its role hooks and health URL. */
     manager: managerSchema.optional(),
@@ -146,7 +160,7 @@ export function parseConfig(raw: unknown): SidecarConfig {
     ...config,
     clusterAddresses: config.clusterAddresses ?? [config.address],
     consul: { ...config.consul, url: config.consul.url ?? `http://${config.address}:8500` },
-    apiUrl: `http://${config.address}:${config.apiPort}`,
+    apiUrl: `${config.tls ? 'https' : 'http'}://${config.address}:${config.apiPort}`,
   };
 }
 

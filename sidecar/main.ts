@@ -7,9 +7,11 @@ import { createLogger, type LogContext } from './log.js';
 import { Metrics } from './metrics.js';
 import { SidecarNode } from './node.js';
 import { buildParticipants } from './participants.js';
+import { loadTlsMaterial } from './shared/certificates.js';
+import { httpsFetch } from './shared/https-fetch.js';
 import { packageVersion } from './shared/package.js';
 
-/** `ha-sidecar --config FILE`: runs one node's sidecar until SIGTERM/SIGINT. Exit 2 on bad config or usage. */
+/** `ha-sidecar --config FILE`: runs one node's sidecar until SIGTERM/SIGINT. Exit 2 on bad config (its TLS files included) or usage. */
 async function main(): Promise<number> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('ha-sidecar')
@@ -26,8 +28,11 @@ async function main(): Promise<number> {
   const config = loadConfig(args.config);
   const context: LogContext = { node: config.nodeName, role: 'starting', term: 0 };
   const log = createLogger(context, config.logLevel);
+  // Read and checked before anything starts: a wrong file fails the start with one line (shared/certificates.ts).
+  const tls = config.tls ? loadTlsMaterial(config.tls) : undefined;
+  const transport = { tls, peers: httpsFetch(tls) };
   const metrics = new Metrics(config.nodeName);
-  const node = new SidecarNode(config, log, context, buildParticipants(config, log, metrics), metrics);
+  const node = new SidecarNode(config, log, context, buildParticipants(config, log, metrics, transport.peers), transport, metrics);
   await node.start();
 
   await new Promise<void>((resolve) => {
@@ -45,6 +50,9 @@ async function main(): Promise<number> {
 
 class UsageError extends Error {}
 
+/** Start failures that are the operator's input (the config and the files it names): exit 2, as for usage. */
+const BAD_INPUT = new Set(['invalid_config', 'tls_file_unreadable', 'tls_certificate_invalid', 'tls_certificate_expired']);
+
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
@@ -54,6 +62,6 @@ main().then(
     }
     const code = isSidecarError(e) ? e.code : 'startup_failed';
     process.stderr.write(`ha-sidecar: ${code}: ${errorMessage(e)}\n`);
-    process.exit(code === 'invalid_config' ? 2 : 1);
+    process.exit(BAD_INPUT.has(code) ? 2 : 1);
   },
 );

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { probeVerdict, readsSyncList, type ProbeName } from './api/probes.js';
 import { chooseDsn, type DsnChoice } from './api/dsn.js';
-import { createApi, listen, type ApiBackend } from './api/server.js';
+import { createApi, listen, type ApiBackend, type ApiServer } from './api/server.js';
 import type { SidecarConfig } from './config.js';
 import { aliveCheckId } from './consul/agent.js';
 import { ConsulRefused } from './consul/errors.js';
@@ -19,6 +18,8 @@ import { createWriteGuard, type WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { FilesParticipant } from './mirror/participant.js';
+import type { TlsMaterial } from './shared/certificates.js';
+import type { FetchFunction } from './shared/https-fetch.js';
 import { deriveSecret } from './shared/secrets.js';
 import { postgresNodeValues } from './participants.js';
 import { postgresSettings } from './postgres/settings.js';
@@ -33,6 +34,12 @@ type Membership = z.infer<typeof membership>;
 /** How long POST /switchover waits for the new leader before answering. */
 const SWITCHOVER_WAIT_MS = 30_000;
 
+/** This node's TLS (the config's `tls` files, read and checked) and how it calls its peers' APIs. */
+export interface NodeTransport {
+  tls: TlsMaterial | undefined;
+  peers: FetchFunction;
+}
+
 /**
  * One ha-sidecar node: the API, and once the node is a cluster member (after `cluster start` or `cluster
  * join`, remembered in `<dataDir>/membership.json`), the reconcile loop with its parts.
@@ -43,7 +50,7 @@ export class SidecarNode implements ApiBackend {
   private readonly loop: ReconcileLoop;
   /** Only with Postgres: the process that kills it when this node's lease runs out while the sidecar is frozen. */
   private readonly guard: WriteGuard | undefined;
-  private server: Server | null = null;
+  private server: ApiServer | null = null;
   private member: Membership | null;
   /** Snapshots: a part of the loop (schedule on the leader, copies on standbys) and the API's /snapshots. */
   readonly snapshots: SnapshotService;
@@ -55,6 +62,7 @@ export class SidecarNode implements ApiBackend {
     private readonly log: Logger,
     logContext: LogContext,
     private readonly participants: Participant[],
+    private readonly transport: NodeTransport,
     metrics: Metrics = new Metrics(config.nodeName),
   ) {
     this.store = new ConsulStore(
@@ -84,12 +92,13 @@ export class SidecarNode implements ApiBackend {
       readDynamicConfig: () => this.store.readDynamicConfig().then((c) => c.config),
       patchConfig: (patch) => this.patchConfig(patch),
       members: () => this.store.listMembers(),
+      peers: transport.peers,
     });
     const parts = [...participants, this.snapshots];
     this.gossipRejoin = new GossipRejoin(this.store, log);
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });
     this.member = this.readMembership();
-    this.recovery = new Recovery({ config, store: this.store, loop: this.loop, participants, log, isMember: () => this.member !== null });
+    this.recovery = new Recovery({ config, store: this.store, loop: this.loop, participants, log, isMember: () => this.member !== null, peers: transport.peers });
     this.prom.scrapeFrom({ partFields: () => this.partFields(), consulContactAgeSeconds: () => this.store.lastContactAgeSeconds() });
   }
 
@@ -124,8 +133,10 @@ export class SidecarNode implements ApiBackend {
     }
     this.guard?.start();
     this.gossipRejoin.start();
-    this.server = await listen(createApi(this, this.config.clusterToken, this.log), this.config.address, this.config.apiPort);
-    this.log.info('API listening', { url: this.config.apiUrl });
+    const { tls } = this.transport;
+    const policy = { clusterToken: this.config.clusterToken, tls: tls !== undefined, verifyClient: this.config.tls?.verifyClient ?? false };
+    this.server = await listen(createApi(this, policy, this.log), this.config.address, this.config.apiPort, this.log, tls);
+    this.log.info('API listening', { url: this.config.apiUrl, ...(tls ? { certificateValidTo: tls.validTo, verifyClient: policy.verifyClient } : {}) });
     if (this.member) await this.loop.start();
     else this.log.info('not a cluster member yet: waiting for `hactl cluster start` or `hactl cluster join`');
   }
@@ -134,8 +145,7 @@ export class SidecarNode implements ApiBackend {
     if (this.member) await this.loop.stop();
     this.gossipRejoin.stop();
     await this.guard?.close();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    this.server?.closeAllConnections();
+    await this.server?.close();
     // The UI then shows why the node is down, not just a TTL expiry. Safe: the loop has stopped Postgres
     // and released the lock by now; a session that outlived a failed clean-up dies with this check, which
     // only hands the lock on sooner (after lock-delay), with no writer left here.
@@ -308,7 +318,7 @@ export class SidecarNode implements ApiBackend {
     const termBefore = this.loop.view().term;
     await this.store.writeSwitchover({ from, to, requestedAt: new Date().toISOString() });
     this.loop.poke();
-    const leader = await newWriter(this.store, termBefore, SWITCHOVER_WAIT_MS);
+    const leader = await newWriter(this.store, termBefore, SWITCHOVER_WAIT_MS, this.transport.peers);
     if (leader) {
       if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
       // The target (or the best standby) could not lead and the old leader took its lock back.

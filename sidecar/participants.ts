@@ -6,15 +6,16 @@ import type { Metrics } from './metrics.js';
 import { createFilesParticipant } from './mirror/participant.js';
 import { createPostgresParticipant } from './postgres/participant.js';
 import type { PostgresNodeValues } from './postgres/settings.js';
+import type { FetchFunction } from './shared/https-fetch.js';
 
 /**
  * The parts the reconcile loop drives on this node, per config, in the order they promote: Postgres, the file
  * mirror, and the manager last, so its `leader` hook starts only once Postgres takes writes and the mirror serves.
  */
-export function buildParticipants(config: SidecarConfig, log: Logger, metrics: Metrics): Participant[] {
+export function buildParticipants(config: SidecarConfig, log: Logger, metrics: Metrics, peers: FetchFunction): Participant[] {
   const parts: Participant[] = [];
   if (config.postgres.enabled) parts.push(createPostgresParticipant(config.postgres, postgresNodeValues(config), log));
-  const files = createFilesParticipant(config, log, metrics);
+  const files = createFilesParticipant(config, log, metrics, peers);
   if (files) parts.push(files);
   const identity = { cluster: config.clusterName, node: config.nodeName, address: config.address, apiUrl: config.apiUrl };
   const manager = createManagerParticipant(config.manager, identity, log);

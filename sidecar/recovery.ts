@@ -9,6 +9,7 @@ import type { OperatorAction, Participant } from './election/participant.js';
 import { SidecarError, answeredCode, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import { countRequest } from './outgoing.js';
+import type { FetchFunction } from './shared/https-fetch.js';
 import { finiteOrNull } from './units.js';
 
 /**
@@ -20,10 +21,10 @@ const FAILOVER_WAIT_MS = 45_000;
 const POSITION_TIMEOUT_MS = 1_000;
 
 /** Whether the node at `apiUrl` answers 200 on /leader: it leads and its Postgres took a write. */
-export async function servesWrites(apiUrl: string): Promise<boolean> {
+export async function servesWrites(apiUrl: string, peers: FetchFunction): Promise<boolean> {
   try {
     countRequest('peer');
-    const res = await fetch(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
+    const res = await peers(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
     await res.body?.cancel();
     return res.status === 200;
   } catch {
@@ -38,11 +39,11 @@ const NEW_WRITER_POLL_MS = 200;
  * Waits up to `timeoutMs` (monotonic) for a leader of a term above `termBefore` that answers 200 on /leader:
  * the end of a switchover or a manual failover. Null when none came.
  */
-export async function newWriter(store: ConsulStore, termBefore: number, timeoutMs: number): Promise<LeaderRecord | null> {
+export async function newWriter(store: ConsulStore, termBefore: number, timeoutMs: number, peers: FetchFunction): Promise<LeaderRecord | null> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
     const lock = await store.readLock(false).catch(() => null);
-    if (lock?.session && lock.leader && lock.leader.term > termBefore && (await servesWrites(lock.leader.apiUrl))) return lock.leader;
+    if (lock?.session && lock.leader && lock.leader.term > termBefore && (await servesWrites(lock.leader.apiUrl, peers))) return lock.leader;
     await sleep(NEW_WRITER_POLL_MS);
   }
   return null;
@@ -65,6 +66,8 @@ interface RecoveryDeps {
   participants: Participant[];
   log: Logger;
   isMember: () => boolean;
+  /** How this node calls its peers' APIs (HTTPS with the cluster CA when TLS is on). */
+  peers: FetchFunction;
 }
 
 /**
@@ -114,7 +117,7 @@ export class Recovery {
     await store.writeFailover({ to, force, requestedAt: new Date().toISOString(), behindBytes: behind });
     this.deps.log.warn('manual failover requested', { to, force, behindBytes: behind });
     this.deps.loop.poke();
-    const leader = await newWriter(store, termBefore, FAILOVER_WAIT_MS);
+    const leader = await newWriter(store, termBefore, FAILOVER_WAIT_MS, this.deps.peers);
     if (leader) {
       if (leader.name !== to) throw new SidecarError('failover_failed', `${leader.name} took the lock, not ${to} (term ${leader.term})`, 502);
       return { failedOver: true, to, term: leader.term, previous: lock.leader?.name ?? null, lostBytes: force ? behind : 0 };
@@ -132,7 +135,7 @@ export class Recovery {
     let position = finiteOrNull(target.record.walPosition);
     try {
       countRequest('peer');
-      const res = await fetch(`${target.record.apiUrl}/health`, { signal: AbortSignal.timeout(POSITION_TIMEOUT_MS) });
+      const res = await this.deps.peers(`${target.record.apiUrl}/health`, { signal: AbortSignal.timeout(POSITION_TIMEOUT_MS) });
       position = finiteOrNull(((await res.json()) as { walPosition?: unknown }).walPosition) ?? position;
     } catch {
       // Unreachable for a moment: its member record's last position stands in.

@@ -199,7 +199,7 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
             })
             .option('node-address', {
               type: 'string',
-              describe: "the joining node's address (host or host:port); its sidecar is then http://<address>:8008",
+              describe: "the joining node's address (host or host:port); its sidecar is then http://<address>:8008 (https with a profile's CA)",
             })
             .conflicts('node-url', 'node-address')
             .option('force', {
@@ -209,14 +209,14 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
             }),
         async (argv) => {
           const session = await Session.open(ctx, argv);
-          const leaderUrl = normalizeManagerUrl(argv.leaderHost);
+          const leaderUrl = session.managerUrl(argv.leaderHost);
           let target: string;
           if (argv.nodeUrl !== undefined) {
             target = normalizeManagerUrl(argv.nodeUrl);
           } else if (argv.nodeAddress !== undefined) {
             // A bare address gets the sidecar's port, as the leader host does (normalizeManagerUrl).
             if (/^[a-z][a-z0-9+.-]*:\/\//i.test(argv.nodeAddress)) throw usageError('--node-address takes a host, not a URL (use --node-url for a URL)', 'bad_host');
-            target = normalizeManagerUrl(argv.nodeAddress);
+            target = session.managerUrl(argv.nodeAddress);
           } else {
             const found = await memberApiUrl(session, argv.nodeName, [leaderUrl]);
             if (found.url === undefined) {

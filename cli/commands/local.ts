@@ -34,11 +34,15 @@ export const localCommands: CommandRegistrar = (cli, ctx) =>
                 type: 'string',
                 describe: `loopback address of n1; the others follow (default ${DEFAULT_BASE_ADDRESS}, or as the last run)`,
               })
-              .option('postgres', { type: 'boolean', describe: 'run PostgreSQL on every node (--no-postgres: election only)' }),
+              .option('postgres', { type: 'boolean', describe: 'run PostgreSQL on every node (--no-postgres: election only)' })
+              .option('tls', {
+                type: 'boolean',
+                describe: 'the sidecar API over HTTPS with a local cluster CA and client certificates (default, or as the last run; --no-tls: plain HTTP, for a trial)',
+              }),
           async (argv) => {
             await localUp(
               ctx,
-              { nodes: argv.nodes, detach: argv.detach, baseAddress: argv.baseAddress, postgres: argv.postgres },
+              { nodes: argv.nodes, detach: argv.detach, baseAddress: argv.baseAddress, postgres: argv.postgres, tls: argv.tls },
               selfCommand(),
             );
           },

@@ -2,16 +2,21 @@ import { ClusterViewSchema } from '../api.js';
 import { sendOnce } from '../client.js';
 import type { CommandRegistrar } from '../context.js';
 import { profilesDir, timeoutMs } from '../context.js';
-import { cell, renderTable } from '../output.js';
+import { cell, renderTable, usageError } from '../output.js';
 import {
   defaultProfileName,
   deleteProfile,
   listProfiles,
   loadProfiles,
+  managerUrlFor,
   normalizeManagerUrl,
+  readProfileTls,
   showProfile,
   useProfile,
+  type ProfileTls,
 } from '../profiles.js';
+import { httpsFetch } from '../../sidecar/shared/https-fetch.js';
+import { resolve } from 'node:path';
 
 /** Manager URLs the members of a `/cluster` answer publish, skipping any that is not a usable URL. */
 export function memberUrls(body: unknown): { managers: string[]; leaderUrl?: string } | null {
@@ -54,14 +59,30 @@ export const profilesCommands: CommandRegistrar = (cli, ctx) =>
             .option('token', {
               type: 'string',
               describe: 'cluster token for mutating calls (or set HACTL_TOKEN); kept when omitted',
-            }),
+            })
+            .option('ca', {
+              type: 'string',
+              describe: 'the cluster CA file (hactl cluster tls init): managers are called over HTTPS and verified with it; kept when omitted',
+            })
+            .option('cert', { type: 'string', describe: 'a client certificate of the CA, for managers with tls.verifyClient (with --key)' })
+            .option('key', { type: 'string', describe: 'the key of --cert' }),
         async (argv) => {
-          const url = normalizeManagerUrl(argv.host);
+          if ((argv.cert === undefined) !== (argv.key === undefined)) throw usageError('give --cert and --key together', 'bad_value');
+          if (argv.cert !== undefined && argv.ca === undefined) throw usageError('--cert needs --ca: the managers are verified with the CA', 'bad_value');
+          const url = managerUrlFor(argv.host, argv.ca !== undefined);
           const name = argv.name ?? defaultProfileName(url);
           const token = argv.token ?? nonEmpty(ctx.env.HACTL_TOKEN);
+          const given: ProfileTls | undefined =
+            argv.ca === undefined ? undefined : { caFile: resolve(argv.ca), ...(argv.cert !== undefined && argv.key !== undefined ? { certFile: resolve(argv.cert), keyFile: resolve(argv.key) } : {}) };
+          const existing = (await loadProfiles(profilesDir(ctx))).profiles[name];
+          const tls = given ?? existing?.tls;
+          // Read now, so a wrong path fails here (tls_file_unreadable) rather than at the first call.
+          const fetch = tls !== undefined ? httpsFetch(readProfileTls(tls)) : ctx.fetch;
+          // Over HTTPS /cluster takes the token (sidecar/api/access.ts); over plain HTTP it is not sent for a read.
           const result = await sendOnce(url, { method: 'GET', path: '/cluster' }, {
-            fetch: ctx.fetch,
+            fetch,
             timeoutMs: timeoutMs(argv),
+            token: url.startsWith('https:') ? (token ?? existing?.token) : undefined,
           });
           let managers = [url];
           let lastLeader: string | undefined;
@@ -77,7 +98,7 @@ export const profilesCommands: CommandRegistrar = (cli, ctx) =>
                 '(run "hactl cluster update-profile" once the cluster runs)',
             );
           }
-          const profile = await useProfile(profilesDir(ctx), name, { managers, token, lastLeader });
+          const profile = await useProfile(profilesDir(ctx), name, { managers, token, lastLeader, tls: given });
           ctx.io.out(`profile "${name}" is current: ${profile.managers.join(', ')}`);
         },
       )
@@ -101,8 +122,9 @@ export const profilesCommands: CommandRegistrar = (cli, ctx) =>
             p.managers.join(','),
             cell(p.lastLeader),
             p.hasToken ? 'yes' : 'no',
+            p.caFile !== null ? 'yes' : 'no',
           ]);
-          for (const line of renderTable(['', 'NAME', 'MANAGERS', 'LAST LEADER', 'TOKEN'], rows)) ctx.io.out(line);
+          for (const line of renderTable(['', 'NAME', 'MANAGERS', 'LAST LEADER', 'TOKEN', 'CA'], rows)) ctx.io.out(line);
         },
       )
       .command(
@@ -122,6 +144,8 @@ export const profilesCommands: CommandRegistrar = (cli, ctx) =>
           ctx.io.out(`managers:    ${p.managers.join(', ') || '-'}`);
           ctx.io.out(`last leader: ${cell(p.lastLeader)}`);
           ctx.io.out(`token:       ${p.hasToken ? 'set' : 'not set'}`);
+          ctx.io.out(`ca:          ${cell(p.caFile)}`);
+          ctx.io.out(`client cert: ${cell(p.certFile)}`);
         },
       )
       .command(

@@ -4,6 +4,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { SidecarError, answeredCode, errorMessage } from '../../sidecar/errors.js';
+import type { FetchOptions } from '../../sidecar/shared/https-fetch.js';
 import { ClusterViewSchema, parseAnswer } from '../api.js';
 import { expectOk } from '../client.js';
 import type { CommandRegistrar } from '../context.js';
@@ -66,16 +67,15 @@ async function answerError(res: Response, url: string): Promise<unknown> {
 async function streamOperation(io: Io, session: Session, path: string, upload?: string): Promise<Record<string, unknown>> {
   const url = `${await findLeader(session)}${path}`;
   const headers: Record<string, string> = { authorization: `Bearer ${session.profile.token ?? ''}` };
-  const init: RequestInit & { duplex?: 'half' } = { method: 'POST', headers };
+  const init: FetchOptions = { method: 'POST', headers };
   if (upload !== undefined) {
     headers['content-type'] = 'application/octet-stream';
-    init.body = Readable.toWeb(createReadStream(upload)) as unknown as BodyInit;
-    init.duplex = 'half';
+    init.body = createReadStream(upload);
     io.out(`uploading ${upload} (${formatBytes(statSync(upload).size)}) to ${url}; the leader checks it before it changes anything`);
   }
   let res: Response;
   try {
-    res = await fetch(url, init);
+    res = await session.stream(url, init);
   } catch (e) {
     throw new SidecarError('no_reachable_leader', `${url} did not answer: ${errorMessage(e)}`, 503);
   }
@@ -98,7 +98,7 @@ async function streamOperation(io: Io, session: Session, path: string, upload?: 
 /** Saves snapshot `id` from the leader to `file` (via `file.part`), checking its sha256 on the way. */
 async function download(io: Io, session: Session, id: string, file: string): Promise<void> {
   const url = `${await findLeader(session)}/snapshots/${encodeURIComponent(id)}`;
-  const res = await fetch(url, { headers: { authorization: `Bearer ${session.profile.token ?? ''}` } }).catch((e: unknown) => {
+  const res = await session.stream(url, { headers: { authorization: `Bearer ${session.profile.token ?? ''}` } }).catch((e: unknown) => {
     throw new SidecarError('no_reachable_leader', `${url} did not answer: ${errorMessage(e)}`, 503);
   });
   if (res.status !== 200 || !res.body) throw await answerError(res, url);

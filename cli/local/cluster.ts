@@ -3,11 +3,14 @@ import { SidecarError } from '../../sidecar/errors.js';
 import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
 import type { ClusterView } from '../api.js';
 import type { FetchLike } from '../client.js';
+import { readProfileTls } from '../profiles.js';
+import { httpsFetch, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
+import { join } from 'node:path';
 import type { Io } from '../output.js';
 import type { NodeView } from './driver.js';
 import { ClusterDriver, logOf } from './driver.js';
 import type { LocalNodeFiles, NodeLayout } from './layout.js';
-import { PORTS, localNodeFiles, nodeAddresses, sampleManagerHook, sidecarMain } from './layout.js';
+import { PORTS, localClientTls, localNodeFiles, localTlsDir, nodeAddresses, sampleManagerHook, sidecarMain } from './layout.js';
 import { consulBinary } from './paths.js';
 import { sampleManagerConfig, stopSampleManager } from './manager.js';
 import { STOP_GRACE_MS, crashProcess, isRunning, killGroupLeftovers, spawnDetached, stopProcess } from './processes.js';
@@ -27,6 +30,18 @@ import { sleep } from './wait.js';
 export interface LocalIo {
   io: Io;
   fetch: FetchLike;
+}
+
+/**
+ * hactl's HTTPS client of the local cluster: the local CA and hactl's client certificate, read at the first
+ * call (the files are made after the cluster object, on the first `up`).
+ */
+function localTlsFetch(root: string): FetchLike {
+  let fetch: FetchFunction | undefined;
+  return (url, init) => {
+    fetch ??= httpsFetch(readProfileTls(localClientTls(root)));
+    return fetch(url, init);
+  };
 }
 
 export type AnyPart = Part | 'postgres';
@@ -97,9 +112,10 @@ export class LocalCluster {
       clusterName: state.clusterName,
       clusterToken: state.token,
       postgres: state.postgres,
+      tls: state.tls ? { dir: localTlsDir(root), verifyClient: true } : undefined,
       consulBinary,
       sidecarMain,
-      fetch: ctx.fetch,
+      fetch: state.tls ? localTlsFetch(root) : ctx.fetch,
       say: (line) => this.say(line),
       logHint: { consul: 'the nX/consul.log files', sidecar: 'the nX/sidecar.log files' },
     });
@@ -170,7 +186,8 @@ export class LocalCluster {
       const extra: Record<string, unknown> = { files: { directory: node.filesDir } };
       if (this.state.postgres) {
         // The sample manager (examples/manager) beside each node: its hook starts it and tells it its role.
-        writeFileSync(node.managerConfig, `${JSON.stringify(sampleManagerConfig(node, this.state.token), null, 2)}\n`, { mode: 0o600 });
+        const managerTls = this.state.tls ? { ...localClientTls(this.root), certFile: join(localTlsDir(this.root), `${node.name}.crt`), keyFile: join(localTlsDir(this.root), `${node.name}.key`) } : undefined;
+        writeFileSync(node.managerConfig, `${JSON.stringify(sampleManagerConfig(node, this.state.token, managerTls), null, 2)}\n`, { mode: 0o600 });
         const hook = [process.execPath, sampleManagerHook(), '--config', node.managerConfig];
         extra.manager = { hooks: { leader: hook, standby: hook, stopping: hook }, healthUrl: `http://${node.address}:${PORTS.manager}/health` };
       }
@@ -239,6 +256,8 @@ export class LocalCluster {
    */
   purge(): void {
     for (const node of this.nodes) rmSync(node.dir, { recursive: true, force: true });
+    // The CA goes too: the next cluster is a new one (and hactl's `local` profile gets the new CA then).
+    rmSync(localTlsDir(this.root), { recursive: true, force: true });
     rmSync(`${this.root}/state.json`, { force: true });
     if (existsSync(this.root) && readdirSync(this.root).length === 0) rmdirSync(this.root);
   }

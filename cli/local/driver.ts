@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SidecarError, answeredCode } from '../../sidecar/errors.js';
 import type { ClusterView, Member } from '../api.js';
 import { ClusterViewSchema } from '../api.js';
@@ -66,6 +67,11 @@ export interface DriverSetup<Files extends NodeFiles> {
   /** The Consul binary and the compiled sidecar, looked up when a process starts (`down` needs neither). */
   consulBinary: () => string;
   sidecarMain: () => string;
+  /**
+   * The sidecar API over HTTPS: `dir` holds the cluster CA (`ca.crt`) and each node's `<name>.crt` and
+   * `<name>.key` (`hactl cluster tls init`). `fetch` must then verify with that CA.
+   */
+  tls?: { dir: string; verifyClient: boolean };
   /** Consul with gossip encryption and ACLs (the harness's ACL mode); the management token is sent to Consul. */
   consulSecrets?: { gossipKey: string; aclManagementToken: string };
   fetch: FetchLike;
@@ -73,6 +79,11 @@ export interface DriverSetup<Files extends NodeFiles> {
   say?: (line: string) => void;
   /** Where the logs are, for a timeout's error message. */
   logHint?: { consul: string; sidecar: string };
+}
+
+/** A node's `tls` config section: its certificate and key from `dir`, and the cluster CA. */
+export function nodeTlsConfig(tls: { dir: string; verifyClient: boolean }, name: string): Record<string, unknown> {
+  return { certFile: join(tls.dir, `${name}.crt`), keyFile: join(tls.dir, `${name}.key`), caFile: join(tls.dir, 'ca.crt'), verifyClient: tls.verifyClient };
 }
 
 export const logOf = (node: NodeFiles, part: Part): string => (part === 'consul' ? node.consulLog : node.sidecarLog);
@@ -120,7 +131,7 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
 
   constructor(private readonly setup: DriverSetup<Files>) {
     this.nodes = Array.from({ length: setup.size }, (_, i) => {
-      const identity = nodeIdentity(i, setup.addressOf(i));
+      const identity = nodeIdentity(i, setup.addressOf(i), setup.tls !== undefined);
       return { ...setup.filesOf(identity.name, identity.address), ...identity };
     });
   }
@@ -165,6 +176,7 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
       dataDir: node.dataDir,
       clusterAddresses: this.nodes.map((n) => n.address),
       postgres: { enabled: this.setup.postgres },
+      ...(this.setup.tls ? { tls: nodeTlsConfig(this.setup.tls, node.name) } : {}),
       ...extra,
     };
     writeFileSync(node.sidecarConfig, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
@@ -398,7 +410,8 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
   /** `GET /cluster` of one node's own sidecar; null when it does not answer or answers in another shape. */
   async nodeView(node: DriverNode): Promise<NodeView | null> {
     try {
-      const answer = await this.get(node.apiUrl, '/cluster');
+      // Over HTTPS a read takes the token (or a client certificate); over plain HTTP it needs neither.
+      const answer = await this.get(node.apiUrl, '/cluster', this.setup.tls ? this.setup.clusterToken : undefined);
       if (answer.status !== 200) return null;
       const parsed = ClusterViewSchema.safeParse(answer.body);
       return parsed.success ? (parsed.data as NodeView) : null;

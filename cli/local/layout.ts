@@ -34,6 +34,17 @@ export function localDir(env: Record<string, string | undefined>): string {
 }
 
 export const statePath = (root: string): string => join(root, 'state.json');
+
+/** The local cluster CA and its certificates (`hactl cluster tls init`'s layout). */
+export const localTlsDir = (root: string): string => join(root, 'tls');
+/** The certificate hactl shows the nodes (they ask every client for one: verifyClient). */
+export const LOCAL_CLIENT_NAME = 'hactl';
+/** The `local` profile's TLS files. */
+export const localClientTls = (root: string) => ({
+  caFile: join(localTlsDir(root), 'ca.crt'),
+  certFile: join(localTlsDir(root), `${LOCAL_CLIENT_NAME}.crt`),
+  keyFile: join(localTlsDir(root), `${LOCAL_CLIENT_NAME}.key`),
+});
 export const lockPath = (root: string): string => join(root, 'up.lock');
 
 /** The sample manager's hook (examples/manager/hook.ts, compiled), run by each sidecar for every role. */
@@ -50,8 +61,9 @@ export interface NodeIdentity {
   consulUrl: string;
 }
 
-export function nodeIdentity(index: number, address: string): NodeIdentity {
-  return { name: `n${index + 1}`, address, apiUrl: `http://${address}:${PORTS.sidecarApi}`, consulUrl: `http://${address}:${PORTS.consulHttp}` };
+/** `tls`: the sidecar API speaks HTTPS (its config has a `tls` section). */
+export function nodeIdentity(index: number, address: string, tls: boolean): NodeIdentity {
+  return { name: `n${index + 1}`, address, apiUrl: `${tls ? 'https' : 'http'}://${address}:${PORTS.sidecarApi}`, consulUrl: `http://${address}:${PORTS.consulHttp}` };
 }
 
 /** Where one node's files are, as the cluster driver needs them; the harness keeps them in a temp dir. */
@@ -117,9 +129,9 @@ export function nodeAddresses(base: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `${parts[0]}.${parts[1]}.${parts[2]}.${last + i}`);
 }
 
-export function nodeLayouts(root: string, base: string, count: number): NodeLayout[] {
+export function nodeLayouts(root: string, base: string, count: number, tls: boolean): NodeLayout[] {
   return nodeAddresses(base, count).map((address, i) => {
-    const identity = nodeIdentity(i, address);
+    const identity = nodeIdentity(i, address, tls);
     return { ...identity, ...localNodeFiles(root, identity.name) };
   });
 }

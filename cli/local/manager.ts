@@ -7,8 +7,9 @@ import { PORTS } from './layout.js';
 import { isRunning, stopProcess } from './processes.js';
 
 /** The sample manager's config for one node: its address, the node's file directory, the app database. */
-export function sampleManagerConfig(node: NodeLayout, token: string): SampleConfig {
+export function sampleManagerConfig(node: NodeLayout, token: string, sidecarApiTls?: SampleConfig['sidecarApiTls']): SampleConfig {
   return {
+    ...(sidecarApiTls !== undefined ? { sidecarApiTls } : {}),
     node: node.name,
     address: node.address,
     port: PORTS.manager,

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { SidecarError, errorMessage } from '../../sidecar/errors.js';
 import { processAlive } from '../../sidecar/shared/process.js';
 import type { ClusterView } from '../api.js';
@@ -8,12 +8,16 @@ import type { CliContext } from '../context.js';
 import { profilesDir } from '../context.js';
 import { cell, renderTable } from '../output.js';
 import { useProfile } from '../profiles.js';
+import { initClusterTls } from '../tls.js';
 import type { AnyPart } from './cluster.js';
 import { Interrupt, LocalCluster } from './cluster.js';
 import type { NodeLayout } from './layout.js';
 import {
   DEFAULT_BASE_ADDRESS,
   consulPorts,
+  LOCAL_CLIENT_NAME,
+  localClientTls,
+  localTlsDir,
   LOCAL_CLUSTER_NAME,
   LOCAL_PROFILE,
   PORTS,
@@ -43,6 +47,8 @@ export interface UpOptions {
   baseAddress?: string;
   /** Run PostgreSQL under every sidecar; the earlier run's choice (else yes) when omitted. */
   postgres?: boolean;
+  /** The sidecar API over HTTPS with the local CA; the earlier run's choice (else yes) when omitted. */
+  tls?: boolean;
 }
 
 const say = (ctx: CliContext, line: string) => ctx.io.out(`[local] ${line}`);
@@ -97,6 +103,18 @@ async function preflight(nodes: readonly NodeLayout[], postgres: boolean): Promi
   }
 }
 
+/**
+ * Makes the local cluster's CA and certificates once, in `<root>/tls`, with `hactl cluster tls init`'s code:
+ * one per node and one for hactl (the profile's client certificate, since the nodes ask for one). A later
+ * `up` finds them and keeps them; `down --purge` removes them with the rest.
+ */
+async function ensureLocalTls(ctx: CliContext, root: string, nodes: readonly NodeLayout[]): Promise<void> {
+  const dir = localTlsDir(root);
+  if (existsSync(join(dir, 'ca.crt'))) return;
+  await initClusterTls(dir, LOCAL_CLUSTER_NAME, [...nodes.map((n) => ({ name: n.name, address: n.address })), { name: LOCAL_CLIENT_NAME, address: '127.0.0.1' }]);
+  say(ctx, `made the local cluster CA and certificates in ${dir}`);
+}
+
 /** Refuses options that contradict the cluster an earlier `up` made here (its Consul data expects those servers). */
 function checkSameCluster(root: string, previous: LocalState, opts: UpOptions): void {
   const differences: string[] = [];
@@ -119,7 +137,7 @@ export async function localUp(ctx: CliContext, opts: UpOptions, self: string): P
   let cluster: LocalCluster | undefined;
   let view: ClusterView;
   try {
-    if (opts.baseAddress !== undefined) nodeLayouts(root, opts.baseAddress, opts.nodes ?? 3); // a bad value is a usage error first
+    if (opts.baseAddress !== undefined) nodeLayouts(root, opts.baseAddress, opts.nodes ?? 3, false); // a bad value is a usage error first
     const previous = loadState(root);
     if (previous !== null) {
       const running = new LocalCluster(root, previous, ctx).running();
@@ -135,16 +153,18 @@ export async function localUp(ctx: CliContext, opts: UpOptions, self: string): P
     }
     const baseAddress = opts.baseAddress ?? previous?.baseAddress ?? DEFAULT_BASE_ADDRESS;
     const postgres = opts.postgres ?? previous?.postgres ?? true;
-    const nodes = nodeLayouts(root, baseAddress, opts.nodes ?? previous?.nodes.length ?? 3);
+    const tls = opts.tls ?? previous?.tls ?? true;
+    const nodes = nodeLayouts(root, baseAddress, opts.nodes ?? previous?.nodes.length ?? 3, tls);
     await preflight(nodes, postgres);
+    if (tls) await ensureLocalTls(ctx, root, nodes);
 
     // The token is made once and kept: the sidecars' data (and a restarted cluster) rely on it.
-    const state = initialState({ clusterName: LOCAL_CLUSTER_NAME, baseAddress, postgres, token: previous?.token ?? newClusterToken(), nodes });
+    const state = initialState({ clusterName: LOCAL_CLUSTER_NAME, baseAddress, postgres, tls, token: previous?.token ?? newClusterToken(), nodes });
     if (previous !== null) state.createdAt = previous.createdAt;
     saveState(root, state);
     cluster = new LocalCluster(root, state, ctx);
     const c = cluster;
-    say(ctx, `${previous === null ? 'creating' : 'restarting'} a ${nodes.length}-node cluster in ${root}${postgres ? '' : ' (without Postgres)'}`);
+    say(ctx, `${previous === null ? 'creating' : 'restarting'} a ${nodes.length}-node cluster in ${root}${postgres ? '' : ' (without Postgres)'}${tls ? '' : ' (API over plain HTTP: --no-tls)'}`);
     c.prepare();
 
     const driver = c.driver;
@@ -211,6 +231,7 @@ async function writeProfile(ctx: CliContext, cluster: LocalCluster, view: Cluste
       managers: cluster.nodes.map((n) => n.apiUrl),
       token: cluster.state.token,
       ...(leader !== undefined ? { lastLeader: leader.apiUrl } : {}),
+      tls: cluster.state.tls ? localClientTls(cluster.root) : null,
     });
     say(ctx, `hactl profile "${LOCAL_PROFILE}" is now current (${cluster.nodes.map((n) => n.apiUrl).join(', ')})`);
   } catch (e) {

@@ -26,6 +26,8 @@ const StateSchema = z.object({
   clusterName: z.string(),
   baseAddress: z.string(),
   postgres: z.boolean(),
+  /** The sidecar API over HTTPS with the CA in `<root>/tls`; a state from before TLS ran without it. */
+  tls: z.boolean().default(false),
   token: z.string().min(16),
   createdAt: z.string(),
   /** The hactl process of a foreground `up` that watches the cluster; null once detached or stopped. */
@@ -44,6 +46,7 @@ export function initialState(opts: {
   clusterName: string;
   baseAddress: string;
   postgres: boolean;
+  tls: boolean;
   token: string;
   nodes: readonly NodeLayout[];
 }): LocalState {
@@ -52,6 +55,7 @@ export function initialState(opts: {
     clusterName: opts.clusterName,
     baseAddress: opts.baseAddress,
     postgres: opts.postgres,
+    tls: opts.tls,
     token: opts.token,
     createdAt: new Date().toISOString(),
     supervisorPid: null,

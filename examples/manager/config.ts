@@ -14,6 +14,8 @@ export const sampleConfigSchema = z
     port: z.number().int().min(1).max(65535).default(8080),
     /** The sidecar API of this node: the manager serves as leader only while its sidecar says it leads. */
     sidecarApiUrl: z.url(),
+    /** With the sidecar API over HTTPS: its CA, and a certificate of it to show (the node's own), as PEM files. */
+    sidecarApiTls: z.object({ caFile: z.string().min(1), certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
     /** The directory the file mirror keeps in step on every node: uploads go here. */
     filesDir: z.string().min(1),
     /** Role file, pid file and log of the manager process. */

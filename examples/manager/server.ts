@@ -4,6 +4,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pg from 'pg';
+import { httpsFetch } from '../../sidecar/shared/https-fetch.js';
 import { configArg, paths, readSampleConfig, roleFileSchema, type RoleFile } from './config.js';
 
 /**
@@ -24,6 +25,14 @@ const WATCHDOG_TRUST_MS = 1_500;
 const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$/;
 
 const config = readSampleConfig(configArg(process.argv));
+/** Calls this node's sidecar: over HTTPS with its CA and the node's certificate when the sidecar has TLS. */
+const sidecar = httpsFetch(
+  config.sidecarApiTls && {
+    ca: readFileSync(config.sidecarApiTls.caFile, 'utf8'),
+    cert: readFileSync(config.sidecarApiTls.certFile, 'utf8'),
+    key: readFileSync(config.sidecarApiTls.keyFile, 'utf8'),
+  },
+);
 const files = paths(config);
 mkdirSync(config.filesDir, { recursive: true });
 const log = (message: string, fields: Record<string, unknown> = {}) =>
@@ -44,7 +53,7 @@ function roleFile(): RoleFile {
 let sidecarLeads: { term: number; at: number } | null = null;
 setInterval(async () => {
   try {
-    const res = await fetch(`${config.sidecarApiUrl}/health`, { signal: AbortSignal.timeout(WATCHDOG_MS) });
+    const res = await sidecar(`${config.sidecarApiUrl}/health`, { signal: AbortSignal.timeout(WATCHDOG_MS) });
     const body = (await res.json()) as { role?: string; term?: number };
     sidecarLeads = body.role === 'leader' || body.role === 'candidate' ? { term: body.term ?? -1, at: Date.now() } : null;
   } catch {
@@ -129,7 +138,7 @@ app.put('/files/:name', express.raw({ type: () => true, limit: '20mb' }), async 
   writeDurably(name, data);
   // The sidecar answers once a synchronous standby has installed the file (synchronous mode; at once
   // otherwise): only then is the upload acknowledged, so it survives the loss of this node like a commit.
-  const sync = await fetch(`${config.sidecarApiUrl}/files/sync`, {
+  const sync = await sidecar(`${config.sidecarApiUrl}/files/sync`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ paths: [name] }),

@@ -1,5 +1,6 @@
-import { timingSafeEqual } from 'node:crypto';
-import type { Server } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { snapshotKeep, snapshotSchedule, type DynamicConfig } from '../consul/records.js';
@@ -8,6 +9,7 @@ import type { Logger } from '../log.js';
 import { addSnapshotRoutes } from '../snapshot/routes.js';
 import type { SnapshotService } from '../snapshot/service.js';
 import { parseByteSize } from '../units.js';
+import { accessRules, type AccessPolicy } from './access.js';
 import { dsnQuery, type DsnChoice } from './dsn.js';
 import { PROBES, type ProbeName } from './probes.js';
 
@@ -84,22 +86,12 @@ function parse<T>(schema: z.ZodType<T>, body: unknown, what = 'body'): T {
   return result.data;
 }
 
-/** Constant-time comparison of the bearer token, so its value cannot be guessed from response times. */
-function requireToken(token: string) {
-  const expected = Buffer.from(token);
-  return (req: Request, _res: Response, next: NextFunction) => {
-    const given = Buffer.from((req.header('authorization') ?? '').replace(/^Bearer\s+/i, ''));
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new SidecarError('unauthorized', 'this call needs the cluster token: Authorization: Bearer <token>', 401);
-    }
-    next();
-  };
-}
-
 /** The HTTP API of one sidecar (port 8008): probes, status, metrics and the token-guarded cluster operations. */
-export function createApi(backend: ApiBackend, clusterToken: string, log: Logger): express.Express {
+export function createApi(backend: ApiBackend, policy: AccessPolicy, log: Logger): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  const access = accessRules(policy);
+  app.use(access.everyRequest);
   app.use(express.json({ limit: '64kb' }));
 
   // GET, HEAD and OPTIONS answer the same status: load balancers differ in which one they send.
@@ -118,7 +110,7 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
     res.type(contentType).send(text);
   });
 
-  const auth = requireToken(clusterToken);
+  const auth = access.operate;
   const leaderOnly = (_req: Request, _res: Response, next: NextFunction) => {
     backend.assertLeader();
     next();
@@ -146,7 +138,7 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
   app.post('/postgres/restart', auth, async (_req, res) => res.status(202).json(await backend.postgresAction('restart')));
   app.post('/postgres/reinit', auth, async (_req, res) => res.status(202).json(await backend.postgresAction('reinit')));
   app.get('/postgres/operation', async (_req, res) => res.json(await backend.postgresOperation()));
-  // No token: it changes nothing (the leader reads the named paths again, as a watch event would) and tells
+  // No token (but a client certificate or the token with TLS, as for every route): it changes nothing (the leader reads the named paths again, as a watch event would) and tells
   // only a sequence; the manager calls it before acknowledging an upload.
   app.post('/files/sync', leaderOnly, async (req, res) => res.json(await backend.filesSync(parse(filesSyncBody, req.body).paths)));
 
@@ -178,11 +170,100 @@ export function createApi(backend: ApiBackend, clusterToken: string, log: Logger
 /** The body of an error answer that is no SidecarError: a code of the table (sidecar/error-codes.ts) and a message. */
 const errorBody = (error: ErrorCode, message: string) => ({ error, message });
 
-/** Listens on address:port; rejects with `port_in_use` rather than crashing when the port is taken. */
-export function listen(app: express.Express, address: string, port: number): Promise<Server> {
+/** The API's server certificate, its key and the CA that signs the client certificates it accepts (PEM). */
+export interface ServerTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/** The listening API; `close` lets requests in flight finish, then drops every connection. */
+export interface ApiServer {
+  /** The port it listens on (the one asked for, or the one the system chose for 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+/** The first byte of a TLS connection: a handshake record. Anything else is someone speaking plain HTTP. */
+const TLS_HANDSHAKE = 0x16;
+/** A connection that sends nothing for this long is dropped before it reaches TLS or HTTP. */
+const FIRST_BYTE_TIMEOUT_MS = 10_000;
+
+/**
+ * The answer to a plain-HTTP request on the HTTPS port. Without it a client sees only a closed connection
+ * ("empty reply from server"); with it, what to change.
+ */
+function httpsRequired(address: string, port: number): string {
+  const body = JSON.stringify({ error: 'https_required', message: `this port speaks HTTPS only: use https://${address}:${port} with the cluster CA` });
+  return `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/**
+ * Listens on address:port, over HTTPS only when `tls` is given; rejects with `port_in_use` rather than
+ * crashing when the port is taken.
+ *
+ * With TLS, each connection's first byte decides: a TLS handshake goes on to the HTTPS server; anything else
+ * gets a plain `400 https_required` and is closed, so a client on http:// learns why instead of seeing a reset.
+ * The server asks every client for a certificate but lets the handshake finish without one: the access rule
+ * (access.ts) decides per request, since the probes answer without a certificate.
+ */
+export function listen(app: express.Express, address: string, port: number, log: Logger, tls?: ServerTls): Promise<ApiServer> {
+  if (tls === undefined) return listening(app.listen(port, address), address, port, () => undefined);
+  const server = createHttpsServer({ ...tls, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, app);
+  // A client that gives up on the handshake (it does not trust this certificate, or speaks garbage): its
+  // socket is gone; said at debug, since scanners and misconfigured checks repeat it endlessly.
+  server.on('tlsClientError', (e: NodeJS.ErrnoException, socket) => {
+    log.debug('TLS handshake failed', { code: 'tls_handshake_failed', remote: socket.remoteAddress, error: e.code ?? e.message });
+    socket.destroy();
+  });
+  // The TLS server's own connection listener starts the handshake at once; it runs here only after the first
+  // byte said TLS. Everything else (HTTP's timeouts, connection tracking, close) stays the HTTPS server's own.
+  const [startTls] = server.listeners('connection') as ((socket: Socket) => void)[];
+  if (startTls === undefined) throw new Error('node:https gave its server no connection listener');
+  server.removeAllListeners('connection');
+  /** Connections not handed to TLS: before their first byte, or being told to use HTTPS. */
+  const waiting = new Set<Socket>();
+  const warnedPlain = new Set<string>();
+  server.on('connection', (socket: Socket) => {
+    socket.on('error', () => undefined); // a reset before the first byte; the TLS socket reports later ones
+    waiting.add(socket);
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+    socket.once('close', () => waiting.delete(socket));
+    socket.once('data', (first: Buffer) => {
+      if (first[0] === TLS_HANDSHAKE) {
+        waiting.delete(socket);
+        socket.setTimeout(0);
+        socket.pause();
+        socket.unshift(first);
+        return startTls.call(server, socket);
+      }
+      // The rest of the request is read and dropped, so the client's close is seen and the socket goes;
+      // the timeout above still ends one that never closes, and `close` ends any left.
+      socket.resume();
+      const remote = socket.remoteAddress ?? 'unknown';
+      if (!warnedPlain.has(remote) && warnedPlain.size < 1000) {
+        warnedPlain.add(remote);
+        log.warn('refused a plain-HTTP request on the HTTPS API (said once per client address)', { code: 'https_required', remote });
+      }
+      socket.end(httpsRequired(address, port));
+    });
+  });
+  server.listen(port, address);
+  return listening(server, address, port, () => {
+    for (const socket of waiting) socket.destroy();
+  });
+}
+
+/** Resolves once `server` listens; its `close` lets requests in flight finish, then drops every connection. */
+function listening(server: HttpServer | HttpsServer, address: string, port: number, dropWaiting: () => void): Promise<ApiServer> {
+  const close = async () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    dropWaiting();
+    await closed;
+    server.closeAllConnections();
+  };
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, address);
-    server.once('listening', () => resolve(server));
+    server.once('listening', () => resolve({ port: (server.address() as AddressInfo).port, close }));
     server.once('error', (e: NodeJS.ErrnoException) =>
       reject(new SidecarError(e.code === 'EADDRINUSE' ? 'port_in_use' : 'listen_failed', `cannot listen on ${address}:${port}: ${e.code ?? e.message}`)),
     );

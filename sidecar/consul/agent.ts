@@ -7,6 +7,8 @@ export interface ServiceSpec {
   node: string;
   address: string;
   apiPort: number;
+  /** The node's API as peers reach it: `https:` when it speaks TLS. */
+  apiUrl: string;
   tags: string[];
   /** Tag of the node's service `<cluster>-postgres`: true to its role, `primary` only on the ready leader. */
   postgresTag: 'primary' | 'replica';
@@ -61,7 +63,10 @@ export class AgentService {
         id: `ha-sidecar-api:${spec.node}`,
         name: 'sidecar API /health',
         serviceid: spec.node,
-        http: `http://${spec.address}:${spec.apiPort}/health`,
+        http: `${spec.apiUrl}/health`,
+        // The agent has no CA of the cluster's to verify with (its own TLS is not this API's), and the check only
+        // asks whether the local API answers: over HTTPS it is made without verifying the certificate.
+        tlsskipverify: spec.apiUrl.startsWith('https:'),
         interval: '2s',
         timeout: '1s',
       } as never);

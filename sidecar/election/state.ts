@@ -114,7 +114,7 @@ export function serviceSpec(s: LoopState) {
   const { config } = s.deps;
   const tags = [s.role === 'leader' ? 'leader' : 'standby', ...(config.nofailover ? ['nofailover'] : [])];
   const postgresTag = s.role === 'leader' ? ('primary' as const) : ('replica' as const);
-  return { node: config.nodeName, address: config.address, apiPort: config.apiPort, tags, postgresTag, checkTtlSeconds: config.timings.checkTtl };
+  return { node: config.nodeName, address: config.address, apiPort: config.apiPort, apiUrl: config.apiUrl, tags, postgresTag, checkTtlSeconds: config.timings.checkTtl };
 }
 
 export function leaderRecord(s: LoopState, term: number): LeaderRecord {

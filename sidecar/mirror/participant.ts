@@ -11,6 +11,7 @@ import { MirrorClient } from './client.js';
 import { acknowledgers, filesPeers, positionAfter } from './fitness.js';
 import { checkRoot } from './scanner.js';
 import { MirrorServer } from './server.js';
+import type { FetchFunction } from '../shared/https-fetch.js';
 import { MirrorState, type MirrorPosition } from './state.js';
 
 /** How long POST /files/sync waits for a synchronous standby before it answers `files_sync_timeout`. */
@@ -70,6 +71,8 @@ export class FilesParticipant implements Participant {
     private readonly files: FilesConfig,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** How this node calls its peers' APIs (HTTPS with the cluster CA when TLS is on). */
+    private readonly peers: FetchFunction,
   ) {
     this.state = new MirrorState(join(config.dataDir, 'files-mirror.json'));
   }
@@ -228,7 +231,7 @@ export class FilesParticipant implements Participant {
     const leaderSync = ctx.members.find((m) => m.record.name === lastLeader)?.record.syncStandbys;
     const mine = this.state.position;
     for (const peer of filesPeers(ctx.members, this.config.nodeName, lastLeader, this.config.postgres.enabled ? leaderSync : null)) {
-      const theirs = await peerPosition(peer.apiUrl);
+      const theirs = await peerPosition(peer.apiUrl, this.peers);
       if (!theirs) {
         if (peer.mustRead) return { fit: false, reason: `synchronous mode: cannot read ${peer.name}'s files position, and it may hold newer uploads` };
         continue;
@@ -268,16 +271,16 @@ export class FilesParticipant implements Participant {
   }
 }
 
-export function createFilesParticipant(config: SidecarConfig, log: Logger, metrics: Metrics): FilesParticipant | null {
-  return config.files?.enabled ? new FilesParticipant(config, config.files, log, metrics) : null;
+export function createFilesParticipant(config: SidecarConfig, log: Logger, metrics: Metrics, peers: FetchFunction): FilesParticipant | null {
+  return config.files?.enabled ? new FilesParticipant(config, config.files, log, metrics, peers) : null;
 }
 
 const positionSchema = z.object({ term: z.number().int().nonnegative(), epoch: z.string(), seq: z.number().int().nonnegative() });
 
 /** A peer's files position as its sidecar says now (GET /health, any status), or null when it does not answer. */
-async function peerPosition(apiUrl: string): Promise<MirrorPosition | null> {
+async function peerPosition(apiUrl: string, peers: FetchFunction): Promise<MirrorPosition | null> {
   try {
-    const res = await fetch(`${apiUrl}/health`, { signal: AbortSignal.timeout(PEER_POSITION_TIMEOUT_MS) });
+    const res = await peers(`${apiUrl}/health`, { signal: AbortSignal.timeout(PEER_POSITION_TIMEOUT_MS) });
     const body = (await res.json()) as { files?: { position?: unknown } };
     const parsed = positionSchema.safeParse(body.files?.position);
     return parsed.success ? parsed.data : null;

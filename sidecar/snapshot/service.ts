@@ -16,6 +16,7 @@ import { DATABASE_FILE, FILES_FILE, SnapshotDirectory, describePart, packArchive
 import { packageVersion } from '../shared/package.js';
 import { ARCHIVE_FORMAT, checkRestorable, snapshotRecord, type SnapshotMetadata, type SnapshotRecord } from './metadata.js';
 import { scheduleDue, snapshotId, toFetch } from './retention.js';
+import type { FetchFunction } from '../shared/https-fetch.js';
 import { archiveFiles, dumpDatabase, querySocket, restoreDatabase, restoreFiles } from './tools.js';
 
 /**
@@ -52,6 +53,8 @@ export interface SnapshotDeps {
   readDynamicConfig(): Promise<DynamicConfig>;
   patchConfig(patch: Partial<DynamicConfig>): Promise<unknown>;
   members(): Promise<MemberEntry[]>;
+  /** How this node calls its peers' APIs (HTTPS with the cluster CA and this node's certificate when TLS is on). */
+  peers: FetchFunction;
 }
 
 /** A verified archive waiting to be restored, and the scratch directory holding its unpacked parts. */
@@ -178,7 +181,7 @@ export class SnapshotService implements Participant {
         if (!m.alive) return { node: m.record.name, answered: false, snapshots: [] as SnapshotRecord[] };
         try {
           countRequest('peer');
-          const res = await fetch(`${m.record.apiUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
+          const res = await this.deps.peers(`${m.record.apiUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
           const body = (await res.json()) as { snapshots?: unknown[] };
           return { node: m.record.name, answered: res.ok, snapshots: (body.snapshots ?? []).flatMap((s) => { const p = snapshotRecord.safeParse(s); return p.success ? [p.data] : []; }) };
         } catch {
@@ -403,7 +406,7 @@ export class SnapshotService implements Participant {
   private async pull(leaderUrl: string): Promise<void> {
     const keep = this.deps.view().dynamicConfig.snapshotKeep;
     countRequest('peer');
-    const res = await fetch(`${leaderUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
+    const res = await this.deps.peers(`${leaderUrl}/snapshots/local`, { signal: AbortSignal.timeout(PEER_LIST_TIMEOUT_MS) });
     if (!res.ok) throw new SidecarError('snapshot_pull_failed', `${leaderUrl}/snapshots/local answered ${res.status}`);
     const records = ((await res.json()) as { snapshots?: unknown[] }).snapshots?.flatMap((s) => { const p = snapshotRecord.safeParse(s); return p.success ? [p.data] : []; }) ?? [];
     const local = this.dir.list().map((r) => r.id);
@@ -413,7 +416,7 @@ export class SnapshotService implements Participant {
       try {
         const file = join(scratch, 'archive.tar');
         countRequest('peer');
-        const download = await fetch(`${leaderUrl}/snapshots/${id}`, { headers: { authorization: `Bearer ${this.deps.clusterToken}` }, signal: AbortSignal.timeout(10 * 60_000) });
+        const download = await this.deps.peers(`${leaderUrl}/snapshots/${id}`, { headers: { authorization: `Bearer ${this.deps.clusterToken}` }, signal: AbortSignal.timeout(10 * 60_000) });
         if (!download.ok || !download.body) throw new SidecarError('snapshot_pull_failed', `GET ${leaderUrl}/snapshots/${id} answered ${download.status}`);
         await pipeline(Readable.fromWeb(download.body as import('node:stream/web').ReadableStream), createWriteStream(file));
         const sha = await sha256File(file);

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { join } from 'node:path';
 import { waitFor } from '../harness/processes.js';
 import type { FaultBench } from './bench.js';
 
@@ -160,7 +161,9 @@ export const SCENARIOS: Record<string, Scenario> = {
       }
       // Proof that the delay is in force: an API round trip from each node to the next (request and answer
       // each held once, plus the handshake's retransmits under loss), and the connections the forwarders carry.
-      const seconds = ctx.bench.names.map((_, i) => lab.httpSeconds(i, `http://${lab.address((i + 1) % lab.size)}:8008/health`));
+      const { cluster } = ctx.bench;
+      const caFile = cluster.tls ? join(cluster.tlsDir, 'ca.crt') : undefined;
+      const seconds = ctx.bench.names.map((_, i) => lab.httpSeconds(i, `${cluster.apiUrl((i + 1) % lab.size)}/health`, caFile));
       const held = ctx.bench.names.map((_, i) => lab.forwardedConnections(i));
       process.stdout.write(`    peer /health round trips ${seconds.map((s) => `${Math.round(s * 1000)} ms`).join(', ')}; connections through the forwarders ${held.join(', ')}\n`);
       if (seconds.some((s) => s * 1000 < 2 * DELAY_MS)) ctx.violation(`the delay is not in force: a peer API call took ${seconds.join(', ')} s`);

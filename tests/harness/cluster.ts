@@ -7,6 +7,8 @@ import type { ClusterDriver } from '../../cli/local/driver.js';
 import { PORTS, sidecarMain } from '../../cli/local/layout.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { deriveSecret } from '../../sidecar/shared/secrets.js';
+import { httpsFetch, type ClientTls, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
+import { initClusterTls } from '../../cli/tls.js';
 import { ConsulCluster } from './consul.js';
 import { processName, testDriver } from './driver.js';
 import { type NodePlacement, loopbackPlacement } from './net.js';
@@ -40,7 +42,16 @@ export interface TestClusterOptions {
   acl?: { managementToken: string; gossipKey: string };
   /** Each node's address and how its processes are spawned (default: loopback, see net.ts; netns.ts for namespaces). */
   placement?: NodePlacement;
+  /**
+   * The sidecar API over HTTPS: `start` makes a CA in `<baseDir>/tls` (tls init's code) with a certificate per
+   * node and one for the test's client (`client.crt`), which `call`, `leaderStatus` and the driver show.
+   * Default: off, or on with `verifyClient` when `HA_TEST_TLS=1` (a whole suite over HTTPS).
+   */
+  tls?: { verifyClient: boolean };
 }
+
+/** The name of the test client's certificate in a TLS cluster's CA directory. */
+export const TEST_CLIENT_CERT = 'client';
 
 /**
  * A whole cluster on this machine: N Consul servers and N sidecars on <net>.11, .12, ... (net.ts). Starting,
@@ -56,10 +67,24 @@ export class TestCluster {
   readonly placement: NodePlacement;
   /** The sidecars' Consul token (ACL mode): limited to their KV prefix, sessions and their service. */
   sidecarToken: string | undefined;
+  /** The CA and certificates of a TLS cluster (the `tls` option). */
+  readonly tlsDir: string;
+  /** How the test calls the sidecar APIs: with the CA and the client certificate in a TLS cluster, read at the first call. */
+  readonly fetchApi: FetchFunction;
+  private tlsFetch: FetchFunction | undefined;
+  private readonly tlsMode: { verifyClient: boolean } | undefined;
 
   constructor(private readonly opts: TestClusterOptions) {
     this.placement = opts.placement ?? loopbackPlacement;
+    this.tlsDir = join(this.baseDir, 'tls');
+    this.tlsMode = opts.tls ?? (process.env.HA_TEST_TLS === '1' ? { verifyClient: true } : undefined);
+    this.fetchApi = (url, init) => {
+      this.tlsFetch ??= httpsFetch(this.tlsMode ? this.clientTls() : undefined);
+      return this.tlsFetch(url, init);
+    };
     this.driver = testDriver({
+      tls: this.tlsMode ? { dir: this.tlsDir, verifyClient: this.tlsMode.verifyClient } : undefined,
+      fetch: this.fetchApi,
       size: opts.size,
       baseDir: this.baseDir,
       processes: this.processes,
@@ -72,6 +97,11 @@ export class TestCluster {
     this.names = this.driver.nodes.map((n) => n.name);
     chmodSync(this.baseDir, 0o711); // the postgres OS user must reach its data directories
     if (!existsSync(sidecarMain())) throw new Error(`${sidecarMain()} is missing: run \`npm run build\` first`);
+  }
+
+  /** Whether the sidecar APIs speak HTTPS (the `tls` option). */
+  get tls(): boolean {
+    return this.tlsMode !== undefined;
   }
 
   address(i: number): string {
@@ -93,6 +123,10 @@ export class TestCluster {
 
   /** Starts Consul, then every sidecar; `cluster start` on n1 (until it leads) and `cluster join` on the others. */
   async start(): Promise<void> {
+    if (this.tlsMode) {
+      const nodes = this.driver.nodes.map((n) => ({ name: n.name, address: n.address }));
+      await initClusterTls(this.tlsDir, 'test', [...nodes, { name: TEST_CLIENT_CERT, address: '127.0.0.1' }]);
+    }
     await this.consul.start();
     if (this.opts.acl) this.sidecarToken = await this.createSidecarToken(this.opts.acl.managementToken);
     for (let i = 0; i < this.opts.size; i++) await this.startSidecar(i);
@@ -136,7 +170,7 @@ export class TestCluster {
   }
 
   async call(i: number, method: string, path: string, body?: unknown, token = CLUSTER_TOKEN): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(this.apiUrl(i) + path, {
+    const res = await this.fetchApi(this.apiUrl(i) + path, {
       method,
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -149,7 +183,9 @@ export class TestCluster {
   /** /leader status of node i; 0 when its API does not answer. */
   async leaderStatus(i: number, timeoutMs = 500): Promise<number> {
     try {
-      return (await fetch(`${this.apiUrl(i)}/leader`, { signal: AbortSignal.timeout(timeoutMs) })).status;
+      const res = await this.fetchApi(`${this.apiUrl(i)}/leader`, { signal: AbortSignal.timeout(timeoutMs) });
+      await res.body?.cancel();
+      return res.status;
     } catch {
       return 0;
     }
@@ -160,6 +196,12 @@ export class TestCluster {
     const statuses = await Promise.all(among.map((i) => this.leaderStatus(i)));
     const leaders = among.filter((_, k) => statuses[k] === 200);
     return leaders.length === 1 ? leaders[0] : undefined;
+  }
+
+  /** The PEM text of the CA and the test client's certificate (a TLS cluster). */
+  clientTls(): ClientTls {
+    const file = (name: string) => readFileSync(join(this.tlsDir, name), 'utf8');
+    return { ca: file('ca.crt'), cert: file(`${TEST_CLIENT_CERT}.crt`), key: file(`${TEST_CLIENT_CERT}.key`) };
   }
 
   /** One statement on node i's Postgres (or any host:port, e.g. HAProxy), on a fresh connection. */

@@ -5,6 +5,7 @@ import { sidecarMain } from '../../cli/local/layout.js';
 import { consulBinary } from '../../cli/local/paths.js';
 import { loopbackPlacement, type NodePlacement } from './net.js';
 import type { ProcessGroup } from './processes.js';
+import type { FetchFunction } from '../../sidecar/shared/https-fetch.js';
 
 /**
  * The shared cluster driver (cli/local/driver.ts) as the tests use it: nodes on the test net (net.ts), files
@@ -35,6 +36,9 @@ export interface TestDriverOptions {
   clusterToken: string;
   postgres: boolean;
   consulSecrets?: { gossipKey: string; aclManagementToken: string };
+  /** The sidecar API over HTTPS with the CA and node certificates in `dir`; `fetch` then verifies with that CA. */
+  tls?: { dir: string; verifyClient: boolean };
+  fetch?: FetchFunction;
   /** Where node i lives and how its processes are wrapped (its network namespace); loopback by default. */
   placement?: NodePlacement;
   /** How a node's process starts; a child in `processes`, logging to its node's log, by default. */
@@ -60,6 +64,7 @@ export function testDriver(opts: TestDriverOptions): ClusterDriver {
     consulBinary,
     sidecarMain,
     consulSecrets: opts.consulSecrets,
-    fetch: (url, init) => fetch(url, init),
+    tls: opts.tls,
+    fetch: opts.fetch ?? ((url, init) => fetch(url, init)),
   });
 }

@@ -21,7 +21,10 @@ export class TestHaproxy {
   /** Starts HAProxy as one of the cluster's processes (stopped with it). */
   start(): void {
     const config = join(this.cluster.baseDir, 'haproxy.cfg');
-    const text = renderTemplate(readFileSync(join(projectRoot(), 'docker', 'haproxy-local.cfg.tmpl'), 'utf8'), { RUN_DIR: this.cluster.baseDir });
+    const text = renderTemplate(readFileSync(join(projectRoot(), 'docker', 'haproxy-local.cfg.tmpl'), 'utf8'), {
+      RUN_DIR: this.cluster.baseDir,
+      API_CHECK_TLS: this.cluster.tls ? `check-ssl verify required ca-file ${join(this.cluster.tlsDir, 'ca.crt')}` : '',
+    });
     // The template's addresses are 127.0.0.10 (HAProxy) and 127.0.0.11, .12, .13 (the nodes).
     const placed = templateAddresses(this.cluster).reduce((t, [from, to]) => t.replaceAll(from, to), text);
     writeFileSync(config, placed);

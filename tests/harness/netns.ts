@@ -162,11 +162,14 @@ export class NetnsLab implements NodePlacement {
     forwarder.stdin!.write(`delay ${ms}\n`);
   }
 
-  /** Seconds a GET of `url` takes from inside node i's namespace (curl, as root: a delay fault redirects it). */
-  httpSeconds(i: number, url: string): number {
+  /**
+   * Seconds a GET of `url` takes from inside node i's namespace (curl, as root: a delay fault redirects it);
+   * `caFile` verifies an https server.
+   */
+  httpSeconds(i: number, url: string, caFile?: string): number {
     // curl prints the time also when it gives up (exit 28 at --max-time): a call that slow is a measurement,
     // not a harness failure. Only no time at all (curl missing, say) is.
-    const run = spawnSync('ip', ['netns', 'exec', this.namespace(i), 'curl', '-s', '-o', '/dev/null', '--max-time', '10', '-w', '%{time_total}', url], { encoding: 'utf8' });
+    const run = spawnSync('ip', ['netns', 'exec', this.namespace(i), 'curl', '-s', '-o', '/dev/null', '--max-time', '10', '-w', '%{time_total}', ...(caFile !== undefined ? ['--cacert', caFile] : []), url], { encoding: 'utf8' });
     const seconds = Number(run.stdout);
     if (run.stdout.trim() === '' || !Number.isFinite(seconds)) throw new Error(`curl from ${this.namespace(i)} to ${url} gave no time: ${run.stderr || `exit ${run.status}`}`);
     return seconds;

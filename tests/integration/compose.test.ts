@@ -381,9 +381,9 @@ describe('HAProxy configs: clients reach only the node whose GET /leader answers
   });
 
   test('docker/haproxy-local.cfg.tmpl, rendered, passes haproxy -c without warnings', () => {
-    expect([...new Set(localText.match(/\$\{[A-Z_]+\}/g))]).toEqual(['${RUN_DIR}']);
+    expect([...new Set(localText.match(/\$\{[A-Z_]+\}/g))]).toEqual(['${RUN_DIR}', '${API_CHECK_TLS}']);
     const file = join(mkdtempSync(join(dir, 'haproxy-')), 'haproxy-local.cfg');
-    const rendered = run('envsubst', ['${RUN_DIR}'], { input: localText, env: { ...process.env, RUN_DIR: dirname(file) } });
+    const rendered = run('envsubst', ['${RUN_DIR} ${API_CHECK_TLS}'], { input: localText, env: { ...process.env, RUN_DIR: dirname(file), API_CHECK_TLS: '' } });
     expect(rendered.status).toBe(0);
     expect(rendered.stdout).toContain(`stats socket ${dirname(file)}/haproxy.sock`);
     writeFileSync(file, rendered.stdout);

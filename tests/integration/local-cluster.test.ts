@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../sidecar/shared/package.js';
+import { httpsFetch, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
 import { nodeAddress } from '../harness/net.js';
 import { runCommand, type CommandRun } from '../harness/processes.js';
 
@@ -91,9 +92,14 @@ async function waitFor<T>(what: string, check: () => Promise<T | undefined | fal
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last: ${last})` : ''}`);
 }
 
+/** The local cluster's API speaks HTTPS with the CA `up` made (TLS is its default). */
+const localFetch = (): FetchFunction => httpsFetch({ ca: readFileSync(join(localDir, 'tls', 'ca.crt'), 'utf8') });
+
 async function leaderStatus(address: string): Promise<number> {
   try {
-    return (await fetch(`http://${address}:8008/leader`, { signal: AbortSignal.timeout(1000) })).status;
+    const res = await localFetch()(`https://${address}:8008/leader`, { signal: AbortSignal.timeout(1000) });
+    await res.body?.cancel();
+    return res.status;
   } catch {
     return 0;
   }
@@ -151,6 +157,9 @@ describe('hactl local: a whole cluster on this machine', () => {
     expect(run.out).toMatch(/^\*\s+n1\s+\S+\s+leader\s.*\shealthy$/m);
     expect(run.out).toContain(`http://${BASE}:8500/ui`);
     expect(run.out).toMatch(/local kill n1 sidecar/);
+    expect(run.out).toContain(`[local] made the local cluster CA and certificates in ${join(localDir, 'tls')}`);
+    expect(run.out).toContain(`[local] starting sidecar on n1 (https://${BASE}:8008)`);
+    for (const file of ['ca.key', 'n1.key', 'hactl.key']) expect(statSync(join(localDir, 'tls', file)).mode & 0o777).toBe(0o600);
   }, 300_000);
 
   test('status --json: 3 nodes, one leader, every process running, the directories made', async () => {
@@ -184,10 +193,12 @@ describe('hactl local: a whole cluster on this machine', () => {
     expect(view.members.map((m) => [m.name, m.alive])).toEqual(NAMES.map((n) => [n, true]));
     const profiles = JSON.parse(readFileSync(join(configDir, 'profiles.json'), 'utf8')) as {
       current: string;
-      profiles: Record<string, { managers: string[]; token?: string }>;
+      profiles: Record<string, { managers: string[]; token?: string; tls?: Record<string, string> }>;
     };
     expect(profiles.current).toBe('local');
-    expect(profiles.profiles.local?.managers).toEqual(ADDRESSES.map((a) => `http://${a}:8008`));
+    expect(profiles.profiles.local?.managers).toEqual(ADDRESSES.map((a) => `https://${a}:8008`));
+    const tls = join(localDir, 'tls');
+    expect(profiles.profiles.local?.tls).toEqual({ caFile: join(tls, 'ca.crt'), certFile: join(tls, 'hactl.crt'), keyFile: join(tls, 'hactl.key') });
     expect(profiles.profiles.local?.token).toMatch(/^[A-Za-z0-9_-]{32}$/);
   }, 60_000);
 

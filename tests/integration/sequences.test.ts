@@ -44,7 +44,7 @@ for (const synchronous of [false, true]) {
       const leader = await cluster.leaderIndex(running);
       if (leader === undefined) return undefined;
       const replicas = await Promise.all(
-        running.map((i) => (i === leader ? Promise.resolve(200) : fetch(`${cluster.apiUrl(i)}/replica`, { signal: AbortSignal.timeout(500) }).then((r) => r.status, () => 0))),
+        running.map((i) => (i === leader ? Promise.resolve(200) : cluster.fetchApi(`${cluster.apiUrl(i)}/replica`, { signal: AbortSignal.timeout(500) }).then((r) => r.status, () => 0))),
       );
       return replicas.every((s) => s === 200) ? leader : undefined;
     };

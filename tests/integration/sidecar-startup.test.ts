@@ -50,6 +50,19 @@ describe('ha-sidecar start-up and bad input', () => {
     expect(r.stderr).toMatch(pattern);
   });
 
+  test('TLS files that are missing or are no certificate: one line with the code, exit 2, before Consul is asked', () => {
+    const missing = runWith({ ...good, tls: { certFile: join(dir, 'n1.crt'), keyFile: join(dir, 'n1.key'), caFile: join(dir, 'ca.crt') } });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.split('\n')).toHaveLength(1);
+    expect(missing.stderr).toBe(`ha-sidecar: tls_file_unreadable: tls.certFile ${join(dir, 'n1.crt')}: cannot read it (ENOENT)`);
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    const invalid = runWith({ ...good, tls: { certFile: garbage, keyFile: garbage, caFile: garbage } });
+    expect(invalid.code).toBe(2);
+    expect(invalid.stderr).toBe(`ha-sidecar: tls_certificate_invalid: tls.certFile ${garbage} holds no PEM certificate`);
+    expect(runWith({ ...good, tls: { certFile: garbage } }).stderr).toMatch(/invalid_config: .*tls\.keyFile: .*; tls\.caFile/);
+  });
+
   test('a missing config file: exit 2', () => {
     const r = run(['--config', join(dir, 'nope.json')]);
     expect(r.code).toBe(2);

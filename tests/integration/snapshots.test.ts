@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as tar from 'tar';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
+import { profileTlsArgs } from '../harness/hactl.js';
 import { TEST_NET, loopbackOn } from '../harness/net.js';
 import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
 
@@ -52,7 +53,7 @@ describe('snapshots on a real cluster (3 nodes, Postgres and the file mirror)', 
   beforeAll(async () => {
     await cluster.start();
     await cluster.waitAllStreaming();
-    ok(await hactl(profiles, 'profiles', 'use', cluster.apiUrl(0), '--name', 'a', '--token', CLUSTER_TOKEN), 'profiles use');
+    ok(await hactl(profiles, 'profiles', 'use', cluster.apiUrl(0), '--name', 'a', '--token', CLUSTER_TOKEN, ...profileTlsArgs(cluster)), 'profiles use');
     await cluster.sql(0, "CREATE TABLE items (label text PRIMARY KEY); INSERT INTO items VALUES ('alpha'), ('beta')");
     writeFileSync(join(cluster.filesDir(0), 'blueprint.yaml'), 'version: snapshot\n');
   }, 180_000);
@@ -65,7 +66,7 @@ describe('snapshots on a real cluster (3 nodes, Postgres and the file mirror)', 
     const started = Date.now();
     // The first 11 through the API (a hactl process costs seconds of start-up on a loaded machine), the last by hactl.
     for (let k = 0; k < 11; k++) {
-      const res = await fetch(`${cluster.apiUrl(0)}/snapshots`, { method: 'POST', headers: { authorization: `Bearer ${CLUSTER_TOKEN}` } });
+      const res = await cluster.fetchApi(`${cluster.apiUrl(0)}/snapshots`, { method: 'POST', headers: { authorization: `Bearer ${CLUSTER_TOKEN}` } });
       const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { done?: boolean; result?: { id: string } });
       expect([res.status, lines.at(-1)!.done]).toEqual([200, true]);
       ids.push(lines.at(-1)!.result!.id);
@@ -182,7 +183,7 @@ describe('snapshots on a real cluster (3 nodes, Postgres and the file mirror)', 
     try {
       await second.start();
       await second.waitAllStreaming();
-      ok(await hactl(profilesB, 'profiles', 'use', second.apiUrl(0), '--name', 'b', '--token', CLUSTER_TOKEN), 'profiles use');
+      ok(await hactl(profilesB, 'profiles', 'use', second.apiUrl(0), '--name', 'b', '--token', CLUSTER_TOKEN, ...profileTlsArgs(second)), 'profiles use');
       const started = Date.now();
       const out = ok(await hactl(profilesB, 'snapshot', 'restore', '--file', good), 'snapshot restore --file');
       console.log(`restore --file into the second cluster took ${Date.now() - started} ms:\n${out}`);

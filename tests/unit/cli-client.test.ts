@@ -31,6 +31,7 @@ type Behaviour =
   | 'refused'
   | 'hang'
   | 'stall-body'
+  | { tls: string }
   | { reset: true };
 
 interface Call {
@@ -56,6 +57,10 @@ function scriptedFetch(script: Record<string, Behaviour>): { fetch: FetchLike; c
     if (behaviour === 'stall-body') {
       const response: FetchResponse = { status: 200, text: untilAborted };
       return Promise.resolve(response);
+    }
+    if ('tls' in behaviour) {
+      const cause = Object.assign(new Error('certificate verification failed'), { code: behaviour.tls });
+      return Promise.reject(new TypeError('fetch failed', { cause }));
     }
     if ('reset' in behaviour) {
       const cause = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
@@ -374,6 +379,18 @@ describe('searchAny / callAny (read-only calls)', () => {
     expect(error.code).toBe('no_reachable_manager');
     expect(exitCodeFor(error.code)).toBe(3);
     expect(error.message).toBe(`no manager answered (${A}: connection refused; ${B}: timed out after 0.05 s)`);
+  });
+
+  it('server_certificate_rejected (exit 1) when no manager answers and hactl refused a certificate, saying why', async () => {
+    const f = scriptedFetch({ [A]: { tls: 'CERT_HAS_EXPIRED' }, [B]: 'refused', [C]: { tls: 'SELF_SIGNED_CERT_IN_CHAIN' } });
+    const any = await rejection(searchAny({ managers: [A, B, C] }, STATUS, { fetch: f.fetch, timeoutMs: T }));
+    expect([any.code, exitCodeFor(any.code)]).toEqual(['server_certificate_rejected', 1]);
+    expect(any.message).toContain(`${A}: refused the server: its certificate has expired (CERT_HAS_EXPIRED); ${B}: connection refused; ${C}: refused the server: its certificate is not of the profile's CA`);
+    const leader = await rejection(searchLeader({ managers: [A, B] }, SWITCHOVER, { fetch: f.fetch, timeoutMs: T }));
+    expect(leader.code).toBe('server_certificate_rejected');
+    // A manager with a good certificate still answers for the others.
+    const g = scriptedFetch({ [A]: { tls: 'CERT_HAS_EXPIRED' }, [B]: ok() });
+    await expect(searchLeader({ managers: [A, B] }, SWITCHOVER, { fetch: g.fetch, timeoutMs: T })).resolves.toMatchObject({ manager: B, status: 200 });
   });
 
   it('callAny never changes the last leader', async () => {

@@ -338,8 +338,8 @@ describe('profiles', () => {
     await withProfile('n1');
     const list = await hactl(['profiles', 'list']);
     expect(list.code).toBe(0);
-    expect(list.out[0]).toMatch(/^\s+NAME\s+MANAGERS\s+LAST LEADER\s+TOKEN$/);
-    expect(list.out[1]).toMatch(/^\*\s+main\s+\S+\s+http:\/\/127\.0\.0\.1:\d+\s+yes$/);
+    expect(list.out[0]).toMatch(/^\s+NAME\s+MANAGERS\s+LAST LEADER\s+TOKEN\s+CA$/);
+    expect(list.out[1]).toMatch(/^\*\s+main\s+\S+\s+http:\/\/127\.0\.0\.1:\d+\s+yes\s+no$/);
     const show = await hactl(['profiles', 'show', '--json']);
     expect(JSON.parse(show.out.join('\n'))).toMatchObject({ name: 'main', current: true, hasToken: true });
     expect([...list.out, ...show.out].join('\n')).not.toContain(TOKEN);

@@ -13,6 +13,7 @@ import {
   deleteProfile,
   listProfiles,
   loadProfiles,
+  managerUrlFor,
   normalizeManagerUrl,
   profilesPath,
   rememberLeader,
@@ -127,6 +128,16 @@ describe('saveProfiles / loadProfiles', () => {
     const error = await rejection(saveProfiles(dir, sample));
     expect(error.code).toBe('profile_save_failed');
     expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('managerUrlFor', () => {
+  it('a bare host means https with a CA, http without; a typed scheme stays', () => {
+    expect(managerUrlFor('10.0.0.1', true)).toBe('https://10.0.0.1:8008');
+    expect(managerUrlFor('10.0.0.1:9008', true)).toBe('https://10.0.0.1:9008');
+    expect(managerUrlFor('10.0.0.1', false)).toBe('http://10.0.0.1:8008');
+    expect(managerUrlFor('http://10.0.0.1:8008', true)).toBe('http://10.0.0.1:8008');
+    expect(managerUrlFor('https://h', false)).toBe('https://h');
   });
 });
 
@@ -254,6 +265,8 @@ describe('resolving, listing and showing', () => {
       managers: sample.profiles.prod?.managers,
       hasToken: true,
       lastLeader: 'http://10.0.0.2:8008',
+      caFile: null,
+      certFile: null,
     });
     expect(JSON.stringify(showProfile(sample))).not.toContain('t0k');
   });

@@ -1,3 +1,4 @@
+import { httpsFetch } from '../../sidecar/shared/https-fetch.js';
 import { describe, expect, it } from '@jest/globals';
 import { parseConfig } from '../../sidecar/config.js';
 import type { FailoverRequest, LeaderRecord, MemberRecord } from '../../sidecar/consul/records.js';
@@ -29,7 +30,7 @@ function recovery(lock: Partial<LockState>, members: MemberEntry[]) {
     writeFailover: (r: FailoverRequest | null) => Promise.resolve(void written.push(r)),
   } as unknown as ConsulStore;
   const loop = { poke: () => undefined } as unknown as ReconcileLoop;
-  return { written, recovery: new Recovery({ config, store, loop, participants: [], log, isMember: () => true }) };
+  return { written, recovery: new Recovery({ config, store, loop, participants: [], log, isMember: () => true, peers: httpsFetch(undefined) }) };
 }
 
 const members = [member('n1', 5_000_000), member('n2', 9_000_000, { role: 'leader' }, false), member('n3', 8_999_000)];

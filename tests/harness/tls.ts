@@ -1,0 +1,27 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { subjectAltNames, type TlsNode } from '../../cli/tls.js';
+
+/**
+ * A node certificate of `ca` that expired in 2020, for the tests that an expired certificate is refused.
+ * `hactl cluster tls init` cannot make one (its lifetime starts now); `openssl ca` takes dates of its own.
+ */
+export function expiredCertificate(ca: { certFile: string; keyFile: string }, node: TlsNode, dir: string): { certFile: string; keyFile: string } {
+  const work = mkdtempSync(join(dir, '.expired-'));
+  const certFile = join(dir, `${node.name}-expired.crt`);
+  const keyFile = join(dir, `${node.name}-expired.key`);
+  try {
+    writeFileSync(join(work, 'index.txt'), '');
+    writeFileSync(join(work, 'serial'), '01\n');
+    writeFileSync(join(work, 'ca.cnf'), `[ca]\ndefault_ca = d\n[d]\ndatabase = ${work}/index.txt\nnew_certs_dir = ${work}\nserial = ${work}/serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n`);
+    writeFileSync(join(work, 'ext.cnf'), `subjectAltName=${subjectAltNames(node)}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+    const run = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', join(work, 'req.csr'), '-subj', `/CN=${node.name}`]);
+    run(['ca', '-batch', '-config', join(work, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-in', join(work, 'req.csr'), '-out', certFile,
+      '-startdate', '20200101000000Z', '-enddate', '20200102000000Z', '-extfile', join(work, 'ext.cnf')]);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return { certFile, keyFile };
+}
