@@ -42,6 +42,8 @@ export interface RunPhases {
   writeGap: number;
   /** Rows the HAProxy client got a commit acknowledgement for that the new leader does not have. */
   lost: number;
+  /** From restarting what the fault stopped (SIGCONT; for a switchover, its end) to 3 streaming nodes again. */
+  rejoin: number;
 }
 
 export interface Quantiles {
@@ -53,7 +55,7 @@ export interface Quantiles {
 export interface FaultSeries {
   fault: Fault;
   runs: RunPhases[];
-  summary: Record<Phase | 'writeGap' | 'lost', Quantiles | null>;
+  summary: Record<Phase | 'writeGap' | 'lost' | 'rejoin', Quantiles | null>;
 }
 
 /** Nearest-rank quantile of the values present; null when no run had the phase. */
@@ -65,7 +67,7 @@ export function quantiles(values: (number | null)[]): Quantiles | null {
 }
 
 export function summarize(fault: Fault, runs: RunPhases[]): FaultSeries {
-  const summary = Object.fromEntries([...PHASES, 'writeGap', 'lost'].map((k) => [k, quantiles(runs.map((r) => r[k as Phase | 'writeGap' | 'lost']))]));
+  const summary = Object.fromEntries([...PHASES, 'writeGap', 'lost', 'rejoin'].map((k) => [k, quantiles(runs.map((r) => r[k as Phase | 'writeGap' | 'lost' | 'rejoin']))]));
   return { fault, runs, summary: summary as FaultSeries['summary'] };
 }
 
@@ -211,7 +213,7 @@ export async function benchFailover(runs: number, synchronous: boolean, faults: 
         const ms = (v: number | null) => (v === null ? '-' : String(v));
         process.stdout.write(
           `  ${fault} #${run + 1} ${r.from}->${r.to}: detection ${ms(r.detection)}, acquisition ${ms(r.acquisition)}, promotion ${ms(r.promotion)}, ` +
-            `direct write ${r.directWrite}, HAProxy write ${r.haproxyWrite}, write gap ${r.writeGap} ms, ${r.lost} lost\n`,
+            `direct write ${r.directWrite}, HAProxy write ${r.haproxyWrite}, write gap ${r.writeGap} ms, ${r.lost} lost, rejoin ${r.rejoin} ms\n`,
         );
       }
       results.push(summarize(fault, phases));
@@ -274,20 +276,15 @@ async function oneRun(cluster: TestCluster, writer: WritingClient, fault: Fault,
     20,
   );
 
-  // Back to three nodes: start what the fault stopped.
-  if (fault === 'kill -9 consul') {
-    await cluster.consul.startNode(old);
-    await cluster.consul.waitForHealthy();
-  } else if (fault === 'power cut') {
-    await cluster.consul.startNode(old);
-    await cluster.startSidecar(old);
-    await cluster.consul.waitForHealthy();
-  } else if (fault === 'SIGSTOP sidecar') {
-    killNow([sidecar.child.pid!], 'SIGCONT');
-  } else if (fault !== 'switchover') {
-    await cluster.startSidecar(old);
-  }
+  // Back to three nodes: start what the fault stopped. Consul's autopilot counts a restarted server as healthy
+  // only after its stabilization time (10 s); the next fault waits for that, the rejoin does not.
+  const rejoinFrom = Date.now();
+  if (fault === 'kill -9 consul' || fault === 'power cut') await cluster.consul.startNode(old);
+  if (fault === 'SIGSTOP sidecar') killNow([sidecar.child.pid!], 'SIGCONT');
+  else if (fault !== 'kill -9 consul' && fault !== 'switchover') await cluster.startSidecar(old);
   await cluster.waitAllStreaming(synchronous, settleMs);
+  const rejoin = Date.now() - rejoinFrom;
+  if (fault === 'kill -9 consul' || fault === 'power cut') await cluster.consul.waitForHealthy();
 
   // Every row acknowledged since just before the fault must be on the leader now (a late ack included).
   const acked = writer.acked.slice(runFirstAck);
@@ -310,6 +307,7 @@ async function oneRun(cluster: TestCluster, writer: WritingClient, fault: Fault,
     haproxyWrite: Math.round(throughHaproxy.at + perfOffset - t0),
     writeGap: Math.round(Math.max(0, ...gaps)),
     lost: acked.filter((id) => !present.has(id)).length,
+    rejoin,
   };
 }
 

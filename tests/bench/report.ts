@@ -35,7 +35,7 @@ function failover(dir: string, name: string, how: string): string[] {
   const { data, problem } = read(dir, name);
   if (!data) return [...out, `Not measured: ${problem}.`, ''];
   const series = Array.isArray(data.series) ? (data.series as Json[]) : [];
-  const columns = ['detection', 'acquisition', 'promotion', 'directWrite', 'haproxyWrite', 'writeGap', 'lost'];
+  const columns = ['detection', 'acquisition', 'promotion', 'directWrite', 'haproxyWrite', 'writeGap', 'lost', 'rejoin'];
   const cell = (q: unknown): string => {
     const v = q as { p50?: unknown; p95?: unknown; max?: unknown } | null;
     return v ? `${num(v.p50)} / ${num(v.p95)} / ${num(v.max)}` : '-';
@@ -46,7 +46,7 @@ function failover(dir: string, name: string, how: string): string[] {
   );
   out.push(
     ...table(
-      ['fault', 'detection', 'acquisition', 'promotion', 'first write on the new leader', 'first write through HAProxy', 'longest write gap', 'lost'],
+      ['fault', 'detection', 'acquisition', 'promotion', 'first write on the new leader', 'first write through HAProxy', 'longest write gap', 'lost', 'rejoin'],
       series.map((s) => [String(s.fault), ...columns.map((c) => cell((s.summary as Json | undefined)?.[c]))]),
     ),
   );

@@ -35,9 +35,9 @@ async function main(): Promise<void> {
     if (unknown.length > 0) throw new Error(`BENCH_FAILOVER_FAULTS: unknown fault ${unknown.join(', ')} (one of: ${FAULTS.join(', ')})`);
     console.log(`failover: the phases of a failover, ms after the fault; ${runs} runs per fault, ${synchronous ? 'synchronous' : 'asynchronous'} mode`);
     const series = await benchFailover(runs, synchronous, faults as Fault[]);
-    const cell = (q: Quantiles | null) => (q === null ? '-' : `${q.p50}/${q.p95}/${q.max}`).padStart(17);
-    const columns = [...PHASES, 'writeGap', 'lost'] as const;
-    console.log(`\n${'fault (p50/p95/max)'.padEnd(29)}${columns.map((c) => c.padStart(17)).join('')}`);
+    const cell = (q: Quantiles | null) => (q === null ? '-' : `${q.p50}/${q.p95}/${q.max}`).padStart(19);
+    const columns = [...PHASES, 'writeGap', 'lost', 'rejoin'] as const;
+    console.log(`\n${'fault (p50/p95/max)'.padEnd(29)}${columns.map((c) => c.padStart(19)).join('')}`);
     for (const s of series) console.log(`${s.fault.padEnd(29)}${columns.map((c) => cell(s.summary[c])).join('')}`);
     write(`failover${synchronous ? '-sync' : ''}.json`, { runs, synchronous, series });
     if (!synchronous && faults.length === FAULTS.length) {
