@@ -18,8 +18,13 @@ const timings = z
     loopWait: seconds.default(1),
     /** How long a leader trusts its last confirmation (own monotonic clock, from when the request was sent). */
     lease: seconds.default(3),
-    /** TTL of the sidecar's own Consul check; the session is bound to it, so a dead sidecar loses the lock in ~TTL. */
-    checkTtl: seconds.default(3),
+    /**
+     * TTL of the sidecar's own Consul check, to which the session is bound: the backstop for a sidecar that
+     * died or froze where its write guard could not hand the lock over (no Postgres, or the guard gone too).
+     * Longer than lease + the guard's kill and release (3 + ~0.5 s), so a frozen leader's guard releases the
+     * lock (no lock-delay) before the TTL invalidates the session (with lock-delay).
+     */
+    checkTtl: seconds.default(5),
     /** Consul session lock-delay: nobody can take the lock for this long after the holder's session dies. */
     lockDelay: seconds.max(60).default(5),
     /** Budget for Postgres to stop taking writes after a lost lease; must fit between lease and lockDelay. */
@@ -62,7 +67,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
-    timings: timings.default({ loopWait: 1, lease: 3, checkTtl: 3, lockDelay: 5, demoteBudget: 1 }),
+    timings: timings.default({ loopWait: 1, lease: 3, checkTtl: 5, lockDelay: 5, demoteBudget: 1 }),
     /** A nofailover node never takes the lock (Patroni's tag of the same name). */
     nofailover: z.boolean().default(false),
     postgres: z

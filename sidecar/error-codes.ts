@@ -72,6 +72,8 @@ export const ERROR_CODES = {
   guard_input_closed: { exit: failed, meaning: 'write guard: its input closed while armed; it enforces the last deadline (log)' },
   guard_killed_postgres: { exit: failed, meaning: 'write guard: the lease ran out unconfirmed, so it killed postgres (log)' },
   guard_lost: { exit: failed, meaning: 'write guard: lost for good; the node steps down (log)' },
+  guard_release_failed: { exit: failed, meaning: 'write guard: its sidecar died but it could not stop postgres or release the session; the session dies by its alive check, with lock-delay (log)' },
+  guard_released_session: { exit: failed, meaning: 'write guard: its sidecar died; it killed postgres, released the lock and destroyed the session (log)' },
   guard_unavailable: { exit: failed, meaning: 'write guard: not running or did not arm' },
   hello_timeout: { exit: failed, meaning: 'file mirror: a peer sent no hello in time (log, metric)' },
   initdb_failed: { exit: failed, meaning: 'initdb failed (often: the PostgreSQL user cannot write the data directory)' },

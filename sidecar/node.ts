@@ -7,6 +7,7 @@ import { probeVerdict, readsSyncList, type ProbeName } from './api/probes.js';
 import { chooseDsn, type DsnChoice } from './api/dsn.js';
 import { createApi, listen, type ApiBackend } from './api/server.js';
 import type { SidecarConfig } from './config.js';
+import { aliveCheckId } from './consul/agent.js';
 import { ConsulRefused } from './consul/errors.js';
 import { GossipRejoin } from './consul/gossip-rejoin.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
@@ -69,7 +70,7 @@ export class SidecarNode implements ApiBackend {
       config.nodeName,
     );
     this.prom = metrics;
-    this.guard = config.postgres.enabled ? createWriteGuard(config, log) : undefined;
+    this.guard = config.postgres.enabled ? createWriteGuard(config, { lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) }, log) : undefined;
     this.snapshots = new SnapshotService({
       clusterName: config.clusterName,
       nodeName: config.nodeName,

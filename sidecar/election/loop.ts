@@ -27,8 +27,11 @@ const LOCK_RETRY_MS = 250;
 /** A standby's turn never comes faster than this, even when the blocking read wakes at once. */
 const MIN_STANDBY_TURN_MS = 100;
 
-/** What the loop uses of the write guard (guard/client.ts): fed every confirmation, armed before any write. */
-export type LeaseGuard = Pick<WriteGuard, 'feed' | 'onLost' | 'arm' | 'disarm'>;
+/**
+ * What the loop uses of the write guard (guard/client.ts): fed every confirmation, armed before any write,
+ * told the session whose lock it releases once the sidecar died.
+ */
+export type LeaseGuard = Pick<WriteGuard, 'feed' | 'onLost' | 'arm' | 'disarm' | 'session'>;
 
 export interface LoopDeps {
   config: SidecarConfig;

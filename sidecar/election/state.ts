@@ -125,6 +125,7 @@ export function leaderRecord(s: LoopState, term: number): LeaderRecord {
 export function dropSession(s: LoopState): void {
   if (s.session) s.staleSessions.add(s.session);
   s.session = null;
+  s.deps.guard?.session(null); // write guard: a dropped session is never released (its release may be late)
 }
 
 /** Destroys the sessions this node no longer uses, and any an earlier process of it left behind. */

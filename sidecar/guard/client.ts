@@ -8,6 +8,7 @@ import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { boundCommand, spawnBound } from '../shared/process.js';
 import { formatCommand, parseReply, performanceToMonotonicNs, type GuardCommand } from './protocol.js';
+import { GUARD_CONSUL_ENV, type GuardConsul } from './release.js';
 
 /** A guard that has not answered `arm` by then is no guard: the promotion fails (liveness only, not safety). */
 const ARM_REPLY_TIMEOUT_MS = 3_000;
@@ -25,6 +26,8 @@ export interface WriteGuardOptions {
   /** The lease: an armed guard that has not answered a command for this long counts as lost. */
   leaseMs: number;
   log: Logger;
+  /** Where the guard releases the node's session once the sidecar died; without it, it releases nothing. */
+  consul?: GuardConsul;
   /** The guard's entry script; by default `main.js` beside this module (in dist/). */
   script?: string;
 }
@@ -51,14 +54,17 @@ interface Pending {
  * may be a writer and the guard is off. Fail closed: a guard that dies, cannot be written to or stops
  * answering while armed is a lost lease (`onLost`, the loop steps down); without a live guard, `arm` fails
  * and the node cannot lead. The guard lives in its own process group (a Ctrl-Z or SIGSTOP of the sidecar's
- * group does not freeze it) and dies with the sidecar (parent-death signal), so it never outlives it; the
- * postmaster's own death signal covers that case.
+ * group does not freeze it). When the sidecar dies (parent-death signal SIGTERM, and its input closes) the
+ * guard kills the node's Postgres, releases the lock of the session it was last told, and exits (main.ts);
+ * it outlives the sidecar by that much only.
  */
 export class WriteGuard {
   private child: ChildProcess | null = null;
   private seq = 0;
   private readonly pending = new Map<number, Pending>();
   private deadlineNs: bigint | null = null;
+  /** The node's Consul session: told to every guard process, so a new one knows it too. */
+  private sessionId: string | null = null;
   /** What the sidecar last asked for: a feed reaches the guard only while armed. */
   private armed = false;
   private closing = false;
@@ -100,6 +106,16 @@ export class WriteGuard {
   }
 
   /**
+   * The node's Consul session now (null: none). The guard releases its lock once the sidecar died, so tell
+   * it every session the moment it exists: a session the guard does not know just dies the slow way.
+   */
+  session(id: string | null): void {
+    if (id === this.sessionId) return;
+    this.sessionId = id;
+    if (this.child) this.send({ seq: ++this.seq, kind: 'session', session: id }).catch(() => undefined);
+  }
+
+  /**
    * Arms the guard with the last fed deadline and resolves once it says so. Throws `guard_unavailable` when
    * no guard runs or it does not answer in time: this node must not make Postgres writable then.
    */
@@ -126,8 +142,12 @@ export class WriteGuard {
     }
   }
 
-  /** Disarms and stops the guard for good (the sidecar is exiting, Postgres stopped). */
+  /**
+   * Disarms and stops the guard for good (the sidecar is exiting, Postgres stopped, its session released or
+   * destroyed): told no session, the guard takes its closed input as a goodbye, not as the sidecar's death.
+   */
   async close(): Promise<void> {
+    this.session(null);
     await this.disarm();
     this.closing = true;
     if (this.respawn) clearTimeout(this.respawn);
@@ -144,13 +164,18 @@ export class WriteGuard {
     this.respawn = null;
     const script = this.opts.script ?? join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
     const self = { name: undefined, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
-    // SIGKILL when the sidecar dies: the postmaster gets its own death signal then, and the guard must not
-    // outlive the sidecar. Its own process group (detached), so a signal to the sidecar's group misses it.
-    const child = spawnBound(boundCommand([process.execPath, script, this.opts.dataDir, this.opts.nodeName], self, 'SIGKILL'), {
+    // SIGTERM when the sidecar dies: the guard then kills Postgres and releases the session (main.ts). Its own
+    // process group (detached), so a signal to the sidecar's group misses it.
+    const consul = this.opts.consul;
+    const env: Record<string, string> = consul
+      ? { [GUARD_CONSUL_ENV.url]: consul.url, [GUARD_CONSUL_ENV.lockKey]: consul.lockKey, [GUARD_CONSUL_ENV.aliveCheck]: consul.aliveCheck, ...(consul.token ? { [GUARD_CONSUL_ENV.token]: consul.token } : {}) }
+      : {};
+    const child = spawnBound(boundCommand([process.execPath, script, this.opts.dataDir, this.opts.nodeName], self, 'SIGTERM', env), {
       detached: true,
       stdio: ['pipe', 'pipe', 2],
     });
     this.child = child;
+    if (this.sessionId) this.send({ seq: ++this.seq, kind: 'session', session: this.sessionId }).catch(() => undefined);
     this.log.info('write guard started', { pid: child.pid });
     child.stdin?.on('error', (e) => this.lose(`cannot write to the write guard: ${errorMessage(e)}`));
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -207,6 +232,14 @@ export class WriteGuard {
 }
 
 /** The node's write guard over its Postgres data directory (Postgres enabled only). */
-export function createWriteGuard(config: SidecarConfig, log: Logger, script?: string): WriteGuard {
-  return new WriteGuard({ dataDir: join(config.dataDir, 'postgres'), nodeName: config.nodeName, leaseMs: config.timings.lease * 1000, log, script });
+/** `names`: the leader lock's key and the node's alive check, as the Consul part names them. */
+export function createWriteGuard(config: SidecarConfig, names: Pick<GuardConsul, 'lockKey' | 'aliveCheck'>, log: Logger, script?: string): WriteGuard {
+  return new WriteGuard({
+    dataDir: join(config.dataDir, 'postgres'),
+    nodeName: config.nodeName,
+    leaseMs: config.timings.lease * 1000,
+    consul: { url: config.consul.url, token: config.consul.token, ...names },
+    log,
+    script,
+  });
 }

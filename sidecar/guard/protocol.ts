@@ -5,12 +5,16 @@ import { SidecarError } from '../errors.js';
  * What the sidecar and its write guard say to each other over the guard's stdin and stdout, one line per
  * message, and the guard's state. Pure: unit-tested without processes.
  *
- * Sidecar to guard: `<seq> arm <deadline>`, `<seq> feed <deadline>`, `<seq> disarm`. Guard to sidecar, one
- * answer per command, in order: `<seq> armed` or `<seq> disarmed`. A deadline is an absolute
+ * Sidecar to guard: `<seq> arm <deadline>`, `<seq> feed <deadline>`, `<seq> disarm`, and `<seq> session <id>`
+ * or `<seq> session -` (the node's Consul session now, or none: what the guard releases once the sidecar
+ * died, see main.ts). Guard to sidecar, one answer per command, in order: `<seq> armed` or `<seq> disarmed`. A deadline is an absolute
  * CLOCK_MONOTONIC time in nanoseconds: the one clock every process on the machine reads alike (Node's
  * `process.hrtime.bigint()` reads it on Linux), so a deadline means the same instant in both processes.
  */
-export type GuardCommand = { seq: number; kind: 'arm' | 'feed'; deadlineNs: bigint } | { seq: number; kind: 'disarm' };
+export type GuardCommand =
+  | { seq: number; kind: 'arm' | 'feed'; deadlineNs: bigint }
+  | { seq: number; kind: 'disarm' }
+  | { seq: number; kind: 'session'; session: string | null };
 
 export interface GuardReply {
   seq: number;
@@ -18,17 +22,22 @@ export interface GuardReply {
 }
 
 export function formatCommand(command: GuardCommand): string {
-  return command.kind === 'disarm' ? `${command.seq} disarm\n` : `${command.seq} ${command.kind} ${command.deadlineNs}\n`;
+  if (command.kind === 'disarm') return `${command.seq} disarm\n`;
+  if (command.kind === 'session') return `${command.seq} session ${command.session ?? '-'}\n`;
+  return `${command.seq} ${command.kind} ${command.deadlineNs}\n`;
 }
 
-const COMMAND = /^(\d{1,15}) (?:(arm|feed) (\d{1,20})|(disarm))$/;
+/** A Consul session id is a UUID; nothing else may reach the guard's URLs. */
+const COMMAND = /^(\d{1,15}) (?:(arm|feed) (\d{1,20})|(disarm)|session (-|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))$/;
 
 /** Parses one line from the sidecar. Throws `bad_guard_command` on anything else (a bug: the guard then exits). */
 export function parseCommand(line: string): GuardCommand {
   const m = COMMAND.exec(line.trim());
   if (!m) throw new SidecarError('bad_guard_command', `the write guard does not understand ${JSON.stringify(line.slice(0, 80))}`);
   const seq = Number(m[1]);
-  return m[4] ? { seq, kind: 'disarm' } : { seq, kind: m[2] as 'arm' | 'feed', deadlineNs: BigInt(m[3]) };
+  if (m[4]) return { seq, kind: 'disarm' };
+  if (m[5]) return { seq, kind: 'session', session: m[5] === '-' ? null : m[5] };
+  return { seq, kind: m[2] as 'arm' | 'feed', deadlineNs: BigInt(m[3]) };
 }
 
 export function formatReply(reply: GuardReply): string {
@@ -62,10 +71,14 @@ export function performanceToMonotonicNs(at: number): bigint {
 export class GuardState {
   armed = false;
   deadlineNs: bigint | null = null;
+  /** The node's Consul session, as the sidecar last said. */
+  session: string | null = null;
 
   apply(command: GuardCommand): GuardReply {
     if (command.kind === 'disarm') {
       this.armed = false;
+    } else if (command.kind === 'session') {
+      this.session = command.session;
     } else {
       this.deadlineNs = command.deadlineNs;
       if (command.kind === 'arm') this.armed = true;

@@ -66,6 +66,7 @@ export const MANAGED_SETTINGS = [
   'hot_standby',
   'hot_standby_feedback',
   'recovery_target_timeline',
+  'wal_retrieve_retry_interval',
   'primary_conninfo',
   'primary_slot_name',
   'synchronous_standby_names',
@@ -89,6 +90,10 @@ export function renderSidecarConf(i: ConfInput): string {
     ['hot_standby_feedback', 'on'],
     // Follow a new primary onto its new timeline after a failover (the default since 12, stated here).
     ['recovery_target_timeline', confValue('latest')],
+    // A standby whose upstream ends its stream retries this much later. An upstream that is promoted ends
+    // it at the timeline switch, so the default 5 s was most of a synchronous failover (the new leader's
+    // writes wait until a standby streams from it). A retry is one connection attempt.
+    ['wal_retrieve_retry_interval', confValue('500ms')],
     ['synchronous_standby_names', confValue(i.synchronousStandbyNames)],
     // The sidecar writes the postmaster's stderr to its log file; no collector process in between.
     ['logging_collector', 'off'],

@@ -2,8 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { LeaderWatcher, TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
 
-/** Timings the sidecars run with (the defaults): checkTtl 3 s, lockDelay 5 s, lease 3 s. */
-const CHECK_TTL_MS = 3000;
+/** Timings the sidecars run with (the defaults): checkTtl 5 s, lockDelay 5 s, lease 3 s. */
+const CHECK_TTL_MS = 5000;
 const LOCK_DELAY_MS = 5000;
 const LEASE_MS = 3000;
 

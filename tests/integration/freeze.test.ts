@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
@@ -85,5 +87,8 @@ describe('a frozen leader sidecar (SIGSTOP) keeps no writable primary (real Cons
     expect(newLeaderFirstWrite).toBeGreaterThan(lastOldWrite);
     const members = await cluster.members();
     expect(members.find((m) => m.name === oldName)).toMatchObject({ role: 'standby', pgRole: 'standby', streaming: true });
+    // The guard, starved with Postgres killed, handed the lock over instead of leaving it to the TTL and lock-delay.
+    const handOvers = readFileSync(join(cluster.baseDir, oldName, 'sidecar.log'), 'utf8').split('\n').filter((l) => l.includes('"guard_release'));
+    expect(handOvers.map((l) => JSON.parse(l) as { code: string; lockReleased: boolean })).toEqual([expect.objectContaining({ code: 'guard_released_session', lockReleased: true })]);
   }, 90_000);
 });

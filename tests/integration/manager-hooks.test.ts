@@ -6,7 +6,7 @@ import { TestCluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/processes.js';
 import { processAlive } from '../../sidecar/shared/process.js';
 
-/** The sidecars' default timings (checkTtl 3 s, lease 3 s, lockDelay 5 s). */
+/** The sidecars' default timings (checkTtl 5 s, lease 3 s, lockDelay 5 s). */
 const LEASE_MS = 3000;
 const HOOK_TIMEOUT_S = 2;
 const RETRY_S = 1;

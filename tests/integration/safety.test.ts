@@ -29,6 +29,9 @@ describe('safety under failures (real Consul + PostgreSQL, 3 nodes)', () => {
       await cluster.killSidecar(old);
       const next = await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== old)), 30_000, 50);
       await waitFor('the watcher to see the new leader accept writes', () => watcher.seen(cluster.names[next]), 10_000, 50);
+      // Go on watching: a write the old node still took after the takeover would show in these sweeps.
+      const tookOverAt = watcher.sweeps.at(-1)!.at;
+      await waitFor('20 sweeps after the takeover', () => watcher.sweeps.filter((s) => s.at > tookOverAt).length >= 20, 10_000, 50);
     } finally {
       await watcher.stop();
     }

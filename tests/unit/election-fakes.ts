@@ -436,8 +436,14 @@ export class FakeGuard implements LeaseGuard {
   readonly fed: { at: number; deadline: number }[] = [];
   armed = false;
   lost: ((reason: string) => void) | null = null;
+  /** The session the guard would release if the sidecar died now. */
+  sessionId: string | null = null;
 
   constructor(private readonly clock: FakeClock) {}
+
+  session(id: string | null): void {
+    this.sessionId = id;
+  }
 
   feed(expiresAt: number): void {
     this.fed.push({ at: this.clock.now(), deadline: expiresAt });

@@ -297,6 +297,7 @@ describe('election loop: a release whose answer was lost', () => {
     await c.start('n2');
     await c.clock.until(() => c.role('n2') === 'standby', 3_000, 'n2 is a standby');
     const oldSession = c.sessionOf('n1');
+    expect(c.node('n1').guard.sessionId).toBe(oldSession); // the guard would release it if the sidecar died
     // A raft election costs n1 its lease; its release then times out and is applied only later.
     const unholdReads = c.consul.hold({ node: 'n1', methods: ['readLock'], when: ([consistent]) => consistent === true });
     c.consul.hold({ node: 'n1', methods: ['releaseLock'] });
@@ -310,6 +311,7 @@ describe('election loop: a release whose answer was lost', () => {
     await c.clock.until(() => c.writers.isWritable('n1') || c.writers.isWritable('n2'), 15_000, 'a leader writes again');
     await c.clock.advance(3_000);
     expect(c.consul.sessions.has(oldSession)).toBe(false); // destroyed (with lock-delay), not just forgotten
+    expect(c.node('n1').guard.sessionId).not.toBe(oldSession); // nor would the guard ever release it
     const withOld = c.consul.calls.filter((x) => x.node === 'n1' && x.method === 'acquireLock' && x.at > releaseSentAt && x.args[0] === oldSession);
     expect(withOld).toEqual([]);
     expect(c.writers.violations).toEqual([]);

@@ -16,6 +16,8 @@ describe('write guard protocol: lines', () => {
     { seq: 1, kind: 'arm', deadlineNs: 123456789012345678n },
     { seq: 2, kind: 'feed', deadlineNs: 0n },
     { seq: 3, kind: 'disarm' },
+    { seq: 4, kind: 'session', session: '3f2c9a1e-0b7d-4c55-9e21-6a8d0f4b2c17' },
+    { seq: 5, kind: 'session', session: null },
   ];
 
   test.each(commands)('a command survives format and parse: %o', (command) => {
@@ -23,7 +25,7 @@ describe('write guard protocol: lines', () => {
     expect(parseCommand(formatCommand(command))).toEqual(command);
   });
 
-  test.each(['', 'arm 5', '1 arm', '1 arm -5', '1 feed 1.5', '1 disarm 5', 'x disarm', '1 kill 5', '1 arm 5 6'])(
+  test.each(['', 'arm 5', '1 arm', '1 arm -5', '1 feed 1.5', '1 disarm 5', 'x disarm', '1 kill 5', '1 arm 5 6', '1 session', '1 session x', '1 session ../../v1/kv/leader'])(
     'a bad command %j is refused with bad_guard_command',
     (line) => {
       let error: unknown;
@@ -86,6 +88,16 @@ describe('write guard protocol: state', () => {
     expect(s.mustKill(500n)).toBe(false);
     s.apply(arm(4, 400n));
     expect(s.mustKill(500n)).toBe(true);
+  });
+
+  test('a session command only changes the session it would release, never arms or disarms', () => {
+    const s = new GuardState();
+    s.apply(arm(1, 100n));
+    expect(s.apply({ seq: 2, kind: 'session', session: '3f2c9a1e-0b7d-4c55-9e21-6a8d0f4b2c17' })).toEqual({ seq: 2, armed: true });
+    expect(s.session).toBe('3f2c9a1e-0b7d-4c55-9e21-6a8d0f4b2c17');
+    expect(s.apply({ seq: 3, kind: 'session', session: null })).toEqual({ seq: 3, armed: true });
+    expect(s.session).toBeNull();
+    expect(s.deadlineNs).toBe(100n);
   });
 
   test('an arm without any confirmation (deadline 0) kills at once: fail closed', () => {
