@@ -250,8 +250,10 @@ async function oneRun(cluster: TestCluster, writer: WritingClient, fault: Fault,
   } else if (fault === 'kill -9 consul') {
     await cluster.consul.stopNode(old, 'kill');
   } else if (fault === 'power cut') {
-    // Everything of the node at once: the sidecar, its write guard and Postgres (with every backend), Consul.
-    const pids = [sidecar.child.pid!, ...descendants(sidecar.child.pid!), postmasterPid, ...descendants(postmasterPid), consul.child.pid!];
+    // Everything of the node at once: its write guard and Postgres (with every backend), Consul, the sidecar.
+    // The sidecar goes last so that no guard is left to see it die and hand the lock over, as no guard could
+    // after a power cut.
+    const pids = [...descendants(sidecar.child.pid!), postmasterPid, ...descendants(postmasterPid), consul.child.pid!, sidecar.child.pid!];
     killNow([...new Set(pids)], 'SIGKILL');
     await Promise.all([sidecar.exited, consul.exited]);
   } else if (fault === 'SIGSTOP sidecar') {
