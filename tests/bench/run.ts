@@ -1,14 +1,17 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../sidecar/shared/package.js';
-import { benchFailover } from './failover.js';
+import { benchFailover, FAULTS, PHASES, type Fault, timelineSvg, type Quantiles } from './failover.js';
 import { benchIdle, type IdleVariant } from './idle.js';
 import { benchLoss } from './loss.js';
 import { benchMirror, type MirrorPart } from './mirror.js';
 
 /**
  * `npm run bench`: figures from a real local cluster, printed and written to bench-results/.
- * BENCH=failover|loss|mirror|all (default all), BENCH_RUNS (default 10), BENCH_POSTGRES=1 for failover with Postgres,
+ * BENCH=failover|loss|mirror|all (default all), BENCH_RUNS (runs per fault for failover, default 20; leader kills per
+ * mode for loss, default 10), BENCH_SYNC=1 for failover in synchronous mode (failover-sync.json), BENCH_FAILOVER_FAULTS
+ * (comma-separated, see FAULTS in failover.ts) to run some faults only; the timeline SVG, also copied to docs/, is drawn
+ * from an asynchronous run of every fault only.
  * BENCH_MIRROR_FILES (default 10000,100000) for the mirror's RSS figures, BENCH_MIRROR_PARTS (default
  * latency,first,rss,catchup) to run some of the mirror's parts only. `npm run bench -- idle` (or BENCH=idle) measures the
  * idle cluster; BENCH_IDLE_VARIANTS (default 3,3:100000,5: nodes[:files]) and BENCH_IDLE_SECONDS (default 60).
@@ -16,8 +19,7 @@ import { benchMirror, type MirrorPart } from './mirror.js';
  */
 async function main(): Promise<void> {
   const which = process.argv[2] ?? process.env.BENCH ?? 'all';
-  const runs = Number(process.env.BENCH_RUNS ?? 10);
-  const postgres = process.env.BENCH_POSTGRES === '1';
+  const synchronous = process.env.BENCH_SYNC === '1';
   const dir = join(projectRoot(), 'bench-results');
   mkdirSync(dir, { recursive: true });
   const write = (name: string, data: unknown) => {
@@ -27,11 +29,23 @@ async function main(): Promise<void> {
   };
 
   if (which === 'failover' || which === 'all') {
-    console.log(`failover: time from the fault to one new leader answering 200 on /leader; ${runs} runs per kind, postgres ${postgres ? 'on' : 'off'}`);
-    const series = await benchFailover(runs, postgres);
-    console.log('\nkind                 min ms  median ms  max ms');
-    for (const s of series) console.log(`${s.kind.padEnd(20)} ${String(s.min).padStart(6)} ${String(s.median).padStart(10)} ${String(s.max).padStart(7)}`);
-    write(`failover${postgres ? '-postgres' : ''}.json`, { runs, postgres, series });
+    const runs = Number(process.env.BENCH_RUNS ?? 20);
+    const faults = process.env.BENCH_FAILOVER_FAULTS?.split(',') ?? [...FAULTS];
+    const unknown = faults.filter((f) => !(FAULTS as readonly string[]).includes(f));
+    if (unknown.length > 0) throw new Error(`BENCH_FAILOVER_FAULTS: unknown fault ${unknown.join(', ')} (one of: ${FAULTS.join(', ')})`);
+    console.log(`failover: the phases of a failover, ms after the fault; ${runs} runs per fault, ${synchronous ? 'synchronous' : 'asynchronous'} mode`);
+    const series = await benchFailover(runs, synchronous, faults as Fault[]);
+    const cell = (q: Quantiles | null) => (q === null ? '-' : `${q.p50}/${q.p95}/${q.max}`).padStart(19);
+    const columns = [...PHASES, 'writeGap', 'lost', 'rejoin'] as const;
+    console.log(`\n${'fault (p50/p95/max)'.padEnd(29)}${columns.map((c) => c.padStart(19)).join('')}`);
+    for (const s of series) console.log(`${s.fault.padEnd(29)}${columns.map((c) => cell(s.summary[c])).join('')}`);
+    write(`failover${synchronous ? '-sync' : ''}.json`, { runs, synchronous, series });
+    if (!synchronous && faults.length === FAULTS.length) {
+      const svg = join(dir, 'failover-phases.svg');
+      writeFileSync(svg, timelineSvg(series, `ha-sidecar failover phases, median of ${runs} runs per fault (asynchronous mode, 3 nodes)`));
+      copyFileSync(svg, join(projectRoot(), 'docs', 'failover-phases.svg'));
+      console.log(`written to ${svg} and docs/failover-phases.svg`);
+    }
   }
   if (which === 'mirror' || which === 'all') {
     console.log('\nfile mirror: propagation latency, first mirror beside rsync, RSS while watching many files');
@@ -50,9 +64,10 @@ async function main(): Promise<void> {
     write('idle.json', { seconds, results: await benchIdle(variants, seconds) });
   }
   if (which === 'loss' || which === 'all') {
-    console.log(`\nacknowledged-insert loss: ${runs} leader kills (kill -9) per mode under insert load`);
-    const results = await benchLoss(runs);
-    write('loss.json', { kills: runs, results: results.map((r) => ({ ...r, lost: r.lost.length })) });
+    const kills = Number(process.env.BENCH_RUNS ?? 10);
+    console.log(`\nacknowledged-insert loss: ${kills} leader kills (kill -9) per mode under insert load`);
+    const results = await benchLoss(kills);
+    write('loss.json', { kills, results: results.map((r) => ({ ...r, lost: r.lost.length })) });
   }
 }
 
