@@ -14,7 +14,7 @@ import { SidecarError, errorMessage, type ErrorCode } from './errors.js';
 import { candidateProblem } from './election/eligibility.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
-import { createWriteGuard, type WriteGuard } from './guard/client.js';
+import { WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { FilesParticipant } from './mirror/participant.js';
@@ -78,13 +78,23 @@ export class SidecarNode implements ApiBackend {
       config.nodeName,
     );
     this.prom = metrics;
-    this.guard = config.postgres.enabled ? createWriteGuard(config, { lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) }, log) : undefined;
+    const postgres = config.postgres.enabled ? postgresSettings(config.postgres, postgresNodeValues(config)) : null;
+    this.guard = postgres
+      ? new WriteGuard({
+          dataDir: postgres.dataDir,
+          nodeName: config.nodeName,
+          leaseMs: config.timings.lease * 1000,
+          // Where it releases the lock of a dead sidecar's session, named as the Consul part names them.
+          consul: { url: config.consul.url, token: config.consul.token, lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) },
+          log,
+        })
+      : undefined;
     this.snapshots = new SnapshotService({
       clusterName: config.clusterName,
       nodeName: config.nodeName,
       clusterToken: config.clusterToken,
       dataDir: config.dataDir,
-      postgres: config.postgres.enabled ? postgresSettings(config.postgres, postgresNodeValues(config)) : null,
+      postgres,
       filesDirectory: config.files?.enabled ? config.files.directory : null,
       log,
       view: () => this.loop.view(),
