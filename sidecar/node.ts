@@ -17,7 +17,7 @@ import type { Participant } from './election/participant.js';
 import { WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { FilesParticipant } from './mirror/participant.js';
+import { MirrorParticipant } from './mirror/participant.js';
 import type { TlsMaterial } from './shared/certificates.js';
 import type { FetchFunction } from './shared/https-fetch.js';
 import { deriveSecret } from './shared/secrets.js';
@@ -381,9 +381,9 @@ export class SidecarNode implements ApiBackend {
   }
 
   async filesSync(paths: string[]) {
-    const files = this.participants.find((p): p is FilesParticipant => p instanceof FilesParticipant);
-    if (!files) throw new SidecarError('files_not_serving', 'this node runs without the file mirror', 409);
-    return files.syncFiles(paths);
+    const mirror = this.participants.find((p): p is MirrorParticipant => p instanceof MirrorParticipant);
+    if (!mirror) throw new SidecarError('files_not_serving', 'this node runs without the file mirror', 409);
+    return mirror.syncFiles(paths);
   }
 
   async patchConfig(patch: Record<string, unknown>) {
