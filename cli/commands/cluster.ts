@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SidecarError, errorMessage, isSidecarError } from '../../sidecar/errors.js';
 import type { ClusterView, HistoryEvent } from '../api.js';
 import { ClusterViewSchema, HistorySchema, answerMessage, parseAnswer } from '../api.js';
-import type { ApiRequest } from '../client.js';
+import type { ApiRequest } from '../leader-client.js';
 import type { CliContext, CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 import { CLEAR_SCREEN, cell, failureLine, formatBytes, renderTable, usageError } from '../output.js';

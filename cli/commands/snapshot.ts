@@ -6,7 +6,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { SidecarError, answeredCode, errorMessage } from '../../sidecar/errors.js';
 import type { FetchOptions } from '../../sidecar/shared/https-fetch.js';
 import { ClusterViewSchema, parseAnswer } from '../api.js';
-import { expectOk } from '../client.js';
+import { expectOk } from '../leader-client.js';
 import type { CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 import type { Io } from '../output.js';
