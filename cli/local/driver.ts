@@ -14,7 +14,7 @@ import { waitUntil } from './wait.js';
 export type { NodeFiles } from './layout.js';
 
 /**
- * The one driver of a cluster on this machine, used by `hactl local` (cli/local/cluster.ts) and by the test
+ * The one driver of a cluster on this machine, used by `hactl local` (cli/local/local-cluster.ts) and by the test
  * harness (tests/harness/): it names the nodes and gives each its address, renders their Consul and sidecar
  * configuration, starts their processes through one function, waits for Consul's raft leader and autopilot,
  * forms the cluster (`cluster start`, `cluster join`), waits for the members, and stops the sidecars before
