@@ -104,6 +104,8 @@ export class SidecarNode implements ApiBackend {
       members: () => this.store.listMembers(),
       peers: transport.peers,
     });
+    // The one place the loop's list is completed: the snapshots come last and are built here, not in
+    // buildParticipants, because they read this node's loop view, leader check and config writes.
     const parts = [...participants, this.snapshots];
     this.gossipRejoin = new GossipRejoin(this.store, log);
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });

@@ -10,7 +10,8 @@ import type { FetchFunction } from './shared/https-fetch.js';
 
 /**
  * The parts the reconcile loop drives on this node, per config, in the order they promote: Postgres, the file
- * mirror, and the manager last, so its `leader` hook starts only once Postgres takes writes and the mirror serves.
+ * mirror, and the manager last of these, so its `leader` hook starts only once Postgres takes writes and the
+ * mirror serves. node.ts appends the snapshots (they read the node's own view) for the loop alone.
  */
 export function buildParticipants(config: SidecarConfig, log: Logger, metrics: Metrics, peers: FetchFunction): Participant[] {
   const parts: Participant[] = [];
