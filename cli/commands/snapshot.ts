@@ -24,7 +24,7 @@ function snapshotList(body: unknown): Record<string, unknown>[] | null {
 }
 
 /** The lines of `hactl snapshot list`: one row per snapshot, with the nodes that hold a copy. */
-export function renderSnapshots(snapshots: Record<string, unknown>[]): string[] {
+function renderSnapshots(snapshots: Record<string, unknown>[]): string[] {
   if (snapshots.length === 0) return ['no snapshots yet'];
   const parts = (s: Record<string, unknown>) => Object.keys((s.parts as object | undefined) ?? {}).join('+');
   return renderTable(

@@ -82,7 +82,7 @@ export interface DriverSetup<Files extends NodeFiles> {
 }
 
 /** A node's `tls` config section: its certificate and key from `dir`, and the cluster CA. */
-export function nodeTlsConfig(tls: { dir: string; verifyClient: boolean }, name: string): Record<string, unknown> {
+function nodeTlsConfig(tls: { dir: string; verifyClient: boolean }, name: string): Record<string, unknown> {
   return { certFile: join(tls.dir, `${name}.crt`), keyFile: join(tls.dir, `${name}.key`), caFile: join(tls.dir, 'ca.crt'), verifyClient: tls.verifyClient };
 }
 
