@@ -60,7 +60,8 @@ interface Operation {
 }
 
 interface RecoveryDeps {
-  config: SidecarConfig;
+  /** This node's name, and whether it runs Postgres (a failover then weighs positions; the actions need it). */
+  config: Pick<SidecarConfig, 'nodeName' | 'postgres'>;
   store: ConsulStore;
   loop: ReconcileLoop;
   participants: Participant[];
