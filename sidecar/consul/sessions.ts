@@ -8,7 +8,7 @@ import { leaderRecord, type LeaderRecord } from './records.js';
  * gossip works but that cannot reach the servers' RPC (8300), whose check updates never reach the catalog.
  * Its session then expires within 2 × TTL. 10 s is Consul's default `session_ttl_min`.
  */
-const SESSION_TTL_SECONDS = 10;
+export const SESSION_TTL_SECONDS = 10;
 
 export interface LockState {
   /** Session holding the lock, null when free. */
