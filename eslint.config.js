@@ -2,16 +2,21 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /**
- * The layering of the tree, as a rule `npm run lint` enforces (docs/design.md "Parts"). Bottom to top:
- * - base: `sidecar/shared/` (processes, secrets, package metadata) and the files at the root of `sidecar/`
- *   that every part uses (errors, error codes, log, units, metrics, the outgoing-request counter); they import only each other;
- * - parts, one folder each: a part imports base, `config.ts` (the type), and of another part only the
- *   surface listed for it below, never its internals;
- * - the composition root (`config.ts`, `main.ts`, `node.ts`, `participants.ts`, `recovery.ts`) wires the
- *   parts and may import any of them;
- * - `cli/` (hactl) speaks to the sidecar over HTTP: of `sidecar/` it imports base and the types of the
- *   cluster's records only;
- * - nothing in `sidecar/` or `cli/` imports `tests/`, and `sidecar/` imports neither `cli/` nor `examples/`.
+ * What a file may import: the layering of the tree, which `npm run lint` checks (docs/design.md "Parts").
+ * A wrong arrow fails lint with the message of the rule it breaks. Inside `sidecar/`, bottom to top:
+ *
+ * 1. Base: `sidecar/shared/` (child processes, secrets, package metadata, certificates, the HTTPS fetch) and
+ *    the root files every part uses (errors, error-codes, log, units, metrics, outgoing). Base imports only base.
+ * 2. Parts, one folder each (PARTS). A part imports base, its own folder, the config's type (`config.ts`), and
+ *    of another part only the files SURFACE lists for it, each with its reason. Never another part's internals.
+ * 3. The composition root (COMPOSITION: `config.ts`, `main.ts`, `node.ts`, `participants.ts`, `recovery.ts`)
+ *    builds each part from its slice of the config and wires them; it may import any part.
+ *
+ * Outside `sidecar/`:
+ * - `cli/` (hactl) talks to the sidecar over HTTP. Of `sidecar/` it imports base, the KV records' types
+ *   (`consul/records`) and the postmaster's pid file (`postgres/pid-file`, for `hactl local`'s process list).
+ * - `examples/` (the sample manager, an application of its own) imports of `sidecar/` only `shared/`.
+ * - Nothing imports `tests/`; `sidecar/` imports neither `cli/` nor `examples/`. Tests may import anything.
  */
 const PARTS = ['api', 'consul', 'election', 'guard', 'manager', 'mirror', 'postgres', 'snapshot'];
 const COMPOSITION = ['config', 'main', 'node', 'participants', 'recovery'];
@@ -75,6 +80,10 @@ export default tseslint.config(
     files: ['sidecar/*.ts'],
     ignores: ['sidecar/{errors,error-codes,log,units,metrics,outgoing}.ts'],
     rules: restrict(OUTSIDE_SIDECAR, `the sidecar ${LAYERING}`),
+  },
+  {
+    files: ['examples/**/*.ts'],
+    rules: restrict(['**/sidecar/*.js', '**/sidecar/*/**', '!**/sidecar/shared/**', '**/cli/**', '**/tests/**'], `the sample manager is an application of its own: it ${LAYERING}`),
   },
   {
     files: ['cli/**/*.ts'],

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { SidecarError } from '../sidecar/errors.js';
-import type { ApiAnswer } from './client.js';
+import type { ApiAnswer } from './leader-client.js';
 
 /**
  * The shapes hactl reads from the sidecar API. Only the fields hactl uses are checked; anything else a

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { SidecarError, errorMessage } from '../sidecar/errors.js';
-import type { ApiAnswer, ApiRequest, FetchLike, ProfileHandle } from './client.js';
-import { DEFAULT_TIMEOUT_MS, callAny, callLeader, expectOk, noteLeader, sendOnce } from './client.js';
+import type { ApiAnswer, ApiRequest, FetchLike, ProfileHandle } from './leader-client.js';
+import { DEFAULT_TIMEOUT_MS, callAny, callLeader, expectOk, noteLeader, sendOnce } from './leader-client.js';
 import type { Io } from './output.js';
 import { processIo } from './output.js';
 import type { Profile } from './profiles.js';

@@ -74,7 +74,7 @@ export function cleanUsageMessage(message: string, argv: readonly string[], word
  * default). It never prints or exits by itself: usage errors are thrown as `usage_error` (or the
  * `SidecarError` a coerce threw), and `main` prints them.
  */
-export function buildCli(
+function buildCli(
   argv: readonly string[],
   ctx: CliContext = defaultContext(),
   registrars: readonly CommandRegistrar[] = commands,
@@ -135,7 +135,7 @@ export function buildCli(
 }
 
 /** Prints the one failure line for `e` and returns its exit code. */
-export function reportFailure(io: Io, e: unknown): number {
+function reportFailure(io: Io, e: unknown): number {
   if (isSidecarError(e)) {
     io.err(failureLine(e.code, e.message));
     return exitCodeFor(e.code);

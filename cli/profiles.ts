@@ -16,8 +16,8 @@ import { usageError } from './output.js';
  */
 
 /** Port of the sidecar HTTP API when a host is given without one (docs/design.md "Ports"). */
-export const DEFAULT_API_PORT = 8008;
-export const PROFILES_FILE = 'profiles.json';
+const DEFAULT_API_PORT = 8008;
+const PROFILES_FILE = 'profiles.json';
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 
@@ -48,7 +48,7 @@ export type ProfileTls = z.infer<typeof ProfileTlsSchema>;
 export type ProfilesFile = z.infer<typeof ProfilesFileSchema>;
 
 /** The profiles file before the first `hactl profiles use`. */
-export const emptyProfiles = (): ProfilesFile => ({ current: null, profiles: {} });
+const emptyProfiles = (): ProfilesFile => ({ current: null, profiles: {} });
 
 /** The profiles directory: `$HACTL_CONFIG_DIR` when set (tests, the local cluster), else `~/.config/hactl`. */
 export function configDir(env: Record<string, string | undefined> = process.env): string {
@@ -259,7 +259,7 @@ export async function deleteProfile(dir: string, name: string): Promise<{ wasCur
 }
 
 /** Normalizes URLs and drops repeats, keeping the first occurrence's position. */
-export function uniqueUrls(urls: readonly string[]): string[] {
+function uniqueUrls(urls: readonly string[]): string[] {
   return [...new Set(urls.map(normalizeManagerUrl))];
 }
 

@@ -17,7 +17,7 @@ import { usageError } from './output.js';
 const run = promisify(execFile);
 
 /** Ten years: the CA outlives many node certificates, which `tls rotate` replaces. */
-export const CA_DAYS = 3650;
+const CA_DAYS = 3650;
 /** 825 days, the longest lifetime browsers and most TLS clients still accept for a leaf certificate. */
 export const NODE_DAYS = 825;
 /** P-256: every TLS stack (Postgres' libpq, Consul's Go, Node) speaks it, and its handshakes are cheap. */

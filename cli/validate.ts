@@ -3,7 +3,7 @@ import type { Member } from './api.js';
 import { renderTable } from './output.js';
 
 /** How long one port gets to accept a TCP connection before it counts as failed. */
-export const PORT_TIMEOUT_MS = 1_000;
+const PORT_TIMEOUT_MS = 1_000;
 
 /**
  * The ports `hactl cluster validate` checks on every member, with which part needs each. Consul's ports are

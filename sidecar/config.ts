@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { SidecarError } from './errors.js';
-import { managerSchema } from './manager/config.js';
+import { managerSchema } from './manager/config-section.js';
 
 const name = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'lowercase letters, digits, - or _, starting with a letter');
 const seconds = z.number().positive().max(600);

@@ -14,10 +14,10 @@ import { SidecarError, errorMessage, type ErrorCode } from './errors.js';
 import { candidateProblem } from './election/eligibility.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
-import { createWriteGuard, type WriteGuard } from './guard/client.js';
+import { WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { FilesParticipant } from './mirror/participant.js';
+import { MirrorParticipant } from './mirror/participant.js';
 import type { TlsMaterial } from './shared/certificates.js';
 import type { FetchFunction } from './shared/https-fetch.js';
 import { deriveSecret } from './shared/secrets.js';
@@ -78,13 +78,23 @@ export class SidecarNode implements ApiBackend {
       config.nodeName,
     );
     this.prom = metrics;
-    this.guard = config.postgres.enabled ? createWriteGuard(config, { lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) }, log) : undefined;
+    const postgres = config.postgres.enabled ? postgresSettings(config.postgres, postgresNodeValues(config)) : null;
+    this.guard = postgres
+      ? new WriteGuard({
+          dataDir: postgres.dataDir,
+          nodeName: config.nodeName,
+          leaseMs: config.timings.lease * 1000,
+          // Where it releases the lock of a dead sidecar's session, named as the Consul part names them.
+          consul: { url: config.consul.url, token: config.consul.token, lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) },
+          log,
+        })
+      : undefined;
     this.snapshots = new SnapshotService({
       clusterName: config.clusterName,
       nodeName: config.nodeName,
       clusterToken: config.clusterToken,
       dataDir: config.dataDir,
-      postgres: config.postgres.enabled ? postgresSettings(config.postgres, postgresNodeValues(config)) : null,
+      postgres,
       filesDirectory: config.files?.enabled ? config.files.directory : null,
       log,
       view: () => this.loop.view(),
@@ -94,6 +104,8 @@ export class SidecarNode implements ApiBackend {
       members: () => this.store.listMembers(),
       peers: transport.peers,
     });
+    // The one place the loop's list is completed: the snapshots come last and are built here, not in
+    // buildParticipants, because they read this node's loop view, leader check and config writes.
     const parts = [...participants, this.snapshots];
     this.gossipRejoin = new GossipRejoin(this.store, log);
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });
@@ -371,9 +383,9 @@ export class SidecarNode implements ApiBackend {
   }
 
   async filesSync(paths: string[]) {
-    const files = this.participants.find((p): p is FilesParticipant => p instanceof FilesParticipant);
-    if (!files) throw new SidecarError('files_not_serving', 'this node runs without the file mirror', 409);
-    return files.syncFiles(paths);
+    const mirror = this.participants.find((p): p is MirrorParticipant => p instanceof MirrorParticipant);
+    if (!mirror) throw new SidecarError('files_not_serving', 'this node runs without the file mirror', 409);
+    return mirror.syncFiles(paths);
   }
 
   async patchConfig(patch: Record<string, unknown>) {

@@ -21,7 +21,7 @@ const FAILOVER_WAIT_MS = 45_000;
 const POSITION_TIMEOUT_MS = 1_000;
 
 /** Whether the node at `apiUrl` answers 200 on /leader: it leads and its Postgres took a write. */
-export async function servesWrites(apiUrl: string, peers: FetchFunction): Promise<boolean> {
+async function servesWrites(apiUrl: string, peers: FetchFunction): Promise<boolean> {
   try {
     countRequest('peer');
     const res = await peers(`${apiUrl}/leader`, { signal: AbortSignal.timeout(1_000) });
@@ -60,7 +60,8 @@ interface Operation {
 }
 
 interface RecoveryDeps {
-  config: SidecarConfig;
+  /** This node's name, and whether it runs Postgres (a failover then weighs positions; the actions need it). */
+  config: Pick<SidecarConfig, 'nodeName' | 'postgres'>;
   store: ConsulStore;
   loop: ReconcileLoop;
   participants: Participant[];

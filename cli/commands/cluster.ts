@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SidecarError, errorMessage, isSidecarError } from '../../sidecar/errors.js';
 import type { ClusterView, HistoryEvent } from '../api.js';
 import { ClusterViewSchema, HistorySchema, answerMessage, parseAnswer } from '../api.js';
-import type { ApiRequest } from '../client.js';
+import type { ApiRequest } from '../leader-client.js';
 import type { CliContext, CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 import { CLEAR_SCREEN, cell, failureLine, formatBytes, renderTable, usageError } from '../output.js';
@@ -84,7 +84,7 @@ function statusText(status: unknown): string | undefined {
 }
 
 /** The FILES cell: the mirror state and generation when the member publishes them (and how far behind), else what it has. */
-export function filesText(files: unknown): string {
+function filesText(files: unknown): string {
   if (typeof files !== 'object' || files === null || Array.isArray(files)) return cell(files);
   const f = files as Record<string, unknown>;
   const state = typeof f.state === 'string' ? f.state : typeof f.status === 'string' ? f.status : undefined;
@@ -95,13 +95,13 @@ export function filesText(files: unknown): string {
 }
 
 /** The MANAGER cell: the state the member's manager part publishes (`healthy`, `leader hook failed (1/3)`, ...). */
-export function managerText(manager: unknown): string {
+function managerText(manager: unknown): string {
   if (typeof manager === 'object' && manager !== null && typeof (manager as { state?: unknown }).state === 'string') return (manager as { state: string }).state;
   return cell(manager);
 }
 
 /** The lines of `hactl cluster history`, oldest first as the API lists them. */
-export function renderHistory(events: HistoryEvent[]): string[] {
+function renderHistory(events: HistoryEvent[]): string[] {
   if (events.length === 0) return ['no failovers or switchovers yet'];
   const rows = events.map((e) => [
     cell(e.term),

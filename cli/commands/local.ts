@@ -1,7 +1,7 @@
 import { basename, isAbsolute, relative } from 'node:path';
 import type { CommandRegistrar } from '../context.js';
-import type { AnyPart } from '../local/cluster.js';
-import { PARTS } from '../local/cluster.js';
+import type { AnyPart } from '../local/local-cluster.js';
+import { PARTS } from '../local/local-cluster.js';
 import { DEFAULT_BASE_ADDRESS } from '../local/layout.js';
 import { localDown, localKill, localStart, localStatus, localUp } from '../local/operations.js';
 

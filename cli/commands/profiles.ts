@@ -1,5 +1,5 @@
 import { ClusterViewSchema } from '../api.js';
-import { sendOnce } from '../client.js';
+import { sendOnce } from '../leader-client.js';
 import type { CommandRegistrar } from '../context.js';
 import { profilesDir, timeoutMs } from '../context.js';
 import { cell, renderTable, usageError } from '../output.js';

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { SidecarError, answeredCode, errorMessage } from '../../sidecar/errors.js';
 import type { ClusterView } from '../api.js';
 import { ClusterViewSchema, parseAnswer } from '../api.js';
-import type { ApiRequest } from '../client.js';
+import type { ApiRequest } from '../leader-client.js';
 import type { CliContext, GlobalArgs } from '../context.js';
 import { Session } from '../context.js';
 import { cell, usageError } from '../output.js';

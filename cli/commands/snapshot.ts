@@ -6,7 +6,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { SidecarError, answeredCode, errorMessage } from '../../sidecar/errors.js';
 import type { FetchOptions } from '../../sidecar/shared/https-fetch.js';
 import { ClusterViewSchema, parseAnswer } from '../api.js';
-import { expectOk } from '../client.js';
+import { expectOk } from '../leader-client.js';
 import type { CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 import type { Io } from '../output.js';
@@ -24,7 +24,7 @@ function snapshotList(body: unknown): Record<string, unknown>[] | null {
 }
 
 /** The lines of `hactl snapshot list`: one row per snapshot, with the nodes that hold a copy. */
-export function renderSnapshots(snapshots: Record<string, unknown>[]): string[] {
+function renderSnapshots(snapshots: Record<string, unknown>[]): string[] {
   if (snapshots.length === 0) return ['no snapshots yet'];
   const parts = (s: Record<string, unknown>) => Object.keys((s.parts as object | undefined) ?? {}).join('+');
   return renderTable(

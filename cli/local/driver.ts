@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { SidecarError, answeredCode } from '../../sidecar/errors.js';
 import type { ClusterView, Member } from '../api.js';
 import { ClusterViewSchema } from '../api.js';
-import type { FetchLike } from '../client.js';
-import { sendOnce } from '../client.js';
+import type { FetchLike } from '../leader-client.js';
+import { sendOnce } from '../leader-client.js';
 import { renderConsulServer } from './consul.js';
 import type { NodeFiles, NodeIdentity } from './layout.js';
 import { nodeIdentity } from './layout.js';
@@ -14,7 +14,7 @@ import { waitUntil } from './wait.js';
 export type { NodeFiles } from './layout.js';
 
 /**
- * The one driver of a cluster on this machine, used by `hactl local` (cli/local/cluster.ts) and by the test
+ * The one driver of a cluster on this machine, used by `hactl local` (cli/local/local-cluster.ts) and by the test
  * harness (tests/harness/): it names the nodes and gives each its address, renders their Consul and sidecar
  * configuration, starts their processes through one function, waits for Consul's raft leader and autopilot,
  * forms the cluster (`cluster start`, `cluster join`), waits for the members, and stops the sidecars before
@@ -82,7 +82,7 @@ export interface DriverSetup<Files extends NodeFiles> {
 }
 
 /** A node's `tls` config section: its certificate and key from `dir`, and the cluster CA. */
-export function nodeTlsConfig(tls: { dir: string; verifyClient: boolean }, name: string): Record<string, unknown> {
+function nodeTlsConfig(tls: { dir: string; verifyClient: boolean }, name: string): Record<string, unknown> {
   return { certFile: join(tls.dir, `${name}.crt`), keyFile: join(tls.dir, `${name}.key`), caFile: join(tls.dir, 'ca.crt'), verifyClient: tls.verifyClient };
 }
 

@@ -9,8 +9,8 @@ import { profilesDir } from '../context.js';
 import { cell, renderTable } from '../output.js';
 import { useProfile } from '../profiles.js';
 import { initClusterTls } from '../tls.js';
-import type { AnyPart } from './cluster.js';
-import { Interrupt, LocalCluster } from './cluster.js';
+import type { AnyPart } from './local-cluster.js';
+import { Interrupt, LocalCluster } from './local-cluster.js';
 import type { NodeLayout } from './layout.js';
 import {
   DEFAULT_BASE_ADDRESS,

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { projectRoot } from '../../sidecar/shared/package.js';
 
 /** The Consul build scripts/build-consul.sh pins (Consul release, raft library); keep the two in step. */
-export const CONSUL_BUILD = '1.16.2-raft1.7.3';
+const CONSUL_BUILD = '1.16.2-raft1.7.3';
 
 /** The Consul binary built by `npm run setup` (or $CONSUL_BIN). */
 export function consulBinary(): string {

@@ -38,7 +38,7 @@ export interface ApiBackend {
   /** Reload, restart or reinit this node's Postgres; restart and reinit run on (postgresOperation). */
   postgresAction(action: 'reload' | 'restart' | 'reinit'): Promise<unknown>;
   postgresOperation(): Promise<unknown>;
-  /** Waits until `paths` are installed on a synchronous standby (synchronous mode; see FilesParticipant.syncFiles). */
+  /** Waits until `paths` are installed on a synchronous standby (synchronous mode; see MirrorParticipant.syncFiles). */
   filesSync(paths: string[]): Promise<unknown>;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Who may take over: the one rule that a standby's own fitness in the election, a planned switchover's
- * check of its target and a manual failover share (docs/design.md "Fitness", "Planned switchover", "Manual
- * failover"). Pure: the facts known about a candidate in, its first problem out, null when it has none. Each
+ * check of its target, a manual failover and a leader's look for a standby to hand over to (handover.ts)
+ * share (docs/design.md "Fitness", "Planned switchover", "Manual failover"). Pure: the facts known about a candidate in, its first problem out, null when it has none. Each
  * caller judges only the facts it has (a standby judging itself is alive and knows its own tags) and words
  * the problem for its own answer.
  */

@@ -1,5 +1,6 @@
 import type { MemberEntry } from '../consul/store.js';
 import type { LeaderProblem } from './decide.js';
+import { candidateProblem } from './eligibility.js';
 import type { Participant } from './participant.js';
 
 /**
@@ -15,13 +16,15 @@ export async function observeLeaderProblem(participants: Participant[], listMemb
 }
 
 /**
- * Whether a member looks able to take over as its record says: alive, a standby, not `nofailover`, streaming
- * when it runs Postgres, and its manager not known broken. The member's own fitness check still decides
- * (design rule 5); this only keeps a leader from handing over into nothing.
+ * Whether a member looks able to take over as its record says: the fitness rule (eligibility.ts) on the
+ * record's facts (alive, not `nofailover`, a standby, its Postgres a streaming standby when it runs one; no
+ * position bar), and its manager not known broken. The member's own fitness check still decides (design
+ * rule 5); this only keeps a leader from handing over into nothing.
  */
 export function canTakeOver({ record, alive }: MemberEntry, self: string): boolean {
-  if (!alive || record.name === self || record.role !== 'standby' || record.nofailover) return false;
-  if ('pgRole' in record && !(record.pgRole === 'standby' && record.streaming === true)) return false;
+  if (record.name === self) return false;
+  const streaming = 'pgRole' in record ? record.pgRole === 'standby' && record.streaming === true : undefined;
+  if (candidateProblem({ alive, nofailover: record.nofailover, role: record.role, streaming }, 0) !== null) return false;
   const manager = record.manager as { state?: unknown } | undefined;
   return !(typeof manager?.state === 'string' && /unhealthy|failed/.test(manager.state));
 }

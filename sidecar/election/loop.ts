@@ -33,8 +33,11 @@ const MIN_STANDBY_TURN_MS = 100;
  */
 export type LeaseGuard = Pick<WriteGuard, 'feed' | 'onLost' | 'arm' | 'disarm' | 'session'>;
 
+/** What the election takes of the config: the node's name, how peers reach its API, its tag, and the timings. */
+export type ElectionConfig = Pick<SidecarConfig, 'nodeName' | 'address' | 'apiPort' | 'apiUrl' | 'nofailover' | 'timings'>;
+
 export interface LoopDeps {
-  config: SidecarConfig;
+  config: ElectionConfig;
   store: ElectionStore;
   log: Logger;
   logContext: LogContext;

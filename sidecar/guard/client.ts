@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { SidecarConfig } from '../config.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { boundCommand, spawnBound } from '../shared/process.js';
@@ -229,17 +228,4 @@ export class WriteGuard {
       child.stdin!.write(formatCommand(command));
     });
   }
-}
-
-/** The node's write guard over its Postgres data directory (Postgres enabled only). */
-/** `names`: the leader lock's key and the node's alive check, as the Consul part names them. */
-export function createWriteGuard(config: SidecarConfig, names: Pick<GuardConsul, 'lockKey' | 'aliveCheck'>, log: Logger, script?: string): WriteGuard {
-  return new WriteGuard({
-    dataDir: join(config.dataDir, 'postgres'),
-    nodeName: config.nodeName,
-    leaseMs: config.timings.lease * 1000,
-    consul: { url: config.consul.url, token: config.consul.token, ...names },
-    log,
-    script,
-  });
 }

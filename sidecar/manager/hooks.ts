@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../log.js';
 import { boundCommand, spawnBound } from '../shared/process.js';
-import type { HookEvent } from './config.js';
+import type { HookEvent } from './config-section.js';
 
 /** After SIGTERM at its timeout, a hook gets this long to exit before SIGKILL. */
 const KILL_GRACE_MS = 2_000;

@@ -3,7 +3,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Role } from '../election/decide.js';
 import type { DemoteReason, Participant, TurnContext } from '../election/participant.js';
 import type { Logger } from '../log.js';
-import type { HookEvent, ManagerConfig } from './config.js';
+import type { HookEvent, ManagerConfig } from './config-section.js';
 import { HealthProbe } from './health.js';
 import { HookRunner, type HookIdentity, type HookResult } from './hooks.js';
 

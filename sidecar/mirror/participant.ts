@@ -19,7 +19,22 @@ const SYNC_WAIT_MS = 10_000;
 /** A peer's position is read from its /health; one that does not answer in time counts as unreadable. */
 const PEER_POSITION_TIMEOUT_MS = 1_000;
 
-export type FilesConfig = NonNullable<SidecarConfig['files']>;
+/** The config's `files` section: the mirror's own. */
+export type FilesSection = NonNullable<SidecarConfig['files']>;
+
+/** The node-wide values the mirror takes besides its section. */
+export interface MirrorNodeValues {
+  nodeName: string;
+  /** The leader's server listens on this node's address. */
+  address: string;
+  /** The TLS pre-shared key and its identity derive from these (tls.ts). */
+  clusterName: string;
+  clusterToken: string;
+  /** The sidecar's data directory: the mirror's state (highest term seen, position) is kept there. */
+  dataDir: string;
+  /** Whether the node runs Postgres: then a synchronous upload waits for a standby of its synchronous list (fitness.ts). */
+  postgres: boolean;
+}
 
 /** What `members/<node>.files` holds; `hactl cluster status` shows state and generation. */
 export interface FilesMemberField {
@@ -47,9 +62,11 @@ export interface FilesSyncResult {
 /**
  * The file mirror as a part of the reconcile loop: the leader serves its directory on port 22000, each
  * standby follows the current leader. The direction follows the lock: promote starts the server, demote stops
- * it before anything else, followerTurn points the client at whoever leads now.
+ * it before anything else, followerTurn points the client at whoever leads now. The code calls the part the
+ * mirror (this folder, its classes); what users see is named `files` after what it mirrors (the config
+ * section, `POST /files/sync`, the member record's field, the metrics, this part's log lines).
  */
-export class FilesParticipant implements Participant {
+export class MirrorParticipant implements Participant {
   readonly name = 'files';
   private server: MirrorServer | null = null;
   private client: MirrorClient | null = null;
@@ -67,14 +84,14 @@ export class FilesParticipant implements Participant {
   private strict = false;
 
   constructor(
-    private readonly config: SidecarConfig,
-    private readonly files: FilesConfig,
+    private readonly node: MirrorNodeValues,
+    private readonly files: FilesSection,
     private readonly log: Logger,
     private readonly metrics: Metrics,
     /** How this node calls its peers' APIs (HTTPS with the cluster CA when TLS is on). */
     private readonly peers: FetchFunction,
   ) {
-    this.state = new MirrorState(join(config.dataDir, 'files-mirror.json'));
+    this.state = new MirrorState(join(node.dataDir, 'files-mirror.json'));
   }
 
   /** A missing root, or an empty one on another device than before (unmounted), is an error: nothing is served or applied. */
@@ -102,12 +119,12 @@ export class FilesParticipant implements Participant {
     if (this.server || !this.serving) return;
     const server = new MirrorServer({
       root: this.files.directory,
-      address: this.config.address,
+      address: this.node.address,
       port: this.files.port,
       term: this.serverTerm,
-      node: this.config.nodeName,
-      clusterToken: this.config.clusterToken,
-      clusterName: this.config.clusterName,
+      node: this.node.nodeName,
+      clusterToken: this.node.clusterToken,
+      clusterName: this.node.clusterName,
       rescanMs: this.files.rescanSeconds * 1000,
       mayServe: () => this.serving,
       log: this.log,
@@ -147,8 +164,8 @@ export class FilesParticipant implements Participant {
       this.serverTerm = ctx.term;
     }
     if (!this.server) await this.startServer();
-    const own = ctx.members.find((m) => m.record.name === this.config.nodeName)?.record;
-    this.uploadAckers = acknowledgers(ctx.synchronousMode, this.config.postgres.enabled, own?.syncStandbys);
+    const own = ctx.members.find((m) => m.record.name === this.node.nodeName)?.record;
+    this.uploadAckers = acknowledgers(ctx.synchronousMode, this.node.postgres, own?.syncStandbys);
     this.strict = ctx.synchronousModeStrict;
     const s = this.server;
     if (this.error || !s) await ctx.reportCheck('files', 'files', 'critical', `leader cannot serve its files: ${this.error ?? 'starting'}`);
@@ -159,7 +176,7 @@ export class FilesParticipant implements Participant {
     if (this.server || this.serving) await this.demote('lock_lost', this.log);
     this.state.update({ highestTerm: ctx.term });
     const leader = ctx.members.find((m) => m.record.name === ctx.leader?.name)?.record;
-    if (!leader || leader.name === this.config.nodeName) return;
+    if (!leader || leader.name === this.node.nodeName) return;
     const c = this.client;
     // A newer term means a newer leader: drop a connection to an older one at once.
     if (c && (c.leader !== leader.name || c.host !== leader.address || (c.term > 0 && c.term < ctx.term))) this.stopClient();
@@ -178,9 +195,9 @@ export class FilesParticipant implements Participant {
         host: leader.address,
         port: this.files.port,
         leader: leader.name,
-        node: this.config.nodeName,
-        clusterToken: this.config.clusterToken,
-        clusterName: this.config.clusterName,
+        node: this.node.nodeName,
+        clusterToken: this.node.clusterToken,
+        clusterName: this.node.clusterName,
         rescanMs: this.files.rescanSeconds * 1000,
         state: this.state,
         log: this.log,
@@ -209,10 +226,10 @@ export class FilesParticipant implements Participant {
   async syncFiles(paths: string[]): Promise<FilesSyncResult> {
     const server = this.server;
     const accepts = this.uploadAckers;
-    if (!server || !this.serving || accepts === undefined) throw new SidecarError('files_not_serving', `${this.config.nodeName} does not serve its files (yet)`, 503);
+    if (!server || !this.serving || accepts === undefined) throw new SidecarError('files_not_serving', `${this.node.nodeName} does not serve its files (yet)`, 503);
     const deadline = Date.now() + SYNC_WAIT_MS;
     const sequence = await server.syncPoint(paths, deadline);
-    if (!accepts || (!this.config.postgres.enabled && !this.strict && !server.hasFollower(accepts))) return { sequence, synchronous: false };
+    if (!accepts || (!this.node.postgres && !this.strict && !server.hasFollower(accepts))) return { sequence, synchronous: false };
     const standby = await server.waitInstalled(sequence, accepts, deadline);
     return { sequence, synchronous: true, standby };
   }
@@ -225,12 +242,12 @@ export class FilesParticipant implements Participant {
    */
   async fitness(ctx: TurnContext): Promise<Fitness> {
     const lastLeader = ctx.leader?.name;
-    if (!ctx.synchronousMode || lastLeader === undefined || lastLeader === this.config.nodeName) return { fit: true, reason: 'files' };
+    if (!ctx.synchronousMode || lastLeader === undefined || lastLeader === this.node.nodeName) return { fit: true, reason: 'files' };
     // The operator's target (switchover: the old leader handed over; failover --to) is not outranked, as in Postgres.
     if (ctx.switchoverTarget) return { fit: true, reason: 'files: switchover target' };
     const leaderSync = ctx.members.find((m) => m.record.name === lastLeader)?.record.syncStandbys;
     const mine = this.state.position;
-    for (const peer of filesPeers(ctx.members, this.config.nodeName, lastLeader, this.config.postgres.enabled ? leaderSync : null)) {
+    for (const peer of filesPeers(ctx.members, this.node.nodeName, lastLeader, this.node.postgres ? leaderSync : null)) {
       const theirs = await peerPosition(peer.apiUrl, this.peers);
       if (!theirs) {
         if (peer.mustRead) return { fit: false, reason: `synchronous mode: cannot read ${peer.name}'s files position, and it may hold newer uploads` };
@@ -271,8 +288,8 @@ export class FilesParticipant implements Participant {
   }
 }
 
-export function createFilesParticipant(config: SidecarConfig, log: Logger, metrics: Metrics, peers: FetchFunction): FilesParticipant | null {
-  return config.files?.enabled ? new FilesParticipant(config, config.files, log, metrics, peers) : null;
+export function createMirrorParticipant(files: FilesSection | undefined, node: MirrorNodeValues, log: Logger, metrics: Metrics, peers: FetchFunction): MirrorParticipant | null {
+  return files?.enabled ? new MirrorParticipant(node, files, log, metrics, peers) : null;
 }
 
 const positionSchema = z.object({ term: z.number().int().nonnegative(), epoch: z.string(), seq: z.number().int().nonnegative() });

@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FetchLike } from '../../cli/client.js';
+import type { FetchLike } from '../../cli/leader-client.js';
 import type { CliContext } from '../../cli/context.js';
 import { cleanUsageMessage, helpHint, main } from '../../cli/hactl.js';
 import type { ProfilesFile } from '../../cli/profiles.js';

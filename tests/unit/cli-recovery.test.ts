@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FetchLike } from '../../cli/client.js';
+import type { FetchLike } from '../../cli/leader-client.js';
 import type { CliContext } from '../../cli/context.js';
 import { main } from '../../cli/hactl.js';
 

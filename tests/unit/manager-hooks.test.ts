@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import winston from 'winston';
-import { managerSchema } from '../../sidecar/manager/config.js';
+import { managerSchema } from '../../sidecar/manager/config-section.js';
 import { HookRunner } from '../../sidecar/manager/hooks.js';
 import { processAlive } from '../../sidecar/shared/process.js';
 import { waitFor } from '../harness/processes.js';

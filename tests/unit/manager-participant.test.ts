@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import winston from 'winston';
 import type { TurnContext } from '../../sidecar/election/participant.js';
-import { managerSchema } from '../../sidecar/manager/config.js';
+import { managerSchema } from '../../sidecar/manager/config-section.js';
 import { ManagerParticipant } from '../../sidecar/manager/participant.js';
 
 /**

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, writeFileSync } 
 import { SidecarError } from '../../sidecar/errors.js';
 import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
 import type { ClusterView } from '../api.js';
-import type { FetchLike } from '../client.js';
+import type { FetchLike } from '../leader-client.js';
 import { readProfileTls } from '../profiles.js';
 import { httpsFetch, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
 import { join } from 'node:path';

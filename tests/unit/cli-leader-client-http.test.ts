@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SidecarError } from '../../sidecar/errors.js';
-import type { FetchLike, ProfileHandle } from '../../cli/client.js';
-import { callAny, callLeader } from '../../cli/client.js';
+import type { FetchLike, ProfileHandle } from '../../cli/leader-client.js';
+import { callAny, callLeader } from '../../cli/leader-client.js';
 
 /**
  * The leader search over real sockets and Node's own fetch: a port nobody listens on (connection

@@ -1,7 +1,7 @@
-// Just over 400 lines: one file per module (cli/client.ts); the leader search's cases share one scripted fetch.
+// Just over 400 lines: one file per module (cli/leader-client.ts); the leader search's cases share one scripted fetch.
 import { describe, expect, it } from '@jest/globals';
 import { SidecarError } from '../../sidecar/errors.js';
-import type { ApiRequest, FetchInit, FetchLike, FetchResponse, ProfileHandle } from '../../cli/client.js';
+import type { ApiRequest, FetchInit, FetchLike, FetchResponse, ProfileHandle } from '../../cli/leader-client.js';
 import {
   DEFAULT_TIMEOUT_MS,
   callAny,
@@ -12,7 +12,7 @@ import {
   searchAny,
   searchLeader,
   sendOnce,
-} from '../../cli/client.js';
+} from '../../cli/leader-client.js';
 import { exitCodeFor } from '../../cli/output.js';
 import { rejection } from '../harness/assertions.js';
 
