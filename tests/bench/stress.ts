@@ -79,6 +79,8 @@ export async function benchStress(scenarios: readonly StressScenario[], opts: St
       const started = Date.now();
       console.log(`  ${scenario}: started ${new Date(started).toISOString()}`);
       const detail = await SCENARIOS[scenario](cluster, opts);
+      // The window ends once the cluster has settled again, so a failover the scenario set off is counted here.
+      await cluster.waitAllStreaming(opts.synchronous);
       await watcher.stop();
       const twoLeaders = watcher.overlaps;
       watcher = undefined;
@@ -98,7 +100,7 @@ export async function benchStress(scenarios: readonly StressScenario[], opts: St
         lastClientError: w.errors > errorsFrom ? w.lastError : '',
         acked: acked.length,
         lost: acked.filter((id) => !present.has(id)).length,
-        longestWriteGapMs: Math.round(w.longestGapMs),
+        longestWriteGapMs: Math.round(Math.max(w.longestGapMs, w.sinceLastAck())),
         twoLeaders,
         detail,
       };
