@@ -13,7 +13,8 @@ import { descendants, logLinesSince } from './failover.js';
  * - `cpu-hogs`: two busy loops keep both cores busy;
  * - `slow-disk`: every process of the leader's node (Consul server, sidecar, write guard, Postgres) in a
  *   cgroup v1 blkio group limited to `STRESS_DISK_IOPS` writes per second on the disk under the data, so each
- *   WAL flush and each raft log append waits for the throttle, as on a disk that syncs slowly;
+ *   WAL flush and each raft log append waits for the throttle, as on a disk that syncs slowly; the raft
+ *   leader is moved to that node first (the worst case);
  * - `raft-leader-changes`: `STRESS_RAFT_CHANGES` forced Consul raft elections, alternately a leadership
  *   transfer (`/v1/operator/raft/transfer-leader`) and kill -9 of the raft leader's Consul when it runs on a
  *   standby's node (restarted once the others elected a leader; the next change waits until autopilot calls every server healthy).
@@ -136,6 +137,14 @@ const SCENARIOS: Record<StressScenario, Scenario> = {
   'slow-disk': async (cluster, opts) => {
     const leader = await waitFor('one leader', () => cluster.leaderIndex(), 30_000);
     const node = cluster.driver.node(leader);
+    // The worst case: the raft leader on the same node, so every Consul write and every lease confirmation
+    // waits on the slow disk too.
+    const raftBefore = await cluster.consul.waitForLeader();
+    if (!raftBefore.startsWith(`${node.address}:`)) {
+      const from = cluster.names.findIndex((_, i) => raftBefore.startsWith(`${cluster.address(i)}:`));
+      await transferRaftLeader(cluster, from, leader);
+      await newRaftLeader(cluster, [leader], raftBefore);
+    }
     const device = deviceOf(node.dir);
     const group = `${BLKIO}/ha-bench-slow-disk-${process.pid}`;
     mkdirSync(group);
@@ -147,7 +156,8 @@ const SCENARIOS: Record<StressScenario, Scenario> = {
       const pids = [sidecar, consul, ...descendants(sidecar)];
       for (const pid of pids) moveTo(group, String(pid));
       await pause(opts.seconds * 1000);
-      return [`${cluster.names[leader]}'s ${pids.length} processes limited to ${opts.diskIops} write IOPS on ${device} for ${opts.seconds} s`];
+      const raftAfter = await cluster.consul.waitForLeader();
+      return [`${cluster.names[leader]}'s ${pids.length} processes limited to ${opts.diskIops} write IOPS on ${device} for ${opts.seconds} s; raft leader ${node.address} at the start, ${raftAfter} at the end`];
     } finally {
       // Back to the root group, then the group can go.
       const procs = readProcs(`${group}/cgroup.procs`);
