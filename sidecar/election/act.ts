@@ -22,6 +22,13 @@ export async function act(s: LoopState, action: Action, o: Observation): Promise
     case 'acquire':
       return tryAcquire(s, action.why, o);
     case 'finish_promotion':
+      // The lock is ours: also when an acquire that timed out at the client was applied (a slow raft leader),
+      // so this turn finds it held by our session while the role still says standby. A node promoting on the
+      // lock is a candidate whatever led here, so a promotion that fails steps down (stops Postgres, disarms
+      // the write guard, gives the lock back); as a standby the step-down would do nothing, and the guard,
+      // left armed past its deadline, would go on killing every Postgres this node starts.
+      if (s.role !== 'candidate') setRole(s, 'candidate');
+      s.lockHolder = s.session;
       return becomeLeader(s, o.switchover ? 'switchover' : !o.lastLeader ? 'start' : o.lastLeader.name === o.node ? 'resume' : 'failover', o);
     case 'stay_leader':
       if (!s.leadership) return; // stepped down meanwhile: nothing a leader does may run now

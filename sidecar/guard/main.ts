@@ -75,7 +75,7 @@ function check(): void {
  * answer (a partition, a hung agent), nothing is released and the old path holds.
  */
 function releaseWhileStarved(): void {
-  const session = state.session;
+  const session = state.leaseSession;
   if (!consul || !session || starvedReleaseTried === session) return;
   if (!killAllPostgres(dataDir, POLL_MS)) return; // not gone yet: the next poll tries again
   starvedReleaseTried = session;

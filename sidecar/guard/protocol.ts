@@ -73,15 +73,24 @@ export class GuardState {
   deadlineNs: bigint | null = null;
   /** The node's Consul session, as the sidecar last said. */
   session: string | null = null;
+  /**
+   * The session the armed lease rests on: the node's session when it was armed. A starved guard releases
+   * this one only; a session the sidecar created since never held the lock this lease was for.
+   */
+  leaseSession: string | null = null;
 
   apply(command: GuardCommand): GuardReply {
     if (command.kind === 'disarm') {
       this.armed = false;
+      this.leaseSession = null;
     } else if (command.kind === 'session') {
       this.session = command.session;
     } else {
       this.deadlineNs = command.deadlineNs;
-      if (command.kind === 'arm') this.armed = true;
+      if (command.kind === 'arm') {
+        this.armed = true;
+        this.leaseSession = this.session;
+      }
     }
     return { seq: command.seq, armed: this.armed };
   }

@@ -72,13 +72,13 @@ export function summarize(fault: Fault, runs: RunPhases[]): FaultSeries {
 }
 
 /** A sidecar log line (winston JSON); other lines (a crash's stack, the guard's own output) are skipped. */
-interface LogLine {
+export interface LogLine {
   message: string;
   at: number;
 }
 
 /** The JSON lines `file` got since byte `from`. */
-function logLinesSince(file: string, from: number): LogLine[] {
+export function logLinesSince(file: string, from: number): LogLine[] {
   const size = statSync(file).size;
   const buffer = Buffer.alloc(Math.max(0, size - from));
   const fd = openSync(file, 'r');
@@ -103,7 +103,7 @@ function logLinesSince(file: string, from: number): LogLine[] {
 const firstAt = (lines: LogLine[], t0: number, match: (message: string) => boolean): number | null => lines.find((l) => l.at >= t0 && match(l.message))?.at ?? null;
 
 /** Every process below `pid` (its children, theirs, ...), from /proc. */
-function descendants(pid: number): number[] {
+export function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

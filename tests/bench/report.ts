@@ -115,6 +115,26 @@ function loss(dir: string): string[] {
   return [...out, ''];
 }
 
+/** `npm run bench -- stress`: stress.json, stress-sync.json (BENCH_SYNC=1). */
+function stress(dir: string, name: string, how: string): string[] {
+  const out = [`## Conditions that must cause no failover (${name}: ${how})`, ''];
+  const { data, problem } = read(dir, name);
+  if (!data) return [...out, `Not measured: ${problem}.`, ''];
+  out.push(
+    `Written ${String(data.at)}; one 3-node cluster with Postgres, a client writing through HAProxy; ${num(data.seconds)} s of CPU hogs and of a slow disk (${num(data.diskIops)} write IOPS), ${num(data.raftChanges)} forced raft elections.`,
+    '',
+  );
+  const results = Array.isArray(data.results) ? (data.results as Json[]) : [];
+  const count = (v: unknown) => (Array.isArray(v) ? String(v.length) : '-');
+  out.push(
+    ...table(
+      ['scenario', 'seconds', 'leader changes', 'client errors', 'acknowledged', 'lost', 'longest write gap ms', 'instants of two leaders'],
+      results.map((r) => [String(r.scenario), num(r.seconds), count(r.leaderChanges), num(r.clientErrors), num(r.acked), num(r.lost), num(r.longestWriteGapMs), count(r.twoLeaders)]),
+    ),
+  );
+  return [...out, ''];
+}
+
 /** `npm run faults`: faults-<sync|async>-<time>.json; the newest of each mode. */
 function faults(dir: string): string[] {
   const out = ['## Fault suite (`npm run faults`)', ''];
@@ -167,6 +187,8 @@ function main(): void {
     ...faults(dir),
     ...failover(dir, 'failover.json', 'asynchronous mode'),
     ...failover(dir, 'failover-sync.json', 'synchronous mode, `BENCH_SYNC=1`'),
+    ...stress(dir, 'stress.json', 'asynchronous mode'),
+    ...stress(dir, 'stress-sync.json', 'synchronous mode, `BENCH_SYNC=1`'),
     ...loss(dir),
     ...mirror(dir),
     ...idle(dir),

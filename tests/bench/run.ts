@@ -5,6 +5,7 @@ import { benchFailover, FAULTS, PHASES, type Fault, timelineSvg, type Quantiles 
 import { benchIdle, type IdleVariant } from './idle.js';
 import { benchLoss } from './loss.js';
 import { benchMirror, type MirrorPart } from './mirror.js';
+import { benchStress, STRESS_SCENARIOS, type StressScenario } from './stress.js';
 
 /**
  * `npm run bench`: figures from a real local cluster, printed and written to bench-results/.
@@ -16,6 +17,9 @@ import { benchMirror, type MirrorPart } from './mirror.js';
  * latency,first,rss,catchup) to run some of the mirror's parts only. `npm run bench -- idle` (or BENCH=idle) measures the
  * idle cluster; BENCH_IDLE_VARIANTS (default 3,3:100000,5: nodes[:files]) and BENCH_IDLE_SECONDS (default 60).
  * The idle bench is not part of `all`: it measures quiet, and takes a few minutes per variant.
+ * `npm run bench -- stress` (not part of `all`: about 25 minutes) runs the conditions that must cause no failover
+ * (stress.ts): STRESS_SCENARIOS (default cpu-hogs,slow-disk,raft-leader-changes), STRESS_SECONDS (default 600 for
+ * each of the first two), STRESS_RAFT_CHANGES (default 20), STRESS_DISK_IOPS (default 20), BENCH_SYNC=1.
  */
 async function main(): Promise<void> {
   const which = process.argv[2] ?? process.env.BENCH ?? 'all';
@@ -62,6 +66,24 @@ async function main(): Promise<void> {
     const seconds = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
     console.log(`idle: each process's CPU and RSS over ${seconds} s of an idle local cluster (Postgres, file mirror, sample manager)`);
     write('idle.json', { seconds, results: await benchIdle(variants, seconds) });
+  }
+  if (which === 'stress') {
+    const scenarios = process.env.STRESS_SCENARIOS?.split(',') ?? [...STRESS_SCENARIOS];
+    const unknown = scenarios.filter((s) => !(STRESS_SCENARIOS as readonly string[]).includes(s));
+    if (unknown.length > 0) throw new Error(`STRESS_SCENARIOS: unknown scenario ${unknown.join(', ')} (one of: ${STRESS_SCENARIOS.join(', ')})`);
+    const opts = {
+      seconds: Number(process.env.STRESS_SECONDS ?? 600),
+      raftChanges: Number(process.env.STRESS_RAFT_CHANGES ?? 20),
+      diskIops: Number(process.env.STRESS_DISK_IOPS ?? 20),
+      synchronous,
+    };
+    console.log(`stress: conditions that must cause no failover, ${synchronous ? 'synchronous' : 'asynchronous'} mode, ${JSON.stringify(opts)}`);
+    const results = await benchStress(scenarios as StressScenario[], opts);
+    console.log(`\n${'scenario'.padEnd(22)}${['seconds', 'leader changes', 'client errors', 'acknowledged', 'lost', 'longest gap ms', 'two leaders'].map((c) => c.padStart(15)).join('')}`);
+    for (const r of results) {
+      console.log(`${r.scenario.padEnd(22)}${[r.seconds, r.leaderChanges.length, r.clientErrors, r.acked, r.lost, r.longestWriteGapMs, r.twoLeaders.length].map((v) => String(v).padStart(15)).join('')}`);
+    }
+    write(`stress${synchronous ? '-sync' : ''}.json`, { ...opts, results });
   }
   if (which === 'loss' || which === 'all') {
     const kills = Number(process.env.BENCH_RUNS ?? 10);

@@ -12,6 +12,9 @@ export class WritingClient {
   /** For each acknowledged id (same order as `acked`): when (performance.now()) and which server (its address). */
   readonly ackedAt: { at: number; server: string }[] = [];
   longestGapMs = 0;
+  /** Inserts that were not acknowledged (refused, cut or timed out), and the last error's message. */
+  errors = 0;
+  lastError = '';
   private nextId: number;
   private running = true;
   private readonly done: Promise<void>;
@@ -47,8 +50,10 @@ export class WritingClient {
         const now = performance.now();
         this.longestGapMs = Math.max(this.longestGapMs, now - this.lastAckAt);
         this.lastAckAt = now;
-      } catch {
+      } catch (e) {
         // Refused, cut or timed out: not acknowledged. Reconnect (HAProxy picks the leader).
+        this.errors++;
+        this.lastError = e instanceof Error ? e.message : String(e);
         await client?.end().catch(() => undefined);
         client = null;
       }

@@ -387,6 +387,8 @@ export class FakePostgres implements Participant {
   demoteGate: Deferred | null = null;
   /** Demotions that fail before one succeeds. */
   demoteFailures = 0;
+  /** Promotions that fail (after the guard was armed) before one succeeds. */
+  promoteFailures = 0;
   /** What the leader does every turn; a test may make it hang. */
   leaderTurn?: Participant['leaderTurn'];
   private permit = false;
@@ -413,6 +415,10 @@ export class FakePostgres implements Participant {
     this.permit = true;
     this.note('promote');
     if (this.promoteGate) await this.promoteGate.promise;
+    if (this.promoteFailures > 0) {
+      this.promoteFailures--;
+      throw new Error('postgres did not come up as a writable primary');
+    }
     if (!this.permit) return;
     this.writers.set(this.node, true);
     this.note('writable');

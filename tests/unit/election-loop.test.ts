@@ -340,3 +340,26 @@ describe('election loop: the lock lost while promoting', () => {
     expect(c.writers.violations).toEqual([]);
   });
 });
+
+describe('election loop: an acquire whose answer was lost', () => {
+  test('the lock it finds its own next turn makes it a candidate: a promotion that fails then steps down, stopping Postgres and disarming the guard', async () => {
+    // Seen under a slow raft leader (the stress bench's slow disk): the acquire timed out at the client but was
+    // applied; the next turn found the lock ours and promoted from the standby role, and when that promotion
+    // failed the step-down did nothing (not a candidate), leaving the guard armed past its deadline.
+    const c = newCluster(['n1']);
+    const n1 = c.node('n1');
+    n1.pg.promoteFailures = 1;
+    const release = c.consul.hold({ node: 'n1', methods: ['acquireLock'] });
+    await c.start('n1');
+    await c.clock.until(() => c.consul.waiting('acquireLock').length > 0, 5_000, 'n1 tries to take the lock');
+    release();
+    c.consul.waiting('acquireLock')[0].lose();
+    await c.clock.until(() => n1.pg.count('stopped') === 1, 5_000, 'the failed promotion is stepped down');
+    expect(n1.pg.count('promote')).toBe(1);
+    expect(n1.guard.armed).toBe(false);
+    expect(n1.lines.some((l) => /role standby -> candidate/.test(l))).toBe(true);
+    await c.clock.until(() => c.role('n1') === 'leader', 10_000, 'n1 leads on a later turn');
+    expect(n1.lines.some((l) => /role standby -> leader/.test(l))).toBe(false);
+    expect(n1.guard.armed).toBe(true);
+  });
+});

@@ -100,6 +100,23 @@ describe('write guard protocol: state', () => {
     expect(s.deadlineNs).toBe(100n);
   });
 
+  test("the lease's session is the one told before the arm; a later session is not, and a disarm forgets it", () => {
+    const s = new GuardState();
+    const first = '3f2c9a1e-0b7d-4c55-9e21-6a8d0f4b2c17';
+    const later = '9b1d7e44-2a6f-4c3e-8d10-5f7a2c9e0b31';
+    s.apply({ seq: 1, kind: 'session', session: first });
+    s.apply(arm(2, 100n));
+    expect(s.leaseSession).toBe(first);
+    // A starved guard whose sidecar dropped that session and made a new one releases only the first.
+    s.apply({ seq: 3, kind: 'session', session: later });
+    expect(s.session).toBe(later);
+    expect(s.leaseSession).toBe(first);
+    s.apply({ seq: 4, kind: 'disarm' });
+    expect(s.leaseSession).toBeNull();
+    s.apply(arm(5, 200n));
+    expect(s.leaseSession).toBe(later);
+  });
+
   test('an arm without any confirmation (deadline 0) kills at once: fail closed', () => {
     const s = new GuardState();
     s.apply(arm(1, 0n));
