@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ha-sidecar's local cluster and tests need, from nothing: PostgreSQL 15 server binaries,
-# HAProxy, docker-compose and docker.io (the compose test), mmdebstrap (its stand-in base image), rsync (the mirror benchmark) and nftables (the fault suite) from Debian, and a pinned Consul built from Go modules.
+# HAProxy, docker-compose and docker.io (the compose test), mmdebstrap (its stand-in base image), rsync (the mirror benchmark) and nftables (the fault suite) from Debian, and a pinned Consul and
+# the `docker compose` v2 plugin (Debian 12 has none; the compose test runs both CLIs) built from Go modules.
 # Does nothing that is already done, so it is cheap to run before every test run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,3 +31,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash "$ROOT/scripts/build-consul.sh"
+bash "$ROOT/scripts/build-compose.sh"

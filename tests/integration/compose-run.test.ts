@@ -1,10 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { APP_LOGIN, CLUSTER_TOKEN } from '../harness/cluster.js';
-import { type DockerEngine, dockerEngine } from '../harness/docker-engine.js';
+import { COMPOSE_V2_CONFIG, type DockerEngine, dockerEngine } from '../harness/docker-engine.js';
 import { assertPortFree, runCommand, waitFor } from '../harness/processes.js';
 import { WritingClient } from '../harness/writer.js';
 
@@ -14,7 +15,8 @@ import { WritingClient } from '../harness/writer.js';
  * (docker/stand-in.env, scripts/docker-stand-ins.sh): no image registry is reachable here.
  * The cluster runs with Consul's gossip encryption and ACLs switched on by the compose variables, so the one
  * run (CI time) covers that setting too: the sidecar then works with the token the entrypoint creates.
- * Times of the build, up, failover and rejoin are printed as it runs.
+ * Times of the build, up, failover and rejoin are printed as it runs. Last, a shorter run of the same file
+ * under `docker compose` v2 (the plugin scripts/build-compose.sh builds): up, one leader, hactl, down -v.
  */
 
 const root = projectRoot();
@@ -32,8 +34,10 @@ const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   const base = Object.fromEntries(Object.entries(engine?.env ?? process.env).filter(([k]) => !k.startsWith('HA_') && !k.startsWith('COMPOSE_')));
   return { ...base, COMPOSE_PROJECT_NAME: PROJECT, HA_CLUSTER_TOKEN: CLUSTER_TOKEN, ...SECURED, ...extra };
 };
-const compose = (args: string[], timeoutMs = 120_000, extraEnv?: Record<string, string>) =>
-  runCommand('docker-compose', ['--env-file', join(root, 'docker/stand-in.env'), '-f', join(root, 'docker-compose.yml'), '--project-directory', root, ...args], env(extraEnv), timeoutMs);
+const projectArgs = ['--env-file', join(root, 'docker/stand-in.env'), '-f', join(root, 'docker-compose.yml'), '--project-directory', root];
+const compose = (args: string[], timeoutMs = 120_000, extraEnv?: Record<string, string>) => runCommand('docker-compose', [...projectArgs, ...args], env(extraEnv), timeoutMs);
+/** The same under `docker compose` v2: the docker client finds the plugin in DOCKER_CONFIG's cli-plugins/. */
+const composeV2 = (args: string[], timeoutMs = 120_000) => runCommand('docker', ['compose', ...projectArgs, ...args], env({ DOCKER_CONFIG: COMPOSE_V2_CONFIG }), timeoutMs);
 const docker = (args: string[], timeoutMs = 60_000) => runCommand('docker', args, env(), timeoutMs);
 async function ok(run: Promise<{ code: number | null; out: string; err: string }>, what: string): Promise<string> {
   const r = await run;
@@ -88,6 +92,24 @@ describe('docker-compose.yml under a real Docker engine (stand-in images)', () =
     expect(r.err).toMatch(/set HA_CLUSTER_TOKEN to 16\+ characters/);
     expect(await leftovers()).toEqual(['', '', '']);
   });
+
+  test("a published port already in use on 127.0.0.1: up fails with the engine's line naming it; down -v then leaves nothing", async () => {
+    // n1 publishes the Consul UI's port; held here, n1 cannot start. Docker creates the network, the
+    // volumes and every container first, so n2 and n3 run until down (docs/operations.md "Troubleshooting").
+    const holder = createServer();
+    await new Promise<void>((resolve, reject) => holder.once('error', reject).listen(PUBLISHED.consulUi, HOST, resolve));
+    try {
+      const r = await compose(['up', '-d', '--no-build'], 120_000);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toMatch(new RegExp(`^ERROR: for n1 .*listen tcp4 ${HOST.replaceAll('.', '\\.')}:${PUBLISHED.consulUi}: bind: address already in use$`, 'm'));
+      const [containers, volumes, networks] = (await leftovers()).map((ids) => ids.split('\n').filter(Boolean).length);
+      console.log(`[compose] port ${HOST}:${PUBLISHED.consulUi} held: up -d exits ${r.code}; left until down: ${containers} containers, ${volumes} volumes, ${networks} network`);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
+    await ok(compose(['down', '-v', '--remove-orphans', '-t', '5'], 120_000), 'docker-compose down -v');
+    expect(await leftovers()).toEqual(['', '', '']);
+  }, 300_000);
 
   let leader = -1;
   test('up -d: exactly one node answers 200 on /leader through its published port, the others 200 on /replica', async () => {
@@ -176,4 +198,23 @@ describe('docker-compose.yml under a real Docker engine (stand-in images)', () =
     await ok(compose(['down', '-v', '--remove-orphans', '-t', '5'], 120_000), 'docker-compose down -v');
     expect(await leftovers()).toEqual(['', '', '']);
   }, 150_000);
+});
+
+describe('the same file under docker compose v2 (v5.6.0), the images built above', () => {
+  test('up -d: one leader and two replicas on the published ports; hactl cluster status in n1 lists the three; down -v leaves nothing', async () => {
+    const start = performance.now();
+    try {
+      await ok(composeV2(['up', '-d'], 600_000), 'docker compose up -d');
+      const leader = await waitFor('one leader on the published ports', () => soleLeader(), 120_000, 500);
+      const others = [0, 1, 2].filter((i) => i !== leader);
+      await waitFor('the others answer /replica 200', async () => (await Promise.all(others.map((i) => status(apiPort(i), '/replica')))).every((s) => s === 200), 120_000, 500);
+      console.log(`[compose] docker compose v2 up: ${seconds(start)} s to a leader (${NODES[leader]}) and two replicas`);
+      const out = await ok(composeV2(['exec', '-T', 'n1', 'hactl', 'cluster', 'status']), 'docker compose exec n1 hactl cluster status');
+      for (const name of NODES) expect(out).toMatch(new RegExp(`^\\*?\\s+${name}\\s+172\\.28\\.0\\.1\\d`, 'm'));
+      expect(out).toContain(`leader: ${NODES[leader]}`);
+    } finally {
+      await ok(composeV2(['down', '-v', '--remove-orphans', '-t', '5'], 120_000), 'docker compose down -v');
+    }
+    expect(await leftovers()).toEqual(['', '', '']);
+  }, 900_000);
 });

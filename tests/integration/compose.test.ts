@@ -3,13 +3,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { consulBinary } from '../../cli/local/paths.js';
+import { COMPOSE_V2_CONFIG, dockerEngine } from '../harness/docker-engine.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { loadConfig } from '../../sidecar/config.js';
 
 /**
  * The Docker files, checked without a Docker engine: docker-compose.yml through Debian's `docker-compose
- * config`, the entrypoint's rendering of consul-config/ through the real Consul's `validate`, the sidecar
+ * config` and the same file through `docker compose config` (v2, the plugin scripts/build-compose.sh
+ * builds), the entrypoint's rendering of consul-config/ through the real Consul's `validate`, the sidecar
  * config it writes through the sidecar's own validation, and both HAProxy configs through `haproxy -c`.
+ * Last, the tests' Docker engine when none answers and none can be started: one error with a stable code.
  */
 
 const root = projectRoot();
@@ -66,6 +69,22 @@ function composeConfig(extraEnv: Record<string, string> = {}, envFile?: string):
   const json = run('/usr/bin/python3', ['-c', 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'], { input: result.stdout });
   expect(json.stderr).toBe('');
   return { result, compose: JSON.parse(json.stdout) as Compose };
+}
+
+/** What `docker compose config --format json` (v2) prints of a service; it spells ports, volumes and durations out. */
+interface ComposeV2Service extends Omit<ComposeService, 'ports' | 'volumes' | 'healthcheck'> {
+  ports?: { host_ip?: string; published: string; target: number; protocol: string }[];
+  volumes?: { type: string; source: string; target: string; read_only?: boolean }[];
+  healthcheck?: { test: string[]; interval: string; timeout: string; retries: number; start_period: string };
+  [key: string]: unknown;
+}
+
+/** `docker compose config` through the docker client with the plugin scripts/build-compose.sh builds. */
+function composeV2Config(extraEnv: Record<string, string> = {}, envFile?: string): { result: SpawnSyncReturns<string>; services: Record<string, ComposeV2Service> } {
+  const files = ['-f', join(root, 'docker-compose.yml'), '--project-directory', root, ...(envFile ? ['--env-file', join(root, envFile)] : [])];
+  const env = cleanEnv({ DOCKER_CONFIG: COMPOSE_V2_CONFIG, HA_CLUSTER_TOKEN: TOKEN, ...extraEnv });
+  const result = run('docker', ['compose', ...files, 'config', '--format', 'json'], { env });
+  return { result, services: result.status === 0 ? (JSON.parse(result.stdout) as { services: Record<string, ComposeV2Service> }).services : {} };
 }
 
 const ipOf = (s: ComposeService) => Object.values(s.networks ?? {})[0]?.ipv4_address ?? '';
@@ -217,6 +236,59 @@ describe('docker-compose.yml', () => {
     const sections = haproxySections(read('docker/haproxy.cfg'));
     const binds = [...sections.values()].flat().filter((l) => l.startsWith('bind ')).map((l) => Number(l.split(':').pop()));
     expect(binds.sort()).toEqual((compose.services.haproxy.ports ?? []).map((p) => published(p).target).sort());
+  });
+});
+
+describe('docker-compose.yml under docker compose v2 (v5.6.0, scripts/build-compose.sh)', () => {
+  /** Go durations as both CLIs print them ("1m", "1m0s", "30s") in seconds. */
+  const secondsOf = (d: string) => [...d.matchAll(/(\d+)([hms])/g)].reduce((s, [, n, u]) => s + Number(n) * { h: 3600, m: 60, s: 1 }[u as 'h' | 'm' | 's'], 0);
+  /** What a service is, in one spelling for both CLIs' normalised output. */
+  const v1View = (s: ComposeService & Record<string, unknown>) => ({
+    ...s,
+    ports: (s.ports ?? []).map(published),
+    volumes: (s.volumes ?? []).map((v) => v.split(':').slice(0, 2)),
+    healthcheck: s.healthcheck && { ...s.healthcheck, start_period: secondsOf(String((s.healthcheck as Record<string, unknown>).start_period)) },
+    depends_on: s.depends_on,
+  });
+  const v2View = (s: ComposeV2Service) => ({
+    ...Object.fromEntries(Object.entries(s).filter(([, v]) => v !== null)),
+    ports: (s.ports ?? []).map((p) => ({ host: p.host_ip ?? '', published: Number(p.published), target: p.target })),
+    volumes: (s.volumes ?? []).map((v) => [v.source, v.target]),
+    healthcheck: s.healthcheck && { ...s.healthcheck, start_period: secondsOf(s.healthcheck.start_period) },
+    depends_on: s.depends_on && Object.fromEntries(Object.entries(s.depends_on).map(([k, v]) => [k, { condition: (v as { condition: string }).condition }])),
+  });
+
+  test('the plugin is built (npm run setup) and the docker client finds it in DOCKER_CONFIG', () => {
+    expect(existsSync(join(COMPOSE_V2_CONFIG, 'cli-plugins/docker-compose'))).toBe(true);
+    const version = run('docker', ['compose', 'version'], { env: cleanEnv({ DOCKER_CONFIG: COMPOSE_V2_CONFIG }) });
+    expect(version.stdout.trim()).toBe('Docker Compose version v5.6.0');
+  });
+
+  test('validates without warnings, and reads every service as docker-compose 1.29 does', () => {
+    const { result, services } = composeV2Config();
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(Object.keys(services).sort()).toEqual(Object.keys(compose.services).sort());
+    for (const name of Object.keys(compose.services)) {
+      const v1 = v1View(compose.services[name] as ComposeService & Record<string, unknown>);
+      const v2 = v2View(services[name]);
+      expect({ name, ...v2 }).toEqual({ name, ...v1 });
+    }
+  });
+
+  test('with docker/stand-in.env: the stand-in images', () => {
+    const { result, services } = composeV2Config({}, 'docker/stand-in.env');
+    expect(result.status).toBe(0);
+    for (const name of NODES) expect(services[name].build?.args).toEqual({ NODE_IMAGE: 'ha-sidecar-node:local', CONSUL_BUILD_IMAGE: 'ha-sidecar-consul-build:local' });
+    expect(services.haproxy.image).toBe('ha-sidecar-base:bookworm');
+  });
+
+  test('without HA_CLUSTER_TOKEN it refuses; every line it prints names the variable and the fix (one per place the file uses it)', () => {
+    const { result } = composeV2Config({ HA_CLUSTER_TOKEN: '' });
+    expect(result.status).not.toBe(0);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(line).toMatch(/: required variable HA_CLUSTER_TOKEN is missing a value: set HA_CLUSTER_TOKEN to 16\+ characters, in the environment or in \.\/\.env \(README Docker\)$/);
   });
 });
 
@@ -400,5 +472,20 @@ describe('HAProxy configs: clients reach only the node whose GET /leader answers
     expect(localCfg.get('frontend manager')).toContain('bind 127.0.0.10:8080');
     expect(localCfg.get('listen stats')).toContain('bind 127.0.0.10:8404');
     expect(checkSettings(localCfg)).toEqual(checkSettings(dockerCfg));
+  });
+});
+
+describe("the tests' Docker engine (tests/harness/docker-engine.ts) when none answers and none can be started", () => {
+  const dead = () => ({ ...process.env, DOCKER_HOST: `unix://${join(mkdtempSync(join(dir, 'engine-')), 'docker.sock')}` });
+
+  test('no dockerd installed: one error with the stable code docker_engine_unavailable, naming the socket and the fix', async () => {
+    const env = dead();
+    await expect(dockerEngine({ env, dockerd: join(dir, 'no-such-dockerd') })).rejects.toThrow(
+      `docker_engine_unavailable: no Docker engine answers (docker info at ${env.DOCKER_HOST}) and ${join(dir, 'no-such-dockerd')} is not installed to start one: run npm run setup (installs docker.io), or start an engine`,
+    );
+  });
+
+  test('a dockerd that exits at start: the same code, not a timeout of the wait for it to answer', async () => {
+    await expect(dockerEngine({ env: dead(), dockerd: '/bin/false' })).rejects.toThrow(/^docker_engine_unavailable: no Docker engine answers and \/bin\/false exited at start/);
   });
 });
