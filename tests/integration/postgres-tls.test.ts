@@ -1,0 +1,160 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { initClusterTls, type TlsFiles } from '../../cli/tls.js';
+import { deriveSecret } from '../../sidecar/shared/secrets.js';
+import { APP_LOGIN, CLUSTER_TOKEN, SUPERUSER_LOGIN, TEST_CLIENT_CERT, TestCluster } from '../harness/cluster.js';
+import { TestHaproxy } from '../harness/haproxy.js';
+import { runCommand, waitFor } from '../harness/processes.js';
+import { WritingClient } from '../harness/writer.js';
+
+/**
+ * PostgreSQL over SSL on a real 3-node cluster with the `tls` section (Consul, Postgres, sidecars, HAProxy):
+ * every walsender and client connection is encrypted, plain TCP is refused, another CA is refused at both
+ * ends, and after a failover the new standbys stream over SSL again.
+ */
+
+const PSQL = '/usr/lib/postgresql/15/bin/psql';
+const scratch = mkdtempSync(join(tmpdir(), 'postgres-tls-'));
+const REPLICATION_PASSWORD = deriveSecret(CLUSTER_TOKEN, 'replication');
+const readText = (path: string) => readFileSync(path, 'utf8');
+
+describe('PostgreSQL over SSL with the cluster CA (3 nodes)', () => {
+  const cluster = new TestCluster({ size: 3, postgres: true, tls: { verifyClient: true } });
+  const haproxy = new TestHaproxy(cluster);
+  let other: TlsFiles;
+  const file = (name: string) => join(cluster.tlsDir, name);
+  const intruder = () => other.nodes[0];
+
+  /** psql as the replication user on node i (replication protocol: IDENTIFY_SYSTEM); exit code and stderr. */
+  const replicationLogin = async (i: number, ssl: Record<string, string>) => {
+    const conninfo = Object.entries({ host: cluster.address(i), port: '15432', user: 'replicator', dbname: 'replication', replication: 'true', connect_timeout: '5', ...ssl })
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    const run = await runCommand(PSQL, ['-X', '-At', '-c', 'IDENTIFY_SYSTEM', conninfo], { PATH: process.env.PATH ?? '', PGPASSWORD: REPLICATION_PASSWORD }, 20_000);
+    return { code: run.code, err: run.err.trim() };
+  };
+
+  /** A connection's error, or null when it connects. */
+  const connectError = async (config: pg.ClientConfig): Promise<string | null> => {
+    const client = new pg.Client({ connectionTimeoutMillis: 5_000, ...config });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      return null;
+    } catch (e) {
+      return (e as Error).message;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+
+  beforeAll(async () => {
+    other = await initClusterTls(join(scratch, 'other-ca'), 'other', [{ name: 'intruder', address: '127.0.0.1' }]);
+    await cluster.start();
+    await cluster.waitAllStreaming();
+    haproxy.start();
+  }, 240_000);
+  afterAll(async () => {
+    await cluster.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }, 60_000);
+
+  /** The leader's walsenders with their SSL state, once both standbys stream. */
+  const walsenders = async (leader: number) =>
+    cluster.sql<{ name: string; ssl: boolean; version: string | null }>(
+      leader,
+      'select r.application_name as name, s.ssl, s.version from pg_stat_replication r join pg_stat_ssl s using (pid) order by 1',
+      [],
+      SUPERUSER_LOGIN,
+    );
+
+  test('pg_stat_ssl: every walsender streams over SSL, and so do clients, direct and through HAProxy', async () => {
+    const leader = (await cluster.leaderIndex())!;
+    const standbys = cluster.names.filter((_, i) => i !== leader);
+    const senders = await walsenders(leader);
+    expect(senders.map((s) => s.name)).toEqual(standbys);
+    expect(senders.every((s) => s.ssl && /^TLSv1\.[23]$/.test(s.version ?? ''))).toBe(true);
+
+    const ownSsl = 'select s.ssl, host(inet_server_addr()) as server from pg_stat_ssl s where s.pid = pg_backend_pid()';
+    for (let i = 0; i < 3; i++) expect(await cluster.sql(i, ownSsl)).toEqual([{ ssl: true, server: cluster.address(i) }]);
+    await waitFor('HAProxy to have only the leader in service', async () => (await haproxy.inService().catch(() => [])).join() === cluster.names[leader], 15_000, 100);
+    expect(await cluster.sql(haproxy.postgres, ownSsl)).toEqual([{ ssl: true, server: cluster.address(leader) }]);
+  });
+
+  test('a plain connection to 15432 is refused by pg_hba (no entry without encryption), for every role', async () => {
+    for (let i = 0; i < 3; i++) {
+      for (const login of [APP_LOGIN, SUPERUSER_LOGIN]) {
+        expect(await connectError({ host: cluster.address(i), port: 15432, ...login, ssl: false })).toMatch(/no pg_hba\.conf entry for host .*, no encryption/);
+      }
+      const plain = await replicationLogin(i, { sslmode: 'disable' });
+      expect(plain.code).not.toBe(0);
+      expect(plain.err).toMatch(/no pg_hba\.conf entry for replication connection .*, no encryption/);
+    }
+    // Through HAProxy the same: it passes TCP through to the leader's 15432.
+    expect(await connectError({ ...haproxy.postgres, ...APP_LOGIN, ssl: false })).toMatch(/no pg_hba\.conf entry/);
+  });
+
+  test("a client trusting another CA refuses the server's certificate, on each node and through HAProxy", async () => {
+    const ca = other.caFile;
+    for (let i = 0; i < 3; i++) {
+      const refused = await connectError({ host: cluster.address(i), port: 15432, ...APP_LOGIN, ssl: { ca: readText(ca) } });
+      expect(refused).toMatch(/self[- ]signed certificate|unable to (get local issuer|verify)/i);
+      const libpq = await replicationLogin(i, { sslmode: 'verify-ca', sslrootcert: ca, sslcert: file(`${TEST_CLIENT_CERT}.crt`), sslkey: file(`${TEST_CLIENT_CERT}.key`) });
+      expect(libpq.code).not.toBe(0);
+      expect(libpq.err).toMatch(/certificate verify failed/);
+    }
+    expect(await connectError({ ...haproxy.postgres, ...APP_LOGIN, ssl: { ca: readText(ca), checkServerIdentity: () => undefined } })).toMatch(
+      /self[- ]signed certificate|unable to (get local issuer|verify)/i,
+    );
+  });
+
+  test('replication and the superuser need a client certificate of the cluster CA; the password alone or another CA\'s does not get in', async () => {
+    const leader = (await cluster.leaderIndex())!;
+    const verified = { sslmode: 'verify-full', sslrootcert: file('ca.crt') };
+    const ours = { ...verified, sslcert: file(`${TEST_CLIENT_CERT}.crt`), sslkey: file(`${TEST_CLIENT_CERT}.key`) };
+    const ok = await replicationLogin(leader, ours);
+    expect([ok.code, ok.err]).toEqual([0, '']);
+    const none = await replicationLogin(leader, { ...verified, sslcert: '/nonexistent', sslkey: '/nonexistent' });
+    expect(none.err).toMatch(/connection requires a valid client certificate/);
+    const theirs = await replicationLogin(leader, { ...verified, sslcert: intruder().certFile, sslkey: intruder().keyFile });
+    expect(theirs.code).not.toBe(0);
+    expect(theirs.err).toMatch(/unknown ca|certificate verify failed|SSL error/i);
+
+    const server = { host: cluster.address(leader), port: 15432, ...SUPERUSER_LOGIN };
+    const ca = readText(file('ca.crt'));
+    expect(await connectError({ ...server, ssl: { ca } })).toMatch(/connection requires a valid client certificate/);
+    expect(await connectError({ ...server, ssl: { ca, cert: readText(intruder().certFile), key: readText(intruder().keyFile) } })).not.toBeNull();
+    // The application's user logs in with its password over SSL, without a certificate.
+    expect(await connectError({ host: cluster.address(leader), port: 15432, ...APP_LOGIN, ssl: { ca } })).toBeNull();
+  });
+
+  test('a failover with SSL: a writer through HAProxy keeps every acknowledged row, and the new standbys stream over SSL', async () => {
+    const leader = (await cluster.leaderIndex())!;
+    // Synchronous: an acknowledged commit is on a standby, so a kill -9 of the leader loses none (design rule 5).
+    expect((await cluster.call(leader, 'PATCH', '/config', { synchronousMode: true })).status).toBe(200);
+    await cluster.waitAllStreaming(true);
+    await cluster.sql(leader, 'create table if not exists acked (id bigint primary key)');
+    const writer = new WritingClient(haproxy.postgres);
+    try {
+      await waitFor('writes acknowledged through HAProxy', async () => writer.acked.length >= 20, 15_000, 50);
+      await cluster.killSidecar(leader);
+      const next = await waitFor('a new leader', () => cluster.leaderIndex([0, 1, 2].filter((i) => i !== leader)), 30_000, 50);
+      const before = writer.acked.length;
+      await waitFor('writes acknowledged by the new leader', async () => writer.ackedAt.slice(before).some((a) => a.server === cluster.address(next)), 30_000, 50);
+      // The killed node comes back as a standby: rewound or cloned from the new leader over SSL (verify-full).
+      await cluster.startSidecar(leader);
+      await cluster.waitAllStreaming();
+      const senders = await walsenders(next);
+      expect(senders.map((s) => s.name)).toEqual(cluster.names.filter((_, i) => i !== next));
+      expect(senders.every((s) => s.ssl)).toBe(true);
+    } finally {
+      await writer.stop();
+    }
+    const rows = await cluster.sql<{ id: string }>(haproxy.postgres, 'select id from acked');
+    const stored = new Set(rows.map((r) => Number(r.id)));
+    expect(writer.acked.filter((id) => !stored.has(id))).toEqual([]);
+  }, 180_000);
+});
+
