@@ -5,6 +5,7 @@ import pg from 'pg';
 import { initClusterTls, type TlsFiles } from '../../cli/tls.js';
 import { deriveSecret } from '../../sidecar/shared/secrets.js';
 import { APP_LOGIN, CLUSTER_TOKEN, SUPERUSER_LOGIN, TEST_CLIENT_CERT, TestCluster } from '../harness/cluster.js';
+import { hactlIn, profileTlsArgs } from '../harness/hactl.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { runCommand, waitFor } from '../harness/processes.js';
 import { WritingClient } from '../harness/writer.js';
@@ -128,6 +129,26 @@ describe('PostgreSQL over SSL with the cluster CA (3 nodes)', () => {
     expect(await connectError({ ...server, ssl: { ca, cert: readText(intruder().certFile), key: readText(intruder().keyFile) } })).not.toBeNull();
     // The application's user logs in with its password over SSL, without a certificate.
     expect(await connectError({ host: cluster.address(leader), port: 15432, ...APP_LOGIN, ssl: { ca } })).toBeNull();
+  });
+
+  test('hactl dsn: verify-full with the profile\'s CA, which psql uses; through HAProxy verify-ca (the certificate names the node)', async () => {
+    const hactl = hactlIn(join(scratch, 'hactl'));
+    expect((await hactl('profiles', 'use', cluster.apiUrl(0), '--name', 'test', '--token', CLUSTER_TOKEN, ...profileTlsArgs(cluster))).code).toBe(0);
+    const dsn = (await hactl('dsn')).out.trim();
+    expect(dsn.endsWith(`?sslmode=verify-full&sslrootcert=${encodeURIComponent(file('ca.crt'))}`)).toBe(true);
+    const query = 'select s.ssl from pg_stat_ssl s where s.pid = pg_backend_pid()';
+    const env = { PATH: process.env.PATH ?? '' };
+    const direct = await runCommand(PSQL, ['-XAtc', query, dsn], env, 20_000);
+    expect([direct.code, direct.out.trim(), direct.err]).toEqual([0, 't', '']);
+
+    const { host, port } = haproxy.postgres;
+    const viaHaproxy = (sslmode: string) =>
+      runCommand(PSQL, ['-XAtc', query, `host=${host} port=${port} user=${APP_LOGIN.user} dbname=${APP_LOGIN.database} sslmode=${sslmode} sslrootcert=${file('ca.crt')}`], { ...env, PGPASSWORD: APP_LOGIN.password }, 20_000);
+    const full = await viaHaproxy('verify-full');
+    expect(full.code).not.toBe(0);
+    expect(full.err).toMatch(/server certificate for "n\d" \(and 1 other name\) does not match host name/);
+    const ca = await viaHaproxy('verify-ca');
+    expect([ca.code, ca.out.trim()]).toEqual([0, 't']);
   });
 
   test('a failover with SSL: a writer through HAProxy keeps every acknowledged row, and the new standbys stream over SSL', async () => {
