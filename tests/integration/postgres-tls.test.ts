@@ -1,6 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import pg from 'pg';
 import { initClusterTls, type TlsFiles } from '../../cli/tls.js';
 import { deriveSecret } from '../../sidecar/shared/secrets.js';
@@ -8,6 +10,7 @@ import { APP_LOGIN, CLUSTER_TOKEN, SUPERUSER_LOGIN, TEST_CLIENT_CERT, TestCluste
 import { hactlIn, profileTlsArgs } from '../harness/hactl.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { runCommand, waitFor } from '../harness/processes.js';
+import { renewedCertificate } from '../harness/tls.js';
 import { WritingClient } from '../harness/writer.js';
 
 /**
@@ -64,9 +67,9 @@ describe('PostgreSQL over SSL with the cluster CA (3 nodes)', () => {
 
   /** The leader's walsenders with their SSL state, once both standbys stream. */
   const walsenders = async (leader: number) =>
-    cluster.sql<{ name: string; ssl: boolean; version: string | null }>(
+    cluster.sql<{ name: string; pid: number; ssl: boolean; version: string | null }>(
       leader,
-      'select r.application_name as name, s.ssl, s.version from pg_stat_replication r join pg_stat_ssl s using (pid) order by 1',
+      'select r.application_name as name, pid, s.ssl, s.version from pg_stat_replication r join pg_stat_ssl s using (pid) order by 1',
       [],
       SUPERUSER_LOGIN,
     );
@@ -149,6 +152,53 @@ describe('PostgreSQL over SSL with the cluster CA (3 nodes)', () => {
     expect(full.err).toMatch(/server certificate for "n\d" \(and 1 other name\) does not match host name/);
     const ca = await viaHaproxy('verify-ca');
     expect([ca.code, ca.out.trim()]).toEqual([0, 't']);
+  });
+
+  test('a renewed certificate: POST /postgres/reload copies it and Postgres serves it, without a restart or a failover', async () => {
+    const leader = (await cluster.leaderIndex())!;
+    const name = cluster.names[leader];
+    /** The serial of the certificate node i's Postgres shows a new client, and when its postmaster started. */
+    const served = async (i: number) => {
+      const client = new pg.Client({ host: cluster.address(i), port: 15432, ...APP_LOGIN, ssl: { ca: readText(file('ca.crt')) }, connectionTimeoutMillis: 5_000 });
+      client.on('error', () => undefined);
+      await client.connect();
+      try {
+        const socket = (client as unknown as { connection: { stream: TLSSocket } }).connection.stream;
+        const [{ started }] = (await client.query<{ started: string }>('select pg_postmaster_start_time()::text as started')).rows;
+        return { serial: socket.getPeerCertificate().serialNumber, started };
+      } finally {
+        await client.end();
+      }
+    };
+    const before = await served(leader);
+    const term = (await cluster.call(leader, 'GET', '/cluster')).body.term;
+    const renewed = renewedCertificate({ certFile: file('ca.crt'), keyFile: file('ca.key') }, { name, address: cluster.address(leader) }, scratch);
+    const newSerial = new X509Certificate(readText(renewed.certFile)).serialNumber;
+    expect(newSerial).not.toBe(before.serial);
+    // In place of the files the node's config names, as an operator's renewal would put them: the certificate
+    // first, with the old key still there, is refused and changes nothing.
+    copyFileSync(renewed.certFile, file(`${name}.crt`));
+    const halfWay = await cluster.call(leader, 'POST', '/postgres/reload');
+    expect([halfWay.status, halfWay.body.error]).toEqual([409, 'tls_certificate_invalid']);
+    expect(await served(leader)).toEqual(before);
+    copyFileSync(renewed.keyFile, file(`${name}.key`));
+
+    expect((await cluster.call(leader, 'POST', '/postgres/reload')).status).toBe(200);
+    const after = await waitFor('the renewed certificate served', async () => {
+      const now = await served(leader);
+      return now.serial === newSerial ? now : undefined;
+    }, 10_000, 100);
+    expect(after.started).toBe(before.started);
+    expect(await cluster.leaderIndex()).toBe(leader);
+    expect((await cluster.call(leader, 'GET', '/cluster')).body.term).toBe(term);
+    // The standbys' streams are cut: they connect again, verifying the renewed certificate (verify-full).
+    const cut = new Set((await walsenders(leader)).map((s) => s.pid));
+    await cluster.sql(leader, 'select pg_terminate_backend(pid) from pg_stat_replication', [], SUPERUSER_LOGIN);
+    await waitFor('both standbys streaming again over SSL, on new connections', async () => {
+      const senders = await walsenders(leader);
+      return senders.length === 2 && senders.every((s) => s.ssl && !cut.has(s.pid));
+    }, 20_000, 100);
+    await cluster.waitAllStreaming();
   });
 
   test('a failover with SSL: a writer through HAProxy keeps every acknowledged row, and the new standbys stream over SSL', async () => {
