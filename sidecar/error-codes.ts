@@ -154,7 +154,7 @@ export const ERROR_CODES = {
   switchover_timeout: { exit: failed, meaning: 'switchover: no new leader serves writes in time' },
   system_identifier_mismatch: { exit: failed, meaning: "a clone or rewind source belongs to another database system; this node's data is kept" },
   tls_certificate_expired: { exit: failed, meaning: "ha-sidecar: the node's certificate (tls.certFile) has expired; it does not start (exit 2)" },
-  tls_certificate_invalid: { exit: failed, meaning: 'ha-sidecar: a tls file holds no PEM certificate or key, the certificate is not signed by tls.caFile, not valid yet, or the key is not its own; it does not start (exit 2)' },
+  tls_certificate_invalid: { exit: failed, meaning: 'ha-sidecar: a tls file holds no PEM certificate or key, the certificate is not signed by tls.caFile, not valid yet, or the key is not its own; it does not start (exit 2), and a Postgres reload keeps the copies Postgres uses' },
   tls_exists: { exit: failed, meaning: 'hactl cluster tls init: the directory already holds a CA or node certificate; nothing changed' },
   tls_file_unreadable: { exit: failed, meaning: "a file of the sidecar's tls section (it does not start, exit 2) or of a hactl profile's tls is missing or cannot be read" },
   tls_handshake_failed: { exit: failed, meaning: 'API with TLS: a client gave up on the handshake (it does not trust the certificate) or sent no TLS (log, debug)' },

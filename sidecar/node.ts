@@ -208,12 +208,16 @@ export class SidecarNode implements ApiBackend {
     return this.store.readDynamicConfig().then((c) => c.config);
   }
 
-  /** The application database's URI; the password is `postgres.appPassword`, else derived from the token as every node does. */
+  /**
+   * The application database's URI; the password is `postgres.appPassword`, else derived from the token as
+   * every node does. With TLS the CA is this node's `tls.caFile` (hactl puts its profile's in its place).
+   */
   async dsn(choice: DsnChoice) {
     const pg = this.config.postgres;
     if (!pg.enabled) throw new SidecarError('postgres_disabled', 'this cluster runs without Postgres', 409);
     const password = pg.appPassword ?? deriveSecret(this.config.clusterToken, 'app');
-    return chooseDsn(await this.store.listMembers(), this.loop.view().leader?.name, choice, { user: pg.appUser, password, database: pg.appDatabase, port: pg.port });
+    const login = { user: pg.appUser, password, database: pg.appDatabase, port: pg.port, ...(this.config.tls ? { sslrootcert: this.config.tls.caFile } : {}) };
+    return chooseDsn(await this.store.listMembers(), this.loop.view().leader?.name, choice, login);
   }
 
   async cluster() {

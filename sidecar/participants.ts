@@ -27,5 +27,5 @@ export function buildParticipants(config: SidecarConfig, log: Logger, metrics: M
 
 /** The node-wide values the Postgres part (and the snapshots' database settings) take besides `config.postgres`. */
 export function postgresNodeValues(config: SidecarConfig): PostgresNodeValues {
-  return { nodeName: config.nodeName, address: config.address, clusterAddresses: config.clusterAddresses, clusterToken: config.clusterToken, dataDir: config.dataDir };
+  return { nodeName: config.nodeName, address: config.address, clusterAddresses: config.clusterAddresses, clusterToken: config.clusterToken, dataDir: config.dataDir, tls: config.tls };
 }

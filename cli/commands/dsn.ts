@@ -1,9 +1,20 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { parseAnswer } from '../api.js';
 import type { CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 
-const DsnAnswer = z.looseObject({ dsn: z.string(), role: z.string() });
+const DsnAnswer = z.looseObject({ dsn: z.string(), role: z.string(), sslrootcert: z.string().optional() });
+
+/**
+ * With TLS the sidecar names its own CA file, a path on that node; here the CA is the profile's, so the URI
+ * (and the JSON) get the profile's path instead.
+ */
+export function withProfileCa<T extends z.infer<typeof DsnAnswer>>(answer: T, caFile: string | undefined): T {
+  if (answer.sslrootcert === undefined || caFile === undefined) return answer;
+  const path = resolve(caFile);
+  return { ...answer, sslrootcert: path, dsn: answer.dsn.replace(/([?&]sslrootcert=)[^&]*/, (_, key: string) => key + encodeURIComponent(path)) };
+}
 
 /**
  * `hactl dsn`: the application database's libpq URI, for `psql "$(hactl dsn)"`. A sidecar builds it (it
@@ -32,7 +43,7 @@ export const dsnCommands: CommandRegistrar = (cli, ctx) =>
       if (argv.allMembers) query.set('all', 'true');
       const path = query.size > 0 ? `/dsn?${query.toString()}` : '/dsn';
       const answer = await session.any({ method: 'GET', path });
-      const dsn = parseAnswer(DsnAnswer, answer, 'GET /dsn');
+      const dsn = withProfileCa(parseAnswer(DsnAnswer, answer, 'GET /dsn'), session.profile.tls?.caFile);
       ctx.io.out(argv.json ? JSON.stringify(dsn, null, 2) : dsn.dsn);
     },
   );

@@ -6,7 +6,7 @@ import type { NodeLayout } from './layout.js';
 import { PORTS } from './layout.js';
 import { isRunning, stopProcess } from './processes.js';
 
-/** The sample manager's config for one node: its address, the node's file directory, the app database. */
+/** The sample manager's config for one node: its address, the node's file directory, the app database (over SSL with the CA, as the API, when the cluster has TLS). */
 export function sampleManagerConfig(node: NodeLayout, token: string, sidecarApiTls?: SampleConfig['sidecarApiTls']): SampleConfig {
   return {
     ...(sidecarApiTls !== undefined ? { sidecarApiTls } : {}),
@@ -16,7 +16,14 @@ export function sampleManagerConfig(node: NodeLayout, token: string, sidecarApiT
     sidecarApiUrl: node.apiUrl,
     filesDir: node.filesDir,
     stateDir: node.managerDir,
-    postgres: { host: node.address, port: PORTS.postgres, user: 'manager', password: deriveSecret(token, 'app'), database: 'manager' },
+    postgres: {
+      host: node.address,
+      port: PORTS.postgres,
+      user: 'manager',
+      password: deriveSecret(token, 'app'),
+      database: 'manager',
+      ...(sidecarApiTls !== undefined ? { caFile: sidecarApiTls.caFile } : {}),
+    },
   };
 }
 

@@ -20,7 +20,8 @@ export const sampleConfigSchema = z
     filesDir: z.string().min(1),
     /** Role file, pid file and log of the manager process. */
     stateDir: z.string().min(1),
-    postgres: z.object({ host: z.string(), port: z.number().int(), user: z.string(), password: z.string(), database: z.string() }).strict(),
+    /** The node's own Postgres; `caFile` when it speaks SSL: its certificate is then verified against that CA (verify-full). */
+    postgres: z.object({ host: z.string(), port: z.number().int(), user: z.string(), password: z.string(), database: z.string(), caFile: z.string().min(1).optional() }).strict(),
   })
   .strict();
 

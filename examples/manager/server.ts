@@ -38,7 +38,9 @@ mkdirSync(config.filesDir, { recursive: true });
 const log = (message: string, fields: Record<string, unknown> = {}) =>
   process.stderr.write(`${JSON.stringify({ at: new Date().toISOString(), node: config.node, message, ...fields })}\n`);
 
-const pool = new pg.Pool({ ...config.postgres, max: 4, connectionTimeoutMillis: 1_000, query_timeout: 2_000 });
+const { caFile, ...postgres } = config.postgres;
+// node-postgres checks the certificate against the host connected to (the node's address), as libpq's verify-full.
+const pool = new pg.Pool({ ...postgres, ssl: caFile !== undefined && { ca: readFileSync(caFile, 'utf8') }, max: 4, connectionTimeoutMillis: 1_000, query_timeout: 2_000 });
 pool.on('error', (e) => log('idle database connection failed', { error: e.message })); // a failover drops them
 
 function roleFile(): RoleFile {

@@ -19,6 +19,8 @@ export interface AppLogin {
   password: string;
   database: string;
   port: number;
+  /** With TLS on: the CA file, as a path on this node (where the manager runs); the URI then asks for verify-full. */
+  sslrootcert?: string;
 }
 
 const hostPart = (address: string, port: number) => `${address.includes(':') ? `[${address}]` : address}:${port}`;
@@ -26,21 +28,25 @@ const hostPart = (address: string, port: number) => `${address.includes(':') ? `
 /**
  * A libpq URI of the application database: on the leader (default), the first streaming standby by name
  * (`role=standby`), the member named, or (`all`) every member with `target_session_attrs`, so libpq itself
- * finds the writable primary (or a standby) at each connect, also after a failover.
+ * finds the writable primary (or a standby) at each connect, also after a failover. With TLS, `sslmode=verify-full`
+ * (each member's certificate names its address, which is the URI's host) and `sslrootcert`.
  */
 export function chooseDsn(members: MemberEntry[], leader: string | undefined, choice: DsnChoice, login: AppLogin) {
   const alive = members.filter((m) => m.alive);
   const roleOf = (name: string) => (name === leader ? 'leader' : 'standby');
-  const uri = (hosts: string[], params = '') =>
-    `postgresql://${encodeURIComponent(login.user)}:${encodeURIComponent(login.password)}@${hosts.join(',')}/${encodeURIComponent(login.database)}${params}`;
-  const base = { port: login.port, user: login.user, database: login.database };
+  const ssl = login.sslrootcert !== undefined ? { sslmode: 'verify-full', sslrootcert: login.sslrootcert } : {};
+  const uri = (hosts: string[], params: Record<string, string> = {}) => {
+    const query = Object.entries({ ...params, ...ssl }).map(([k, v]) => `${k}=${encodeURIComponent(v)}`);
+    return `postgresql://${encodeURIComponent(login.user)}:${encodeURIComponent(login.password)}@${hosts.join(',')}/${encodeURIComponent(login.database)}${query.length ? `?${query.join('&')}` : ''}`;
+  };
+  const base = { port: login.port, user: login.user, database: login.database, ...ssl };
   if (choice.all) {
     // Members that are down now are listed too: they may be back (and lead) when the application reconnects.
     const names = members.map((m) => m.record.name).sort();
     const hosts = names.map((n) => hostPart(members.find((m) => m.record.name === n)!.record.address, login.port));
     if (hosts.length === 0) throw new SidecarError('no_members', 'the cluster has no members yet', 503);
     const attrs = choice.role === 'standby' ? 'standby' : 'read-write';
-    return { dsn: uri(hosts, `?target_session_attrs=${attrs}`), members: names, role: choice.role ?? 'leader', ...base };
+    return { dsn: uri(hosts, { target_session_attrs: attrs }), members: names, role: choice.role ?? 'leader', ...base };
   }
   let target: MemberEntry | undefined;
   if (choice.member !== undefined) {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SidecarError } from '../errors.js';
-import type { Upstream } from './conf.js';
+import { sslParams, type Upstream } from './conf.js';
 import { describe, queryRows, withClient } from './connection.js';
 import { prepareDirs, writeConfig } from './data-dir.js';
 import { chownTo, lastLines, runTool, writeOwnedFile } from '../shared/process.js';
@@ -157,6 +157,7 @@ export async function basebackup(node: PostgresNode, state: PostgresIntent, prim
         passfile: node.passFile,
         application_name: `${name}_clone`,
         connect_timeout: 5,
+        ...sslParams(node.tls),
       }),
     ],
     user,

@@ -1,5 +1,7 @@
 import net from 'node:net';
+import type { TlsFiles } from '../shared/certificates.js';
 import { confValue, conninfo, pgpassField } from './quoting.js';
+import { SUPERUSER } from './settings.js';
 
 /**
  * The configuration files the sidecar owns in a data directory. They are rendered whole from the
@@ -28,6 +30,18 @@ export interface ConfInput {
   /** Set on a standby: primary_conninfo and primary_slot_name point there. */
   upstream: Upstream | null;
   synchronousStandbyNames: string;
+  /** Postgres's copies of the node's TLS files (PostgresNode.tls): SSL on, and the standby verifies its upstream. */
+  tls: TlsFiles | null;
+}
+
+/**
+ * The libpq parameters of a connection to another member: `verify-full`, the peer's certificate must be of
+ * the cluster CA and name the address connected to (every node certificate names its address), and this
+ * node's own certificate for the peer's `clientcert` check (renderHba). Without TLS, none.
+ */
+export function sslParams(tls: TlsFiles | null): Record<string, string> {
+  if (!tls) return {};
+  return { sslmode: 'verify-full', sslrootcert: tls.caFile, sslcert: tls.certFile, sslkey: tls.keyFile };
 }
 
 /**
@@ -58,6 +72,10 @@ const SIZING = {
 export const MANAGED_SETTINGS = [
   'listen_addresses',
   'port',
+  'ssl',
+  'ssl_cert_file',
+  'ssl_key_file',
+  'ssl_ca_file',
   'unix_socket_directories',
   'cluster_name',
   ...Object.keys(SIZING),
@@ -80,6 +98,16 @@ export function renderSidecarConf(i: ConfInput): string {
     ['listen_addresses', confValue(i.host)],
     ['port', i.port],
     ['unix_socket_directories', confValue(i.socketDir)],
+    // The files are re-read at every reload (PostgreSQL >= 10), so new certificates need no restart.
+    ...(i.tls
+      ? ([
+          ['ssl', 'on'],
+          ['ssl_cert_file', confValue(i.tls.certFile)],
+          ['ssl_key_file', confValue(i.tls.keyFile)],
+          // The CA that clients' certificates are checked against (pg_hba's clientcert).
+          ['ssl_ca_file', confValue(i.tls.caFile)],
+        ] as [string, string][])
+      : ([['ssl', 'off']] as [string, string][])),
     ['cluster_name', confValue(i.name)],
     ...Object.entries(SIZING).map(([k, v]): [string, string | number] => [k, typeof v === 'number' ? v : confValue(v)]),
     ['password_encryption', confValue('scram-sha-256')],
@@ -108,6 +136,7 @@ export function renderSidecarConf(i: ConfInput): string {
       passfile: i.passFile,
       application_name: i.name,
       connect_timeout: 5,
+      ...sslParams(i.tls),
     });
     lines.push(['primary_conninfo', confValue(info)], ['primary_slot_name', confValue(i.name)]);
   }
@@ -127,15 +156,27 @@ const hostCidr = (address: string): string => `${address}/${net.isIPv6(address) 
  * Replication is allowed for the replication user alone. On one machine (members on 127.0.0.x), a
  * connection to any loopback address comes from 127.0.0.1 (the kernel's preferred source for 127/8, and
  * libpq cannot pick a source address), so 127.0.0.1 is then a member address too.
+ *
+ * With `tls` every TCP row is `hostssl`: a connection without SSL matches no row and is refused. The
+ * replication user and the superuser (the members' own connections: streaming, clones, rewinds, position
+ * reads) must also show a certificate of the cluster CA (`clientcert=verify-ca`), so their password alone,
+ * or a certificate of another CA, does not get in. Not `verify-full`: that compares the certificate's CN with
+ * the role name, and node certificates name their node. The application's users need no certificate: the
+ * manager and HAProxy's clients log in with their password over SSL.
  */
-export function renderHba(memberAddresses: string[], replicationUser: string): string {
-  const addresses = new Set(memberAddresses);
-  if (memberAddresses.some((a) => a.startsWith('127.'))) addresses.add('127.0.0.1');
+export function renderHba(memberAddresses: string[], replicationUser: string, tls: boolean): string {
+  const unique = new Set(memberAddresses);
+  if (memberAddresses.some((a) => a.startsWith('127.'))) unique.add('127.0.0.1');
+  const addresses = [...unique].sort();
+  const type = tls ? 'hostssl' : 'host';
+  const member = tls ? 'scram-sha-256 clientcert=verify-ca' : 'scram-sha-256';
   const rows: string[][] = [['local', 'all', 'all', '', 'scram-sha-256']];
-  for (const a of [...addresses].sort()) rows.push(['host', 'all', 'all', hostCidr(a), 'scram-sha-256']);
-  for (const a of [...addresses].sort()) rows.push(['host', 'replication', replicationUser, hostCidr(a), 'scram-sha-256']);
+  // pg_hba takes the first row that matches type, database, user and address, and no other after it.
+  if (tls) for (const a of addresses) rows.push([type, 'all', SUPERUSER, hostCidr(a), member]);
+  for (const a of addresses) rows.push([type, 'all', 'all', hostCidr(a), 'scram-sha-256']);
+  for (const a of addresses) rows.push([type, 'replication', replicationUser, hostCidr(a), member]);
   return [
-    '# Managed by ha-sidecar: only the cluster members, only with SCRAM passwords. Edits here are lost.',
+    `# Managed by ha-sidecar: only the cluster members, only with SCRAM passwords${tls ? ', only over SSL' : ''}. Edits here are lost.`,
     '# TYPE  DATABASE     USER                ADDRESS               METHOD',
     ...rows.map(([type, db, user, address, method]) => `${type.padEnd(7)} ${db.padEnd(12)} ${user.padEnd(19)} ${address.padEnd(21)} ${method}`),
     '',

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { countRequest } from '../outgoing.js';
 import type { Upstream } from './conf.js';
@@ -35,6 +37,7 @@ export async function withClient<T>(settings: PostgresSettings, fn: (c: pg.Clien
 
 function superuserClient(settings: PostgresSettings, opts: ConnectOptions): pg.Client {
   return new pg.Client({
+    ssl: opts.target ? peerSsl(settings) : false,
     host: opts.target?.host ?? settings.socketDir,
     port: opts.target?.port ?? settings.port,
     user: SUPERUSER,
@@ -45,6 +48,17 @@ function superuserClient(settings: PostgresSettings, opts: ConnectOptions): pg.C
     query_timeout: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
     options: '-c synchronous_commit=local',
   });
+}
+
+/**
+ * A peer's server over TCP, with TLS: as libpq's verify-full (the peer's certificate of the cluster CA,
+ * naming the address connected to; node's default checks), showing this node's certificate for the peer's
+ * clientcert. The files are read at each connection, so renewed ones are used as soon as they are in place.
+ */
+function peerSsl(settings: PostgresSettings): ConnectionOptions | false {
+  if (!settings.tls) return false;
+  const { caFile, certFile, keyFile } = settings.tls;
+  return { ca: readFileSync(caFile, 'utf8'), cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
 }
 
 /**

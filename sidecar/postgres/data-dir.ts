@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { renderHba, renderPgpass, renderSidecarConf, scrubAutoConf, SIDECAR_CONF, withInclude } from './conf.js';
+import { loadTlsMaterial } from '../shared/certificates.js';
 import { chownTo, writeOwnedFile } from '../shared/process.js';
 import { SUPERUSER, type PostgresNode } from './settings.js';
 import type { PostgresIntent } from './state-file.js';
@@ -18,13 +19,14 @@ export function systemIdentifier(node: PostgresNode): string | null {
   return readFileSync(control).readBigUInt64LE(0).toString();
 }
 
-/** The directories around the data directory, and the password file. */
+/** The directories around the data directory, the password file and the TLS files' copies. */
 export function prepareDirs(node: PostgresNode): void {
   const { dataDir, socketDir, replicationUser, replicationPassword, superuserPassword } = node.settings;
   mkdirSync(dirname(dataDir), { recursive: true });
   mkdirSync(socketDir, { recursive: true, mode: 0o700 });
   chownTo(socketDir, node.user);
   chmodSync(socketDir, 0o700);
+  installTlsFiles(node);
   writeOwnedFile(
     node.passFile,
     renderPgpass([
@@ -33,6 +35,33 @@ export function prepareDirs(node: PostgresNode): void {
     ]),
     node.user,
   );
+}
+
+/**
+ * Copies the node's certificate, key and CA (the config's `tls` files) to `node.tls`, owned by Postgres's OS
+ * user, mode 0600. Postgres refuses a key file that is group or world readable or owned by another user, and
+ * libpq (the walreceiver, pg_basebackup, pg_rewind, all running as that user) refuses one that is group or
+ * world readable; the sidecar's own files may be root's, or in a directory Postgres cannot enter. The three
+ * are checked together first (loadTlsMaterial: of the CA, in date, the key the certificate's), so a renewal
+ * caught half-way fails with its code and leaves the copies Postgres uses as they were. Returns whether a
+ * copy changed (a reload makes Postgres read them again).
+ */
+export function installTlsFiles(node: PostgresNode): boolean {
+  const source = node.settings.tls;
+  const copies = node.tls;
+  if (!source || !copies) return false;
+  const material = loadTlsMaterial(source);
+  const dir = dirname(copies.keyFile);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chownTo(dir, node.user);
+  chmodSync(dir, 0o700);
+  let changed = false;
+  for (const [file, content] of [[copies.certFile, material.cert], [copies.keyFile, material.key], [copies.caFile, material.ca]]) {
+    if (existsSync(file) && readFileSync(file, 'utf8') === content) continue;
+    writeOwnedFile(file, content, node.user);
+    changed = true;
+  }
+  return changed;
 }
 
 /**
@@ -66,9 +95,10 @@ export function writeConfig(node: PostgresNode, state: PostgresIntent, dir = nod
       replicationUser,
       upstream: state.intent === 'standby' ? state.upstream : null,
       synchronousStandbyNames: state.synchronousStandbyNames,
+      tls: node.tls,
     }),
   );
-  put('pg_hba.conf', renderHba(memberAddresses, replicationUser));
+  put('pg_hba.conf', renderHba(memberAddresses, replicationUser, node.tls !== null));
   const standbySignal = join(dir, 'standby.signal');
   if (state.intent === 'standby' && !existsSync(standbySignal)) writeOwnedFile(standbySignal, '', node.user);
   if (state.intent === 'primary') rmSync(standbySignal, { force: true });

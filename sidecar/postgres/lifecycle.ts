@@ -1,6 +1,6 @@
 import { SidecarError } from '../errors.js';
 import { queryRows } from './connection.js';
-import { hasDataDir, prepareDirs, writeConfig } from './data-dir.js';
+import { hasDataDir, installTlsFiles, prepareDirs, writeConfig } from './data-dir.js';
 import { Postmaster } from './postmaster.js';
 import type { PostgresNode } from './settings.js';
 import { IntentFile } from './state-file.js';
@@ -84,10 +84,14 @@ export class ServerLifecycle {
     }
   }
 
-  /** Rewrites the configuration and has the running server re-read it (SIGHUP); `postgres_not_running` when stopped. */
+  /**
+   * Rewrites the configuration and the TLS files' copies and has the running server re-read them (SIGHUP:
+   * renewed certificates take effect without a restart); `postgres_not_running` when stopped.
+   */
   reload(): void {
     const pid = this.pid();
     if (pid === null) throw new SidecarError('postgres_not_running', 'postgres is not running on this node: nothing to reload', 409);
+    installTlsFiles(this.node);
     writeConfig(this.node, this.intent.current);
     this.postmaster.reload(pid);
     this.node.log.info('reloaded the postgres configuration', { pid });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { SidecarError } from '../errors.js';
-import type { Upstream } from './conf.js';
+import { sslParams, type Upstream } from './conf.js';
 import { describe } from './connection.js';
 import { systemIdentifier, writeConfig } from './data-dir.js';
 import { walFileTimeline } from './lsn.js';
@@ -93,6 +93,7 @@ export async function runRewind(
     passfile: node.passFile,
     application_name: `${node.name}_rewind`,
     connect_timeout: 5,
+    ...sslParams(node.tls),
   });
   // pg_rewind recovers a crashed target in single-user mode, which refuses to run with standby.signal.
   for (const signal of ['standby.signal', 'recovery.signal']) rmSync(join(settings.dataDir, signal), { force: true });

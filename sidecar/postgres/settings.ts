@@ -5,6 +5,7 @@ import type { SidecarConfig } from '../config.js';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resolveOsUser, type OsUser } from '../shared/process.js';
+import type { TlsFiles } from '../shared/certificates.js';
 import { deriveSecret } from '../shared/secrets.js';
 import { pgName } from './quoting.js';
 
@@ -29,6 +30,7 @@ const settingsSchema = z
     appUser: roleName,
     appPassword: z.string().min(8),
     memberAddresses: z.array(ipAddress).min(1),
+    tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1), caFile: z.string().min(1) }).strict().optional(),
   })
   .strict();
 
@@ -58,6 +60,11 @@ export interface PostgresSettings {
   appPassword: string;
   /** Every member's address: pg_hba lets logins and replication in from these only. */
   memberAddresses: string[];
+  /**
+   * The node's certificate, key and the cluster CA (the config's `tls` section): Postgres then speaks SSL
+   * only on its TCP port, and every connection between members verifies the other end with the CA.
+   */
+  tls?: TlsFiles;
 }
 
 /** Validated settings plus what follows from them: the parts of the controller share this one value. */
@@ -71,6 +78,8 @@ export interface PostgresNode {
   readonly stateFile: string;
   /** The data directory a re-clone moved aside; kept until the new copy has streamed from a leader. */
   readonly previousDataDir: string;
+  /** Postgres's own copies of the TLS files (see installTlsFiles), or null without `tls`. */
+  readonly tls: TlsFiles | null;
   readonly log: Logger;
 }
 
@@ -89,6 +98,7 @@ export function postgresNode(settings: PostgresSettings, log: Logger): PostgresN
     passFile: `${settings.dataDir}.pgpass`,
     stateFile: `${settings.dataDir}.state.json`,
     previousDataDir: `${settings.dataDir}.previous`,
+    tls: settings.tls ? tlsCopies(`${settings.dataDir}.tls`) : null,
     log,
   };
 }
@@ -107,6 +117,8 @@ export interface PostgresNodeValues {
   clusterToken: string;
   /** The sidecar's data directory: Postgres's data is `<dataDir>/postgres`, its socket `<dataDir>/pgsocket`. */
   dataDir: string;
+  /** The config's `tls` section, when there is one. */
+  tls?: TlsFiles;
 }
 
 /** The node's Postgres as its config makes it; snapshots (sidecar/snapshot/) dump and restore through the same socket and login. */
@@ -127,5 +139,14 @@ export function postgresSettings(section: PostgresSection, node: PostgresNodeVal
     appUser: section.appUser,
     appPassword: section.appPassword ?? secret('app'),
     memberAddresses: node.clusterAddresses,
+    ...(node.tls ? { tls: { certFile: node.tls.certFile, keyFile: node.tls.keyFile, caFile: node.tls.caFile } } : {}),
   };
+}
+
+/**
+ * Where Postgres's copies of the TLS files live: `<dataDir>.tls/`, beside the data directory and not in it,
+ * so that pg_basebackup never carries one node's key to another.
+ */
+function tlsCopies(dir: string): TlsFiles {
+  return { certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key'), caFile: join(dir, 'ca.crt') };
 }

@@ -159,7 +159,7 @@ class DirectProbe {
     while (this.running && this.first === undefined) {
       try {
         if (!client) {
-          client = new pg.Client({ host: this.cluster.address(i), port: 15432, ...APP_LOGIN, connectionTimeoutMillis: 1_000, query_timeout: 30_000 });
+          client = new pg.Client({ host: this.cluster.address(i), port: 15432, ssl: this.cluster.postgresSsl('verify-full'), ...APP_LOGIN, connectionTimeoutMillis: 1_000, query_timeout: 30_000 });
           client.on('error', () => undefined);
           await client.connect();
         }

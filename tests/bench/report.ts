@@ -29,7 +29,7 @@ function read(dir: string, name: string): { data?: Json; problem?: string } {
   }
 }
 
-/** `npm run bench -- failover`: failover.json, failover-sync.json (BENCH_SYNC=1). */
+/** `npm run bench -- failover`: failover.json, failover-sync.json (BENCH_SYNC=1), and with HA_TEST_TLS=1 the same with `-tls`. */
 function failover(dir: string, name: string, how: string): string[] {
   const out = [`## Failover phases (${name}: ${how})`, ''];
   const { data, problem } = read(dir, name);
@@ -187,6 +187,8 @@ function main(): void {
     ...faults(dir),
     ...failover(dir, 'failover.json', 'asynchronous mode'),
     ...failover(dir, 'failover-sync.json', 'synchronous mode, `BENCH_SYNC=1`'),
+    ...failover(dir, 'failover-tls.json', 'asynchronous mode, TLS on, `HA_TEST_TLS=1`'),
+    ...failover(dir, 'failover-sync-tls.json', 'synchronous mode, TLS on, `BENCH_SYNC=1 HA_TEST_TLS=1`'),
     ...stress(dir, 'stress.json', 'asynchronous mode'),
     ...stress(dir, 'stress-sync.json', 'synchronous mode, `BENCH_SYNC=1`'),
     ...loss(dir),

@@ -12,7 +12,8 @@ import { benchStress, STRESS_SCENARIOS, type StressScenario } from './stress.js'
  * BENCH=failover|loss|mirror|all (default all), BENCH_RUNS (runs per fault for failover, default 20; leader kills per
  * mode for loss, default 10), BENCH_SYNC=1 for failover in synchronous mode (failover-sync.json), BENCH_FAILOVER_FAULTS
  * (comma-separated, see FAULTS in failover.ts) to run some faults only; the timeline SVG, also copied to docs/, is drawn
- * from an asynchronous run of every fault only.
+ * from an asynchronous run of every fault without TLS only. HA_TEST_TLS=1 runs the cluster with TLS (the API over HTTPS,
+ * Postgres over SSL, the clients too) and writes failover-tls.json (failover-sync-tls.json), to set beside the plain figures.
  * BENCH_MIRROR_FILES (default 10000,100000) for the mirror's RSS figures, BENCH_MIRROR_PARTS (default
  * latency,first,rss,catchup) to run some of the mirror's parts only. `npm run bench -- idle` (or BENCH=idle) measures the
  * idle cluster; BENCH_IDLE_VARIANTS (default 3,3:100000,5: nodes[:files]) and BENCH_IDLE_SECONDS (default 60).
@@ -24,6 +25,8 @@ import { benchStress, STRESS_SCENARIOS, type StressScenario } from './stress.js'
 async function main(): Promise<void> {
   const which = process.argv[2] ?? process.env.BENCH ?? 'all';
   const synchronous = process.env.BENCH_SYNC === '1';
+  // TestCluster reads HA_TEST_TLS itself; here it only names the results.
+  const tls = process.env.HA_TEST_TLS === '1';
   const dir = join(projectRoot(), 'bench-results');
   mkdirSync(dir, { recursive: true });
   const write = (name: string, data: unknown) => {
@@ -37,14 +40,14 @@ async function main(): Promise<void> {
     const faults = process.env.BENCH_FAILOVER_FAULTS?.split(',') ?? [...FAULTS];
     const unknown = faults.filter((f) => !(FAULTS as readonly string[]).includes(f));
     if (unknown.length > 0) throw new Error(`BENCH_FAILOVER_FAULTS: unknown fault ${unknown.join(', ')} (one of: ${FAULTS.join(', ')})`);
-    console.log(`failover: the phases of a failover, ms after the fault; ${runs} runs per fault, ${synchronous ? 'synchronous' : 'asynchronous'} mode`);
+    console.log(`failover: the phases of a failover, ms after the fault; ${runs} runs per fault, ${synchronous ? 'synchronous' : 'asynchronous'} mode${tls ? ', TLS on' : ''}`);
     const series = await benchFailover(runs, synchronous, faults as Fault[]);
     const cell = (q: Quantiles | null) => (q === null ? '-' : `${q.p50}/${q.p95}/${q.max}`).padStart(19);
     const columns = [...PHASES, 'writeGap', 'lost', 'rejoin'] as const;
     console.log(`\n${'fault (p50/p95/max)'.padEnd(29)}${columns.map((c) => c.padStart(19)).join('')}`);
     for (const s of series) console.log(`${s.fault.padEnd(29)}${columns.map((c) => cell(s.summary[c])).join('')}`);
-    write(`failover${synchronous ? '-sync' : ''}.json`, { runs, synchronous, series });
-    if (!synchronous && faults.length === FAULTS.length) {
+    write(`failover${synchronous ? '-sync' : ''}${tls ? '-tls' : ''}.json`, { runs, synchronous, tls, series });
+    if (!synchronous && !tls && faults.length === FAULTS.length) {
       const svg = join(dir, 'failover-phases.svg');
       writeFileSync(svg, timelineSvg(series, `ha-sidecar failover phases, median of ${runs} runs per fault (asynchronous mode, 3 nodes)`));
       copyFileSync(svg, join(projectRoot(), 'docs', 'failover-phases.svg'));

@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { renderTemplate } from '../../cli/local/consul.js';
 import type { ClusterDriver } from '../../cli/local/driver.js';
@@ -204,10 +205,25 @@ export class TestCluster {
     return { ca: file('ca.crt'), cert: file(`${TEST_CLIENT_CERT}.crt`), key: file(`${TEST_CLIENT_CERT}.key`) };
   }
 
-  /** One statement on node i's Postgres (or any host:port, e.g. HAProxy), on a fresh connection. */
-  async sql<R extends pg.QueryResultRow>(target: number | { host: string; port: number }, text: string, params: unknown[] = [], login = APP_LOGIN, timeoutMs = 2000): Promise<R[]> {
-    const { host, port } = typeof target === 'number' ? { host: this.address(target), port: 15432 } : target;
-    const client = new pg.Client({ host, port, ...login, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+  /**
+   * A Postgres client's SSL options in a TLS cluster: the CA and the test client's certificate (which the
+   * superuser's and replication's pg_hba rows ask for). `verify-full` checks that the server's certificate
+   * names the address connected to (node's default); `verify-ca` only that it is of the CA, as a client of
+   * HAProxy must (the certificate names the node behind it). None in a plain cluster.
+   */
+  postgresSsl(mode: 'verify-full' | 'verify-ca'): ConnectionOptions | undefined {
+    if (!this.tls) return undefined;
+    const { ca, cert, key } = this.clientTls();
+    return { ca, cert, key, ...(mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}) };
+  }
+
+  /**
+   * One statement on node i's Postgres (or any host:port, e.g. HAProxy, with its `ssl` or verify-ca in a TLS
+   * cluster), on a fresh connection.
+   */
+  async sql<R extends pg.QueryResultRow>(target: number | { host: string; port: number; ssl?: ConnectionOptions }, text: string, params: unknown[] = [], login = APP_LOGIN, timeoutMs = 2000): Promise<R[]> {
+    const { host, port, ssl } = typeof target === 'number' ? { host: this.address(target), port: 15432, ssl: this.postgresSsl('verify-full') } : { ssl: this.postgresSsl('verify-ca'), ...target };
+    const client = new pg.Client({ host, port, ssl, ...login, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
     client.on('error', () => undefined);
     await client.connect();
     try {

@@ -1,21 +1,29 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import type { ConnectionOptions } from 'node:tls';
 import { renderTemplate } from '../../cli/local/consul.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import type { TestCluster } from './cluster.js';
 
 /** The real HAProxy of the local cluster (docker/haproxy-local.cfg.tmpl), in front of a test cluster. */
 export class TestHaproxy {
-  readonly postgres: { host: string; port: number };
   /** The sample manager's frontend (docker/haproxy-local.cfg.tmpl). */
   readonly managerUrl: string;
   private readonly socket: string;
 
   constructor(private readonly cluster: TestCluster) {
     this.socket = join(cluster.baseDir, 'haproxy.sock');
-    this.postgres = { host: cluster.placement.haproxyAddress, port: 5432 };
     this.managerUrl = `http://${cluster.placement.haproxyAddress}:8080`;
+  }
+
+  /**
+   * Where clients reach the leader's Postgres: HAProxy's port, and in a TLS cluster the SSL options of a
+   * client (the CA, as verify-ca: the certificate names the node behind HAProxy). Read after `cluster.start`.
+   */
+  get postgres(): { host: string; port: number; ssl?: ConnectionOptions } {
+    const at = { host: this.cluster.placement.haproxyAddress, port: 5432 };
+    return this.cluster.tls ? { ...at, ssl: this.cluster.postgresSsl('verify-ca') } : at;
   }
 
   /** Starts HAProxy as one of the cluster's processes (stopped with it). */

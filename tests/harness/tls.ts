@@ -8,9 +8,18 @@ import { subjectAltNames, type TlsNode } from '../../cli/tls.js';
  * `hactl cluster tls init` cannot make one (its lifetime starts now); `openssl ca` takes dates of its own.
  */
 export function expiredCertificate(ca: { certFile: string; keyFile: string }, node: TlsNode, dir: string): { certFile: string; keyFile: string } {
-  const work = mkdtempSync(join(dir, '.expired-'));
-  const certFile = join(dir, `${node.name}-expired.crt`);
-  const keyFile = join(dir, `${node.name}-expired.key`);
+  return signedCertificate(ca, node, dir, 'expired', ['-startdate', '20200101000000Z', '-enddate', '20200102000000Z']);
+}
+
+/** A second, valid certificate of `ca` for `node` with a key of its own, as a renewal gives (`tls init` refuses a directory it wrote). */
+export function renewedCertificate(ca: { certFile: string; keyFile: string }, node: TlsNode, dir: string): { certFile: string; keyFile: string } {
+  return signedCertificate(ca, node, dir, 'renewed', ['-days', '30']);
+}
+
+function signedCertificate(ca: { certFile: string; keyFile: string }, node: TlsNode, dir: string, kind: string, validity: string[]): { certFile: string; keyFile: string } {
+  const work = mkdtempSync(join(dir, `.${kind}-`));
+  const certFile = join(dir, `${node.name}-${kind}.crt`);
+  const keyFile = join(dir, `${node.name}-${kind}.key`);
   try {
     writeFileSync(join(work, 'index.txt'), '');
     writeFileSync(join(work, 'serial'), '01\n');
@@ -19,7 +28,7 @@ export function expiredCertificate(ca: { certFile: string; keyFile: string }, no
     const run = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', join(work, 'req.csr'), '-subj', `/CN=${node.name}`]);
     run(['ca', '-batch', '-config', join(work, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-in', join(work, 'req.csr'), '-out', certFile,
-      '-startdate', '20200101000000Z', '-enddate', '20200102000000Z', '-extfile', join(work, 'ext.cnf')]);
+      ...validity, '-extfile', join(work, 'ext.cnf')]);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

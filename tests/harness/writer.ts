@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { APP_LOGIN } from './cluster.js';
 
@@ -21,7 +22,8 @@ export class WritingClient {
   private lastAckAt = performance.now();
 
   constructor(
-    private readonly target: { host: string; port: number },
+    /** Host and port, and the SSL options in a TLS cluster (TestHaproxy.postgres has them). */
+    private readonly target: { host: string; port: number; ssl?: ConnectionOptions },
     firstId = 1,
     private readonly everyMs = 10,
   ) {

@@ -37,6 +37,17 @@ describe('chooseDsn: the libpq URI GET /dsn answers', () => {
     expect(choose({ all: 'true', role: 'standby' }).dsn).toMatch(/\?target_session_attrs=standby$/);
   });
 
+  test('with TLS: verify-full (the host is the member, whose certificate names its address) and the CA', () => {
+    const tls = { ...login, sslrootcert: '/etc/ha sidecar/ca.crt' };
+    expect(chooseDsn(members, 'n1', dsnQuery.parse({}), tls)).toMatchObject({
+      dsn: 'postgresql://manager:p%40ss%2Fw%3Ard@10.0.0.1:15432/app%20db?sslmode=verify-full&sslrootcert=%2Fetc%2Fha%20sidecar%2Fca.crt',
+      sslmode: 'verify-full',
+      sslrootcert: '/etc/ha sidecar/ca.crt',
+    });
+    expect(chooseDsn(members, 'n1', dsnQuery.parse({ all: 'true' }), tls).dsn).toMatch(/\?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=%2Fetc%2Fha%20sidecar%2Fca.crt$/);
+    expect(choose({})).not.toHaveProperty('sslmode');
+  });
+
   test('refusals name the problem with a stable code', async () => {
     expect(await refused({ member: 'n2' })).toMatchObject({ code: 'unknown_node', status: 404, message: 'no running member named n2' });
     expect(await refused({ member: 'n1', role: 'standby' })).toMatchObject({ code: 'wrong_role', status: 409 });

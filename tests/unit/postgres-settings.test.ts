@@ -63,6 +63,15 @@ describe('postgres settings from the config: the postgres section and the node-w
     expect(() => postgresNode(s, log)).not.toThrow();
   });
 
+  test("with the config's tls section, Postgres gets its own copies beside (not in) the data directory", () => {
+    const tls = { certFile: '/etc/ha/n2.crt', keyFile: '/etc/ha/n2.key', caFile: '/etc/ha/ca.crt', verifyClient: true };
+    const s = postgresSettings(section, { ...node, tls });
+    expect(s.tls).toEqual({ certFile: '/etc/ha/n2.crt', keyFile: '/etc/ha/n2.key', caFile: '/etc/ha/ca.crt' });
+    expect(postgresNode(s, log).tls).toEqual({ certFile: '/var/lib/ha/postgres.tls/server.crt', keyFile: '/var/lib/ha/postgres.tls/server.key', caFile: '/var/lib/ha/postgres.tls/ca.crt' });
+    expect(postgresSettings(section, node).tls).toBeUndefined();
+    expect(postgresNode(postgresSettings(section, node), log).tls).toBeNull();
+  });
+
   test('an application password given in the section wins over the derived one', () => {
     expect(postgresSettings({ ...section, appPassword: 'given-password' }, node).appPassword).toBe('given-password');
   });
