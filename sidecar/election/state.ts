@@ -30,6 +30,8 @@ export class LoopState {
   /** The lock's value as last read with a holder: who leads now (lastLeader outlives the lock for decide()). */
   lockValue: LeaderRecord | null = null;
   lastFailure: PromotionFailure | null = null;
+  /** The session's last successful renewal (when it was sent), or its creation (keeper.ts). */
+  renewed: { session: string; at: number } | null = null;
   /** The last member record written (its content without `updatedAt`, and the session that holds it), and when (publish.ts). */
   published: { content: string; session: string; at: number } | null = null;
   dynamicConfig: DynamicConfig = defaultDynamicConfig;
