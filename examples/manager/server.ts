@@ -16,7 +16,9 @@ import { configArg, paths, readSampleConfig, roleFileSchema, type RoleFile } fro
  *
  * It fences itself: it serves as leader only while its own sidecar says (GET /health, every 500 ms) that it
  * leads in the term the hook gave. A sidecar killed with -9 cannot run the standby hook, so without this the
- * manager would keep serving after another node took over.
+ * manager would keep serving after another node took over. Only while the role file says leader: elsewhere it
+ * serves nothing whatever its sidecar says, so asking would cost its sidecar two HTTPS requests a second
+ * for nothing (a leader's first ask comes within 500 ms of its hook, before which it does not serve).
  */
 
 const WATCHDOG_MS = 500;
@@ -54,6 +56,10 @@ function roleFile(): RoleFile {
 /** When the sidecar last said it leads, and in which term. */
 let sidecarLeads: { term: number; at: number } | null = null;
 setInterval(async () => {
+  if (roleFile().role !== 'leader') {
+    sidecarLeads = null;
+    return;
+  }
   try {
     const res = await sidecar(`${config.sidecarApiUrl}/health`, { signal: AbortSignal.timeout(WATCHDOG_MS) });
     const body = (await res.json()) as { role?: string; term?: number };

@@ -3,10 +3,10 @@ import type { ConsulConnection } from './connection.js';
 import { leaderRecord, type LeaderRecord } from './records.js';
 
 /**
- * The session's own TTL, renewed by the keeper every turn. The checks bound to the session (serfHealth, the
- * alive check) are the fast detectors; the TTL is the backstop for the one case they miss: a node whose
- * gossip works but that cannot reach the servers' RPC (8300), whose check updates never reach the catalog.
- * Its session then expires within 2 × TTL. 10 s is Consul's default `session_ttl_min`.
+ * The session's own TTL, renewed by the keeper every quarter of it (election/keeper.ts). The checks bound to
+ * the session (serfHealth, the alive check) are the fast detectors; the TTL is the backstop for the one case
+ * they miss: a node whose gossip works but that cannot reach the servers' RPC (8300), whose check updates
+ * never reach the catalog. Its session then expires within 2 × TTL of its last renewal. 10 s is Consul's default `session_ttl_min`.
  */
 export const SESSION_TTL_SECONDS = 10;
 

@@ -1,12 +1,12 @@
 import type { EventEmitter } from 'node:events';
 import { AgentService, type ServiceSpec } from './agent.js';
-import { ClusterKeys, type MemberEntry } from './cluster-keys.js';
+import { ClusterKeys, type MemberEntry, type TurnKeys } from './cluster-keys.js';
 import { ConsulConnection, type StoreOptions } from './connection.js';
 import type { DynamicConfig, FailoverRequest, HistoryEvent, LeaderRecord, MemberRecord, SwitchoverRequest } from './records.js';
 import { SessionLock, type LockState } from './sessions.js';
 
 export type { ServiceSpec } from './agent.js';
-export type { MemberEntry } from './cluster-keys.js';
+export type { MemberEntry, TurnKeys } from './cluster-keys.js';
 export type { StoreOptions } from './connection.js';
 export type { LockState } from './sessions.js';
 
@@ -73,6 +73,7 @@ export class ConsulStore {
   putMember = (session: string, record: MemberRecord): Promise<boolean> => this.keys.putMember(session, record);
   releaseMember = (session: string): Promise<void> => this.keys.releaseMember(session);
   listMembers = (): Promise<MemberEntry[]> => this.keys.listMembers();
+  readTurnKeys = (): Promise<TurnKeys> => this.keys.readTurnKeys();
   deleteMember = (name: string): Promise<void> => this.keys.deleteMember(name);
   readDynamicConfig = (): Promise<{ config: DynamicConfig; index: number }> => this.keys.readDynamicConfig();
   writeDynamicConfig = (config: DynamicConfig, index: number): Promise<boolean> => this.keys.writeDynamicConfig(config, index);

@@ -15,6 +15,7 @@ export async function act(s: LoopState, action: Action, o: Observation): Promise
   switch (action.kind) {
     case 'create_session':
       s.session = await s.deps.store.createSession(s.deps.config.timings.lockDelay);
+      s.renewed = { session: s.session, at: s.clock.now() }; // a new session's TTL starts at its creation
       s.deps.guard?.session(s.session); // write guard: releases this session's lock if the sidecar dies
       s.log.info('created Consul session', { session: s.session });
       if (s.role === 'starting' || s.role === 'demoted') setRole(s, 'standby');

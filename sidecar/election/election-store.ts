@@ -1,5 +1,5 @@
-import type { LockState, MemberEntry, ServiceSpec } from '../consul/store.js';
-import type { DynamicConfig, FailoverRequest, HistoryEvent, LeaderRecord, MemberRecord, SwitchoverRequest } from '../consul/records.js';
+import type { LockState, MemberEntry, ServiceSpec, TurnKeys } from '../consul/store.js';
+import type { FailoverRequest, HistoryEvent, LeaderRecord, MemberRecord, SwitchoverRequest } from '../consul/records.js';
 
 /**
  * What the election needs of the coordination store, and nothing else: `ConsulStore` implements it, the unit
@@ -34,9 +34,8 @@ export interface ElectionStore {
   putMember(session: string, record: MemberRecord): Promise<boolean>;
   releaseMember(session: string): Promise<void>;
   listMembers(): Promise<MemberEntry[]>;
-  readDynamicConfig(): Promise<{ config: DynamicConfig; index: number }>;
-  readSwitchover(): Promise<SwitchoverRequest | null>;
+  /** The dynamic config, the switchover and failover requests and the members, in one read (a turn's). */
+  readTurnKeys(): Promise<TurnKeys>;
   writeSwitchover(request: SwitchoverRequest | null): Promise<void>;
-  readFailover(): Promise<FailoverRequest | null>;
   writeFailover(request: FailoverRequest | null): Promise<void>;
 }

@@ -1,6 +1,18 @@
+import { SESSION_TTL_SECONDS } from '../consul/sessions.js';
 import { errorMessage } from '../errors.js';
 import { confirmLock } from './observe.js';
 import { dropSession, statusLine, type LoopState } from './state.js';
+
+/**
+ * The session is renewed once this long has passed since its last renewal went out and succeeded, not every
+ * keeper tick: its TTL (10 s; Consul ends a session between TTL and 2 x TTL after its last renewal) is only
+ * the backstop for a node whose checks cannot reach the catalog (sessions.ts), so a renewal a second was a
+ * request a second for a timer that needs one every few. At a quarter of the TTL (a renewal every 3 s with
+ * 1 s ticks) two renewals can fail in a row, each retried at the next tick, before the TTL is near. Costs
+ * about 0.3 requests a second; a standby whose session was invalidated (its checks failed) learns it at the
+ * next renewal, up to this much later than before, and creates a new one then.
+ */
+const SESSION_RENEW_MS = (SESSION_TTL_SECONDS * 1000) / 4;
 
 /**
  * The keeper: passes the alive check, renews the session and keeps the lease fresh while a long action holds
@@ -15,10 +27,13 @@ export async function keep(s: LoopState): Promise<void> {
   const session = s.session;
   const age = s.lease.age();
   const holding = s.role === 'leader' || s.role === 'candidate' || s.plannedStop;
+  const now = s.clock.now();
+  const renewDue = session !== null && (s.renewed?.session !== session || now - s.renewed.at >= SESSION_RENEW_MS);
   const calls = [
     s.deps.store.passAliveCheck(statusLine(s).slice(0, 200)),
-    session
+    session && renewDue
       ? s.deps.store.renewSession(session).then((renewed) => {
+          if (renewed) s.renewed = { session, at: now };
           if (!renewed && s.session === session) {
             s.log.warn('Consul session expired; a new one is created next turn', { session });
             dropSession(s);

@@ -1,7 +1,7 @@
 // Observe: what a turn knows before it decides (the lock, the dynamic config, operators' requests, this
 // node's fitness), and the lock reads the keeper shares. Reads only; the state it updates is the lock as
 // last seen and, through confirmations, the lease.
-import type { MemberEntry } from '../consul/store.js';
+import type { MemberEntry, TurnKeys } from '../consul/store.js';
 import type { FailoverRequest, LeaderRecord, SwitchoverRequest } from '../consul/records.js';
 import { errorMessage } from '../errors.js';
 import type { Fitness, Observation } from './decide.js';
@@ -13,19 +13,24 @@ import { reapSessions, setTerm, type LoopState } from './state.js';
 export async function observe(s: LoopState): Promise<Observation> {
   const { store } = s.deps;
   const claiming = s.role === 'leader' || s.role === 'candidate';
+  // The members this turn read; the parts act on them (turnContext), so a turn reads them once.
+  s.turnMembers = null;
+  let keys: TurnKeys | null = null;
   try {
     if (claiming) await confirmLock(s);
     else await watchLock(s);
-    s.dynamicConfig = (await store.readDynamicConfig()).config;
+    keys = await store.readTurnKeys();
+    s.dynamicConfig = keys.config;
+    s.turnMembers = keys.members;
     s.consulReachable = true;
     if (s.staleSessions.size > 0) await reapSessions(s);
   } catch (e) {
     if (s.consulReachable) s.log.warn('Consul unreachable', { error: errorMessage(e) });
     s.consulReachable = false;
   }
-  const switchover = s.consulReachable ? await currentSwitchover(s) : null;
+  const switchover = s.consulReachable && keys ? await currentSwitchover(s, keys.switchover) : null;
   const lockFree = s.consulReachable && s.lockHolder === null && !claiming;
-  const failover = lockFree || s.role === 'leader' ? await currentFailover(s) : null;
+  const failover = keys && (lockFree || s.role === 'leader') ? await currentFailover(s, keys.failover) : null;
   const fitness = lockFree ? await observeFitness(s, switchover, failover) : { fit: true, reason: '' };
   return {
     node: s.deps.config.nodeName,
@@ -41,7 +46,7 @@ export async function observe(s: LoopState): Promise<Observation> {
     switchover,
     failover,
     // Parts (the manager) may ask a leader to hand over: decide() weighs it.
-    leaderProblem: s.role === 'leader' ? await observeLeaderProblem(s.deps.participants, () => s.deps.store.listMembers(), s.deps.config.nodeName) : null,
+    leaderProblem: s.role === 'leader' ? await observeLeaderProblem(s.deps.participants, () => turnMembers(s), s.deps.config.nodeName) : null,
   };
 }
 
@@ -76,8 +81,7 @@ function noteLock(s: LoopState, holder: string | null, leader: LeaderRecord | nu
   }
 }
 
-async function currentSwitchover(s: LoopState): Promise<SwitchoverRequest | null> {
-  const request = await s.deps.store.readSwitchover().catch(() => null);
+async function currentSwitchover(s: LoopState, request: SwitchoverRequest | null): Promise<SwitchoverRequest | null> {
   if (!request) return null;
   const lapse = switchoverLapse(request, s.lockHolder === null, Date.now());
   if (lapse) {
@@ -89,8 +93,7 @@ async function currentSwitchover(s: LoopState): Promise<SwitchoverRequest | null
 }
 
 /** The manual failover standing while the lock is free; one that lapsed is deleted (requests.ts). */
-async function currentFailover(s: LoopState): Promise<FailoverRequest | null> {
-  const request = await s.deps.store.readFailover().catch(() => null);
+async function currentFailover(s: LoopState, request: FailoverRequest | null): Promise<FailoverRequest | null> {
   if (!request) return null;
   const lapse = failoverLapse(request, s.role === 'leader', Date.now());
   if (lapse) {
@@ -117,12 +120,17 @@ async function observeFitness(s: LoopState, switchover: SwitchoverRequest | null
   return { fit: true, reason: 'fit' };
 }
 
+/** The members as this turn's observation read them; read afresh when that read failed. */
+function turnMembers(s: LoopState): Promise<MemberEntry[]> {
+  return s.turnMembers ? Promise.resolve(s.turnMembers) : s.deps.store.listMembers();
+}
+
 /**
  * What the parts see this turn. Throws when the members cannot be read: an empty list would read as "no
  * standbys" (slots dropped, nobody to compare with), so a part never acts on a guess.
  */
 export async function turnContext(s: LoopState, signal: AbortSignal, switchover: SwitchoverRequest | null = null, failover: FailoverRequest | null = null): Promise<TurnContext> {
-  const members: MemberEntry[] = await s.deps.store.listMembers();
+  const members = await turnMembers(s);
   return {
     term: s.term,
     leader: s.lastLeader,

@@ -1,4 +1,5 @@
 import { defaultDynamicConfig, type DynamicConfig, type LeaderRecord } from '../consul/records.js';
+import type { MemberEntry } from '../consul/store.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { monotonicClock, type Clock } from './clock.js';
@@ -29,9 +30,13 @@ export class LoopState {
   /** The lock's value as last read with a holder: who leads now (lastLeader outlives the lock for decide()). */
   lockValue: LeaderRecord | null = null;
   lastFailure: PromotionFailure | null = null;
+  /** The session's last successful renewal (when it was sent), or its creation (keeper.ts). */
+  renewed: { session: string; at: number } | null = null;
   /** The last member record written (its content without `updatedAt`, and the session that holds it), and when (publish.ts). */
   published: { content: string; session: string; at: number } | null = null;
   dynamicConfig: DynamicConfig = defaultDynamicConfig;
+  /** The members as this turn's observation read them (observe.ts); null before it, or when that read failed. */
+  turnMembers: MemberEntry[] | null = null;
   consulReachable = false;
   retryAcquireSoon = false;
   /** A planned step-down is stopping Postgres while the lock is still ours (see stepDown). */

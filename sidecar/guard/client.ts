@@ -45,14 +45,14 @@ interface Pending {
  * Safety argument, next to the lease's (sidecar/election/lease.ts): every lease confirmation whose request
  * was sent at t0 feeds the guard the deadline t0 + lease, on CLOCK_MONOTONIC. No other node can take the
  * lock before t0 + lockDelay (the lease's argument). An armed guard that is not fed a later deadline
- * SIGKILLs the postmaster and every backend by t0 + lease + its poll interval (50 ms) plus scheduling, and
- * keeps killing any postmaster on the data directory while starved, so no process of the old primary accepts
- * a write after that; config validation keeps lease + demoteBudget (3 + 1 s) < lockDelay (5 s), and the poll
- * interval is far inside demoteBudget. The guard is armed (answer awaited) before any part may make Postgres
- * writable, and disarmed only after the demotion stopped Postgres, so no instant exists at which this node
- * may be a writer and the guard is off. Fail closed: a guard that dies, cannot be written to or stops
- * answering while armed is a lost lease (`onLost`, the loop steps down); without a live guard, `arm` fails
- * and the node cannot lead. The guard lives in its own process group (a Ctrl-Z or SIGSTOP of the sidecar's
+ * SIGKILLs the postmaster and every backend by t0 + lease + its timer's rounding (one timer set to the
+ * deadline, main.ts) plus scheduling, and keeps killing any postmaster on the data directory while starved,
+ * so no process of the old primary accepts a write after that; config validation keeps lease + demoteBudget
+ * (3 + 1 s) < lockDelay (5 s), and that rounding (a millisecond) is far inside demoteBudget. The guard is
+ * armed (answer awaited) before any part may make Postgres writable, and disarmed only after the demotion
+ * stopped Postgres, so no instant exists at which this node may be a writer and the guard is off. Fail
+ * closed: a guard that dies, cannot be written to or stops answering while armed is a lost lease (`onLost`,
+ * the loop steps down); without a live guard, `arm` fails and the node cannot lead. The guard lives in its own process group (a Ctrl-Z or SIGSTOP of the sidecar's
  * group does not freeze it). When the sidecar dies (parent-death signal SIGTERM, and its input closes) the
  * guard kills the node's Postgres, releases the lock of the session it was last told, and exits (main.ts);
  * it outlives the sidecar by that much only.

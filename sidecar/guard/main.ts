@@ -17,10 +17,15 @@ import { failAliveCheck, guardConsulFromEnv, releaseDeadSessionLock, type GuardC
  */
 
 /**
- * How often an armed guard compares the clock with its deadline: the kill comes at most this long after
- * the deadline (plus scheduling), far inside the `demoteBudget` (1 s by default) the safety argument allows.
+ * An armed guard sets one timer to its deadline (GuardState.nextCheckMs), re-set at every feed: about one
+ * wake-up a second on the leader (a feed per lease confirmation), instead of a 50 ms poll's twenty. The timer
+ * fires at the deadline plus libuv's millisecond rounding and scheduling, and the guard reads CLOCK_MONOTONIC
+ * itself before it acts (a timer early by a rounding sets itself again for the rest), so the kill comes no
+ * later than the poll's did (deadline + 50 ms), far inside the `demoteBudget` (1 s) the safety argument allows.
+ * Once the deadline has passed it looks every STARVED_POLL_MS, killing any postmaster that appears, until
+ * it is fed a later deadline or disarmed.
  */
-const POLL_MS = 50;
+const STARVED_POLL_MS = 50;
 /** How long a guard whose sidecar died waits for its Postgres to be gone before it gives up the release. */
 const POSTGRES_GONE_TIMEOUT_MS = 2_000;
 /**
@@ -41,7 +46,7 @@ const state = new GuardState();
 const consul = guardConsulFromEnv(process.env);
 /** The sidecar that started us (client.ts sets the variable; whoever spawned us otherwise). */
 const sidecarPid = Number(process.env[PARENT_PID_VAR] ?? process.ppid);
-let poll: NodeJS.Timeout | null = null;
+let timer: NodeJS.Timeout | null = null;
 let inputClosed = false;
 let sidecarGone = false;
 /** The session this guard last tried to release while starved: one try per session. */
@@ -77,7 +82,7 @@ function check(): void {
 function releaseWhileStarved(): void {
   const session = state.leaseSession;
   if (!consul || !session || starvedReleaseTried === session) return;
-  if (!killAllPostgres(dataDir, POLL_MS)) return; // not gone yet: the next poll tries again
+  if (!killAllPostgres(dataDir, STARVED_POLL_MS)) return; // not gone yet: the next look tries again
   starvedReleaseTried = session;
   void handOver(consul, session, 'the lease ran out unconfirmed: postgres is dead, so the guard released the lock and destroyed the session');
 }
@@ -94,12 +99,17 @@ async function handOver(to: GuardConsul, session: string, released: string): Pro
   await failAliveCheck(to, 'the write guard released this node\'s session').catch((e) => log.warn('could not mark the alive check critical', { error: errorMessage(e) }));
 }
 
-function setPolling(on: boolean): void {
-  if (on && !poll) poll = setInterval(check, POLL_MS);
-  if (!on && poll) {
-    clearInterval(poll);
-    poll = null;
-  }
+/** Sets the one timer to when the guard must look next (see STARVED_POLL_MS); none while disarmed. */
+function schedule(): void {
+  if (timer) clearTimeout(timer);
+  const waitMs = sidecarGone ? null : state.nextCheckMs(monotonicNs(), STARVED_POLL_MS);
+  timer = waitMs === null ? null : setTimeout(onTimer, waitMs);
+}
+
+function onTimer(): void {
+  timer = null;
+  check();
+  schedule();
 }
 
 // The sidecar may go away first; its pdeath signal ends us then, a write to its closed pipe must not.
@@ -116,8 +126,8 @@ input.on('line', (line) => {
   }
   const wasArmed = state.armed;
   const reply = state.apply(command);
-  setPolling(state.armed);
   check();
+  schedule();
   process.stdout.write(formatReply(reply));
   // Logged last: a slow log pipe must not delay the check or the answer.
   if (state.armed !== wasArmed) {
@@ -173,7 +183,7 @@ async function awaitSidecarDeath(): Promise<boolean> {
 async function sidecarDied(): Promise<void> {
   if (sidecarGone) return;
   sidecarGone = true;
-  setPolling(false);
+  schedule(); // clears the timer: from here on the guard only hands over
   const stopped = killAllPostgres(dataDir, POSTGRES_GONE_TIMEOUT_MS);
   const session = state.session;
   if (!stopped) {

@@ -99,4 +99,19 @@ export class GuardState {
   mustKill(nowNs: bigint): boolean {
     return this.armed && (this.deadlineNs === null || nowNs >= this.deadlineNs);
   }
+
+  /**
+   * When the guard must look again, in ms from `nowNs`: at the deadline while armed and fed (at least 1 ms,
+   * rounded up, so a timer never fires before it), every `starvedPollMs` once it passed (to kill any
+   * postmaster that appears), never while disarmed (null). Capped to what a Node timer takes (2^31 - 1 ms).
+   */
+  nextCheckMs(nowNs: bigint, starvedPollMs: number): number | null {
+    if (!this.armed) return null;
+    if (this.mustKill(nowNs)) return starvedPollMs;
+    const remainingNs = (this.deadlineNs as bigint) - nowNs;
+    return Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(Number(remainingNs) / 1e6)));
+  }
 }
+
+/** The longest delay a Node timer takes; a longer one would fire after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;

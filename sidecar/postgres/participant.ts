@@ -287,6 +287,8 @@ export class PostgresParticipant implements Participant {
     const progress = (what: string) => (percent: number) => ctx.report(`${what} from ${leaderName} (${percent} %)`);
     if (this.reinit && !this.reinit.cloned) return this.runReinit(ctx, upstream, leaderName, leaderIsPrimary);
 
+    // A turn that found a streaming standby changed nothing: the status it read stands for the turn's end too.
+    let unchanged: PostgresStatus | null = null;
     try {
       if (!this.pg.hasDataDir()) {
         if (!leaderIsPrimary) return ctx.report(`no data yet: waiting for leader ${leaderName}'s postgres to be a primary to clone it`);
@@ -309,6 +311,7 @@ export class PostgresParticipant implements Participant {
           this.failedStarts = 0;
           this.pg.discardPreviousDataDir();
           if (this.reinit?.cloned) this.settleReinit(null);
+          unchanged = s;
         }
       }
     } catch (e) {
@@ -321,7 +324,7 @@ export class PostgresParticipant implements Participant {
       return;
     }
     await this.pg.ensureReplicationSlots([]);
-    const s = await this.refresh();
+    const s = unchanged ?? (await this.refresh());
     const lag = this.lagBytes();
     const ok = s.role === 'standby' && s.streaming;
     if (!ok) ctx.report(s.running ? `standby of ${leaderName}, not streaming${s.error ? `: ${firstLine(s.error)}` : ''}` : `postgres is down, standby of ${leaderName}`);

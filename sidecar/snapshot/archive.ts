@@ -2,10 +2,15 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
 import { SidecarError, errorMessage } from '../errors.js';
 import { parseMetadata, snapshotRecord, type SnapshotMetadata, type SnapshotRecord } from './metadata.js';
 import { expired, isSnapshotId } from './retention.js';
+
+/**
+ * tar is loaded when a snapshot is packed or unpacked, not at start: an idle node never does either, and
+ * the package and its dependencies cost a few MB of every sidecar's memory for nothing (tools.ts too).
+ */
+export const loadTar = (): Promise<typeof import('tar')> => import('tar');
 
 /** The parts of an archive, in this order: metadata first, so a reader learns what follows. */
 export const METADATA_FILE = 'metadata.json';
@@ -28,7 +33,7 @@ export async function describePart(dir: string, file: string) {
 export async function packArchive(dir: string, meta: SnapshotMetadata, out: string): Promise<void> {
   writeFileSync(join(dir, METADATA_FILE), JSON.stringify(meta, null, 2) + '\n');
   const files = [METADATA_FILE, ...[meta.parts.database, meta.parts.files].flatMap((p) => (p ? [p.file] : []))];
-  await tar.c({ cwd: dir, file: out, portable: true }, files);
+  await (await loadTar()).c({ cwd: dir, file: out, portable: true }, files);
 }
 
 /**
@@ -39,7 +44,7 @@ export async function packArchive(dir: string, meta: SnapshotMetadata, out: stri
 export async function unpackArchive(archive: string, dir: string): Promise<SnapshotMetadata> {
   const unknown: string[] = [];
   try {
-    await tar.x({
+    await (await loadTar()).x({
       file: archive,
       cwd: dir,
       strict: true,

@@ -3,10 +3,10 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import * as tar from 'tar';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { PostgresSettings } from '../postgres/settings.js';
 import { TEMP_PATTERN } from '../mirror/paths.js';
+import { loadTar } from './archive.js';
 
 const run = promisify(execFile);
 
@@ -62,7 +62,7 @@ const notTemp = (path: string): boolean => !TEMP_PATTERN.test(path.split('/').po
 
 /** The files directory as a gzipped tar (paths relative to it). */
 export async function archiveFiles(directory: string, out: string): Promise<void> {
-  await tar.c({ cwd: directory, file: out, gzip: true, portable: true, filter: notTemp }, ['.']);
+  await (await loadTar()).c({ cwd: directory, file: out, gzip: true, portable: true, filter: notTemp }, ['.']);
 }
 
 /**
@@ -71,5 +71,5 @@ export async function archiveFiles(directory: string, out: string): Promise<void
  */
 export async function restoreFiles(directory: string, archive: string): Promise<void> {
   for (const entry of readdirSync(directory)) if (notTemp(entry)) rmSync(join(directory, entry), { recursive: true, force: true });
-  await tar.x({ cwd: directory, file: archive, strict: true });
+  await (await loadTar()).x({ cwd: directory, file: archive, strict: true });
 }

@@ -3,7 +3,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { localNodeFiles, nodeAddresses } from '../../cli/local/layout.js';
+import { localClientTls, localNodeFiles, nodeAddresses } from '../../cli/local/layout.js';
+import { readProfileTls } from '../../cli/profiles.js';
+import { httpsFetch, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
 import { nodeAddress } from '../harness/net.js';
@@ -119,7 +121,7 @@ interface ClusterMember {
   manager?: { state: string };
 }
 
-async function members(apiUrl: string): Promise<ClusterMember[]> {
+async function members(fetch: FetchFunction, apiUrl: string): Promise<ClusterMember[]> {
   const res = await fetch(`${apiUrl}/cluster`, { signal: AbortSignal.timeout(2_000) });
   return ((await res.json()) as { members: ClusterMember[] }).members;
 }
@@ -133,7 +135,7 @@ function settled(ms: ClusterMember[], size: number): string | undefined {
   return ok ? leader.name : undefined;
 }
 
-async function requestCounts(apiUrl: string): Promise<Record<string, number>> {
+async function requestCounts(fetch: FetchFunction, apiUrl: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(2_000) })).text();
   const counts: Record<string, number> = {};
   for (const m of text.matchAll(/^ha_sidecar_requests_total\{[^}]*to="(\w+)"[^}]*\} (\d+)/gm)) counts[m[1]] = Number(m[2]);
@@ -154,19 +156,22 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
   const env = { ...process.env, HACTL_LOCAL_DIR: join(dir, 'cluster'), HACTL_CONFIG_DIR: join(dir, 'hactl') };
   const addresses = nodeAddresses(BASE_ADDRESS, variant.nodes);
   const names = addresses.map((_, i) => `n${i + 1}`);
-  const apiUrl = (i: number) => `http://${addresses[i]}:8008`;
+  // `hactl local up` serves the API over HTTPS with its own CA and asks for a client certificate (hactl's).
+  const apiUrl = (i: number) => `https://${addresses[i]}:8008`;
+  let tlsFetch: FetchFunction | undefined;
+  const api: FetchFunction = (url, init) => (tlsFetch ??= httpsFetch(readProfileTls(localClientTls(env.HACTL_LOCAL_DIR))))(url, init);
   let failed = true;
   try {
     console.log(`\n${variant.nodes} nodes, ${variant.files} files: starting the local cluster on ${BASE_ADDRESS}...`);
     hactl(env, ['local', 'up', '--nodes', String(variant.nodes), '--detach', '--base-address', BASE_ADDRESS, '--postgres'], 300_000);
-    const leaderOf = () => members(apiUrl(0)).then((ms) => settled(ms, variant.nodes));
+    const leaderOf = () => members(api, apiUrl(0)).then((ms) => settled(ms, variant.nodes));
     let leader = await waitFor('the cluster settled', leaderOf, 180_000, 500);
     if (variant.files > 0) {
       const t0 = Date.now();
       writeFiles(localNodeFiles(env.HACTL_LOCAL_DIR, leader).filesDir, variant.files);
       // Settled with the leader holding every file: its standbys are in sync at a generation before them while it reads their events.
       const mirrored = async () => {
-        const ms = await members(apiUrl(0));
+        const ms = await members(api, apiUrl(0));
         const name = settled(ms, variant.nodes);
         return name !== undefined && (ms.find((m) => m.name === name)?.files?.entries ?? 0) >= variant.files ? name : undefined;
       };
@@ -198,14 +203,14 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
       return m;
     };
     const before = tracked.map((t) => (t.children ? postgresTotal(t.pid) : new Map([[t.pid, sample(t.pid)?.own ?? 0]])));
-    const requestsBefore = await Promise.all(names.map((_, i) => requestCounts(apiUrl(i))));
+    const requestsBefore = await Promise.all(names.map((_, i) => requestCounts(api, apiUrl(i))));
     const loadStart = load1();
     console.log(`  settled (leader ${leader}); measuring for ${seconds} s (load ${loadStart})`);
     const t0 = performance.now();
     await sleep(seconds * 1000);
     const after = tracked.map((t) => (t.children ? postgresTotal(t.pid) : new Map([[t.pid, sample(t.pid)?.own ?? 0]])));
     const elapsed = (performance.now() - t0) / 1000;
-    const requestsAfter = await Promise.all(names.map((_, i) => requestCounts(apiUrl(i))));
+    const requestsAfter = await Promise.all(names.map((_, i) => requestCounts(api, apiUrl(i))));
     const leaderAtEnd = await waitFor('the cluster settled after the measure', leaderOf, 60_000, 500).catch(() => 'none');
     const loadEnd = load1();
 

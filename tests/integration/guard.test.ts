@@ -18,7 +18,10 @@ import { waitFor } from '../harness/processes.js';
  */
 
 const script = join(projectRoot(), 'dist', 'sidecar', 'guard', 'main.js');
-/** The guard's poll interval (sidecar/guard/main.ts), and what a loaded 2-core machine may add to it. */
+/**
+ * The bound the guard kept with its former 50 ms poll (its timer now fires at the deadline itself; STARVED_POLL_MS
+ * in sidecar/guard/main.ts once past it), and what a loaded 2-core machine may add to it.
+ */
 const POLL_MS = 50;
 const SCHEDULING_SLACK_MS = 250;
 const log = createLogger({ node: 'guard-test' }, 'error');

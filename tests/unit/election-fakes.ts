@@ -277,6 +277,10 @@ export class FakeConsul {
   }
 
   /** The store one node's sidecar sees. */
+  private memberEntries(): MemberEntry[] {
+    return [...this.members.values()].map((m) => ({ record: m.record, alive: m.session !== null }));
+  }
+
   store(node: string): ElectionStore {
     const budget = this.callTimeoutMs;
     const call = <T>(method: string, args: unknown[], apply: () => T | Promise<T>, timeoutMs = budget) => this.call(node, method, args, timeoutMs, apply);
@@ -333,11 +337,10 @@ export class FakeConsul {
         call('releaseMember', [session], () => {
           for (const m of this.members.values()) if (m.session === session) m.session = null;
         }),
-      listMembers: () => call('listMembers', [], (): MemberEntry[] => [...this.members.values()].map((m) => ({ record: m.record, alive: m.session !== null }))),
-      readDynamicConfig: () => call('readDynamicConfig', [], () => ({ config: defaultDynamicConfig, index: 1 })),
-      readSwitchover: () => call('readSwitchover', [], () => this.switchover),
+      listMembers: () => call('listMembers', [], () => this.memberEntries()),
+      readTurnKeys: () =>
+        call('readTurnKeys', [], () => ({ config: defaultDynamicConfig, switchover: this.switchover, failover: this.failover, members: this.memberEntries() })),
       writeSwitchover: (request) => call('writeSwitchover', [request], () => void (this.switchover = request)),
-      readFailover: () => call('readFailover', [], () => this.failover),
       writeFailover: (request) => call('writeFailover', [request], () => void (this.failover = request)),
     };
   }

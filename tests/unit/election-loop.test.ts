@@ -24,10 +24,8 @@ const RAFT_CALLS = [
   'raiseTerm',
   'everLed',
   'appendHistory',
-  'readDynamicConfig',
-  'readSwitchover',
+  'readTurnKeys',
   'writeSwitchover',
-  'readFailover',
   'writeFailover',
 ];
 

@@ -117,6 +117,22 @@ describe('write guard protocol: state', () => {
     expect(s.leaseSession).toBe(later);
   });
 
+  test('its one timer: none while disarmed, at the deadline (rounded up, never early) while fed, the starved poll once past it', () => {
+    const s = new GuardState();
+    expect(s.nextCheckMs(0n, 50)).toBeNull();
+    s.apply(arm(1, 3_000_000_000n));
+    expect(s.nextCheckMs(0n, 50)).toBe(3000);
+    expect(s.nextCheckMs(2_999_999_001n, 50)).toBe(1);
+    expect(s.nextCheckMs(2_000_000_001n, 50)).toBe(1000);
+    expect(s.nextCheckMs(3_000_000_000n, 50)).toBe(50);
+    s.apply(feed(2, 6_000_000_000n));
+    expect(s.nextCheckMs(3_000_000_000n, 50)).toBe(3000);
+    s.apply(feed(3, 10n ** 19n));
+    expect(s.nextCheckMs(0n, 50)).toBe(2_147_483_647);
+    s.apply({ seq: 4, kind: 'disarm' });
+    expect(s.nextCheckMs(3_000_000_000n, 50)).toBeNull();
+  });
+
   test('an arm without any confirmation (deadline 0) kills at once: fail closed', () => {
     const s = new GuardState();
     s.apply(arm(1, 0n));
