@@ -1,4 +1,4 @@
-// About 400 lines, not split: the server and its per-follower Session share the manifest, the sequence and
+// Over 500 lines, not split: the server and its per-follower Session share the manifest, the sequence and
 // the serving check, and a Session is the server's private helper; the framing, manifest and TLS parts already
 // live in protocol.ts, manifest.ts and tls.ts.
 import { randomBytes } from 'node:crypto';

@@ -1,3 +1,5 @@
+// Over 400 lines, not split: create, restore and pull share one claim (a node runs one snapshot operation at a
+// time) and the newest-snapshot state; the archive format, retention and the pg tools already live apart.
 import { createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
