@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { subjectAltNames, type TlsNode } from '../../cli/tls.js';
+import { initClusterTls, subjectAltNames, type TlsFiles, type TlsNode } from '../../cli/tls.js';
+import type { TestCluster } from './cluster.js';
+import type { TestHaproxy } from './haproxy.js';
 
 /**
  * A node certificate of `ca` that expired in 2020, for the tests that an expired certificate is refused.
@@ -33,4 +35,23 @@ function signedCertificate(ca: { certFile: string; keyFile: string }, node: TlsN
     rmSync(work, { recursive: true, force: true });
   }
   return { certFile, keyFile };
+}
+
+/**
+ * A TLS suite's cluster with HAProxy in front, started before its tests and stopped after them (and `scratch`
+ * removed), with a second CA made in `scratch` for what must be refused: `other()`, one certificate `intruder`.
+ */
+export function tlsClusterSuite(cluster: TestCluster, haproxy: TestHaproxy, scratch: string): { other: () => TlsFiles } {
+  let other: TlsFiles | undefined;
+  beforeAll(async () => {
+    other = await initClusterTls(join(scratch, 'other-ca'), 'other', [{ name: 'intruder', address: '127.0.0.1' }]);
+    await cluster.start();
+    await cluster.waitAllStreaming();
+    haproxy.start();
+  }, 240_000);
+  afterAll(async () => {
+    await cluster.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }, 60_000);
+  return { other: () => other! };
 }

@@ -2,14 +2,13 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initClusterTls, type TlsFiles } from '../../cli/tls.js';
 import { sidecarMain } from '../../cli/local/layout.js';
 import { CLUSTER_TOKEN, TEST_CLIENT_CERT, TestCluster } from '../harness/cluster.js';
 import { hactlIn } from '../harness/hactl.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { nodeAddress } from '../harness/net.js';
 import { runCommand, waitFor } from '../harness/processes.js';
-import { expiredCertificate } from '../harness/tls.js';
+import { expiredCertificate, tlsClusterSuite } from '../harness/tls.js';
 
 /**
  * The sidecar API over HTTPS on a real 3-node cluster (Consul, PostgreSQL, sidecars) with `verifyClient`: what
@@ -33,20 +32,9 @@ async function curl(args: string[]): Promise<{ code: number | null; status: numb
 describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', () => {
   const cluster = new TestCluster({ size: 3, postgres: true, tls: { verifyClient: true } });
   const haproxy = new TestHaproxy(cluster);
-  let other: TlsFiles;
+  const { other } = tlsClusterSuite(cluster, haproxy, scratch);
   const ca = () => join(cluster.tlsDir, 'ca.crt');
   const client = () => ['--cert', join(cluster.tlsDir, `${TEST_CLIENT_CERT}.crt`), '--key', join(cluster.tlsDir, `${TEST_CLIENT_CERT}.key`)];
-
-  beforeAll(async () => {
-    other = await initClusterTls(join(scratch, 'other-ca'), 'other', [{ name: 'intruder', address: '127.0.0.1' }]);
-    await cluster.start();
-    await cluster.waitAllStreaming();
-    haproxy.start();
-  }, 240_000);
-  afterAll(async () => {
-    await cluster.stop();
-    rmSync(scratch, { recursive: true, force: true });
-  }, 60_000);
 
   test('every member publishes an https API URL', async () => {
     const { body } = await cluster.call(0, 'GET', '/cluster');
@@ -96,7 +84,7 @@ describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', 
     expect(JSON.parse(none.body)).toMatchObject({ error: 'client_certificate_required' });
     const tokenOnly = await curl(['--cacert', ca(), '-H', `Authorization: Bearer ${CLUSTER_TOKEN}`, url]);
     expect(tokenOnly.status).toBe(401);
-    const foreign = await curl(['--cacert', ca(), '--cert', other.nodes[0]!.certFile, '--key', other.nodes[0]!.keyFile, '-H', `Authorization: Bearer ${CLUSTER_TOKEN}`, url]);
+    const foreign = await curl(['--cacert', ca(), '--cert', other().nodes[0]!.certFile, '--key', other().nodes[0]!.keyFile, '-H', `Authorization: Bearer ${CLUSTER_TOKEN}`, url]);
     expect(foreign.status).toBe(403);
     expect(JSON.parse(foreign.body)).toMatchObject({ error: 'client_certificate_rejected' });
     const ours = await curl(['--cacert', ca(), ...client(), url]);

@@ -1,16 +1,15 @@
 import { X509Certificate } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import pg from 'pg';
-import { initClusterTls, type TlsFiles } from '../../cli/tls.js';
 import { deriveSecret } from '../../sidecar/shared/secrets.js';
 import { APP_LOGIN, CLUSTER_TOKEN, SUPERUSER_LOGIN, TEST_CLIENT_CERT, TestCluster } from '../harness/cluster.js';
 import { hactlIn, profileTlsArgs } from '../harness/hactl.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { runCommand, waitFor } from '../harness/processes.js';
-import { renewedCertificate } from '../harness/tls.js';
+import { renewedCertificate, tlsClusterSuite } from '../harness/tls.js';
 import { WritingClient } from '../harness/writer.js';
 
 /**
@@ -27,9 +26,9 @@ const readText = (path: string) => readFileSync(path, 'utf8');
 describe('PostgreSQL over SSL with the cluster CA (3 nodes)', () => {
   const cluster = new TestCluster({ size: 3, postgres: true, tls: { verifyClient: true } });
   const haproxy = new TestHaproxy(cluster);
-  let other: TlsFiles;
+  const { other } = tlsClusterSuite(cluster, haproxy, scratch);
   const file = (name: string) => join(cluster.tlsDir, name);
-  const intruder = () => other.nodes[0];
+  const intruder = () => other().nodes[0];
 
   /** psql as the replication user on node i (replication protocol: IDENTIFY_SYSTEM); exit code and stderr. */
   const replicationLogin = async (i: number, ssl: Record<string, string>) => {
@@ -53,17 +52,6 @@ describe('PostgreSQL over SSL with the cluster CA (3 nodes)', () => {
     await client.end();
     return null;
   };
-
-  beforeAll(async () => {
-    other = await initClusterTls(join(scratch, 'other-ca'), 'other', [{ name: 'intruder', address: '127.0.0.1' }]);
-    await cluster.start();
-    await cluster.waitAllStreaming();
-    haproxy.start();
-  }, 240_000);
-  afterAll(async () => {
-    await cluster.stop();
-    rmSync(scratch, { recursive: true, force: true });
-  }, 60_000);
 
   /** The leader's walsenders with their SSL state, once both standbys stream. */
   const walsenders = async (leader: number) =>
@@ -113,7 +101,7 @@ describe('PostgreSQL over SSL with the cluster CA (3 nodes)', () => {
   });
 
   test("a client trusting another CA refuses the server's certificate, on each node and through HAProxy", async () => {
-    const ca = other.caFile;
+    const ca = other().caFile;
     for (let i = 0; i < 3; i++) {
       const refused = await connectError({ host: cluster.address(i), port: 15432, ...APP_LOGIN, ssl: { ca: readText(ca) } });
       expect(refused).toMatch(/self[- ]signed certificate|unable to (get local issuer|verify)/i);
