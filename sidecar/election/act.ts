@@ -23,13 +23,6 @@ export async function act(s: LoopState, action: Action, o: Observation): Promise
     case 'acquire':
       return tryAcquire(s, action.why, o);
     case 'finish_promotion':
-      // The lock is ours: also when an acquire that timed out at the client was applied (a slow raft leader),
-      // so this turn finds it held by our session while the role still says standby. A node promoting on the
-      // lock is a candidate whatever led here, so a promotion that fails steps down (stops Postgres, disarms
-      // the write guard, gives the lock back); as a standby the step-down would do nothing, and the guard,
-      // left armed past its deadline, would go on killing every Postgres this node starts.
-      if (s.role !== 'candidate') setRole(s, 'candidate');
-      s.lockHolder = s.session;
       return becomeLeader(s, o.switchover ? 'switchover' : !o.lastLeader ? 'start' : o.lastLeader.name === o.node ? 'resume' : 'failover', o);
     case 'stay_leader':
       if (!s.leadership) return; // stepped down meanwhile: nothing a leader does may run now
@@ -82,15 +75,20 @@ async function tryAcquire(s: LoopState, why: AcquireReason, o: Observation): Pro
     return;
   }
   s.retryAcquireSoon = false;
-  s.lockHolder = s.session;
   s.lease.confirm(sentAt); // the acquire was a raft write that saw our session: a confirmation
-  setRole(s, 'candidate');
   await becomeLeader(s, why, o);
 }
 
 /** Holding the lock: raise the term, record history, let every part promote; only then are we leader. */
 async function becomeLeader(s: LoopState, why: AcquireReason, o: Observation): Promise<void> {
   const { store } = s.deps;
+  // A node promoting on the lock is a candidate, whatever led here: a fresh acquire, a promotion an earlier
+  // turn began, or an acquire that timed out at the client but was applied (a slow raft leader), which the
+  // next turn finds held by our session while the role still says standby. So a promotion that fails steps
+  // down (stops Postgres, disarms the write guard, gives the lock back); as a standby the step-down would do
+  // nothing, and the guard, left armed past its deadline, would go on killing every Postgres this node starts.
+  s.lockHolder = s.session;
+  if (s.role !== 'candidate') setRole(s, 'candidate');
   s.leadership?.abort();
   const leadership = new AbortController();
   s.leadership = leadership;
