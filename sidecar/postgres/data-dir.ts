@@ -23,9 +23,7 @@ export function systemIdentifier(node: PostgresNode): string | null {
 export function prepareDirs(node: PostgresNode): void {
   const { dataDir, socketDir, replicationUser, replicationPassword, superuserPassword } = node.settings;
   mkdirSync(dirname(dataDir), { recursive: true });
-  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
-  chownTo(socketDir, node.user);
-  chmodSync(socketDir, 0o700);
+  privateDirectory(socketDir, node.user);
   installTlsFiles(node);
   writeOwnedFile(
     node.passFile,
@@ -35,6 +33,13 @@ export function prepareDirs(node: PostgresNode): void {
     ]),
     node.user,
   );
+}
+
+/** A directory only Postgres's OS user may enter (0700, also when it existed with other modes). */
+function privateDirectory(dir: string, user: PostgresNode['user']): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chownTo(dir, user);
+  chmodSync(dir, 0o700);
 }
 
 /**
@@ -51,10 +56,7 @@ export function installTlsFiles(node: PostgresNode): boolean {
   const copies = node.tls;
   if (!source || !copies) return false;
   const material = loadTlsMaterial(source);
-  const dir = dirname(copies.keyFile);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chownTo(dir, node.user);
-  chmodSync(dir, 0o700);
+  privateDirectory(dirname(copies.keyFile), node.user);
   let changed = false;
   for (const [file, content] of [[copies.certFile, material.cert], [copies.keyFile, material.key], [copies.caFile, material.ca]]) {
     if (existsSync(file) && readFileSync(file, 'utf8') === content) continue;
