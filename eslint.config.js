@@ -9,7 +9,8 @@ import tseslint from 'typescript-eslint';
  *    the root files every part uses (errors, error-codes, log, units, metrics, outgoing). Base imports only base.
  * 2. Parts, one folder each (PARTS). A part imports base, its own folder, the config's type (`config.ts`), and
  *    of another part only the files SURFACE lists for it, each with its reason. Never another part's internals.
- * 3. The composition root (COMPOSITION: `config.ts`, `main.ts`, `node.ts`, `participants.ts`, `recovery.ts`)
+ * 3. The composition root (COMPOSITION: `config.ts`, `main.ts`, `node.ts`, `participants.ts`, `peer-reachability.ts`,
+ *    `recovery.ts`)
  *    builds each part from its slice of the config and wires them; it may import any part.
  *
  * Outside `sidecar/`:
@@ -19,7 +20,7 @@ import tseslint from 'typescript-eslint';
  * - Nothing imports `tests/`; `sidecar/` imports neither `cli/` nor `examples/`. Tests may import anything.
  */
 const PARTS = ['api', 'consul', 'election', 'guard', 'manager', 'mirror', 'postgres', 'snapshot'];
-const COMPOSITION = ['config', 'main', 'node', 'participants', 'recovery'];
+const COMPOSITION = ['config', 'main', 'node', 'participants', 'peer-reachability', 'recovery'];
 
 /** What a part may import from the other parts (module paths without `.js`). */
 const SURFACE = {

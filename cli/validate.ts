@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import { z } from 'zod';
 import type { Member } from './api.js';
 import { renderTable } from './output.js';
 
@@ -65,4 +66,45 @@ export function renderPortMatrix(rows: MemberPorts[]): string[] {
 /** `n3:8008 (sidecar API) refused` for each failed port; empty when all answered. */
 export function portFailures(rows: MemberPorts[]): string[] {
   return rows.flatMap((r) => r.results.flatMap((x, i) => (x === 'ok' || x === 'not used' ? [] : [`${r.name}:${PORTS[i]!.port} (${PORTS[i]!.what}) ${x}`])));
+}
+
+/** One port of `GET /reachability`'s answer: a peer's port as the asked member reaches it. */
+export const PeerPortSchema = z.object({ port: z.number(), what: z.string(), result: z.string(), detail: z.string().optional() });
+export const ReachabilitySchema = z.looseObject({
+  node: z.string(),
+  peers: z.array(z.object({ name: z.string(), address: z.string(), ports: z.array(PeerPortSchema) })),
+});
+export type Reachability = z.infer<typeof ReachabilitySchema>;
+
+/** What one member answered for its peers, or why it could not be asked. */
+export type MemberView = { from: string; answer: Reachability } | { from: string; error: string };
+
+/**
+ * The member-to-member matrix: a row per member asked, a column per peer; `ok`, the ports that failed, `-`
+ * on the diagonal, `?` where the member could not be asked.
+ */
+export function renderPeerMatrix(views: MemberView[]): string[] {
+  const names = views.map((v) => v.from);
+  const cell = (view: MemberView, to: string): string => {
+    if (view.from === to) return '-';
+    if ('error' in view) return '?';
+    const peer = view.answer.peers.find((p) => p.name === to);
+    if (peer === undefined) return 'not seen';
+    const failed = [...new Set(peer.ports.filter((p) => p.result !== 'ok').map((p) => String(p.port)))];
+    return failed.length === 0 ? 'ok' : failed.join(',');
+  };
+  return renderTable(['FROM \\ TO', ...names], views.map((v) => [v.from, ...names.map((to) => cell(v, to))]));
+}
+
+/** `n1 -> n3:15432 (PostgreSQL): tls_failed: ...` for each failed port, and each member that could not be asked. */
+export function peerFailures(views: MemberView[]): string[] {
+  const names = views.map((v) => v.from);
+  return views.flatMap((v) => {
+    if ('error' in v) return [`${v.from}: could not be asked (${v.error})`];
+    const missing = names.filter((n) => n !== v.from && !v.answer.peers.some((p) => p.name === n)).map((n) => `${v.from} -> ${n}: not in ${v.from}'s member list`);
+    const failed = v.answer.peers.flatMap((peer) =>
+      peer.ports.filter((p) => p.result !== 'ok').map((p) => `${v.from} -> ${peer.name}:${p.port} (${p.what}): ${p.result}${p.detail ? `: ${p.detail}` : ''}`),
+    );
+    return [...missing, ...failed];
+  });
 }

@@ -18,6 +18,7 @@ import { WriteGuard } from './guard/client.js';
 import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { MirrorParticipant } from './mirror/participant.js';
+import { PeerChecks } from './peer-reachability.js';
 import type { TlsMaterial } from './shared/certificates.js';
 import type { FetchFunction } from './shared/https-fetch.js';
 import { deriveSecret } from './shared/secrets.js';
@@ -56,6 +57,7 @@ export class SidecarNode implements ApiBackend {
   readonly snapshots: SnapshotService;
   private readonly recovery: Recovery;
   private readonly gossipRejoin: GossipRejoin;
+  private readonly peerChecks: PeerChecks;
 
   constructor(
     private readonly config: SidecarConfig,
@@ -108,6 +110,7 @@ export class SidecarNode implements ApiBackend {
     // buildParticipants, because they read this node's loop view, leader check and config writes.
     const parts = [...participants, this.snapshots];
     this.gossipRejoin = new GossipRejoin(this.store, log);
+    this.peerChecks = new PeerChecks(config, this.store, () => transport.tls, postgres?.replicationUser ?? null);
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });
     this.member = this.readMembership();
     this.recovery = new Recovery({ config, store: this.store, loop: this.loop, participants, log, isMember: () => this.member !== null, peers: transport.peers });
@@ -248,6 +251,11 @@ export class SidecarNode implements ApiBackend {
         .map(({ record, alive }) => ({ ...record, state: alive ? record.state : 'offline', alive, role: alive ? record.role : 'offline' }))
         .sort((a, b) => a.name.localeCompare(b.name)),
     };
+  }
+
+  /** Every peer's ports as this node reaches them (`hactl cluster validate`). */
+  reachability() {
+    return this.peerChecks.check();
   }
 
   history() {

@@ -7,7 +7,7 @@ import type { CliContext, CommandRegistrar } from '../context.js';
 import { Session } from '../context.js';
 import { CLEAR_SCREEN, cell, failureLine, formatBytes, renderTable, usageError } from '../output.js';
 import { normalizeManagerUrl, updateProfile } from '../profiles.js';
-import { checkMembers, portFailures, renderPortMatrix } from '../validate.js';
+import { ReachabilitySchema, checkMembers, peerFailures, portFailures, renderPeerMatrix, renderPortMatrix, type MemberView } from '../validate.js';
 import { memberUrls } from './profiles.js';
 import { recoveryCommands, withClusterProgress } from './recovery.js';
 import { tlsCommands } from './tls.js';
@@ -355,16 +355,17 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
       )
       .command(
         'validate',
-        "Check from this host that every member's ports answer (Consul 8300, 8301, 8500; API 8008; Postgres " +
-          '15432; file mirror 22000, where used); exits 1 when one does not',
+        "Check every member's ports (Consul 8300, 8301, its HTTP API; API 8008; Postgres 15432; file mirror " +
+          '22000, where used) from this host and from every member to every other, TLS handshakes included; ' +
+          'exits 1 when one does not answer',
         (c) => c,
         async (argv) => {
           const session = await Session.open(ctx, argv);
           const view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER), 'GET /cluster');
           if (view.members.length === 0) throw new SidecarError('no_members', 'the cluster lists no members to check', 502);
-          const rows = await checkMembers(view.members);
-          print(ctx, renderPortMatrix(rows));
-          const failed = portFailures(rows);
+          const [rows, views] = await Promise.all([checkMembers(view.members), askMembers(session, view)]);
+          print(ctx, ['from this host:', ...renderPortMatrix(rows), '', 'from each member to the others:', ...renderPeerMatrix(views)]);
+          const failed = [...portFailures(rows), ...peerFailures(views)];
           if (failed.length > 0) throw new SidecarError('ports_unreachable', failed.join('; '), 503);
         },
       )
@@ -386,3 +387,19 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
           'resume, reinit, restart, reload, validate, history or tls',
       ),
   );
+
+/** Every member's `GET /reachability`, asked at once: how it reaches each of its peers. */
+function askMembers(session: Session, view: ClusterView): Promise<MemberView[]> {
+  return Promise.all(
+    view.members.map(async (m): Promise<MemberView> => {
+      if (typeof m.apiUrl !== 'string' || m.apiUrl === '') return { from: m.name, error: 'it publishes no apiUrl' };
+      try {
+        // The member checks its peers' ports at once, each within 2 s (sidecar/peer-reachability.ts).
+        const answer = await session.direct(normalizeManagerUrl(m.apiUrl), { method: 'GET', path: '/reachability', timeoutMs: 5_000 });
+        return { from: m.name, answer: parseAnswer(ReachabilitySchema, answer, 'GET /reachability') };
+      } catch (e) {
+        return { from: m.name, error: errorMessage(e) };
+      }
+    }),
+  );
+}

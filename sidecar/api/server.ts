@@ -23,6 +23,8 @@ export interface ApiBackend {
   /** A libpq connection URI of the application database on the chosen member. */
   dsn(choice: DsnChoice): Promise<unknown>;
   history(): Promise<unknown>;
+  /** Every peer's ports checked from this node, TLS handshakes included (`hactl cluster validate`). */
+  reachability(): Promise<unknown>;
   metrics(): Promise<{ contentType: string; text: string }>;
   /** Throws `not_cluster_leader` (409) unless this node is the ready leader. */
   assertLeader(): void;
@@ -105,6 +107,7 @@ export function createApi(backend: ApiBackend, policy: AccessPolicy, log: Logger
   app.get('/cluster', async (_req, res) => res.json(await backend.cluster()));
   app.get('/config', async (_req, res) => res.json(await backend.readConfig()));
   app.get('/history', async (_req, res) => res.json(await backend.history()));
+  app.get('/reachability', async (_req, res) => res.json(await backend.reachability()));
   app.get('/metrics', async (_req, res) => {
     const { contentType, text } = await backend.metrics();
     res.type(contentType).send(text);

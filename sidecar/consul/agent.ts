@@ -15,8 +15,18 @@ export interface ServiceSpec {
   checkTtlSeconds: number;
 }
 
-/** serf's member status `failed`: it stopped answering probes (a crash or a partition), as opposed to `left` (3). */
-const SERF_FAILED = 4;
+/**
+ * serf's member status by its number: `failed` stopped answering probes (a crash or a partition), as opposed
+ * to `left` (a graceful leave).
+ */
+const SERF_STATUS: Record<number, GossipMember['status']> = { 0: 'none', 1: 'alive', 2: 'leaving', 3: 'left', 4: 'failed' };
+
+export interface GossipMember {
+  name: string;
+  /** `address:port` of its gossip. */
+  address: string;
+  status: 'none' | 'alive' | 'leaving' | 'left' | 'failed' | 'unknown';
+}
 
 /**
  * A part's check report that says what the last one said is sent again only once this share of its TTL has
@@ -153,18 +163,20 @@ export class AgentService {
     return typeof value === 'string' ? parseGoDuration(value) : null;
   }
 
-  /**
-   * The members of this agent's LAN gossip pool that serf calls failed (status 4), as `address:port`: the
-   * agent's own view, answered without a raft leader. Members that left on purpose (status 3) are not listed.
-   */
-  async failedGossipMembers(): Promise<{ name: string; address: string }[]> {
+  /** The members of this agent's LAN gossip pool as serf sees them: the agent's own view, answered without a raft leader. */
+  async gossipMembers(): Promise<GossipMember[]> {
     const members = (await this.consul.call('agent members', () => this.consul.client.agent.members(this.consul.request() as never))) as {
       Name: string;
       Addr: string;
       Port: number;
       Status: number;
     }[];
-    return members.filter((m) => m.Status === SERF_FAILED).map((m) => ({ name: m.Name, address: `${m.Addr}:${m.Port}` }));
+    return members.map((m) => ({ name: m.Name, address: `${m.Addr}:${m.Port}`, status: SERF_STATUS[m.Status] ?? 'unknown' }));
+  }
+
+  /** The members serf calls failed, as `address:port`. Members that left on purpose are not listed. */
+  async failedGossipMembers(): Promise<{ name: string; address: string }[]> {
+    return (await this.gossipMembers()).filter((m) => m.status === 'failed').map(({ name, address }) => ({ name, address }));
   }
 
   /**

@@ -1,11 +1,11 @@
 import type { EventEmitter } from 'node:events';
-import { AgentService, type ServiceSpec } from './agent.js';
+import { AgentService, type GossipMember, type ServiceSpec } from './agent.js';
 import { ClusterKeys, type MemberEntry, type TurnKeys } from './cluster-keys.js';
 import { ConsulConnection, type StoreOptions } from './connection.js';
 import type { DynamicConfig, FailoverRequest, HistoryEvent, LeaderRecord, MemberRecord, SwitchoverRequest } from './records.js';
 import { SessionLock, type LockState } from './sessions.js';
 
-export type { ServiceSpec } from './agent.js';
+export type { GossipMember, ServiceSpec } from './agent.js';
 export type { MemberEntry, TurnKeys } from './cluster-keys.js';
 export type { StoreOptions } from './connection.js';
 export type { LockState } from './sessions.js';
@@ -50,6 +50,7 @@ export class ConsulStore {
     this.agent.reportCheck(id, name, status, output, ttlSeconds);
   markStopped = (note: string): Promise<void> => this.agent.markStopped(note);
   raftElectionTimeoutMs = (): Promise<number | null> => this.agent.raftElectionTimeoutMs();
+  gossipMembers = (): Promise<GossipMember[]> => this.agent.gossipMembers();
   failedGossipMembers = (): Promise<{ name: string; address: string }[]> => this.agent.failedGossipMembers();
   joinGossip = (address: string, timeoutMs: number): Promise<void> => this.agent.joinGossip(address, timeoutMs);
   watchFailedNodes = (index: number, waitSeconds: number, cancel: EventEmitter): Promise<{ nodes: string[]; index: number }> => this.agent.watchFailedNodes(index, waitSeconds, cancel);

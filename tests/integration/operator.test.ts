@@ -202,12 +202,20 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(watch.out).toMatch(/^Every 0.2s: hactl cluster status {4}\S+\n\ncluster: test/);
   });
 
-  test('hactl cluster validate: every member answers on 8300, 8301, 8500, 8008 and 15432 (no file mirror yet)', async () => {
+  test('hactl cluster validate: every member answers on 8300, 8301, 8500, 8008 and 15432 (no file mirror yet), from this host and from each member', async () => {
     const run = await hactl('cluster', 'validate');
     expect([run.code, run.err]).toEqual([0, '']);
-    const rows = run.out.split('\n').slice(0, 4);
-    expect(rows[0]).toMatch(/^NODE\s+ADDRESS\s+8300\s+8301\s+8500\s+8008\s+15432\s+22000$/);
-    for (const [k, row] of rows.slice(1).entries()) expect(row).toMatch(new RegExp(`^n${k + 1}\\s+\\S+\\s+ok\\s+ok\\s+ok\\s+ok\\s+ok\\s+-$`));
+    const lines = run.out.split('\n');
+    expect(lines[0]).toBe('from this host:');
+    expect(lines[1]).toMatch(/^NODE\s+ADDRESS\s+8300\s+8301\s+8500\s+8008\s+15432\s+22000$/);
+    for (const [k, row] of lines.slice(2, 5).entries()) expect(row).toMatch(new RegExp(`^n${k + 1}\\s+\\S+\\s+ok\\s+ok\\s+ok\\s+ok\\s+ok\\s+-$`));
+    const matrix = lines.indexOf('from each member to the others:');
+    expect(lines.slice(matrix + 1, matrix + 5).map((l) => l.trim().split(/\s+/))).toEqual([
+      ['FROM', '\\', 'TO', 'n1', 'n2', 'n3'],
+      ['n1', '-', 'ok', 'ok'],
+      ['n2', 'ok', '-', 'ok'],
+      ['n3', 'ok', 'ok', '-'],
+    ]);
   });
 
   test("Consul registration: the cluster name and the Postgres port in every service's meta", async () => {
@@ -231,6 +239,12 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
       expect(status.code).toBe(4);
       expect(status.out).toContain('(Consul unreachable from the answering node: ');
       expect(status.err).toMatch(new RegExp(`^hactl: cluster_degraded: Consul unreachable from the answering node http://${cluster.address(2).replace(/\./g, '\\.')}:8008: `));
+      // Member to member: the others find n3's Consul ports closed, and n3 cannot read its members.
+      const validate = await hactl('cluster', 'validate');
+      expect(validate.code).toBe(1);
+      expect(validate.err).toMatch(/^hactl: ports_unreachable: /);
+      for (const from of ['n1', 'n2']) expect(validate.err).toContain(`${from} -> n3:8300 (Consul server RPC): refused`);
+      expect(validate.err).toContain('n3: could not be asked');
     } finally {
       await cluster.consul.startNode(2);
     }
@@ -251,7 +265,15 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     }, 15_000, 250);
     expect(status.err.trim()).toBe('hactl: cluster_degraded: n3 is offline');
     const validate = await hactl('cluster', 'validate');
-    expect([validate.code, validate.err.trim()]).toEqual([1, 'hactl: ports_unreachable: n3:8008 (sidecar API) refused; n3:15432 (PostgreSQL) refused']);
+    expect(validate.code).toBe(1);
+    // From this host first, then what each running member sees of n3; n3 itself cannot be asked.
+    expect(validate.err.trim()).toMatch(/^hactl: ports_unreachable: n3:8008 \(sidecar API\) refused; n3:15432 \(PostgreSQL\) refused; /);
+    for (const from of ['n1', 'n2']) {
+      expect(validate.err).toContain(`${from} -> n3:8008 (sidecar API): refused`);
+      expect(validate.err).toContain(`${from} -> n3:15432 (PostgreSQL): refused`);
+      expect(validate.err).not.toContain(`${from} -> n3:8300`);
+    }
+    expect(validate.err).toContain('n3: could not be asked');
   }, 60_000);
 
   test('hactl completion and profiles delete', async () => {

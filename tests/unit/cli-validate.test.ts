@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { checkMembers, portFailures, renderPortMatrix, tcpCheck, type PortResult } from '../../cli/validate.js';
+import { checkMembers, peerFailures, portFailures, renderPeerMatrix, renderPortMatrix, tcpCheck, type MemberView, type PortResult } from '../../cli/validate.js';
 
 let server: Server;
 let openPort: number;
@@ -50,5 +50,26 @@ describe('hactl cluster validate', () => {
       'n3    10.0.0.3  ok    ok    ok    ok       -      -',
     ]);
     expect(portFailures(rows)).toEqual(['n2:8008 (sidecar API) refused']);
+  });
+
+  it('the member-to-member matrix: ok, the failed ports, - for itself, ? for a member that could not be asked', () => {
+    const port = (p: number, what: string, result = 'ok', detail?: string) => ({ port: p, what, result, ...(detail ? { detail } : {}) });
+    const healthy = (name: string, address: string) => ({ name, address, ports: [port(8300, 'Consul server RPC'), port(8008, 'sidecar API'), port(15432, 'PostgreSQL')] });
+    const views: MemberView[] = [
+      { from: 'n1', answer: { node: 'n1', peers: [healthy('n2', '10.0.0.2'), { ...healthy('n3', '10.0.0.3'), ports: [port(8300, 'Consul server RPC'), port(15432, 'PostgreSQL', 'tls_failed', 'CERT_HAS_EXPIRED: certificate has expired')] }] } },
+      { from: 'n2', answer: { node: 'n2', peers: [healthy('n1', '10.0.0.1')] } },
+      { from: 'n3', error: 'n3: timeout' },
+    ];
+    expect(renderPeerMatrix(views)).toEqual([
+      'FROM \\ TO  n1  n2  n3',
+      'n1         -   ok  15432',
+      'n2         ok  -   not seen',
+      'n3         ?   ?   -',
+    ]);
+    expect(peerFailures(views)).toEqual([
+      'n1 -> n3:15432 (PostgreSQL): tls_failed: CERT_HAS_EXPIRED: certificate has expired',
+      "n2 -> n3: not in n2's member list",
+      'n3: could not be asked (n3: timeout)',
+    ]);
   });
 });
