@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sidecarMain } from '../../cli/local/layout.js';
+import { initClusterTls } from '../../cli/tls.js';
 import { CLUSTER_TOKEN, TEST_CLIENT_CERT, TestCluster } from '../harness/cluster.js';
 import { hactlIn } from '../harness/hactl.js';
 import { TestHaproxy } from '../harness/haproxy.js';
@@ -156,6 +157,41 @@ describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', 
     expect(run.err).toMatch(/^ha-sidecar: tls_certificate_expired: tls\.certFile .*n3-expired\.crt expired on Jan {2}2 00:00:00 2020 GMT/);
     expect((await curl(['--cacert', ca(), `${cluster.apiUrl(2)}/health`])).status).toBe(200);
   });
+
+  test('hactl cluster validate: every member reaches every other with TLS handshakes; a member whose certificate is of another CA fails them with every peer', async () => {
+    await hactl('profiles', 'use', cluster.address(0), '--name', 'validate', '--token', CLUSTER_TOKEN, '--ca', ca(), ...client());
+    const healthy = await hactl('--profile', 'validate', 'cluster', 'validate');
+    expect([healthy.code, healthy.err]).toEqual([0, '']);
+    expect(healthy.out).toContain('from each member to the others:');
+
+    // n3 restarted with a certificate and CA of another cluster: every peer's handshake with it fails.
+    const intruder = await initClusterTls(join(scratch, 'n3-other-ca'), 'other', [{ name: 'n3', address: cluster.address(2) }]);
+    const n3 = intruder.nodes[0];
+    await cluster.stopSidecar(2);
+    cluster.writeConfig(2, { tls: { caFile: intruder.caFile, certFile: n3.certFile, keyFile: n3.keyFile, verifyClient: true } });
+    try {
+      // Its API cannot be verified with the cluster's CA: validate's answer below is the wait.
+      await cluster.startSidecar(2, false);
+      const failed = await waitFor('validate to see the handshakes with n3 fail', async () => {
+        const run = await hactl('--profile', 'validate', 'cluster', 'validate');
+        return run.code === 1 && run.err.includes('n1 -> n3:15432 (PostgreSQL): tls_failed') && run.err.includes('n2 -> n3:8008 (sidecar API): tls_failed') ? run : undefined;
+      }, 60_000, 1_000);
+      for (const from of ['n1', 'n2']) {
+        expect(failed.err).toMatch(new RegExp(`${from} -> n3:8008 \\(sidecar API\\): tls_failed: `));
+        expect(failed.err).toMatch(new RegExp(`${from} -> n3:15432 \\(PostgreSQL\\): tls_failed: `));
+      }
+      // hactl verifies n3 with the cluster's CA too, so it cannot ask n3 for its side.
+      expect(failed.err).toMatch(/n3: could not be asked \(.*certificate/);
+      // Consul's RPC and gossip ports are checked by a connect alone, which the certificate does not change.
+      expect(failed.err).not.toMatch(/-> n\d:830[01]/);
+    } finally {
+      await cluster.stopSidecar(2);
+      cluster.writeConfig(2);
+      await cluster.startSidecar(2);
+    }
+    await cluster.waitAllStreaming();
+    expect((await hactl('--profile', 'validate', 'cluster', 'validate')).code).toBe(0);
+  }, 180_000);
 
   test("the profile's CA file is read at each call: once removed, tls_file_unreadable", async () => {
     const copy = join(scratch, 'ca-copy.crt');
