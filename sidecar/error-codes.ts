@@ -153,7 +153,7 @@ export const ERROR_CODES = {
   switchover_failed: { exit: failed, meaning: 'switchover: the target could not take over; the old leader leads again' },
   switchover_timeout: { exit: failed, meaning: 'switchover: no new leader serves writes in time' },
   system_identifier_mismatch: { exit: failed, meaning: "a clone or rewind source belongs to another database system; this node's data is kept" },
-  tls_ca_mismatch: { exit: usage, meaning: "hactl cluster tls rotate: --dir's ca.key is not the key of its ca.crt, a member's certificate there (or the one it serves on 8008) is not of that CA, or it has a SAN rotate cannot carry over; nothing changed" },
+  tls_ca_mismatch: { exit: usage, meaning: "hactl cluster tls rotate: --dir's ca.key is not the key of its ca.crt, a member's certificate there (or the one it serves on its API or Postgres port) is not of that CA, or it has a SAN rotate cannot carry over; nothing changed" },
   tls_certificate_expired: { exit: failed, meaning: "ha-sidecar: the node's certificate (tls.certFile) has expired; it does not start (exit 2)" },
   tls_certificate_expiring: { exit: failed, meaning: "the node's certificate expires within 30 days (or has expired): run hactl cluster tls rotate (log, once a day; cluster status warns)" },
   tls_certificate_invalid: { exit: failed, meaning: 'ha-sidecar: a tls file holds no PEM certificate or key, the certificate is not signed by tls.caFile, not valid yet, or the key is not its own; it does not start (exit 2), and a reload (409) keeps the certificate every port uses' },
