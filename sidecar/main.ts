@@ -7,7 +7,7 @@ import { Metrics } from './metrics.js';
 import { SidecarNode } from './node.js';
 import { buildParticipants } from './participants.js';
 import { loadTlsMaterial } from './shared/certificates.js';
-import { httpsFetch } from './shared/https-fetch.js';
+import { PeerFetch } from './shared/https-fetch.js';
 import { packageVersion } from './shared/package.js';
 
 /** `ha-sidecar --config FILE`: runs one node's sidecar until SIGTERM/SIGINT. Exit 2 on bad config (its TLS files included) or usage. */
@@ -27,9 +27,9 @@ async function main(): Promise<number> {
   const log = createLogger(context, config.logLevel);
   // Read and checked before anything starts: a wrong file fails the start with one line (shared/certificates.ts).
   const tls = config.tls ? loadTlsMaterial(config.tls) : undefined;
-  const transport = { tls, peers: httpsFetch(tls) };
+  const transport = { tls, peers: new PeerFetch(tls) };
   const metrics = new Metrics(config.nodeName);
-  const node = new SidecarNode(config, log, context, buildParticipants(config, log, metrics, transport.peers), transport, metrics);
+  const node = new SidecarNode(config, log, context, buildParticipants(config, log, metrics, transport.peers.fetch), transport, metrics);
   await node.start();
 
   await new Promise<void>((resolve) => {

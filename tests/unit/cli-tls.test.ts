@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliContext } from '../../cli/context.js';
 import { main } from '../../cli/hactl.js';
-import { parseTlsNode, subjectAltNames } from '../../cli/tls.js';
+import { checkRotationDir, parseTlsNode, rotateNodeCertificate, subjectAltNames } from '../../cli/tls.js';
 import { daysUntilExpiry, readCertificate } from '../../sidecar/shared/certificates.js';
 
 /** `hactl cluster tls init` with the real openssl command, checked with Node's X509Certificate. */
@@ -97,5 +97,52 @@ describe('certificate helpers', () => {
     expect(daysUntilExpiry(cert)).toBe(29);
     expect(daysUntilExpiry(cert, new Date(expiry - 1000))).toBe(0);
     expect(daysUntilExpiry(cert, new Date(expiry + 1000))).toBe(-1);
+  });
+});
+
+describe('tls rotate: the files (checkRotationDir, rotateNodeCertificate)', () => {
+  const init = async (name: string, nodes: string[]) => {
+    const certs = join(dir, name);
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, ...nodes.flatMap((n) => ['--node', n])], ctx())).toBe(0);
+    return certs;
+  };
+
+  it('a new key and certificate of the same CA with the old subject and SANs, renamed into place, 0600, nothing left behind', async () => {
+    const certs = await init('certs', ['n1=127.0.1.11', 'n2=db2.example']);
+    const ca = await checkRotationDir(certs, ['n1', 'n2']);
+    const before = { cert: await readFile(join(certs, 'n2.crt'), 'utf8'), key: await readFile(join(certs, 'n2.key'), 'utf8') };
+    const rotated = await rotateNodeCertificate(certs, ca, 'n2', 10);
+    const cert = new X509Certificate(await readFile(join(certs, 'n2.crt')));
+    expect(cert.fingerprint256).toBe(rotated.fingerprint256);
+    expect(cert.fingerprint256).not.toBe(new X509Certificate(before.cert).fingerprint256);
+    expect(await readFile(join(certs, 'n2.key'), 'utf8')).not.toBe(before.key);
+    expect(cert.subject).toBe('CN=n2');
+    expect(cert.subjectAltName).toBe('DNS:n2, DNS:db2.example');
+    expect(cert.checkIssued(ca.certificate) && cert.verify(ca.certificate.publicKey)).toBe(true);
+    expect(cert.checkPrivateKey(createPrivateKey(await readFile(join(certs, 'n2.key'))))).toBe(true);
+    expect(daysUntilExpiry(cert)).toBe(9);
+    expect((await stat(join(certs, 'n2.key'))).mode & 0o777).toBe(0o600);
+    expect((await readdir(certs)).sort()).toEqual(['ca.crt', 'ca.key', 'n1.crt', 'n1.key', 'n2.crt', 'n2.key']);
+    // The IP SAN is carried over in openssl's form.
+    await rotateNodeCertificate(certs, ca, 'n1', 10);
+    expect(new X509Certificate(await readFile(join(certs, 'n1.crt'))).subjectAltName).toBe('DNS:n1, IP Address:127.0.1.11');
+  });
+
+  it('refuses, before any change, a missing directory, a missing ca.key or node file, and another CA', async () => {
+    const certs = await init('certs', ['n1=127.0.1.11']);
+    await expect(checkRotationDir(join(dir, 'nowhere'), ['n1'])).rejects.toMatchObject({ code: 'tls_files_missing' });
+    await expect(checkRotationDir(certs, ['n1', 'n3'])).rejects.toMatchObject({ code: 'tls_files_missing', message: expect.stringContaining('n3.crt') });
+    const other = await init('other', ['n1=127.0.1.11']);
+    await copyFile(join(other, 'ca.key'), join(certs, 'ca.key'));
+    await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_ca_mismatch', message: expect.stringContaining('is not the key of') });
+    await copyFile(join(other, 'ca.crt'), join(certs, 'ca.crt'));
+    await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_ca_mismatch', message: expect.stringContaining("another cluster's CA") });
+    await rm(join(certs, 'ca.key'));
+    await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_files_missing', message: expect.stringContaining('run it where ca.key is') });
+  });
+
+  it('rotate --days outside 1..825 is bad_value, exit 2, before any call', async () => {
+    expect(await main(['cluster', 'tls', 'rotate', '--dir', dir, '--days', '900'], ctx())).toBe(2);
+    expect(err).toEqual([expect.stringMatching(/^hactl: bad_value: --days takes a whole number from 1 to 825/)]);
   });
 });
