@@ -29,7 +29,15 @@ export interface TlsNode {
   name: string;
   /** An IP address or a DNS name; it becomes the certificate's second subject alternative name. */
   address: string;
+  /**
+   * Not a Consul server (hactl's or a test's client certificate): without `server.<dc>.consul`, so it cannot
+   * pass for a server where Consul checks `verify_server_hostname`.
+   */
+  clientOnly?: boolean;
 }
+
+/** Consul's default datacenter, the one `consul-config/server.hcl.tmpl` is rendered with unless told otherwise. */
+export const CONSUL_DATACENTER = 'dc1';
 
 export interface TlsFiles {
   caFile: string;
@@ -51,11 +59,25 @@ export function parseTlsNode(text: string): TlsNode {
   return { name, address };
 }
 
-/** The node certificate's subject alternative names: its name, and its address as an IP or a DNS name. */
-export function subjectAltNames(node: TlsNode): string {
+/** `--consul-datacenter dc1`: a DNS label, since it becomes part of a DNS name in every node certificate. */
+export function parseConsulDatacenter(text: string): string {
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(text)) throw usageError(`--consul-datacenter "${text}": give Consul's datacenter name (letters, digits, -)`, 'bad_value');
+  return text;
+}
+
+/**
+ * The node certificate's subject alternative names: its name, its address as an IP or a DNS name, and (a node,
+ * not a client) `server.<datacenter>.consul`, the name Consul's servers check of each other with
+ * `verify_server_hostname` (consul-config/tls.hcl.tmpl), since every node runs a Consul server.
+ */
+export function subjectAltNames(node: TlsNode, consulDatacenter = CONSUL_DATACENTER): string {
   const names = [`DNS:${node.name}`, isIP(node.address) === 0 ? `DNS:${node.address}` : `IP:${node.address}`];
+  if (node.clientOnly !== true) names.push(`DNS:${consulServerName(consulDatacenter)}`);
   return [...new Set(names)].join(',');
 }
+
+/** The name a Consul server's certificate must carry for `verify_server_hostname`. */
+export const consulServerName = (datacenter: string): string => `server.${datacenter}.consul`;
 
 async function openssl(args: string[], what: string): Promise<void> {
   try {
@@ -74,7 +96,7 @@ const exists = (path: string) => stat(path).then(() => true, () => false);
  * it was; a `dir` that already holds any of these files is refused (`tls_exists`): a second CA would not
  * verify the certificates the nodes already use.
  */
-export async function initClusterTls(dir: string, clusterName: string, nodes: TlsNode[], days = NODE_DAYS): Promise<TlsFiles> {
+export async function initClusterTls(dir: string, clusterName: string, nodes: TlsNode[], days = NODE_DAYS, consulDatacenter = CONSUL_DATACENTER): Promise<TlsFiles> {
   const names = nodes.map((n) => n.name);
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
   if (duplicate !== undefined) throw usageError(`--node ${duplicate} is given twice`, 'bad_value');
@@ -97,7 +119,7 @@ export async function initClusterTls(dir: string, clusterName: string, nodes: Tl
       await openssl(
         ['req', '-x509', ...KEY_ALGORITHM, '-keyout', join(work, `${node.name}.key`), '-out', join(work, `${node.name}.crt`), '-days', String(days),
           '-subj', `/CN=${node.name}`, '-CA', ca.crt, '-CAkey', ca.key,
-          '-addext', `subjectAltName=${subjectAltNames(node)}`, '-addext', 'extendedKeyUsage=serverAuth,clientAuth',
+          '-addext', `subjectAltName=${subjectAltNames(node, consulDatacenter)}`, '-addext', 'extendedKeyUsage=serverAuth,clientAuth',
           '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment', '-addext', 'basicConstraints=critical,CA:FALSE'],
         `make the certificate of ${node.name}`,
       );

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import type { CliContext, GlobalArgs } from '../context.js';
 import { daysUntilExpiry, readCertificate } from '../../sidecar/shared/certificates.js';
 import { usageError } from '../output.js';
-import { NODE_DAYS, initClusterTls, parseTlsNode } from '../tls.js';
+import { CONSUL_DATACENTER, NODE_DAYS, initClusterTls, parseConsulDatacenter, parseTlsNode } from '../tls.js';
 
 /** `hactl cluster tls ...`: the cluster's CA and the nodes' certificates. */
 export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<GlobalArgs> =>
@@ -10,7 +10,7 @@ export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<Global
     y
       .command(
         'init',
-        'Make a CA and one certificate per node (its name and address as SANs, for server and client use) in --dir; keys are 0600',
+        'Make a CA and one certificate per node (its name, its address and server.<dc>.consul as SANs, for server and client use) in --dir; keys are 0600',
         (c) =>
           c
             .option('dir', { type: 'string', demandOption: true, describe: 'where to write ca.crt, ca.key and <node>.crt/.key' })
@@ -20,11 +20,17 @@ export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<Global
               type: 'number',
               default: NODE_DAYS,
               describe: 'how long the node certificates are valid',
+            })
+            .option('consul-datacenter', {
+              type: 'string',
+              default: CONSUL_DATACENTER,
+              describe: "Consul's datacenter: node certificates name server.<it>.consul, which Consul's verify_server_hostname checks",
             }),
         async (argv) => {
           if (!Number.isInteger(argv.days) || argv.days < 1 || argv.days > NODE_DAYS) throw usageError(`--days takes a whole number from 1 to ${NODE_DAYS}`, 'bad_value');
           const nodes = argv.node.map(parseTlsNode);
-          const files = await initClusterTls(argv.dir, argv.clusterName, nodes, argv.days);
+          const datacenter = parseConsulDatacenter(argv.consulDatacenter);
+          const files = await initClusterTls(argv.dir, argv.clusterName, nodes, argv.days, datacenter);
           ctx.io.out(`CA certificate: ${files.caFile}  (copy it to every node beside its own certificate and key)`);
           ctx.io.out(`CA key:         ${files.caKeyFile}  (keep it off the nodes; it signs new certificates)`);
           for (const n of files.nodes) ctx.io.out(`${n.name}: ${n.certFile} ${n.keyFile}  (expires in ${daysUntilExpiry(readCertificate(n.certFile))} days)`);

@@ -50,7 +50,7 @@ describe('the sidecar API over HTTPS (3 nodes with Postgres, verifyClient on)', 
 
   test("Consul's check of every sidecar's /health passes over HTTPS", async () => {
     await waitFor('the three API checks to pass', async () => {
-      const entries = (await (await fetch(`${cluster.consul.httpUrl(0)}/v1/health/service/ha-sidecar`)).json()) as { Checks: { Name: string; Status: string }[] }[];
+      const entries = (await (await cluster.consulCall(0, 'GET', '/v1/health/service/ha-sidecar')).json()) as { Checks: { Name: string; Status: string }[] }[];
       const api = entries.flatMap((e) => e.Checks).filter((c) => c.Name === 'sidecar API /health');
       return api.length === 3 && api.every((c) => c.Status === 'passing');
     }, 15_000, 250);
