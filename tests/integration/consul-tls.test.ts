@@ -8,6 +8,7 @@ import { sidecarMain } from '../../cli/local/layout.js';
 import { consulBinary } from '../../cli/local/paths.js';
 import { httpsFetch } from '../../sidecar/shared/https-fetch.js';
 import { CLUSTER_TOKEN, SUPERUSER_LOGIN, TestCluster } from '../harness/cluster.js';
+import { hactlIn, profileTlsArgs } from '../harness/hactl.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { nodeAddress } from '../harness/net.js';
 import { runCommand, waitFor } from '../harness/processes.js';
@@ -173,6 +174,18 @@ describe('Consul with TLS, gossip encryption and ACLs (3 nodes with Postgres)', 
     });
     expect(plain.code).toBe(2);
     expect(plain.err).toMatch(/^ha-sidecar: consul_tls_failed: .*consul\.url is http:\/\/ but the agent speaks HTTPS on that port/m);
+  }, 60_000);
+
+  test('hactl cluster validate: Consul is checked on 8501 from this host, and each member reaches the others with TLS handshakes', async () => {
+    const hactl = hactlIn(join(scratch, 'hactl'));
+    expect((await hactl('profiles', 'use', cluster.apiUrl(0), '--name', 'tls', '--token', CLUSTER_TOKEN, ...profileTlsArgs(cluster))).code).toBe(0);
+    const run = await hactl('cluster', 'validate');
+    expect([run.code, run.err]).toEqual([0, '']);
+    const lines = run.out.split('\n');
+    expect(lines[1]).toMatch(/^NODE\s+ADDRESS\s+8300\s+8301\s+8501\s+8008\s+15432\s+22000$/);
+    for (const [k, row] of lines.slice(2, 5).entries()) expect(row).toMatch(new RegExp(`^n${k + 1}\\s+\\S+\\s+ok\\s+ok\\s+ok\\s+ok\\s+ok\\s+-$`));
+    const matrix = lines.indexOf('from each member to the others:');
+    expect(lines.slice(matrix + 2, matrix + 5).map((l) => l.trim().split(/\s+/).slice(1))).toEqual([['-', 'ok', 'ok'], ['ok', '-', 'ok'], ['ok', 'ok', '-']]);
   }, 60_000);
 
   test("kill -9 of the leader's sidecar: its write guard releases the lock over HTTPS with the node's certificate and token", async () => {
