@@ -30,7 +30,15 @@ export interface TlsNode {
   name: string;
   /** An IP address or a DNS name; it becomes the certificate's second subject alternative name. */
   address: string;
+  /**
+   * Not a Consul server (hactl's or a test's client certificate): without `server.<dc>.consul`, so it cannot
+   * pass for a server where Consul checks `verify_server_hostname`.
+   */
+  clientOnly?: boolean;
 }
+
+/** Consul's default datacenter, the one `consul-config/server.hcl.tmpl` is rendered with unless told otherwise. */
+export const CONSUL_DATACENTER = 'dc1';
 
 export interface TlsFiles {
   caFile: string;
@@ -52,11 +60,25 @@ export function parseTlsNode(text: string): TlsNode {
   return { name, address };
 }
 
-/** The node certificate's subject alternative names: its name, and its address as an IP or a DNS name. */
-export function subjectAltNames(node: TlsNode): string {
+/** `--consul-datacenter dc1`: a DNS label, since it becomes part of a DNS name in every node certificate. */
+export function parseConsulDatacenter(text: string): string {
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(text)) throw usageError(`--consul-datacenter "${text}": give Consul's datacenter name (letters, digits, -)`, 'bad_value');
+  return text;
+}
+
+/**
+ * The node certificate's subject alternative names: its name, its address as an IP or a DNS name, and (a node,
+ * not a client) `server.<datacenter>.consul`, the name Consul's servers check of each other with
+ * `verify_server_hostname` (consul-config/tls.hcl.tmpl), since every node runs a Consul server.
+ */
+export function subjectAltNames(node: TlsNode, consulDatacenter = CONSUL_DATACENTER): string {
   const names = [`DNS:${node.name}`, isIP(node.address) === 0 ? `DNS:${node.address}` : `IP:${node.address}`];
+  if (node.clientOnly !== true) names.push(`DNS:${consulServerName(consulDatacenter)}`);
   return [...new Set(names)].join(',');
 }
+
+/** The name a Consul server's certificate must carry for `verify_server_hostname`. */
+export const consulServerName = (datacenter: string): string => `server.${datacenter}.consul`;
 
 async function openssl(args: string[], what: string): Promise<void> {
   try {
@@ -89,7 +111,7 @@ const exists = (path: string) => stat(path).then(() => true, () => false);
  * it was; a `dir` that already holds any of these files is refused (`tls_exists`): a second CA would not
  * verify the certificates the nodes already use.
  */
-export async function initClusterTls(dir: string, clusterName: string, nodes: TlsNode[], days = NODE_DAYS): Promise<TlsFiles> {
+export async function initClusterTls(dir: string, clusterName: string, nodes: TlsNode[], days = NODE_DAYS, consulDatacenter = CONSUL_DATACENTER): Promise<TlsFiles> {
   const names = nodes.map((n) => n.name);
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
   if (duplicate !== undefined) throw usageError(`--node ${duplicate} is given twice`, 'bad_value');
@@ -108,7 +130,7 @@ export async function initClusterTls(dir: string, clusterName: string, nodes: Tl
         '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
       'make the CA',
     );
-    for (const node of nodes) await issueNodeCertificate(work, ca, node.name, subjectAltNames(node), days);
+    for (const node of nodes) await issueNodeCertificate(work, ca, node.name, subjectAltNames(node, consulDatacenter), days);
     // openssl writes keys 0600 under the usual umask; set it anyway, whatever the umask is.
     for (const file of await readdir(work)) await chmod(join(work, file), file.endsWith('.key') ? KEY_MODE : 0o644);
     for (const file of wanted) await rename(join(work, file), join(dir, file));

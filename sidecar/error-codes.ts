@@ -54,6 +54,7 @@ export const ERROR_CODES = {
   consul_missing: { exit: failed, meaning: 'hactl local: no Consul binary to run' },
   consul_refused: { exit: failed, meaning: 'Consul refused a call with another 4xx answer' },
   consul_timing_unsafe: { exit: failed, meaning: "Consul's raft election timeout is too long for the lease (log)" },
+  consul_tls_failed: { exit: failed, meaning: "the TLS handshake with the Consul agent failed: another CA, a certificate refused, or plain HTTP on one end" },
   consul_unavailable: { exit: failed, meaning: 'Consul did not answer: connection refused, timeout, or a server-side failure (5xx, no raft leader)' },
   failover_failed: { exit: failed, meaning: 'failover: another node took the lock (502)' },
   failover_timeout: { exit: failed, meaning: 'failover: the target did not serve writes within 45 s (504)' },

@@ -7,7 +7,7 @@ import { chooseDsn, type DsnChoice } from './api/dsn.js';
 import { createApi, listen, type ApiBackend, type ApiServer } from './api/server.js';
 import type { SidecarConfig } from './config.js';
 import { aliveCheckId } from './consul/agent.js';
-import { ConsulRefused } from './consul/errors.js';
+import { ConsulRefused, ConsulTlsFailed } from './consul/errors.js';
 import { GossipRejoin } from './consul/gossip-rejoin.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
 import { SidecarError, errorMessage, isSidecarError, type ErrorCode } from './errors.js';
@@ -77,6 +77,8 @@ export class SidecarNode implements ApiBackend {
       {
         url: config.consul.url,
         token: config.consul.token,
+        // With a tls section the agent is spoken to over HTTPS with the cluster CA and this node's certificate.
+        tls: transport.tls ? { ca: transport.tls.ca, cert: transport.tls.cert, key: transport.tls.key } : undefined,
         cluster: config.clusterName,
         // A confirmation slower than a loop turn is worth nothing to the lease; give up and retry.
         timeoutMs: config.timings.loopWait * 1000,
@@ -93,7 +95,7 @@ export class SidecarNode implements ApiBackend {
           nodeName: config.nodeName,
           leaseMs: config.timings.lease * 1000,
           // Where it releases the lock of a dead sidecar's session, named as the Consul part names them.
-          consul: { url: config.consul.url, token: config.consul.token, lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) },
+          consul: { url: config.consul.url, token: config.consul.token, tls: config.tls, lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) },
           log,
         })
       : undefined;
@@ -162,8 +164,9 @@ export class SidecarNode implements ApiBackend {
     try {
       await this.store.readInitialize();
     } catch (e) {
-      // Consul answered but said no (a token without the policy): say so, rather than "cannot reach".
-      if (e instanceof ConsulRefused) throw e;
+      // Consul answered but said no (a token without the policy), or the handshake failed (the CA, a certificate,
+      // http:// against HTTPS): say so, rather than "cannot reach".
+      if (e instanceof ConsulRefused || e instanceof ConsulTlsFailed) throw e;
       throw new SidecarError('consul_unavailable', `cannot reach Consul at ${this.config.consul.url}: ${errorMessage(e)}`);
     }
     this.guard?.start();

@@ -9,7 +9,7 @@ import { ClusterViewSchema, parseAnswer, type Member } from '../api.js';
 import { Session, type CliContext, type GlobalArgs } from '../context.js';
 import { usageError } from '../output.js';
 import { normalizeManagerUrl } from '../profiles.js';
-import { NODE_DAYS, checkRotationDir, initClusterTls, parseTlsNode, rotateNodeCertificate, type RotationCa } from '../tls.js';
+import { CONSUL_DATACENTER, NODE_DAYS, checkRotationDir, initClusterTls, parseConsulDatacenter, parseTlsNode, rotateNodeCertificate, type RotationCa } from '../tls.js';
 import { clusterProblem } from './cluster.js';
 
 /** How long a node gets, after its reload, to serve its new certificate on every port. */
@@ -114,7 +114,7 @@ export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<Global
     y
       .command(
         'init',
-        'Make a CA and one certificate per node (its name and address as SANs, for server and client use) in --dir; keys are 0600',
+        'Make a CA and one certificate per node (its name, its address and server.<dc>.consul as SANs, for server and client use) in --dir; keys are 0600',
         (c) =>
           c
             .option('dir', { type: 'string', demandOption: true, describe: 'where to write ca.crt, ca.key and <node>.crt/.key' })
@@ -124,11 +124,17 @@ export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<Global
               type: 'number',
               default: NODE_DAYS,
               describe: 'how long the node certificates are valid',
+            })
+            .option('consul-datacenter', {
+              type: 'string',
+              default: CONSUL_DATACENTER,
+              describe: "Consul's datacenter: node certificates name server.<it>.consul, which Consul's verify_server_hostname checks",
             }),
         async (argv) => {
           checkDays(argv.days);
           const nodes = argv.node.map(parseTlsNode);
-          const files = await initClusterTls(argv.dir, argv.clusterName, nodes, argv.days);
+          const datacenter = parseConsulDatacenter(argv.consulDatacenter);
+          const files = await initClusterTls(argv.dir, argv.clusterName, nodes, argv.days, datacenter);
           ctx.io.out(`CA certificate: ${files.caFile}  (copy it to every node beside its own certificate and key)`);
           ctx.io.out(`CA key:         ${files.caKeyFile}  (keep it off the nodes; it signs new certificates)`);
           for (const n of files.nodes) ctx.io.out(`${n.name}: ${n.certFile} ${n.keyFile}  (expires in ${daysUntilExpiry(readCertificate(n.certFile))} days)`);

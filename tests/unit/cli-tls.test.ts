@@ -27,7 +27,7 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 describe('hactl cluster tls init', () => {
-  it('makes a CA and per-node certificates that verify against it, with name and address as SANs and 0600 keys', async () => {
+  it('makes a CA and per-node certificates that verify against it, with name, address and server.dc1.consul as SANs and 0600 keys', async () => {
     const certs = join(dir, 'certs');
     const code = await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11', '--node', 'n2=db2.example', '--cluster-name', 'prod'], ctx());
     expect(err).toEqual([]);
@@ -41,7 +41,7 @@ describe('hactl cluster tls init', () => {
     expect(ca.ca).toBe(true);
     expect(ca.subject).toBe('CN=ha-sidecar CA prod');
     expect(ca.verify(ca.publicKey)).toBe(true);
-    for (const [name, san] of [['n1', 'DNS:n1, IP Address:127.0.1.11'], ['n2', 'DNS:n2, DNS:db2.example']] as const) {
+    for (const [name, san] of [['n1', 'DNS:n1, IP Address:127.0.1.11, DNS:server.dc1.consul'], ['n2', 'DNS:n2, DNS:db2.example, DNS:server.dc1.consul']] as const) {
       const cert = new X509Certificate(await readFile(join(certs, `${name}.crt`)));
       expect(cert.ca).toBe(false);
       expect(cert.checkIssued(ca)).toBe(true);
@@ -55,6 +55,12 @@ describe('hactl cluster tls init', () => {
     }
     expect((await stat(join(certs, 'ca.key'))).mode & 0o777).toBe(0o600);
     expect(new X509Certificate(await readFile(join(certs, 'n1.crt'))).checkIP('127.0.1.11')).toBe('127.0.1.11');
+  });
+
+  it("names Consul's server name of --consul-datacenter", async () => {
+    const certs = join(dir, 'certs');
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11', '--consul-datacenter', 'east-1'], ctx())).toBe(0);
+    expect(readCertificate(join(certs, 'n1.crt')).subjectAltName).toBe('DNS:n1, IP Address:127.0.1.11, DNS:server.east-1.consul');
   });
 
   it('refuses a directory that already holds a CA, and changes nothing', async () => {
@@ -74,6 +80,7 @@ describe('hactl cluster tls init', () => {
     [['--node', 'n1=not an address'], /^hactl: bad_value: .*neither an IP address nor a DNS name/],
     [['--node', 'n1=127.0.1.11', '--node', 'n1=127.0.1.12'], /^hactl: bad_value: --node n1 is given twice/],
     [['--node', 'n1=127.0.1.11', '--days', '0'], /^hactl: bad_value: --days takes a whole number/],
+    [['--node', 'n1=127.0.1.11', '--consul-datacenter', 'dc 1'], /^hactl: bad_value: --consul-datacenter "dc 1": give Consul's datacenter name/],
   ])('refuses bad input %j with exit 2 and writes nothing', async (args, message) => {
     const certs = join(dir, 'certs');
     expect(await main(['cluster', 'tls', 'init', '--dir', certs, ...args], ctx())).toBe(2);
@@ -84,9 +91,11 @@ describe('hactl cluster tls init', () => {
 
 describe('certificate helpers', () => {
   it('names an IP address as an IP SAN and a host name as a DNS SAN', () => {
-    expect(subjectAltNames(parseTlsNode('n1=10.0.0.1'))).toBe('DNS:n1,IP:10.0.0.1');
-    expect(subjectAltNames(parseTlsNode('n1=::1'))).toBe('DNS:n1,IP:::1');
-    expect(subjectAltNames(parseTlsNode('n1=n1'))).toBe('DNS:n1');
+    expect(subjectAltNames(parseTlsNode('n1=10.0.0.1'))).toBe('DNS:n1,IP:10.0.0.1,DNS:server.dc1.consul');
+    expect(subjectAltNames(parseTlsNode('n1=::1'))).toBe('DNS:n1,IP:::1,DNS:server.dc1.consul');
+    expect(subjectAltNames(parseTlsNode('n1=n1'), 'east')).toBe('DNS:n1,DNS:server.east.consul');
+    // A client certificate cannot pass for a Consul server.
+    expect(subjectAltNames({ ...parseTlsNode('hactl=127.0.0.1'), clientOnly: true })).toBe('DNS:hactl,IP:127.0.0.1');
   });
 
   it('counts whole days until expiry, negative once expired', async () => {
