@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { localClientTls, localNodeFiles, nodeAddresses } from '../../cli/local/layout.js';
 import { readProfileTls } from '../../cli/profiles.js';
+import { EVENT_LOOP_SAMPLE_MS } from '../../sidecar/metrics.js';
 import { httpsFetch, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
@@ -147,7 +148,11 @@ interface Scrape {
   requests: Record<string, number>;
   /** Seconds of GC since start, all kinds (`nodejs_gc_duration_seconds_sum`). */
   gcSeconds: number;
-  /** The event loop's longest delay since the previous scrape: prom-client resets its histogram at each collect. */
+  /**
+   * The longest interval between two samples of the event loop's delay since the previous scrape (prom-client
+   * resets its histogram at each collect): Node's histogram records the whole interval, the sampling period
+   * (EVENT_LOOP_SAMPLE_MS) included.
+   */
   eventLoopMaxSeconds: number;
 }
 
@@ -252,7 +257,7 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
       names.map((name, i) => [
         name,
         {
-          eventLoopMaxDelayMs: Math.round(scrapesAfter[i].eventLoopMaxSeconds * 10_000) / 10,
+          eventLoopMaxDelayMs: Math.round((scrapesAfter[i].eventLoopMaxSeconds * 1000 - EVENT_LOOP_SAMPLE_MS) * 10) / 10,
           gcMsPerMinute: Math.round(((scrapesAfter[i].gcSeconds - scrapesBefore[i].gcSeconds) / elapsed) * 60_000 * 10) / 10,
         },
       ]),
