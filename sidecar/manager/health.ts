@@ -97,14 +97,18 @@ function getStatus(url: string, timeoutMs: number): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   const attempt = (options: RequestOptions): Promise<number> =>
     new Promise<number>((resolve, reject) => {
+      let answered = false;
       const req: ClientRequest = send(url, options, (res: IncomingMessage) => {
+        answered = true;
         resolve(res.statusCode ?? 0);
         res.on('error', () => undefined).resume();
         res.once('end', () => clearTimeout(timer));
       });
       const timer = setTimeout(() => req.destroy(new ProbeTimeout()), Math.max(0, deadline - performance.now()));
-      req.once('error', (e: NodeJS.ErrnoException) => {
+      req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
+        // After the status, an error only ends the body: the answer stands.
+        if (answered) return;
         if (req.reusedSocket && e.code === 'ECONNRESET' && options.agent === undefined) resolve(attempt({ agent: false }));
         else reject(e);
       });
