@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
  * What a file may import: the layering of the tree, which `npm run lint` checks (docs/design.md "Parts").
  * A wrong arrow fails lint with the message of the rule it breaks. Inside `sidecar/`, bottom to top:
  *
- * 1. Base: `sidecar/shared/` (child processes, secrets, package metadata, certificates, the HTTPS fetch) and
+ * 1. Base: `sidecar/shared/` (child processes, secrets, package metadata, certificates, the HTTPS fetch, pg) and
  *    the root files every part uses (errors, error-codes, log, units, metrics, outgoing). Base imports only base.
  * 2. Parts, one folder each (PARTS). A part imports base, its own folder, the config's type (`config.ts`), and
  *    of another part only the files SURFACE lists for it, each with its reason. Never another part's internals.
@@ -85,6 +85,17 @@ export default tseslint.config(
   {
     files: ['examples/**/*.ts'],
     rules: restrict(['**/sidecar/*.js', '**/sidecar/*/**', '!**/sidecar/shared/**', '**/cli/**', '**/tests/**'], `the sample manager is an application of its own: it ${LAYERING}`),
+  },
+  {
+    // pg's own entry point runs a Cloudflare Workers probe that loads undici (sidecar/shared/pg.ts).
+    files: ['sidecar/**/*.ts', 'cli/**/*.ts', 'examples/**/*.ts'],
+    ignores: ['sidecar/shared/pg.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { paths: [{ name: 'pg', allowTypeImports: true, message: "import pg's values from sidecar/shared/pg.ts, which loads pg without its Cloudflare probe (undici, about 6 MB)" }] },
+      ],
+    },
   },
   {
     files: ['cli/**/*.ts'],

@@ -28,7 +28,7 @@ class TurnHistogram extends Histogram {
 }
 
 /** How often the event loop's delay is sampled for the `nodejs_eventloop_lag_*` metrics (see the constructor). */
-const EVENT_LOOP_SAMPLE_MS = 1_000;
+export const EVENT_LOOP_SAMPLE_MS = 1_000;
 
 const finite = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import pg from 'pg';
+import { Pool } from '../../sidecar/shared/pg.js';
 import { httpsFetch } from '../../sidecar/shared/https-fetch.js';
 import { configArg, paths, readSampleConfig, roleFileSchema, type RoleFile } from './config.js';
 
@@ -42,7 +42,7 @@ const log = (message: string, fields: Record<string, unknown> = {}) =>
 
 const { caFile, ...postgres } = config.postgres;
 // node-postgres checks the certificate against the host connected to (the node's address), as libpq's verify-full.
-const pool = new pg.Pool({ ...postgres, ssl: caFile !== undefined && { ca: readFileSync(caFile, 'utf8') }, max: 4, connectionTimeoutMillis: 1_000, query_timeout: 2_000 });
+const pool = new Pool({ ...postgres, ssl: caFile !== undefined && { ca: readFileSync(caFile, 'utf8') }, max: 4, connectionTimeoutMillis: 1_000, query_timeout: 2_000 });
 pool.on('error', (e) => log('idle database connection failed', { error: e.message })); // a failover drops them
 
 function roleFile(): RoleFile {

@@ -1,3 +1,5 @@
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
 import { countRequest } from '../outgoing.js';
@@ -63,13 +65,12 @@ export class HealthProbe {
       let detail: string;
       try {
         countRequest('manager');
-        const res = await fetch(this.url, { signal: AbortSignal.timeout(this.timeoutMs) });
-        await res.body?.cancel();
-        healthy = res.status >= 200 && res.status < 300;
-        detail = `HTTP ${res.status}`;
+        const status = await getStatus(this.url, this.timeoutMs);
+        healthy = status >= 200 && status < 300;
+        detail = `HTTP ${status}`;
       } catch (e) {
         healthy = false;
-        detail = (e as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : `unreachable: ${errorMessage((e as Error).cause ?? e)}`;
+        detail = e instanceof ProbeTimeout ? `no answer within ${this.timeoutMs} ms` : `unreachable: ${errorMessage(e)}`;
       }
       const before = this.state;
       const unhealthySince = healthy ? null : (before.unhealthySince ?? performance.now());
@@ -80,4 +81,38 @@ export class HealthProbe {
       this.inFlight = false;
     }
   }
+}
+
+class ProbeTimeout extends Error {}
+
+/**
+ * The status of one GET of `url`, over node:http(s) rather than the global fetch: fetch loads undici, about
+ * 10 MB of RSS in every sidecar, for one GET a second. Node's global agents keep the connection open between
+ * probes, as fetch did. A kept connection the manager closed just as it was reused fails with ECONNRESET
+ * before any answer: that is the connection's age, not the manager's health, so such a GET is sent once more
+ * on a new connection. `timeoutMs` bounds the whole GET, the body included (which is read and dropped).
+ */
+function getStatus(url: string, timeoutMs: number): Promise<number> {
+  const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+  const deadline = performance.now() + timeoutMs;
+  const attempt = (options: RequestOptions): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      let answered = false;
+      const req: ClientRequest = send(url, options, (res: IncomingMessage) => {
+        answered = true;
+        resolve(res.statusCode ?? 0);
+        res.on('error', () => undefined).resume();
+        res.once('end', () => clearTimeout(timer));
+      });
+      const timer = setTimeout(() => req.destroy(new ProbeTimeout()), Math.max(0, deadline - performance.now()));
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        // After the status, an error only ends the body: the answer stands.
+        if (answered) return;
+        if (req.reusedSocket && e.code === 'ECONNRESET' && options.agent === undefined) resolve(attempt({ agent: false }));
+        else reject(e);
+      });
+      req.end();
+    });
+  return attempt({});
 }

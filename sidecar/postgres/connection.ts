@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import pg from 'pg';
+import type pg from 'pg';
+import { Client } from '../shared/pg.js';
 import { countRequest } from '../outgoing.js';
 import type { Upstream } from './conf.js';
 import { SUPERUSER, type PostgresSettings } from './settings.js';
@@ -36,7 +37,7 @@ export async function withClient<T>(settings: PostgresSettings, fn: (c: pg.Clien
 }
 
 function superuserClient(settings: PostgresSettings, opts: ConnectOptions): pg.Client {
-  return new pg.Client({
+  return new Client({
     ssl: opts.target ? peerSsl(settings) : false,
     host: opts.target?.host ?? settings.socketDir,
     port: opts.target?.port ?? settings.port,

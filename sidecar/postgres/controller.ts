@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { holdsUserData } from './bootstrap.js';
 import type { Upstream } from './conf.js';
 import { KeptSession, queryRows, withClient } from './connection.js';
-import { hasDataDir, writeConfig } from './data-dir.js';
+import { configStamp, hasDataDir, writeConfig } from './data-dir.js';
 import { ServerLifecycle } from './lifecycle.js';
 import { POLL_MS } from './postmaster.js';
 import { tailFile } from '../shared/process.js';
@@ -47,6 +47,8 @@ export class PostgresController {
   private readonly settings: PostgresSettings;
   private readonly server: ServerLifecycle;
   private queue: Promise<unknown> = Promise.resolve();
+  /** configStamp after setSynchronousStandbys last wrote the config, with the postmaster's pid then. */
+  private configWritten: string | null = null;
   /** The synchronous_standby_names a new session of postmaster `pid` last showed (see setSynchronousStandbys). */
   private syncSettingSeen: { value: string; pid: number } | null = null;
   /** The session the loop's every-turn reads go through (status, slots): see KeptSession. */
@@ -226,8 +228,18 @@ export class PostgresController {
         intent.set({ ...intent.current, synchronousStandbyNames: value });
       }
       if (!this.hasDataDir()) return;
-      const changed = writeConfig(this.node, intent.current);
       const pid = this.server.pid();
+      // The leader calls this every turn with the same list; rendering and comparing the four files each time was
+      // a fifth of what an idle leader allocates. It is skipped only when the intent (the list, its role and
+      // upstream), the postmaster and every file's stamp are what they were right after the last write: a list
+      // that must change changes the intent, and any other write to the files changes their stamp, so a list
+      // that must be rewritten is always rewritten, and reloaded, before this resolves.
+      const stamp = () => `${pid} ${configStamp(this.node, intent.current)}`;
+      let changed = false;
+      if (stamp() !== this.configWritten) {
+        changed = writeConfig(this.node, intent.current);
+        this.configWritten = stamp();
+      }
       if (pid === null) return;
       if (changed) postmaster.reload(pid);
       // The leader sets the list every turn: the same value, with the file unchanged, that a new session of

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { renderHba, renderPgpass, renderSidecarConf, scrubAutoConf, SIDECAR_CONF, withInclude } from './conf.js';
 import { loadTlsMaterial } from '../shared/certificates.js';
@@ -64,6 +64,22 @@ export function installTlsFiles(node: PostgresNode): boolean {
     changed = true;
   }
   return changed;
+}
+
+/** The files writeConfig reads, writes or removes in a data directory. */
+const CONFIG_FILES = ['postgresql.conf', 'postgresql.auto.conf', SIDECAR_CONF, 'pg_hba.conf', 'standby.signal'];
+
+/**
+ * What writeConfig's result depends on, as a string: the intent, and each of its files' inode, size, mtime
+ * and ctime, or its absence. Any write to one of them (writeConfig's, an operator's, a clone's or a rewind's,
+ * a data directory moved aside) changes its ctime or inode, so an equal stamp means writeConfig would change nothing.
+ */
+export function configStamp(node: PostgresNode, state: PostgresIntent): string {
+  const files = CONFIG_FILES.map((file) => {
+    const s = statSync(join(node.settings.dataDir, file), { throwIfNoEntry: false });
+    return s ? `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}` : '-';
+  });
+  return `${JSON.stringify(state)} ${files.join(' ')}`;
 }
 
 /**

@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
+import type pg from 'pg';
+import { Client } from '../shared/pg.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { PostgresSettings } from '../postgres/settings.js';
 import { TEMP_PATTERN } from '../mirror/paths.js';
@@ -47,7 +48,7 @@ export function restoreDatabase(settings: PostgresSettings, dump: string): Promi
 
 /** One statement as the superuser over the node's unix socket. */
 export async function querySocket<R extends pg.QueryResultRow>(settings: PostgresSettings, sql: string): Promise<R[]> {
-  const client = new pg.Client({ host: settings.socketDir, port: settings.port, user: 'postgres', password: settings.superuserPassword, database: settings.appDatabase, connectionTimeoutMillis: 5_000 });
+  const client = new Client({ host: settings.socketDir, port: settings.port, user: 'postgres', password: settings.superuserPassword, database: settings.appDatabase, connectionTimeoutMillis: 5_000 });
   client.on('error', () => undefined);
   await client.connect();
   try {

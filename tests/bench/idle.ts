@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { localClientTls, localNodeFiles, nodeAddresses } from '../../cli/local/layout.js';
 import { readProfileTls } from '../../cli/profiles.js';
+import { EVENT_LOOP_SAMPLE_MS } from '../../sidecar/metrics.js';
 import { httpsFetch, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
@@ -16,8 +17,9 @@ import { waitFor } from '../harness/processes.js';
  * local up`: Postgres, the file mirror and the sample manager on every node) on the bench's own addresses and
  * directory, waits until it has settled (every standby streams, every mirror is in sync, every manager is
  * healthy) and SETTLE_MS more, then measures each process on its own for `seconds` from /proc: CPU
- * (utime + stime) as a share of one core, and RSS at the end; and each sidecar's requests per second to its
- * Consul agent, its Postgres, its peers and its manager (`ha_sidecar_requests_total`).
+ * (utime + stime) as a share of one core, and RSS at the end; each sidecar's requests per second to its
+ * Consul agent, its Postgres, its peers and its manager (`ha_sidecar_requests_total`); and each sidecar's
+ * event loop's longest delay and its time in GC over the measure (from its own /metrics).
  */
 
 export interface IdleVariant {
@@ -44,6 +46,8 @@ export interface IdleResult extends IdleVariant {
   processes: ProcessFigure[];
   /** Per sidecar, requests per second by target. */
   requestsPerSecond: Record<string, Record<string, number>>;
+  /** Per sidecar, over the measure: its event loop's longest delay, and its ms of GC per minute. */
+  runtime: Record<string, SidecarRuntime>;
   /** Every process of the cluster (Postgres with all its children), in % of one core. */
   clusterCpuPercent: number;
   /** The leader at the end, when it is not the one at the start: the cluster did not stay idle. */
@@ -135,11 +139,32 @@ function settled(ms: ClusterMember[], size: number): string | undefined {
   return ok ? leader.name : undefined;
 }
 
-async function requestCounts(fetch: FetchFunction, apiUrl: string): Promise<Record<string, number>> {
+export interface SidecarRuntime {
+  eventLoopMaxDelayMs: number;
+  gcMsPerMinute: number;
+}
+
+interface Scrape {
+  requests: Record<string, number>;
+  /** Seconds of GC since start, all kinds (`nodejs_gc_duration_seconds_sum`). */
+  gcSeconds: number;
+  /**
+   * The longest interval between two samples of the event loop's delay since the previous scrape (prom-client
+   * resets its histogram at each collect): Node's histogram records the whole interval, the sampling period
+   * (EVENT_LOOP_SAMPLE_MS) included.
+   */
+  eventLoopMaxSeconds: number;
+}
+
+/** One read of a sidecar's /metrics; the bench is its only reader during the measure, so the lag's max covers it. */
+async function scrape(fetch: FetchFunction, apiUrl: string): Promise<Scrape> {
   const text = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(2_000) })).text();
-  const counts: Record<string, number> = {};
-  for (const m of text.matchAll(/^ha_sidecar_requests_total\{[^}]*to="(\w+)"[^}]*\} (\d+)/gm)) counts[m[1]] = Number(m[2]);
-  return counts;
+  const requests: Record<string, number> = {};
+  for (const m of text.matchAll(/^ha_sidecar_requests_total\{[^}]*to="(\w+)"[^}]*\} (\d+)/gm)) requests[m[1]] = Number(m[2]);
+  let gcSeconds = 0;
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{[^}]*\} ([\d.e+-]+)/gm)) gcSeconds += Number(m[1]);
+  const eventLoopMaxSeconds = Number(/^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? ([\d.e+-]+)/m.exec(text)?.[1] ?? NaN);
+  return { requests, gcSeconds, eventLoopMaxSeconds };
 }
 
 function writeFiles(dir: string, count: number): void {
@@ -203,14 +228,14 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
       return m;
     };
     const before = tracked.map((t) => (t.children ? postgresTotal(t.pid) : new Map([[t.pid, sample(t.pid)?.own ?? 0]])));
-    const requestsBefore = await Promise.all(names.map((_, i) => requestCounts(api, apiUrl(i))));
+    const scrapesBefore = await Promise.all(names.map((_, i) => scrape(api, apiUrl(i))));
     const loadStart = load1();
     console.log(`  settled (leader ${leader}); measuring for ${seconds} s (load ${loadStart})`);
     const t0 = performance.now();
     await sleep(seconds * 1000);
     const after = tracked.map((t) => (t.children ? postgresTotal(t.pid) : new Map([[t.pid, sample(t.pid)?.own ?? 0]])));
     const elapsed = (performance.now() - t0) / 1000;
-    const requestsAfter = await Promise.all(names.map((_, i) => requestCounts(api, apiUrl(i))));
+    const scrapesAfter = await Promise.all(names.map((_, i) => scrape(api, apiUrl(i))));
     const leaderAtEnd = await waitFor('the cluster settled after the measure', leaderOf, 60_000, 500).catch(() => 'none');
     const loadEnd = load1();
 
@@ -225,12 +250,21 @@ export async function benchIdleVariant(variant: IdleVariant, seconds: number): P
     const requestsPerSecond = Object.fromEntries(
       names.map((name, i) => [
         name,
-        Object.fromEntries(Object.entries(requestsAfter[i]).map(([to, n]) => [to, Math.round(((n - (requestsBefore[i][to] ?? 0)) / elapsed) * 100) / 100])),
+        Object.fromEntries(Object.entries(scrapesAfter[i].requests).map(([to, n]) => [to, Math.round(((n - (scrapesBefore[i].requests[to] ?? 0)) / elapsed) * 100) / 100])),
+      ]),
+    );
+    const runtime = Object.fromEntries(
+      names.map((name, i) => [
+        name,
+        {
+          eventLoopMaxDelayMs: Math.round((scrapesAfter[i].eventLoopMaxSeconds * 1000 - EVENT_LOOP_SAMPLE_MS) * 10) / 10,
+          gcMsPerMinute: Math.round(((scrapesAfter[i].gcSeconds - scrapesBefore[i].gcSeconds) / elapsed) * 60_000 * 10) / 10,
+        },
       ]),
     );
     const clusterCpuPercent = Math.round(processes.filter((p) => p.process !== 'postmaster').reduce((s, p) => s + p.cpuPercent, 0) * 100) / 100;
     failed = false;
-    return { ...variant, seconds, load: [loadStart, loadEnd], leader, processes, requestsPerSecond, clusterCpuPercent, ...(leaderAtEnd !== leader ? { leaderAtEnd } : {}) };
+    return { ...variant, seconds, load: [loadStart, loadEnd], leader, processes, requestsPerSecond, runtime, clusterCpuPercent, ...(leaderAtEnd !== leader ? { leaderAtEnd } : {}) };
   } finally {
     try {
       // A failed run keeps its logs and data for a post-mortem.
@@ -250,6 +284,7 @@ export function printIdle(r: IdleResult): void {
   if (r.leaderAtEnd) console.log(`the leader changed during the measure: ${r.leader} -> ${r.leaderAtEnd}; the figures are not those of an idle cluster`);
   console.log(`whole cluster: ${r.clusterCpuPercent.toFixed(2)} % of one core`);
   console.log('requests per second: ' + Object.entries(r.requestsPerSecond).map(([n, q]) => `${n} ${Object.entries(q).map(([to, v]) => `${to} ${v}`).join(', ')}`).join('; '));
+  console.log('sidecar event loop max delay, GC: ' + Object.entries(r.runtime).map(([n, x]) => `${n} ${x.eventLoopMaxDelayMs} ms, ${x.gcMsPerMinute} ms/min`).join('; '));
 }
 
 export async function benchIdle(variants: IdleVariant[], seconds: number): Promise<IdleResult[]> {

@@ -100,6 +100,8 @@ function idle(dir: string): string[] {
     const rps = (v.requestsPerSecond ?? {}) as Record<string, Record<string, number>>;
     const targets = [...new Set(Object.values(rps).flatMap((r) => Object.keys(r)))].sort();
     if (targets.length) out.push(...table(['sidecar', ...targets.map((t) => `${t} req/s`)], Object.entries(rps).map(([node, r]) => [node, ...targets.map((t) => num(r[t]))])), '');
+    const runtime = (v.runtime ?? {}) as Record<string, { eventLoopMaxDelayMs?: number; gcMsPerMinute?: number }>;
+    if (Object.keys(runtime).length) out.push(...table(['sidecar', 'event loop max delay ms', 'GC ms/min'], Object.entries(runtime).map(([node, r]) => [node, num(r.eventLoopMaxDelayMs), num(r.gcMsPerMinute)])), '');
   }
   return out;
 }

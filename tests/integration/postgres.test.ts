@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { systemIdentifier } from '../../sidecar/postgres/data-dir.js';
@@ -107,6 +107,18 @@ describe('PostgresController with real PostgreSQL', () => {
     expect(synchronousStandbyNamesValue(['n3', 'n1', 'n2', 'node-4'], 'n2')).toBe('ANY 1 ("n1", "n3", "node_4")');
 
     await n2.pg.setSynchronousStandbys(['n1']);
+    expect((await n2.pg.status()).synchronousStandbyNames).toBe('ANY 1 ("n1")');
+    // The same list again (the leader's every turn) leaves the file as it is; the file changed under it (here
+    // to the asynchronous list) is written again and reloaded, although the list asked for did not change.
+    const conf = join(n2.settings.dataDir, 'ha-sidecar.conf');
+    const written = statSync(conf).ctimeMs;
+    await n2.pg.setSynchronousStandbys(['n1']);
+    expect(statSync(conf).ctimeMs).toBe(written);
+    writeFileSync(conf, readFileSync(conf, 'utf8').replace(/^synchronous_standby_names = .*$/m, "synchronous_standby_names = ''"));
+    await cluster.superuser(1, 'select pg_reload_conf()');
+    await waitFor('the edited file in force', async () => (await cluster.superuser<{ v: string }>(1, "select current_setting('synchronous_standby_names') as v"))[0].v === '', 10_000);
+    await n2.pg.setSynchronousStandbys(['n1']);
+    expect(readFileSync(conf, 'utf8')).toContain(`synchronous_standby_names = 'ANY 1 ("n1")'`);
     expect((await n2.pg.status()).synchronousStandbyNames).toBe('ANY 1 ("n1")');
     await waitFor('n1 a quorum standby', async () => (await n2.pg.status()).replicas.find((r) => r.name === 'n1')?.syncState === 'quorum', 10_000);
     await cluster.app(1, "insert into items values (4, 'acknowledged by n1')");
