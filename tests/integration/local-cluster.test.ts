@@ -155,8 +155,8 @@ describe('hactl local: a whole cluster on this machine', () => {
     expect(run.out).toMatch(/^\s+NAME\s+ADDRESS\s+ROLE\s+STATE/m);
     expect(run.out).toMatch(/^cluster: local\s+term: 1\s+leader: n1/m);
     // The table is the settled cluster it waited for, not the records of the standbys' first turns.
-    for (const name of ['n2', 'n3']) expect(run.out).toMatch(new RegExp(`^\\s+${name}\\s+\\S+\\s+standby\\s+following leader n1\\s.*\\shealthy$`, 'm'));
-    expect(run.out).toMatch(/^\*\s+n1\s+\S+\s+leader\s.*\shealthy$/m);
+    for (const name of ['n2', 'n3']) expect(run.out).toMatch(new RegExp(`^\\s+${name}\\s+\\S+\\s+standby\\s+following leader n1\\s.*\\shealthy\\s+\\d+d$`, 'm'));
+    expect(run.out).toMatch(/^\*\s+n1\s+\S+\s+leader\s.*\shealthy\s+\d+d$/m);
     expect(run.out).toContain(`https://${BASE}:8501/ui`);
     expect(run.out).toMatch(/local kill n1 sidecar/);
     expect(run.out).toContain(`[local] made the local cluster CA and certificates in ${join(localDir, 'tls')}`);
