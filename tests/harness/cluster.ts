@@ -46,9 +46,10 @@ export interface TestClusterOptions {
   /**
    * The sidecar API over HTTPS: `start` makes a CA in `<baseDir>/tls` (tls init's code) with a certificate per
    * node and one for the test's client (`client.crt`), which `call`, `leaderStatus` and the driver show.
-   * Default: off, or on with `verifyClient` when `HA_TEST_TLS=1` (a whole suite over HTTPS).
+   * Default: on with `verifyClient`, as production runs; `false`, or `HA_TEST_TLS=0` for every cluster of a run,
+   * turns it off (plain HTTP, Postgres without SSL).
    */
-  tls?: { verifyClient: boolean };
+  tls?: { verifyClient: boolean } | false;
 }
 
 /** The name of the test client's certificate in a TLS cluster's CA directory. */
@@ -78,7 +79,7 @@ export class TestCluster {
   constructor(private readonly opts: TestClusterOptions) {
     this.placement = opts.placement ?? loopbackPlacement;
     this.tlsDir = join(this.baseDir, 'tls');
-    this.tlsMode = opts.tls ?? (process.env.HA_TEST_TLS === '1' ? { verifyClient: true } : undefined);
+    this.tlsMode = opts.tls === false ? undefined : (opts.tls ?? (process.env.HA_TEST_TLS === '0' ? undefined : { verifyClient: true }));
     this.fetchApi = (url, init) => {
       this.tlsFetch ??= httpsFetch(this.tlsMode ? this.clientTls() : undefined);
       return this.tlsFetch(url, init);

@@ -184,7 +184,7 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
       expect(got.filter((l) => l === `${name} leader ${t + 1} fail`)).toHaveLength(2);
       expect(got).toContain(`${cluster.names[next]} leader ${t + 2} ok`);
       expect(got.indexOf(`${name} standby ${t + 1} ok`)).toBeLessThan(got.indexOf(`${cluster.names[next]} leader ${t + 2} ok`));
-      const metrics = await (await fetch(`${cluster.apiUrl(target)}/metrics`)).text();
+      const metrics = await (await cluster.fetchApi(`${cluster.apiUrl(target)}/metrics`)).text();
       expect(metrics).toMatch(/ha_sidecar_manager_hook_runs_total\{hook="leader",outcome="failed",node="n\d"\} 2/);
       const history = (await cluster.call(next, 'GET', '/history')).body as unknown as { kind: string; previous: string; term: number }[];
       expect(history.at(-1)).toMatchObject({ kind: 'switchover', previous: name, term: t + 2 });
