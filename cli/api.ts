@@ -21,6 +21,8 @@ export const MemberSchema = z.looseObject({
   alive: z.boolean().nullable().optional(),
   streaming: z.boolean().nullable().optional(),
   pgRole: z.string().nullable().optional(),
+  /** With `tls`: the node's certificate's expiry (sidecar/shared/certificates.ts, certificateExpiry). */
+  tls: z.looseObject({ validTo: z.string(), daysLeft: z.number(), expiring: z.boolean() }).nullable().optional(),
 });
 
 export const LeaderSchema = z.looseObject({

@@ -7,17 +7,23 @@ import { renderTable } from './output.js';
 const PORT_TIMEOUT_MS = 1_000;
 
 /**
+ * Consul's HTTP API port on a member: 8501 (HTTPS) where the cluster runs TLS, which the member's https API
+ * URL shows (the sidecar's `consul.url` then defaults to it, consul-config/tls.hcl.tmpl closes 8500), else 8500.
+ */
+const consulHttpPort = (m: Member): number => (m.apiUrl?.startsWith('https:') ? 8501 : 8500);
+
+/**
  * The ports `hactl cluster validate` checks on every member, with which part needs each. Consul's ports are
  * on the member's address (one agent per node); Postgres and the file mirror only where the member runs
  * them (it publishes their fields in its record).
  */
 export const PORTS = [
-  { port: 8300, what: 'Consul server RPC', needed: () => true },
-  { port: 8301, what: 'Consul LAN gossip (TCP)', needed: () => true },
-  { port: 8500, what: 'Consul HTTP API', needed: () => true },
-  { port: 8008, what: 'sidecar API', needed: () => true },
-  { port: 15432, what: 'PostgreSQL', needed: (m: Member) => m.pgRole !== undefined && m.pgRole !== null },
-  { port: 22000, what: 'file mirror', needed: (m: Member) => m.files !== undefined && m.files !== null },
+  { port: () => 8300, what: 'Consul server RPC', needed: () => true },
+  { port: () => 8301, what: 'Consul LAN gossip (TCP)', needed: () => true },
+  { port: consulHttpPort, what: 'Consul HTTP API', needed: () => true },
+  { port: () => 8008, what: 'sidecar API', needed: () => true },
+  { port: () => 15432, what: 'PostgreSQL', needed: (m: Member) => m.pgRole !== undefined && m.pgRole !== null },
+  { port: () => 22000, what: 'file mirror', needed: (m: Member) => m.files !== undefined && m.files !== null },
 ] as const;
 
 export type PortResult = 'ok' | 'refused' | 'timeout' | 'unreachable' | 'not used';
@@ -40,6 +46,8 @@ export function tcpCheck(host: string, port: number, timeoutMs = PORT_TIMEOUT_MS
 export interface MemberPorts {
   name: string;
   address: string;
+  /** The port checked in each column of PORTS, on this member. */
+  ports: number[];
   results: PortResult[];
 }
 
@@ -48,24 +56,32 @@ export async function checkMembers(members: Member[], check = tcpCheck): Promise
   return Promise.all(
     members.map(async (m) => {
       const address = m.address ?? '';
-      const results = await Promise.all(PORTS.map((p) => (p.needed(m) && address !== '' ? check(address, p.port) : Promise.resolve<PortResult>('not used'))));
-      return { name: m.name, address: address || '-', results };
+      const ports = PORTS.map((p) => p.port(m));
+      const results = await Promise.all(PORTS.map((p, i) => (p.needed(m) && address !== '' ? check(address, ports[i] as number) : Promise.resolve<PortResult>('not used'))));
+      return { name: m.name, address: address || '-', ports, results };
     }),
   );
 }
 
+/** A column's heading: its port, or each port its members use (`8500/8501` in a cluster half on TLS). */
+function columnPorts(rows: MemberPorts[], column: number): string {
+  const ports = [...new Set(rows.map((r) => r.ports[column]))].filter((p) => p !== undefined).sort();
+  return ports.length > 0 ? ports.join('/') : String(PORTS[column]!.port({ name: '' }));
+}
+
 /** The matrix: one row per member, one column per port; `-` for a port the member does not use. */
 export function renderPortMatrix(rows: MemberPorts[]): string[] {
+  const headings = PORTS.map((_, i) => columnPorts(rows, i));
   const table = renderTable(
-    ['NODE', 'ADDRESS', ...PORTS.map((p) => String(p.port))],
+    ['NODE', 'ADDRESS', ...headings],
     rows.map((r) => [r.name, r.address, ...r.results.map((x) => (x === 'not used' ? '-' : x))]),
   );
-  return [...table, '', ...PORTS.map((p) => `${p.port}: ${p.what}`)];
+  return [...table, '', ...PORTS.map((p, i) => `${headings[i]}: ${p.what}`)];
 }
 
 /** `n3:8008 (sidecar API) refused` for each failed port; empty when all answered. */
 export function portFailures(rows: MemberPorts[]): string[] {
-  return rows.flatMap((r) => r.results.flatMap((x, i) => (x === 'ok' || x === 'not used' ? [] : [`${r.name}:${PORTS[i]!.port} (${PORTS[i]!.what}) ${x}`])));
+  return rows.flatMap((r) => r.results.flatMap((x, i) => (x === 'ok' || x === 'not used' ? [] : [`${r.name}:${r.ports[i]} (${PORTS[i]!.what}) ${x}`])));
 }
 
 /** One port of `GET /reachability`'s answer: a peer's port as the asked member reaches it. */

@@ -61,7 +61,10 @@ export const configSchema = z
     dataDir: z.string().min(1),
     consul: z
       .object({
-        /** The local Consul agent. */
+        /**
+         * The local Consul agent; default `http://<address>:8500`, or with `tls` `https://<address>:8501`, spoken
+         * to with the cluster CA and this node's certificate (Consul's verify_incoming asks for one).
+         */
         url: z.url().optional(),
         token: z.string().min(1).optional(),
       })
@@ -159,7 +162,7 @@ export function parseConfig(raw: unknown): SidecarConfig {
   return {
     ...config,
     clusterAddresses: config.clusterAddresses ?? [config.address],
-    consul: { ...config.consul, url: config.consul.url ?? `http://${config.address}:8500` },
+    consul: { ...config.consul, url: config.consul.url ?? (config.tls ? `https://${config.address}:8501` : `http://${config.address}:8500`) },
     apiUrl: `${config.tls ? 'https' : 'http'}://${config.address}:${config.apiPort}`,
   };
 }

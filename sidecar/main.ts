@@ -7,10 +7,10 @@ import { Metrics } from './metrics.js';
 import { SidecarNode } from './node.js';
 import { buildParticipants } from './participants.js';
 import { loadTlsMaterial } from './shared/certificates.js';
-import { httpsFetch } from './shared/https-fetch.js';
+import { PeerFetch } from './shared/https-fetch.js';
 import { packageVersion } from './shared/package.js';
 
-/** `ha-sidecar --config FILE`: runs one node's sidecar until SIGTERM/SIGINT. Exit 2 on bad config (its TLS files included) or usage. */
+/** `ha-sidecar --config FILE`: runs one node's sidecar until SIGTERM/SIGINT. Exit 2 on bad config (its TLS files included, and a failed TLS handshake with Consul) or usage. */
 async function main(): Promise<number> {
   const args = parseCommandLine(process.argv.slice(2));
   if (args.help) {
@@ -27,9 +27,9 @@ async function main(): Promise<number> {
   const log = createLogger(context, config.logLevel);
   // Read and checked before anything starts: a wrong file fails the start with one line (shared/certificates.ts).
   const tls = config.tls ? loadTlsMaterial(config.tls) : undefined;
-  const transport = { tls, peers: httpsFetch(tls) };
+  const transport = { tls, peers: new PeerFetch(tls) };
   const metrics = new Metrics(config.nodeName);
-  const node = new SidecarNode(config, log, context, buildParticipants(config, log, metrics, transport.peers), transport, metrics);
+  const node = new SidecarNode(config, log, context, buildParticipants(config, log, metrics, transport.peers.fetch), transport, metrics);
   await node.start();
 
   await new Promise<void>((resolve) => {
@@ -73,8 +73,11 @@ function parseCommandLine(argv: string[]): { config?: string; help?: boolean; ve
   }
 }
 
-/** Start failures that are the operator's input (the config and the files it names): exit 2, as for usage. */
-const BAD_INPUT = new Set(['invalid_config', 'tls_file_unreadable', 'tls_certificate_invalid', 'tls_certificate_expired']);
+/**
+ * Start failures that are the operator's input (the config and the files it names, and a TLS handshake with
+ * Consul that those files or consul.url make fail): exit 2, as for usage.
+ */
+const BAD_INPUT = new Set(['invalid_config', 'tls_file_unreadable', 'tls_certificate_invalid', 'tls_certificate_expired', 'consul_tls_failed']);
 
 main().then(
   (code) => process.exit(code),

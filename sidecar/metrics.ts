@@ -8,6 +8,8 @@ export interface MetricSources {
   partFields?: () => Record<string, unknown>;
   /** Seconds since the last Consul call that succeeded; null before the first. */
   consulContactAgeSeconds?: () => number | null;
+  /** Whole days until the node's certificate expires (negative once expired); null without `tls`. */
+  certificateExpiryDays?: () => number | null;
 }
 
 /** The loop-duration histogram, which also remembers when the loop last finished a turn (for /liveness). */
@@ -124,6 +126,7 @@ export class Metrics {
       },
     });
     scrapeGauge(r, 'ha_sidecar_consul_last_contact_seconds', 'Seconds since a Consul call last succeeded', () => sources.consulContactAgeSeconds?.() ?? null);
+    scrapeGauge(r, 'ha_sidecar_tls_certificate_expiry_days', "Whole days until the node's certificate (tls.certFile) expires; negative once expired", () => sources.certificateExpiryDays?.() ?? null);
   }
 
   /** Milliseconds since the reconcile loop last finished a turn; null before its first turn. */

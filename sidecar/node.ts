@@ -7,10 +7,10 @@ import { chooseDsn, type DsnChoice } from './api/dsn.js';
 import { createApi, listen, type ApiBackend, type ApiServer } from './api/server.js';
 import type { SidecarConfig } from './config.js';
 import { aliveCheckId } from './consul/agent.js';
-import { ConsulRefused } from './consul/errors.js';
+import { ConsulRefused, ConsulTlsFailed } from './consul/errors.js';
 import { GossipRejoin } from './consul/gossip-rejoin.js';
 import { ConsulStore, type MemberEntry } from './consul/store.js';
-import { SidecarError, errorMessage, type ErrorCode } from './errors.js';
+import { SidecarError, errorMessage, isSidecarError, type ErrorCode } from './errors.js';
 import { candidateProblem } from './election/eligibility.js';
 import { ReconcileLoop } from './election/loop.js';
 import type { Participant } from './election/participant.js';
@@ -19,8 +19,8 @@ import type { LogContext, Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { MirrorParticipant } from './mirror/participant.js';
 import { PeerChecks } from './peer-reachability.js';
-import type { TlsMaterial } from './shared/certificates.js';
-import type { FetchFunction } from './shared/https-fetch.js';
+import { certificateExpiry, loadTlsMaterial, type CertificateExpiry, type TlsMaterial } from './shared/certificates.js';
+import type { PeerFetch } from './shared/https-fetch.js';
 import { deriveSecret } from './shared/secrets.js';
 import { postgresNodeValues } from './participants.js';
 import { postgresSettings } from './postgres/settings.js';
@@ -37,9 +37,13 @@ const SWITCHOVER_WAIT_MS = 30_000;
 
 /** This node's TLS (the config's `tls` files, read and checked) and how it calls its peers' APIs. */
 export interface NodeTransport {
+  /** Replaced by a reload that read renewed files (SidecarNode.reloadTls). */
   tls: TlsMaterial | undefined;
-  peers: FetchFunction;
+  peers: PeerFetch;
 }
+
+/** The expiry warning is logged at most this often (and at start and at each reload), not every turn. */
+const EXPIRY_WARNING_INTERVAL_MS = 24 * 60 * 60 * 1000;
 
 /**
  * One ha-sidecar node: the API, and once the node is a cluster member (after `cluster start` or `cluster
@@ -58,6 +62,8 @@ export class SidecarNode implements ApiBackend {
   private readonly recovery: Recovery;
   private readonly gossipRejoin: GossipRejoin;
   private readonly peerChecks: PeerChecks;
+  /** When the expiry warning was last logged (Date.now()), null before the first. */
+  private expiryWarnedAt: number | null = null;
 
   constructor(
     private readonly config: SidecarConfig,
@@ -71,6 +77,8 @@ export class SidecarNode implements ApiBackend {
       {
         url: config.consul.url,
         token: config.consul.token,
+        // With a tls section the agent is spoken to over HTTPS with the cluster CA and this node's certificate.
+        tls: transport.tls ? { ca: transport.tls.ca, cert: transport.tls.cert, key: transport.tls.key } : undefined,
         cluster: config.clusterName,
         // A confirmation slower than a loop turn is worth nothing to the lease; give up and retry.
         timeoutMs: config.timings.loopWait * 1000,
@@ -87,7 +95,7 @@ export class SidecarNode implements ApiBackend {
           nodeName: config.nodeName,
           leaseMs: config.timings.lease * 1000,
           // Where it releases the lock of a dead sidecar's session, named as the Consul part names them.
-          consul: { url: config.consul.url, token: config.consul.token, lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) },
+          consul: { url: config.consul.url, token: config.consul.token, tls: config.tls, lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) },
           log,
         })
       : undefined;
@@ -104,17 +112,31 @@ export class SidecarNode implements ApiBackend {
       readDynamicConfig: () => this.store.readDynamicConfig().then((c) => c.config),
       patchConfig: (patch) => this.patchConfig(patch),
       members: () => this.store.listMembers(),
-      peers: transport.peers,
+      peers: transport.peers.fetch,
     });
     // The one place the loop's list is completed: the snapshots come last and are built here, not in
     // buildParticipants, because they read this node's loop view, leader check and config writes.
-    const parts = [...participants, this.snapshots];
+    // The certificate's expiry joins the member record like a part's fields, and is checked once a turn.
+    const certificate: Participant = {
+      name: 'tls',
+      memberFields: () => {
+        const tls = this.certificateExpiry();
+        return tls ? { tls } : {};
+      },
+      leaderTurn: async () => this.warnIfExpiring(false),
+      followerTurn: async () => this.warnIfExpiring(false),
+    };
+    const parts = [...participants, this.snapshots, certificate];
     this.gossipRejoin = new GossipRejoin(this.store, log);
     this.peerChecks = new PeerChecks(config, this.store, () => transport.tls, postgres?.replicationUser ?? null);
     this.loop = new ReconcileLoop({ config, store: this.store, log, logContext, metrics: this.prom, participants: parts, guard: this.guard });
     this.member = this.readMembership();
-    this.recovery = new Recovery({ config, store: this.store, loop: this.loop, participants, log, isMember: () => this.member !== null, peers: transport.peers });
-    this.prom.scrapeFrom({ partFields: () => this.partFields(), consulContactAgeSeconds: () => this.store.lastContactAgeSeconds() });
+    this.recovery = new Recovery({ config, store: this.store, loop: this.loop, participants, log, isMember: () => this.member !== null, peers: transport.peers.fetch });
+    this.prom.scrapeFrom({
+      partFields: () => this.partFields(),
+      consulContactAgeSeconds: () => this.store.lastContactAgeSeconds(),
+      certificateExpiryDays: () => this.certificateExpiry()?.daysLeft ?? null,
+    });
   }
 
   private get membershipFile(): string {
@@ -142,8 +164,9 @@ export class SidecarNode implements ApiBackend {
     try {
       await this.store.readInitialize();
     } catch (e) {
-      // Consul answered but said no (a token without the policy): say so, rather than "cannot reach".
-      if (e instanceof ConsulRefused) throw e;
+      // Consul answered but said no (a token without the policy), or the handshake failed (the CA, a certificate,
+      // http:// against HTTPS): say so, rather than "cannot reach".
+      if (e instanceof ConsulRefused || e instanceof ConsulTlsFailed) throw e;
       throw new SidecarError('consul_unavailable', `cannot reach Consul at ${this.config.consul.url}: ${errorMessage(e)}`);
     }
     this.guard?.start();
@@ -152,6 +175,7 @@ export class SidecarNode implements ApiBackend {
     const policy = { clusterToken: this.config.clusterToken, tls: tls !== undefined, verifyClient: this.config.tls?.verifyClient ?? false };
     this.server = await listen(createApi(this, policy, this.log), this.config.address, this.config.apiPort, this.log, tls);
     this.log.info('API listening', { url: this.config.apiUrl, ...(tls ? { certificateValidTo: tls.validTo, verifyClient: policy.verifyClient } : {}) });
+    this.warnIfExpiring(true);
     if (this.member) await this.loop.start();
     else this.log.info('not a cluster member yet: waiting for `hactl cluster start` or `hactl cluster join`');
   }
@@ -165,6 +189,54 @@ export class SidecarNode implements ApiBackend {
     // and released the lock by now; a session that outlived a failed clean-up dies with this check, which
     // only hands the lock on sooner (after lock-delay), with no writer left here.
     if (this.member) await this.store.markStopped(`stopped gracefully at ${new Date().toISOString()}`).catch((e) => this.log.warn('could not mark the checks stopped', { error: errorMessage(e) }));
+  }
+
+  // --- the node's certificate -------------------------------------------------------------------------------
+
+  /** The node certificate's expiry as of now; undefined without `tls`. */
+  private certificateExpiry(): CertificateExpiry | undefined {
+    const tls = this.transport.tls;
+    return tls ? certificateExpiry(tls.validTo) : undefined;
+  }
+
+  /** `tls_certificate_expiring` when EXPIRY_WARNING_DAYS or fewer are left: now when `now`, else once a day. */
+  private warnIfExpiring(now: boolean): void {
+    const expiry = this.certificateExpiry();
+    if (!expiry?.expiring) return;
+    if (!now && this.expiryWarnedAt !== null && Date.now() - this.expiryWarnedAt < EXPIRY_WARNING_INTERVAL_MS) return;
+    this.expiryWarnedAt = Date.now();
+    this.log.warn(`the node's certificate ${expiry.daysLeft < 0 ? 'has expired' : `expires in ${expiry.daysLeft} days`}: replace it with \`hactl cluster tls rotate\``, {
+      code: 'tls_certificate_expiring',
+      certFile: this.config.tls?.certFile,
+      ...expiry,
+    });
+  }
+
+  /**
+   * Reads the config's `tls` files again and, when they hold a new certificate, has every port of this node
+   * use it: the API's new handshakes and this node's calls to its peers (Postgres reloads its copies itself,
+   * next). The files are checked first, as at start (loadTlsMaterial): a renewal caught half-way (a new
+   * certificate beside the old key) is 409 with its code and nothing changes. It cannot make a second writer
+   * or lose a commit: it touches no role, lock, lease or data, and open connections (replication, clients)
+   * keep the session they have; a certificate of the same CA is accepted wherever the old one was.
+   */
+  private reloadTls(): void {
+    const files = this.config.tls;
+    if (!files) return;
+    let material: TlsMaterial;
+    try {
+      material = loadTlsMaterial(files);
+    } catch (e) {
+      if (isSidecarError(e)) throw new SidecarError(e.code, `${e.message}; nothing was reloaded`, 409);
+      throw e;
+    }
+    const before = this.transport.tls;
+    if (before?.fingerprint256 === material.fingerprint256 && before.ca === material.ca) return;
+    this.server?.setTls?.({ cert: material.cert, key: material.key, ca: material.ca });
+    this.transport.peers.update({ ca: material.ca, cert: material.cert, key: material.key });
+    this.transport.tls = material;
+    this.log.info('reloaded the tls files: new connections get the new certificate', { certificateValidTo: material.validTo, fingerprint256: material.fingerprint256 });
+    this.warnIfExpiring(true);
   }
 
   // --- ApiBackend ------------------------------------------------------------------------------------------
@@ -342,7 +414,7 @@ export class SidecarNode implements ApiBackend {
     const termBefore = this.loop.view().term;
     await this.store.writeSwitchover({ from, to, requestedAt: new Date().toISOString() });
     this.loop.poke();
-    const leader = await newWriter(this.store, termBefore, SWITCHOVER_WAIT_MS, this.transport.peers);
+    const leader = await newWriter(this.store, termBefore, SWITCHOVER_WAIT_MS, this.transport.peers.fetch);
     if (leader) {
       if (leader.name !== from) return { switchedOver: true, from, to: leader.name, term: leader.term };
       // The target (or the best standby) could not lead and the old leader took its lock back.
@@ -386,8 +458,16 @@ export class SidecarNode implements ApiBackend {
     return this.recovery.failover(to, force);
   }
 
-  postgresAction(action: OperatorAction) {
-    return this.recovery.postgresAction(action);
+  /**
+   * A reload reads the node's tls files again first, for every port (reloadTls), then has Postgres re-read
+   * its configuration and its copies of them; without Postgres it reloads the tls files alone.
+   */
+  async postgresAction(action: OperatorAction) {
+    if (action === 'reload') this.reloadTls();
+    const expiry = this.certificateExpiry();
+    const tls = expiry ? { tls: { ...expiry, fingerprint256: this.transport.tls?.fingerprint256 } } : {};
+    if (action === 'reload' && expiry && !this.config.postgres.enabled) return { ...this.recovery.operationView(), ...tls };
+    return { ...(await this.recovery.postgresAction(action)), ...tls };
   }
 
   postgresOperation() {

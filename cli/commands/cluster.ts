@@ -36,17 +36,33 @@ export function renderClusterStatus(view: ClusterView): string[] {
     filesText(m.files),
     m.alive === false ? '-' : managerText(m.manager), // an offline member's last word about its manager is stale
   ]);
-  lines.push(...renderTable(['', 'NAME', 'ADDRESS', 'ROLE', 'STATE', 'LAG', 'TIMELINE', 'FILES', 'MANAGER'], rows));
+  const headers = ['', 'NAME', 'ADDRESS', 'ROLE', 'STATE', 'LAG', 'TIMELINE', 'FILES', 'MANAGER'];
+  // With TLS, the days each node's certificate has left; a column only where some member publishes them.
+  if (view.members.some((m) => m.tls)) {
+    headers.push('CERT');
+    view.members.forEach((m, i) => rows[i]!.push(m.tls ? certificateText(m.tls) : '-'));
+  }
+  lines.push(...renderTable(headers, rows));
   if (typeof view.consulError === 'string') lines.push(`(Consul unreachable from the answering node: ${view.consulError})`);
   else if (view.members.length === 0) lines.push('(no members yet)');
+  for (const m of view.members) {
+    if (m.tls?.expiring && m.tls.daysLeft >= 0) lines.push(`warning: ${m.name}'s certificate expires in ${m.tls.daysLeft} days (${m.tls.validTo}): run \`hactl cluster tls rotate\``);
+  }
   return lines;
+}
+
+/** The CERT cell: days left, marked when within the warning's 30 days or past. */
+function certificateText(tls: NonNullable<ClusterView['members'][number]['tls']>): string {
+  if (tls.daysLeft < 0) return 'expired';
+  return `${tls.daysLeft}d${tls.expiring ? ' (expiring)' : ''}`;
 }
 
 /**
  * What is wrong with the cluster `view` shows, as the error `cluster status` exits with: `no_leader` (exit
  * 3) when no leader holds the lock; `cluster_degraded` (exit 4) when the answering node cannot read Consul,
- * or a member is offline, not yet leader or standby, or a standby whose Postgres does not stream. Null when
- * healthy. A cluster without members (not started yet) has no leader, so it is `no_leader`.
+ * or a member is offline, not yet leader or standby, a standby whose Postgres does not stream, or one whose
+ * certificate has expired. Null when healthy (a certificate expiring within 30 days is a warning line of the
+ * status, not a problem). A cluster without members (not started yet) has no leader, so it is `no_leader`.
  */
 export function clusterProblem(view: ClusterView, manager: string): SidecarError | null {
   if (typeof view.consulError === 'string') {
@@ -57,6 +73,8 @@ export function clusterProblem(view: ClusterView, manager: string): SidecarError
     if (m.alive === false || m.role === 'offline') return [`${m.name} is offline`];
     if (m.role !== 'leader' && m.role !== 'standby') return [`${m.name} is ${cell(m.role)}`];
     if (m.role === 'standby' && m.streaming === false && m.pgRole !== undefined) return [`${m.name}'s Postgres does not stream`];
+    // Peers and clients refuse an expired certificate; one that only expires soon is a warning (exit 0).
+    if (m.tls && m.tls.daysLeft < 0) return [`${m.name}'s certificate expired on ${m.tls.validTo}`];
     return [];
   });
   return unhealthy.length > 0 ? new SidecarError('cluster_degraded', unhealthy.join('; '), 503) : null;

@@ -35,6 +35,8 @@ const OperationSchema = z.looseObject({
       code: z.string().optional(),
     })
     .nullable(),
+  /** With `tls`: the certificate the node serves after the reload. */
+  tls: z.looseObject({ validTo: z.string(), daysLeft: z.number() }).optional(),
 });
 
 const FailoverAnswerSchema = z.looseObject({ to: z.string(), term: z.number(), lostBytes: z.number().nullable().optional() });
@@ -167,14 +169,15 @@ export function recoveryCommands(y: Argv<GlobalArgs>, ctx: CliContext): Argv<Glo
     )
     .command(
       'reload <node>',
-      "Have a node's Postgres re-read its configuration (pg_ctl reload)",
+      "Have a node's Postgres re-read its configuration (pg_ctl reload), and with TLS every port its certificate files",
       node,
       async (argv) => {
         const session = await Session.open(ctx, argv);
         const url = await nodeUrl(session, argv.node);
         const answer = await session.direct(url, { method: 'POST', path: '/postgres/reload', body: {} });
         const view = parseAnswer(OperationSchema, answer, 'POST /postgres/reload');
-        ctx.io.out(`postgres on ${argv.node} reloaded (${view.role})`);
+        const certificate = view.tls ? `; its certificate is valid until ${view.tls.validTo} (${view.tls.daysLeft} days)` : '';
+        ctx.io.out(`postgres on ${argv.node} reloaded (${view.role})${certificate}`);
       },
     );
 }

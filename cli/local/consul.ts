@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../sidecar/shared/package.js';
 
@@ -12,6 +12,8 @@ export interface ConsulServerSpec {
   datacenter?: string;
   gossipKey?: string;
   aclManagementToken?: string;
+  /** TLS on every port (consul-config/tls.hcl.tmpl): the cluster CA and this node's certificate and key. */
+  tls?: { caFile: string; certFile: string; keyFile: string };
 }
 
 /** Fills `${VAR}` placeholders; a placeholder without a value is a bug in the caller, so it throws. */
@@ -29,7 +31,7 @@ function template(name: string): string {
 
 /**
  * Renders consul-config/ for one server into `spec.configDir` and returns the `consul agent` arguments.
- * The optional ACL and gossip-encryption files are rendered only when their secrets are given.
+ * The optional ACL, gossip-encryption and TLS files are rendered only when their secrets or files are given.
  */
 export function renderConsulServer(spec: ConsulServerSpec): string[] {
   mkdirSync(spec.configDir, { recursive: true });
@@ -44,9 +46,16 @@ export function renderConsulServer(spec: ConsulServerSpec): string[] {
     RETRY_JOIN: JSON.stringify(spec.serverAddresses.filter((a) => a !== spec.address)),
     GOSSIP_KEY: spec.gossipKey ?? '',
     ACL_MANAGEMENT_TOKEN: spec.aclManagementToken ?? '',
+    TLS_CA_FILE: spec.tls?.caFile ?? '',
+    TLS_CERT_FILE: spec.tls?.certFile ?? '',
+    TLS_KEY_FILE: spec.tls?.keyFile ?? '',
   };
   writeFileSync(join(spec.configDir, 'server.hcl'), renderTemplate(template('server.hcl.tmpl'), values));
-  if (spec.gossipKey) writeFileSync(join(spec.configDir, 'encrypt.hcl'), renderTemplate(template('encrypt.hcl.tmpl'), values));
-  if (spec.aclManagementToken) writeFileSync(join(spec.configDir, 'acl.hcl'), renderTemplate(template('acl.hcl.tmpl'), values), { mode: 0o600 });
+  const optional = { 'encrypt.hcl': spec.gossipKey !== undefined, 'acl.hcl': spec.aclManagementToken !== undefined, 'tls.hcl': spec.tls !== undefined };
+  for (const [file, wanted] of Object.entries(optional)) {
+    // A file left from an earlier rendering must not stay in force once its setting is gone.
+    if (!wanted) rmSync(join(spec.configDir, file), { force: true });
+    else writeFileSync(join(spec.configDir, file), renderTemplate(template(`${file}.tmpl`), values), { mode: 0o600 });
+  }
   return ['agent', '-config-dir', spec.configDir];
 }

@@ -1,11 +1,13 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SidecarError, answeredCode } from '../../sidecar/errors.js';
+import { projectRoot } from '../../sidecar/shared/package.js';
+import { deriveConsulToken, deriveGossipKey } from '../../sidecar/shared/secrets.js';
 import type { ClusterView, Member } from '../api.js';
 import { ClusterViewSchema } from '../api.js';
 import type { FetchLike } from '../leader-client.js';
 import { sendOnce } from '../leader-client.js';
-import { renderConsulServer } from './consul.js';
+import { renderConsulServer, renderTemplate } from './consul.js';
 import type { NodeFiles, NodeIdentity } from './layout.js';
 import { nodeIdentity } from './layout.js';
 import { logTail } from './processes.js';
@@ -68,11 +70,17 @@ export interface DriverSetup<Files extends NodeFiles> {
   consulBinary: () => string;
   sidecarMain: () => string;
   /**
-   * The sidecar API over HTTPS: `dir` holds the cluster CA (`ca.crt`) and each node's `<name>.crt` and
-   * `<name>.key` (`hactl cluster tls init`). `fetch` must then verify with that CA.
+   * TLS on every port: `dir` holds the cluster CA (`ca.crt`) and each node's `<name>.crt` and `<name>.key`
+   * (`hactl cluster tls init`). The sidecar API speaks HTTPS, and Consul runs as production does
+   * (consul-config/tls.hcl.tmpl: HTTPS on 8501 and RPC with verify_incoming, verify_outgoing and
+   * verify_server_hostname; gossip encryption; ACLs default deny), with `consulSecrets` derived from the
+   * cluster token unless given. `fetch` must then verify with that CA and show a certificate of it.
    */
   tls?: { dir: string; verifyClient: boolean };
-  /** Consul with gossip encryption and ACLs (the harness's ACL mode); the management token is sent to Consul. */
+  /**
+   * Consul with gossip encryption and ACLs (the harness's ACL mode, and every TLS cluster); the management token
+   * is sent to Consul, and each sidecar gets a token of consul-config/sidecar-policy.hcl.tmpl.
+   */
   consulSecrets?: { gossipKey: string; aclManagementToken: string };
   fetch: FetchLike;
   /** Progress lines (`hactl local` prints them). */
@@ -81,9 +89,14 @@ export interface DriverSetup<Files extends NodeFiles> {
   logHint?: { consul: string; sidecar: string };
 }
 
-/** A node's `tls` config section: its certificate and key from `dir`, and the cluster CA. */
+/** A node's certificate and key from `dir`, and the cluster CA. */
+function nodeTlsFiles(dir: string, name: string): { certFile: string; keyFile: string; caFile: string } {
+  return { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`), caFile: join(dir, 'ca.crt') };
+}
+
+/** A node's `tls` config section: its files, and whether its API asks clients for a certificate. */
 function nodeTlsConfig(tls: { dir: string; verifyClient: boolean }, name: string): Record<string, unknown> {
-  return { certFile: join(tls.dir, `${name}.crt`), keyFile: join(tls.dir, `${name}.key`), caFile: join(tls.dir, 'ca.crt'), verifyClient: tls.verifyClient };
+  return { ...nodeTlsFiles(tls.dir, name), verifyClient: tls.verifyClient };
 }
 
 export const logOf = (node: NodeFiles, part: Part): string => (part === 'consul' ? node.consulLog : node.sidecarLog);
@@ -126,14 +139,31 @@ export function lastingFailure(body: unknown): { code: string; message: string }
   return { code: failure.code, message: failure.message };
 }
 
+/** Consul's secrets of a TLS cluster, derived from the cluster token so every start of it agrees (shared/secrets.ts). */
+export function derivedConsulSecrets(clusterToken: string): { gossipKey: string; aclManagementToken: string } {
+  return { gossipKey: deriveGossipKey(clusterToken), aclManagementToken: deriveConsulToken(clusterToken, 'consul-management') };
+}
+
+/** Consul's ACL bootstrap follows its first raft leader by a moment; the sidecar's token is made once it took. */
+const ACL_READY_TIMEOUT_MS = 60_000;
+
 export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
   readonly nodes: (DriverNode & Files)[];
+  /** Consul's gossip key and management token: given, or derived in a TLS cluster; undefined without ACLs. */
+  readonly consulSecrets: { gossipKey: string; aclManagementToken: string } | undefined;
+  /**
+   * The sidecars' Consul token (with ACLs): only the rights of consul-config/sidecar-policy.hcl.tmpl, its
+   * SecretID derived from the cluster token, so a restart finds the one it made before.
+   */
+  readonly sidecarConsulToken: string | undefined;
 
   constructor(private readonly setup: DriverSetup<Files>) {
     this.nodes = Array.from({ length: setup.size }, (_, i) => {
       const identity = nodeIdentity(i, setup.addressOf(i), setup.tls !== undefined);
       return { ...setup.filesOf(identity.name, identity.address), ...identity };
     });
+    this.consulSecrets = setup.consulSecrets ?? (setup.tls ? derivedConsulSecrets(setup.clusterToken) : undefined);
+    this.sidecarConsulToken = this.consulSecrets ? deriveConsulToken(setup.clusterToken, 'consul-sidecar') : undefined;
   }
 
   /** Node `index` (0 is n1). */
@@ -157,8 +187,9 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
       serverAddresses: this.nodes.map((n) => n.address),
       dataDir: node.consulDataDir,
       configDir: node.consulConfigDir,
-      gossipKey: this.setup.consulSecrets?.gossipKey,
-      aclManagementToken: this.setup.consulSecrets?.aclManagementToken,
+      gossipKey: this.consulSecrets?.gossipKey,
+      aclManagementToken: this.consulSecrets?.aclManagementToken,
+      tls: this.setup.tls ? nodeTlsFiles(this.setup.tls.dir, node.name) : undefined,
     });
   }
 
@@ -177,6 +208,8 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
       clusterAddresses: this.nodes.map((n) => n.address),
       postgres: { enabled: this.setup.postgres },
       ...(this.setup.tls ? { tls: nodeTlsConfig(this.setup.tls, node.name) } : {}),
+      // With TLS the sidecar's consul.url defaults to https://<address>:8501, the one its Consul serves.
+      ...(this.sidecarConsulToken ? { consul: { token: this.sidecarConsulToken } } : {}),
       ...extra,
     };
     writeFileSync(node.sidecarConfig, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
@@ -252,11 +285,41 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
     );
   }
 
-  /** Waits for Consul's raft leader among `nodes`, then until autopilot calls every server a healthy voter. */
+  /**
+   * Waits for Consul's raft leader among `nodes`, then until autopilot calls every server a healthy voter; with
+   * ACLs, until the sidecars' token exists (`ensureSidecarToken`).
+   */
   async waitForConsul(signal?: AbortSignal, nodes: (DriverNode & Files)[] = this.nodes): Promise<void> {
     const leader = await this.waitForRaftLeader({ nodes, signal });
     this.say(`consul raft leader is ${leader}; waiting for every server to be a healthy voter`);
     await this.waitForConsulHealthy({ nodes, signal });
+    if (this.sidecarConsulToken !== undefined) await this.ensureSidecarToken(signal);
+  }
+
+  /**
+   * Makes the sidecars' Consul token once: the policy of consul-config/sidecar-policy.hcl.tmpl and a token of it
+   * with the derived SecretID, as docker/entrypoint.sh does with the one it is given. A token that already
+   * answers (a restart) is left as it is.
+   */
+  async ensureSidecarToken(signal?: AbortSignal): Promise<void> {
+    const secret = this.sidecarConsulToken;
+    const management = this.consulSecrets?.aclManagementToken;
+    if (secret === undefined || management === undefined) return;
+    const first = this.node(0);
+    const policy = `ha-sidecar-${this.setup.clusterName}`;
+    const rules = renderTemplate(readFileSync(join(projectRoot(), 'consul-config', 'sidecar-policy.hcl.tmpl'), 'utf8'), { CLUSTER_NAME: this.setup.clusterName });
+    await waitUntil(
+      "the sidecars' Consul ACL token",
+      async () => {
+        if ((await this.get(first.consulUrl, '/v1/acl/token/self', secret)).status === 200) return true;
+        // Both writes fail (the ACL system not bootstrapped yet) or are refused as duplicates on a retry; the read above decides.
+        await this.send(first.consulUrl, 'PUT', '/v1/acl/policy', { Name: policy, Rules: rules }, management);
+        await this.send(first.consulUrl, 'PUT', '/v1/acl/token', { SecretID: secret, Description: `ha-sidecar ${this.setup.clusterName}`, Policies: [{ Name: policy }] }, management);
+        return false;
+      },
+      { timeoutMs: ACL_READY_TIMEOUT_MS, signal, hint: this.setup.logHint?.consul },
+    );
+    this.say("the sidecars' Consul token is in place (policy consul-config/sidecar-policy.hcl.tmpl)");
   }
 
   async waitForSidecarApi(node: DriverNode & Files, signal?: AbortSignal): Promise<void> {
@@ -377,9 +440,15 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
     return { status: result.status, body: result.body };
   }
 
+  /** One call that answers or throws; its status, whatever it is. */
+  private async send(base: string, method: 'PUT', path: string, body: unknown, token: string): Promise<number> {
+    const result = await sendOnce(base, { method, path, body, timeoutMs: PROBE_TIMEOUT_MS }, { fetch: this.setup.fetch, token });
+    return result.kind === 'answer' ? result.status : 0;
+  }
+
   /** A read of a node's Consul HTTP API, with the management token when Consul has ACLs. */
   consulGet(node: DriverNode, path: string): Promise<{ status: number; body: unknown }> {
-    return this.get(node.consulUrl, path, this.setup.consulSecrets?.aclManagementToken);
+    return this.get(node.consulUrl, path, this.consulSecrets?.aclManagementToken);
   }
 
   /** The raft leader (`ip:8300`) as `node`'s Consul server sees it; '' while there is none. */

@@ -20,6 +20,8 @@ export const PORTS = {
   consulServer: 8300,
   consulSerf: 8301,
   consulHttp: 8500,
+  /** Consul's HTTPS API, instead of 8500, when the cluster runs TLS (consul-config/tls.hcl.tmpl). */
+  consulHttps: 8501,
   sidecarApi: 8008,
   postgres: 15432,
   fileMirror: 22000,
@@ -46,6 +48,8 @@ export const localClientTls = (root: string) => ({
   keyFile: join(localTlsDir(root), `${LOCAL_CLIENT_NAME}.key`),
 });
 export const lockPath = (root: string): string => join(root, 'up.lock');
+/** What the `consul` command needs to speak to a TLS local cluster (CA, hactl's certificate, the management token). */
+export const localConsulEnv = (root: string): string => join(root, 'consul.env');
 
 /** The sample manager's hook (examples/manager/hook.ts, compiled), run by each sidecar for every role. */
 export const sampleManagerHook = (): string => join(projectRoot(), 'dist', 'examples', 'manager', 'hook.js');
@@ -61,9 +65,14 @@ export interface NodeIdentity {
   consulUrl: string;
 }
 
-/** `tls`: the sidecar API speaks HTTPS (its config has a `tls` section). */
+/** `tls`: the sidecar API and Consul speak HTTPS (the sidecar's config has a `tls` section, Consul its tls.hcl). */
 export function nodeIdentity(index: number, address: string, tls: boolean): NodeIdentity {
-  return { name: `n${index + 1}`, address, apiUrl: `${tls ? 'https' : 'http'}://${address}:${PORTS.sidecarApi}`, consulUrl: `http://${address}:${PORTS.consulHttp}` };
+  return {
+    name: `n${index + 1}`,
+    address,
+    apiUrl: `${tls ? 'https' : 'http'}://${address}:${PORTS.sidecarApi}`,
+    consulUrl: tls ? `https://${address}:${PORTS.consulHttps}` : `http://${address}:${PORTS.consulHttp}`,
+  };
 }
 
 /** Where one node's files are, as the cluster driver needs them; the harness keeps them in a temp dir. */
@@ -115,7 +124,7 @@ export function localNodeFiles(root: string, name: string): LocalNodeFiles {
 
 /**
  * The addresses of `count` nodes from `base` upwards (`127.0.0.11` -> .11, .12, .13). Only loopback
- * addresses: the local cluster's Consul runs without ACLs, so it must not listen on a network.
+ * addresses: with --no-tls the local cluster's Consul runs without TLS and ACLs, so it must not listen on a network.
  */
 export function nodeAddresses(base: string, count: number): string[] {
   if (!isIPv4(base) || !base.startsWith('127.')) {
@@ -146,12 +155,9 @@ export function findNode(nodes: readonly NodeLayout[], name: string): NodeLayout
 }
 
 /** The ports one node needs free before `up` starts it; UDP is Consul's gossip, which uses both. */
-export function portsOf(postgres: boolean): { port: number; what: string; udp?: boolean }[] {
+export function portsOf(postgres: boolean, tls: boolean): { port: number; what: string; udp?: boolean }[] {
   const ports: { port: number; what: string; udp?: boolean }[] = [
-    { port: PORTS.consulServer, what: 'consul server RPC' },
-    { port: PORTS.consulSerf, what: 'consul gossip' },
-    { port: PORTS.consulSerf, what: 'consul gossip (UDP)', udp: true },
-    { port: PORTS.consulHttp, what: 'consul HTTP API' },
+    ...consulPorts(tls),
     { port: PORTS.sidecarApi, what: 'sidecar API' },
     { port: PORTS.fileMirror, what: 'file mirror' },
   ];
@@ -160,4 +166,11 @@ export function portsOf(postgres: boolean): { port: number; what: string; udp?: 
 }
 
 /** Consul's ports of one node, checked before a node's Consul alone starts (again). */
-export const consulPorts = portsOf(false).filter((p) => p.what.startsWith('consul'));
+export function consulPorts(tls: boolean): { port: number; what: string; udp?: boolean }[] {
+  return [
+    { port: PORTS.consulServer, what: 'consul server RPC' },
+    { port: PORTS.consulSerf, what: 'consul gossip' },
+    { port: PORTS.consulSerf, what: 'consul gossip (UDP)', udp: true },
+    tls ? { port: PORTS.consulHttps, what: 'consul HTTPS API' } : { port: PORTS.consulHttp, what: 'consul HTTP API' },
+  ];
+}

@@ -10,7 +10,7 @@ import type { Io } from '../output.js';
 import type { NodeView } from './driver.js';
 import { ClusterDriver, logOf } from './driver.js';
 import type { LocalNodeFiles, NodeLayout } from './layout.js';
-import { PORTS, localClientTls, localNodeFiles, localTlsDir, nodeAddresses, sampleManagerHook, sidecarMain } from './layout.js';
+import { PORTS, localClientTls, localConsulEnv, localNodeFiles, localTlsDir, nodeAddresses, sampleManagerHook, sidecarMain } from './layout.js';
 import { consulBinary } from './paths.js';
 import { sampleManagerConfig, stopSampleManager } from './manager.js';
 import { STOP_GRACE_MS, crashProcess, isRunning, killGroupLeftovers, spawnDetached, stopProcess } from './processes.js';
@@ -193,6 +193,25 @@ export class LocalCluster {
       }
       this.driver.writeSidecarConfig(node, extra);
     }
+    if (this.state.tls) this.writeConsulEnv();
+  }
+
+  /**
+   * `<root>/consul.env` (0600: it holds the management token): sourced, it points the `consul` command at n1's
+   * HTTPS API with the local CA, hactl's certificate (Consul asks every client for one) and the token (ACLs
+   * deny everything else).
+   */
+  private writeConsulEnv(): void {
+    const client = localClientTls(this.root);
+    const lines = [
+      `# . ${localConsulEnv(this.root)}   then e.g. consul members`,
+      `export CONSUL_HTTP_ADDR=${(this.nodes[0] as NodeLayout).consulUrl}`,
+      `export CONSUL_CACERT=${client.caFile}`,
+      `export CONSUL_CLIENT_CERT=${client.certFile}`,
+      `export CONSUL_CLIENT_KEY=${client.keyFile}`,
+      `export CONSUL_HTTP_TOKEN=${this.driver.consulSecrets?.aclManagementToken ?? ''}`,
+    ];
+    writeFileSync(localConsulEnv(this.root), `${lines.join('\n')}\n`, { mode: 0o600 });
   }
 
   // --- stopping -------------------------------------------------------------------------------------------
@@ -258,6 +277,7 @@ export class LocalCluster {
     for (const node of this.nodes) rmSync(node.dir, { recursive: true, force: true });
     // The CA goes too: the next cluster is a new one (and hactl's `local` profile gets the new CA then).
     rmSync(localTlsDir(this.root), { recursive: true, force: true });
+    rmSync(localConsulEnv(this.root), { force: true });
     rmSync(`${this.root}/state.json`, { force: true });
     if (existsSync(this.root) && readdirSync(this.root).length === 0) rmdirSync(this.root);
   }

@@ -8,7 +8,8 @@ import type { CliContext } from '../context.js';
 import { profilesDir } from '../context.js';
 import { cell, renderTable } from '../output.js';
 import { useProfile } from '../profiles.js';
-import { initClusterTls } from '../tls.js';
+import { CONSUL_DATACENTER, consulServerName, initClusterTls } from '../tls.js';
+import { readCertificate } from '../../sidecar/shared/certificates.js';
 import type { AnyPart } from './local-cluster.js';
 import { Interrupt, LocalCluster } from './local-cluster.js';
 import type { NodeLayout } from './layout.js';
@@ -17,6 +18,7 @@ import {
   consulPorts,
   LOCAL_CLIENT_NAME,
   localClientTls,
+  localConsulEnv,
   localTlsDir,
   LOCAL_CLUSTER_NAME,
   LOCAL_PROFILE,
@@ -83,7 +85,7 @@ function lock(root: string): () => void {
 }
 
 /** The first problem that would stop `up` before it starts anything: missing binaries, taken ports. */
-async function preflight(nodes: readonly NodeLayout[], postgres: boolean): Promise<void> {
+async function preflight(nodes: readonly NodeLayout[], postgres: boolean, tls: boolean): Promise<void> {
   try {
     consulBinary();
   } catch (e) {
@@ -99,7 +101,7 @@ async function preflight(nodes: readonly NodeLayout[], postgres: boolean): Promi
     }
   }
   for (const node of nodes) {
-    for (const { port, what, udp } of portsOf(postgres)) await assertPortFree(node.address, port, `${what} of ${node.name}`, udp);
+    for (const { port, what, udp } of portsOf(postgres, tls)) await assertPortFree(node.address, port, `${what} of ${node.name}`, udp);
   }
 }
 
@@ -111,16 +113,33 @@ async function preflight(nodes: readonly NodeLayout[], postgres: boolean): Promi
 async function ensureLocalTls(ctx: CliContext, root: string, nodes: readonly NodeLayout[]): Promise<void> {
   const dir = localTlsDir(root);
   if (existsSync(join(dir, 'ca.crt'))) return;
-  await initClusterTls(dir, LOCAL_CLUSTER_NAME, [...nodes.map((n) => ({ name: n.name, address: n.address })), { name: LOCAL_CLIENT_NAME, address: '127.0.0.1' }]);
+  await initClusterTls(dir, LOCAL_CLUSTER_NAME, [...nodes.map((n) => ({ name: n.name, address: n.address })), { name: LOCAL_CLIENT_NAME, address: '127.0.0.1', clientOnly: true }]);
   say(ctx, `made the local cluster CA and certificates in ${dir}`);
 }
 
-/** Refuses options that contradict the cluster an earlier `up` made here (its Consul data expects those servers). */
+/**
+ * Whether the first node's certificate in `<root>/tls` names Consul's servers (`server.dc1.consul`), which
+ * Consul's verify_server_hostname needs; certificates made before Consul ran TLS do not, and every RPC between
+ * the servers would be refused.
+ */
+function certificatesNameConsul(root: string): boolean {
+  const file = join(localTlsDir(root), 'n1.crt');
+  if (!existsSync(file)) return true; // made at this `up`
+  return (readCertificate(file).subjectAltName ?? '').split(', ').includes(`DNS:${consulServerName(CONSUL_DATACENTER)}`);
+}
+
+/**
+ * Refuses options that contradict the cluster an earlier `up` made here: its Consul data expects those servers,
+ * and with TLS its ACLs and gossip key (a cluster without them cannot gain them in place), and certificates
+ * that name Consul's servers.
+ */
 function checkSameCluster(root: string, previous: LocalState, opts: UpOptions): void {
   const differences: string[] = [];
   if (opts.nodes !== undefined && opts.nodes !== previous.nodes.length) differences.push(`${previous.nodes.length} nodes`);
   if (opts.baseAddress !== undefined && opts.baseAddress !== previous.baseAddress) differences.push(`base address ${previous.baseAddress}`);
   if (opts.postgres !== undefined && opts.postgres !== previous.postgres) differences.push(previous.postgres ? 'Postgres' : '--no-postgres');
+  if (opts.tls !== undefined && opts.tls !== previous.tls) differences.push(previous.tls ? 'TLS' : '--no-tls');
+  if (previous.tls && !certificatesNameConsul(root)) differences.push(`certificates in ${localTlsDir(root)} that do not name ${consulServerName(CONSUL_DATACENTER)} (made before Consul ran TLS)`);
   if (differences.length === 0) return;
   throw new SidecarError(
     'local_cluster_differs',
@@ -155,7 +174,7 @@ export async function localUp(ctx: CliContext, opts: UpOptions, self: string): P
     const postgres = opts.postgres ?? previous?.postgres ?? true;
     const tls = opts.tls ?? previous?.tls ?? true;
     const nodes = nodeLayouts(root, baseAddress, opts.nodes ?? previous?.nodes.length ?? 3, tls);
-    await preflight(nodes, postgres);
+    await preflight(nodes, postgres, tls);
     if (tls) await ensureLocalTls(ctx, root, nodes);
 
     // The token is made once and kept: the sidecars' data (and a restarted cluster) rely on it.
@@ -246,6 +265,9 @@ function printSummary(ctx: CliContext, cluster: LocalCluster, view: ClusterView,
     ...renderClusterStatus(view),
     '',
     `Consul UI:       ${cluster.consulUi}`,
+    ...(cluster.state.tls
+      ? [`                 (TLS and ACLs: the browser needs hactl's certificate, the UI the token; ". ${localConsulEnv(cluster.root)}" has both for the consul command)`]
+      : []),
     `Cluster status:  ${self} cluster status`,
     `Try a failover:  ${self} local kill ${leader} sidecar   then   ${self} cluster status`,
     `                 (bring it back: ${self} local start ${leader})`,
@@ -363,7 +385,7 @@ export async function localStart(ctx: CliContext, nodeName: string, part: 'consu
   try {
     for (const p of parts) {
       if (p === 'consul') {
-        for (const { port, what, udp } of consulPorts) {
+        for (const { port, what, udp } of consulPorts(state.tls)) {
           await assertPortFree(node.address, port, `${what} of ${node.name}`, udp);
         }
         await cluster.driver.startConsul(node);

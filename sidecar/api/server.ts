@@ -185,10 +185,16 @@ export interface ApiServer {
   /** The port it listens on (the one asked for, or the one the system chose for 0). */
   port: number;
   close(): Promise<void>;
+  /**
+   * HTTPS only: new handshakes get this certificate (a renewal, `POST /postgres/reload`); connections open
+   * now keep the one they shook hands with. Null on a plain-HTTP server.
+   */
+  setTls: ((tls: ServerTls) => void) | null;
 }
 
 /** The first byte of a TLS connection: a handshake record. Anything else is someone speaking plain HTTP. */
 const TLS_HANDSHAKE = 0x16;
+const MIN_TLS_VERSION = 'TLSv1.2';
 /** A connection that sends nothing for this long is dropped before it reaches TLS or HTTP. */
 const FIRST_BYTE_TIMEOUT_MS = 10_000;
 
@@ -211,8 +217,8 @@ function httpsRequired(address: string, port: number): string {
  * (access.ts) decides per request, since the probes answer without a certificate.
  */
 export function listen(app: express.Express, address: string, port: number, log: Logger, tls?: ServerTls): Promise<ApiServer> {
-  if (tls === undefined) return listening(app.listen(port, address), address, port, () => undefined);
-  const server = createHttpsServer({ ...tls, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, app);
+  if (tls === undefined) return listening(app.listen(port, address), address, port, () => undefined, null);
+  const server = createHttpsServer({ ...tls, requestCert: true, rejectUnauthorized: false, minVersion: MIN_TLS_VERSION }, app);
   // A client that gives up on the handshake (it does not trust this certificate, or speaks garbage): its
   // socket is gone; said at debug, since scanners and misconfigured checks repeat it endlessly.
   server.on('tlsClientError', (e: NodeJS.ErrnoException, socket) => {
@@ -252,13 +258,15 @@ export function listen(app: express.Express, address: string, port: number, log:
     });
   });
   server.listen(port, address);
+  // requestCert and rejectUnauthorized are the server's, not the context's: a new context keeps them.
+  const setTls = (next: ServerTls) => server.setSecureContext({ ...next, minVersion: MIN_TLS_VERSION });
   return listening(server, address, port, () => {
     for (const socket of waiting) socket.destroy();
-  });
+  }, setTls);
 }
 
 /** Resolves once `server` listens; its `close` lets requests in flight finish, then drops every connection. */
-function listening(server: HttpServer | HttpsServer, address: string, port: number, dropWaiting: () => void): Promise<ApiServer> {
+function listening(server: HttpServer | HttpsServer, address: string, port: number, dropWaiting: () => void, setTls: ApiServer['setTls']): Promise<ApiServer> {
   const close = async () => {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     dropWaiting();
@@ -266,7 +274,7 @@ function listening(server: HttpServer | HttpsServer, address: string, port: numb
     server.closeAllConnections();
   };
   return new Promise((resolve, reject) => {
-    server.once('listening', () => resolve({ port: (server.address() as AddressInfo).port, close }));
+    server.once('listening', () => resolve({ port: (server.address() as AddressInfo).port, close, setTls }));
     server.once('error', (e: NodeJS.ErrnoException) =>
       reject(new SidecarError(e.code === 'EADDRINUSE' ? 'port_in_use' : 'listen_failed', `cannot listen on ${address}:${port}: ${e.code ?? e.message}`)),
     );

@@ -74,8 +74,9 @@ export class AgentService {
         name: 'sidecar API /health',
         serviceid: spec.node,
         http: `${spec.apiUrl}/health`,
-        // The agent has no CA of the cluster's to verify with (its own TLS is not this API's), and the check only
-        // asks whether the local API answers: over HTTPS it is made without verifying the certificate.
+        // The check only asks whether the local API answers, and an agent without Consul TLS has no CA of the
+        // cluster's to verify with: over HTTPS it is made without verifying the certificate. An agent with
+        // consul-config/tls.hcl.tmpl shows its node's certificate (enable_agent_tls_for_checks), which verifyClient asks for.
         tlsskipverify: spec.apiUrl.startsWith('https:'),
         interval: '2s',
         timeout: '1s',

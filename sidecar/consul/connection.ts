@@ -1,13 +1,17 @@
 import { EventEmitter } from 'node:events';
+import { Agent } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import Consul from 'consul';
 import type { z } from 'zod';
 import { countRequest } from '../outgoing.js';
+import type { ClientTls } from '../shared/https-fetch.js';
 import { consulError } from './errors.js';
 
 export interface StoreOptions {
   url: string;
   token?: string;
+  /** An `https:` agent's CA and the certificate this node shows it (Consul's verify_incoming asks for one). */
+  tls?: ClientTls;
   cluster: string;
   /** Budget of one ordinary call; blocking reads add their wait to it. */
   timeoutMs: number;
@@ -43,10 +47,14 @@ export class ConsulConnection {
     readonly node: string,
   ) {
     const url = new URL(opts.url);
+    const secure = url.protocol === 'https:';
     this.client = new Consul({
       host: url.hostname,
-      port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
-      secure: url.protocol === 'https:',
+      port: Number(url.port || (secure ? 443 : 80)),
+      secure,
+      // Every call, blocking reads included, goes through this one agent: kept connections (as the package's
+      // own default agent keeps them), the server verified against the cluster CA, this node's certificate shown.
+      agent: secure && opts.tls ? new Agent({ ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key, keepAlive: true, minVersion: 'TLSv1.2' }) : undefined,
       defaults: opts.token ? { token: opts.token } : undefined,
     });
     this.prefix = `ha-sidecar/${opts.cluster}/`;
@@ -61,7 +69,7 @@ export class ConsulConnection {
     return this.lastSuccessAt === null ? null : (performance.now() - this.lastSuccessAt) / 1000;
   }
 
-  /** Runs one call; a failure becomes `consul_unavailable`, `consul_acl_denied` or `consul_refused` (see errors.ts). */
+  /** Runs one call; a failure becomes `consul_unavailable`, `consul_acl_denied`, `consul_refused` or `consul_tls_failed` (see errors.ts). */
   async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
     countRequest('consul');
     try {

@@ -7,7 +7,7 @@ import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { boundCommand, spawnBound } from '../shared/process.js';
 import { formatCommand, parseReply, performanceToMonotonicNs, type GuardCommand } from './protocol.js';
-import { GUARD_CONSUL_ENV, type GuardConsul } from './release.js';
+import { guardConsulEnv, type GuardConsul } from './release.js';
 
 /** A guard that has not answered `arm` by then is no guard: the promotion fails (liveness only, not safety). */
 const ARM_REPLY_TIMEOUT_MS = 3_000;
@@ -166,9 +166,7 @@ export class WriteGuard {
     // SIGTERM when the sidecar dies: the guard then kills Postgres and releases the session (main.ts). Its own
     // process group (detached), so a signal to the sidecar's group misses it.
     const consul = this.opts.consul;
-    const env: Record<string, string> = consul
-      ? { [GUARD_CONSUL_ENV.url]: consul.url, [GUARD_CONSUL_ENV.lockKey]: consul.lockKey, [GUARD_CONSUL_ENV.aliveCheck]: consul.aliveCheck, ...(consul.token ? { [GUARD_CONSUL_ENV.token]: consul.token } : {}) }
-      : {};
+    const env: Record<string, string> = consul ? guardConsulEnv(consul) : {};
     const child = spawnBound(boundCommand([process.execPath, script, this.opts.dataDir, this.opts.nodeName], self, 'SIGTERM', env), {
       detached: true,
       stdio: ['pipe', 'pipe', 2],

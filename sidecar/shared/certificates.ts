@@ -4,12 +4,15 @@ import { SidecarError, errorMessage } from '../errors.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
+/** A certificate this close to its end is `expiring`: the status marks it and the sidecar warns (issue 21). */
+export const EXPIRY_WARNING_DAYS = 30;
+
 /**
  * Whole days until `certificate` expires, counted from `now`: 0 on its last day, negative once expired. The
  * status, the metrics and the 30-day warning all read this one number.
  */
 export function daysUntilExpiry(certificate: X509Certificate, now: Date = new Date()): number {
-  return Math.floor((Date.parse(certificate.validTo) - now.getTime()) / DAY_MS);
+  return certificateExpiry(certificate.validTo, now).daysLeft;
 }
 
 /** The first certificate of a PEM file (a node's certificate, or the CA). */
@@ -29,8 +32,24 @@ export interface TlsMaterial {
   cert: string;
   key: string;
   ca: string;
-  /** When the node's certificate runs out (for the log line at start). */
+  /** When the node's certificate runs out (the log line at start, the member record's `tls`). */
   validTo: string;
+  /** SHA-256 fingerprint of the node's certificate (`AB:CD:...`), as a TLS client sees it. */
+  fingerprint256: string;
+}
+
+/** What the member record, the metrics and `hactl cluster status` show of a node's certificate. */
+export interface CertificateExpiry {
+  validTo: string;
+  /** daysUntilExpiry: 0 on its last day, negative once expired. */
+  daysLeft: number;
+  /** At most EXPIRY_WARNING_DAYS left (or expired): time to run `hactl cluster tls rotate`. */
+  expiring: boolean;
+}
+
+export function certificateExpiry(validTo: string, now: Date = new Date()): CertificateExpiry {
+  const daysLeft = Math.floor((Date.parse(validTo) - now.getTime()) / DAY_MS);
+  return { validTo, daysLeft, expiring: daysLeft <= EXPIRY_WARNING_DAYS };
 }
 
 function readPem(file: string, field: string): string {
@@ -78,5 +97,5 @@ export function loadTlsMaterial(tls: TlsFiles, now: Date = new Date()): TlsMater
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new SidecarError('tls_certificate_invalid', `tls.keyFile ${tls.keyFile} is not the key of tls.certFile ${tls.certFile}`);
   }
-  return { cert, key, ca, validTo: certificate.validTo };
+  return { cert, key, ca, validTo: certificate.validTo, fingerprint256: certificate.fingerprint256 };
 }

@@ -58,3 +58,23 @@ export function httpsFetch(tls: ClientTls | undefined): FetchFunction {
     });
   };
 }
+
+/**
+ * The sidecar's fetch to its peers, whose certificate can be replaced while it runs (`hactl cluster reload`
+ * after a renewal): calls made after `update` show the new certificate on new connections. Connections the
+ * old agent keeps alive go on with the old one until the peer closes them as idle (a few seconds); the old
+ * certificate is still valid then, so nothing fails meanwhile.
+ */
+export class PeerFetch {
+  private current: FetchFunction;
+
+  constructor(tls: ClientTls | undefined) {
+    this.current = httpsFetch(tls);
+  }
+
+  readonly fetch: FetchFunction = (url, init) => this.current(url, init);
+
+  update(tls: ClientTls): void {
+    this.current = httpsFetch(tls);
+  }
+}

@@ -1,5 +1,5 @@
 import { Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 
 /**
  * One port of a peer checked from this node the way the real client reaches it: a TCP connect, then, where
@@ -105,6 +105,46 @@ export function probePort(host: string, port: number, protocol: PortProtocol, ti
           socket.write(SSL_REQUEST);
           return;
       }
+    });
+  });
+}
+
+/** How long a checked connection may take to close after its end before it is dropped. */
+const CLOSE_GRACE_MS = 1_000;
+
+/**
+ * The certificate `host:port` shows in a TLS handshake verified with `tls` (the CA, and the host named in it),
+ * after Postgres' SSLRequest when `postgres`: what `hactl cluster tls rotate` waits on. Rejects with the
+ * socket's or the handshake's error, or after `timeoutMs`.
+ */
+export function servedCertificate(host: string, port: number, postgres: boolean, tls: ConnectionOptions, timeoutMs: number): Promise<PeerCertificate> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    let secure: TLSSocket | undefined;
+    const done = (error: Error | null, certificate?: PeerCertificate) => {
+      clearTimeout(timer);
+      if (error) {
+        secure?.destroy();
+        socket.destroy();
+        return reject(error);
+      }
+      // Ended, not destroyed: the handshake's last flight goes out, so the server sees a client that closed
+      // (Postgres says nothing) rather than one gone mid-handshake ("could not accept SSL connection").
+      secure!.end();
+      setTimeout(() => secure!.destroy(), CLOSE_GRACE_MS).unref();
+      resolve(certificate!);
+    };
+    const timer = setTimeout(() => done(new Error(`no handshake within ${timeoutMs} ms`)), timeoutMs);
+    const handshake = () => {
+      secure = tlsConnect({ ...tls, socket, host });
+      secure.once('secureConnect', () => done(null, secure!.getPeerCertificate()));
+      secure.once('error', (e) => done(e));
+    };
+    socket.once('error', (e) => done(e));
+    socket.connect(port, host, () => {
+      if (!postgres) return handshake();
+      socket.once('data', (chunk: Buffer) => (chunk[0] === 0x53 ? handshake() : done(new Error('the server does not offer SSL (ssl = off?)'))));
+      socket.write(SSL_REQUEST);
     });
   });
 }

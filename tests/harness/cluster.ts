@@ -3,10 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
-import { renderTemplate } from '../../cli/local/consul.js';
 import type { ClusterDriver } from '../../cli/local/driver.js';
 import { PORTS, sidecarMain } from '../../cli/local/layout.js';
-import { projectRoot } from '../../sidecar/shared/package.js';
 import { deriveSecret } from '../../sidecar/shared/secrets.js';
 import { httpsFetch, type ClientTls, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
 import { initClusterTls } from '../../cli/tls.js';
@@ -39,15 +37,19 @@ export interface TestClusterOptions {
   postgres?: boolean;
   /** The file mirror on every node, each mirroring `filesDir(i)` (created empty), rescanning every `rescanSeconds`. */
   files?: boolean | { rescanSeconds: number };
-  /** Consul with ACLs (default deny) and gossip encryption; sidecars use a token of consul-config/sidecar-policy.hcl. */
+  /**
+   * Consul with ACLs (default deny) and gossip encryption; sidecars use a token of consul-config/sidecar-policy.hcl.
+   * A TLS cluster has both anyway, with secrets derived from the cluster token (cli/local/driver.ts).
+   */
   acl?: { managementToken: string; gossipKey: string };
   /** Each node's address and how its processes are spawned (default: loopback, see net.ts; netns.ts for namespaces). */
   placement?: NodePlacement;
   /**
-   * The sidecar API over HTTPS: `start` makes a CA in `<baseDir>/tls` (tls init's code) with a certificate per
-   * node and one for the test's client (`client.crt`), which `call`, `leaderStatus` and the driver show.
-   * Default: on with `verifyClient`, as production runs; `false`, or `HA_TEST_TLS=0` for every cluster of a run,
-   * turns it off (plain HTTP, Postgres without SSL).
+   * TLS on every port, as production runs: `start` makes a CA in `<baseDir>/tls` (tls init's code) with a
+   * certificate per node and one for the test's client (`client.crt`), which `call`, `leaderStatus`,
+   * `consulCall` and the driver show. The sidecar API over HTTPS, Postgres over SSL; Consul over HTTPS on 8501
+   * and RPC, both verifying both ends, with gossip encryption and ACLs (default deny). Default: on with
+   * `verifyClient`; `false`, or `HA_TEST_TLS=0` for every cluster of a run, turns it off (plain text everywhere).
    */
   tls?: { verifyClient: boolean } | false;
 }
@@ -67,8 +69,8 @@ export class TestCluster {
   readonly consul: ConsulCluster;
   readonly names: string[];
   readonly placement: NodePlacement;
-  /** The sidecars' Consul token (ACL mode): limited to their KV prefix, sessions and their service. */
-  sidecarToken: string | undefined;
+  /** The sidecars' Consul token (ACL mode, TLS): limited to their KV prefix, sessions and their service. */
+  readonly sidecarToken: string | undefined;
   /** The CA and certificates of a TLS cluster (the `tls` option). */
   readonly tlsDir: string;
   /** How the test calls the sidecar APIs: with the CA and the client certificate in a TLS cluster, read at the first call. */
@@ -96,6 +98,7 @@ export class TestCluster {
       placement: this.placement,
     });
     this.consul = new ConsulCluster({ size: opts.size, baseDir: this.baseDir, processes: this.processes, driver: this.driver, placement: this.placement });
+    this.sidecarToken = this.driver.sidecarConsulToken;
     this.names = this.driver.nodes.map((n) => n.name);
     chmodSync(this.baseDir, 0o711); // the postgres OS user must reach its data directories
     if (!existsSync(sidecarMain())) throw new Error(`${sidecarMain()} is missing: run \`npm run build\` first`);
@@ -127,30 +130,26 @@ export class TestCluster {
   async start(): Promise<void> {
     if (this.tlsMode) {
       const nodes = this.driver.nodes.map((n) => ({ name: n.name, address: n.address }));
-      await initClusterTls(this.tlsDir, 'test', [...nodes, { name: TEST_CLIENT_CERT, address: '127.0.0.1' }]);
+      await initClusterTls(this.tlsDir, 'test', [...nodes, { name: TEST_CLIENT_CERT, address: '127.0.0.1', clientOnly: true }]);
     }
+    // With ACLs the driver makes the sidecars' token once Consul is up (waitForConsul).
     await this.consul.start();
-    if (this.opts.acl) this.sidecarToken = await this.createSidecarToken(this.opts.acl.managementToken);
     for (let i = 0; i < this.opts.size; i++) await this.startSidecar(i);
     await this.driver.formCluster();
   }
 
-  private async createSidecarToken(management: string): Promise<string> {
-    const rules = renderTemplate(readFileSync(join(projectRoot(), 'consul-config', 'sidecar-policy.hcl.tmpl'), 'utf8'), { CLUSTER_NAME: 'test' });
-    const put = async (path: string, body: unknown) => {
-      const res = await fetch(`${this.consul.httpUrl(0)}${path}`, { method: 'PUT', headers: { 'X-Consul-Token': management }, body: JSON.stringify(body) });
-      if (!res.ok) throw new Error(`PUT ${path}: ${res.status} ${await res.text()}`);
-      return res.json() as Promise<{ SecretID: string }>;
-    };
-    await put('/v1/acl/policy', { Name: 'ha-sidecar-test', Rules: rules });
-    return (await put('/v1/acl/token', { Description: 'ha-sidecar (test)', Policies: [{ Name: 'ha-sidecar-test' }] })).SecretID;
+  /**
+   * One call of node i's Consul HTTP API as the test's client: over HTTPS with the CA and the client
+   * certificate in a TLS cluster, with `token` (default: the management token when Consul has ACLs; null: none).
+   */
+  async consulCall(i: number, method: string, path: string, body?: string, token: string | null = this.driver.consulSecrets?.aclManagementToken ?? null): Promise<Response> {
+    return this.fetchApi(`${this.consul.httpUrl(i)}${path}`, { method, body, headers: token !== null ? { 'X-Consul-Token': token } : {}, signal: AbortSignal.timeout(10_000) });
   }
 
   writeConfig(i: number, extra: Record<string, unknown> = {}): void {
     if (this.opts.files) mkdirSync(this.filesDir(i), { recursive: true });
     this.driver.writeSidecarConfig(this.driver.node(i), {
       ...(this.opts.files ? { files: { directory: this.filesDir(i), rescanSeconds: this.opts.files === true ? 2 : this.opts.files.rescanSeconds } } : {}),
-      ...(this.sidecarToken ? { consul: { token: this.sidecarToken } } : {}),
       ...this.opts.sidecarConfig,
       ...extra,
     });

@@ -40,7 +40,7 @@ export class ConsulCluster {
   async start(): Promise<void> {
     for (const node of this.driver.nodes) {
       if (!(this.opts.placement ?? loopbackPlacement).sharedAddresses) continue;
-      for (const { port, what, udp } of consulPorts) await assertPortFree(node.address, port, `${what} on ${node.address}`, udp);
+      for (const { port, what, udp } of consulPorts(node.consulUrl.startsWith('https:'))) await assertPortFree(node.address, port, `${what} on ${node.address}`, udp);
     }
     for (const node of this.driver.nodes) await this.driver.startConsul(node);
     await this.driver.waitForConsul();

@@ -28,7 +28,7 @@ describe('a dead sidecar: its write guard releases the lock', () => {
       .filter((line) => line.includes('"guard_released_session"'))
       .map((line) => JSON.parse(line) as { lockReleased?: boolean; session?: string });
   const sessionsOf = async (i: number): Promise<string[]> => {
-    const res = await fetch(`${cluster.consul.httpUrl(0)}/v1/session/node/${cluster.names[i]}`);
+    const res = await cluster.consulCall(0, 'GET', `/v1/session/node/${cluster.names[i]}`);
     return ((await res.json()) as { ID: string }[]).map((s) => s.ID);
   };
 

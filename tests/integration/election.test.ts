@@ -26,7 +26,7 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
   }, 60_000);
 
   const catalogTags = async (): Promise<Record<string, string[]>> => {
-    const res = await fetch(`${cluster.consul.httpUrl(0)}/v1/catalog/service/ha-sidecar`);
+    const res = await cluster.consulCall(0, 'GET', '/v1/catalog/service/ha-sidecar');
     const entries = (await res.json()) as CatalogEntry[];
     return Object.fromEntries(entries.map((e) => [e.ServiceID, e.ServiceTags]));
   };
@@ -164,7 +164,7 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
   }, 40_000);
 
   test('odd values in Consul KV are ignored with a warning, not trusted', async () => {
-    const kv = (key: string, value: string) => fetch(`${cluster.consul.httpUrl(0)}/v1/kv/ha-sidecar/test/${key}`, { method: 'PUT', body: value });
+    const kv = (key: string, value: string) => cluster.consulCall(0, 'PUT', `/v1/kv/ha-sidecar/test/${key}`, value);
     await kv('config', '{"paused": "very"}');
     await kv('switchover', 'not json at all');
     const leader = (await cluster.leaderIndex())!;
@@ -172,16 +172,16 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
     expect(res.status).toBe(200);
     expect(res.body.paused).toBe(false);
     expect(await cluster.leaderIndex()).toBe(leader);
-    await fetch(`${cluster.consul.httpUrl(0)}/v1/kv/ha-sidecar/test/switchover`, { method: 'DELETE' });
+    await cluster.consulCall(0, 'DELETE', '/v1/kv/ha-sidecar/test/switchover');
     await kv('config', '{"paused": false}');
   });
 
   test('a broken term key after kill -9 of the leader: nobody promotes, and /cluster never names the dead leader nor a lower term', async () => {
-    const kvUrl = `${cluster.consul.httpUrl(0)}/v1/kv/ha-sidecar/test`;
+    const kvPath = '/v1/kv/ha-sidecar/test';
     const dead = (await cluster.leaderIndex())!;
     const termBefore = await term(dead);
     const others = cluster.names.map((_, i) => i).filter((i) => i !== dead);
-    await fetch(`${kvUrl}/term`, { method: 'PUT', body: 'garbage' });
+    await cluster.consulCall(0, 'PUT', `${kvPath}/term`, 'garbage');
     await cluster.killSidecar(dead);
     // Until a candidate has tried: the dead leader's session lapses (checkTtl), then its lock-delay.
     const views = () => Promise.all(others.map((i) => cluster.call(i, 'GET', '/cluster').then((r) => r.body)));
@@ -197,7 +197,7 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
     expect(seen.filter((v) => v.leader === cluster.names[dead] || typeof v.term !== 'number' || v.term < termBefore)).toEqual([]);
     expect(await cluster.leaderIndex(others)).toBeUndefined();
     // Mended by hand: the next candidate promotes, one term up.
-    await fetch(`${kvUrl}/term`, { method: 'PUT', body: String(termBefore) });
+    await cluster.consulCall(0, 'PUT', `${kvPath}/term`, String(termBefore));
     const next = await waitFor('a leader after the term key is mended', () => cluster.leaderIndex(others), 15_000, 100);
     expect(await term(next)).toBe(termBefore + 1);
     await cluster.startSidecar(dead);

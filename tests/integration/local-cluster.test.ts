@@ -1,6 +1,8 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { consulBinary } from '../../cli/local/paths.js';
+import { initClusterTls } from '../../cli/tls.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { httpsFetch, type FetchFunction } from '../../sidecar/shared/https-fetch.js';
 import { nodeAddress } from '../harness/net.js';
@@ -155,12 +157,34 @@ describe('hactl local: a whole cluster on this machine', () => {
     // The table is the settled cluster it waited for, not the records of the standbys' first turns.
     for (const name of ['n2', 'n3']) expect(run.out).toMatch(new RegExp(`^\\s+${name}\\s+\\S+\\s+standby\\s+following leader n1\\s.*\\shealthy$`, 'm'));
     expect(run.out).toMatch(/^\*\s+n1\s+\S+\s+leader\s.*\shealthy$/m);
-    expect(run.out).toContain(`http://${BASE}:8500/ui`);
+    expect(run.out).toContain(`https://${BASE}:8501/ui`);
     expect(run.out).toMatch(/local kill n1 sidecar/);
     expect(run.out).toContain(`[local] made the local cluster CA and certificates in ${join(localDir, 'tls')}`);
     expect(run.out).toContain(`[local] starting sidecar on n1 (https://${BASE}:8008)`);
     for (const file of ['ca.key', 'n1.key', 'hactl.key']) expect(statSync(join(localDir, 'tls', file)).mode & 0o777).toBe(0o600);
+    // Consul runs TLS and ACLs too: consul.env (0600, it holds the management token) lets the consul command in.
+    const consulEnv = readFileSync(join(localDir, 'consul.env'), 'utf8');
+    expect(consulEnv).toContain(`export CONSUL_HTTP_ADDR=https://${BASE}:8501\n`);
+    expect(consulEnv).toMatch(/^export CONSUL_HTTP_TOKEN=[0-9a-f-]{36}$/m);
+    expect(statSync(join(localDir, 'consul.env')).mode & 0o777).toBe(0o600);
   }, 300_000);
+
+  test('the consul command with consul.env sees the three servers; without the token or the certificate it is refused', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const line of readFileSync(join(localDir, 'consul.env'), 'utf8').split('\n')) {
+      const m = /^export ([A-Z_]+)=(.*)$/.exec(line);
+      if (m) env[m[1] as string] = m[2];
+    }
+    const members = await runCommand(consulBinary(), ['members'], env, 30_000);
+    expect(members.code).toBe(0);
+    for (const name of NAMES) expect(members.out).toMatch(new RegExp(`^${name}\\s+\\S+:8301\\s+alive\\s+server`, 'm'));
+    // A single key: a recursive read filters what the token may not see, and answers with nothing.
+    const anonymous = await runCommand(consulBinary(), ['kv', 'get', 'ha-sidecar/local/leader'], { ...env, CONSUL_HTTP_TOKEN: '' }, 30_000);
+    expect(anonymous.code).not.toBe(0);
+    expect(anonymous.err).toMatch(/403|Permission denied/);
+    const noCertificate = await runCommand(consulBinary(), ['members'], { ...env, CONSUL_CLIENT_CERT: '', CONSUL_CLIENT_KEY: '' }, 30_000);
+    expect(noCertificate.code).not.toBe(0);
+  }, 90_000);
 
   test('status --json: 3 nodes, one leader, every process running, the directories made', async () => {
     const s = await status();
@@ -249,6 +273,21 @@ describe('hactl local: a whole cluster on this machine', () => {
     const s = await status();
     expect(s.nodes.map((n) => [n.role, n.pids])).toEqual(NAMES.map(() => ['down', { consul: null, postgres: null, sidecar: null }]));
     expect(await hactl(['local', 'down'], 30_000)).toEqual({ code: 0, out: 'local cluster is not running\n', err: '' });
+  }, 120_000);
+
+  test('up --no-tls on the TLS cluster, or with certificates that do not name server.dc1.consul: local_cluster_differs, nothing started', async () => {
+    const noTls = await hactl(['local', 'up', '--detach', '--no-tls'], 60_000);
+    expect(noTls.code).toBe(1);
+    expect(noTls.err).toMatch(/^hactl: local_cluster_differs: the local cluster in .* was made with TLS: run it that way/);
+    // Certificates from before Consul ran TLS: Consul's servers would refuse each other (verify_server_hostname).
+    const old = join(work, 'old-tls');
+    await initClusterTls(old, 'local', [{ name: 'n1', address: BASE, clientOnly: true }]);
+    copyFileSync(join(old, 'n1.crt'), join(localDir, 'tls', 'n1.crt'));
+    copyFileSync(join(old, 'n1.key'), join(localDir, 'tls', 'n1.key'));
+    const oldCerts = await hactl(['local', 'up', '--detach'], 60_000);
+    expect(oldCerts.code).toBe(1);
+    expect(oldCerts.err).toMatch(/^hactl: local_cluster_differs: .*certificates in .*tls that do not name server\.dc1\.consul/);
+    expect(processesUnder(localDir)).toEqual([]);
   }, 120_000);
 
   test('up in a directory the postgres user cannot enter: initdb_failed with the cause as soon as n1 reports it, nothing left running', async () => {

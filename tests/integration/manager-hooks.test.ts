@@ -89,7 +89,7 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
       return members.map((m) => `${m.name} ${m.manager?.state}`).join() === 'n1 active,n2 passive,n3 passive';
     }, 10_000);
     await waitFor('a passing manager check on every node', async () => {
-      const checks = (await (await fetch(`${cluster.consul.httpUrl(0)}/v1/health/checks/ha-sidecar`)).json()) as { Name: string; Status: string }[];
+      const checks = (await (await cluster.consulCall(0, 'GET', '/v1/health/checks/ha-sidecar')).json()) as { Name: string; Status: string }[];
       return checks.filter((c) => c.Name === 'manager' && c.Status === 'passing').length === 3;
     }, 10_000);
   });

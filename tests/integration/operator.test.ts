@@ -54,7 +54,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     return line === undefined ? undefined : Number(line.split(' ').at(-1));
   };
   const consulConfig = async () => {
-    const res = await fetch(`${cluster.consul.httpUrl(0)}/v1/kv/ha-sidecar/test/config`);
+    const res = await cluster.consulCall(0, 'GET', '/v1/kv/ha-sidecar/test/config');
     if (res.status === 404) return { value: null, index: 0 };
     const [entry] = (await res.json()) as { Value: string; ModifyIndex: number }[];
     return { value: Buffer.from(entry.Value, 'base64').toString(), index: entry.ModifyIndex };
@@ -63,7 +63,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     const query = new URLSearchParams();
     if (tag) query.set('tag', tag);
     if (passingOnly) query.set('passing', '');
-    const res = await fetch(`${cluster.consul.httpUrl(1)}/v1/health/service/ha-sidecar?${query.toString()}`);
+    const res = await cluster.consulCall(1, 'GET', `/v1/health/service/ha-sidecar?${query.toString()}`);
     return (await res.json()) as HealthEntry[];
   };
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -128,5 +129,36 @@ describe('the API without TLS (a trial)', () => {
     const url = await start({ tls: false, verifyClient: false });
     await expect(get(undefined, `${url}/cluster`)).resolves.toEqual({ status: 200 });
     await expect(get(undefined, `${url}/pause`, {}, 'POST')).resolves.toEqual({ status: 401, error: 'unauthorized' });
+  });
+});
+
+describe('a renewed certificate (setTls, on POST /postgres/reload)', () => {
+  it('new handshakes get the new certificate, client certificates are still asked for and checked', async () => {
+    const n1 = ours.nodes[0]!;
+    const server = await listen(createApi(backend, { clusterToken: TOKEN, tls: true, verifyClient: true }, log), '127.0.0.1', 0, log, { cert: pem(n1.certFile), key: pem(n1.keyFile), ca: pem(ours.caFile) });
+    servers.push(server);
+    const url = `https://127.0.0.1:${server.port}`;
+    const servedSerial = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect({ host: '127.0.0.1', port: server.port, ca: pem(ours.caFile) }, () => {
+          resolve(socket.getPeerCertificate().serialNumber);
+          socket.destroy();
+        }).on('error', reject);
+      });
+    const serialOf = (file: string) => new X509Certificate(pem(file)).serialNumber;
+    expect(await servedSerial()).toBe(serialOf(n1.certFile));
+    // hactl's certificate names 127.0.0.1 too: it stands in for n1's renewal.
+    const renewed = ours.nodes[1]!;
+    server.setTls!({ cert: pem(renewed.certFile), key: pem(renewed.keyFile), ca: pem(ours.caFile) });
+    expect(await servedSerial()).toBe(serialOf(renewed.certFile));
+    await expect(get(client(ours, 1), `${url}/cluster`)).resolves.toEqual({ status: 200 });
+    await expect(get(client(ours), `${url}/cluster`, bearer)).resolves.toEqual({ status: 401, error: 'client_certificate_required' });
+    await expect(get(client(theirs, 0), `${url}/cluster`, bearer)).resolves.toEqual({ status: 403, error: 'client_certificate_rejected' });
+  });
+
+  it('a plain-HTTP server has none', async () => {
+    const server = await listen(createApi(backend, { clusterToken: TOKEN, tls: false, verifyClient: false }, log), '127.0.0.1', 0, log);
+    servers.push(server);
+    expect(server.setTls).toBeNull();
   });
 });

@@ -3,7 +3,7 @@ import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initClusterTls, type TlsFiles } from '../../cli/tls.js';
-import { loadTlsMaterial } from '../../sidecar/shared/certificates.js';
+import { EXPIRY_WARNING_DAYS, certificateExpiry, loadTlsMaterial } from '../../sidecar/shared/certificates.js';
 import { expiredCertificate } from '../harness/tls.js';
 
 /** loadTlsMaterial: the checks a sidecar runs on its tls files before it listens, with real openssl certificates. */
@@ -59,5 +59,22 @@ describe('loadTlsMaterial', () => {
     writeFileSync(garbage, 'not a certificate\n');
     expect(() => loadTlsMaterial(files({ certFile: garbage }))).toThrow(expect.objectContaining({ code: 'tls_certificate_invalid', message: expect.stringContaining('holds no PEM certificate') }));
     expect(() => loadTlsMaterial(files({ keyFile: garbage }))).toThrow(expect.objectContaining({ code: 'tls_certificate_invalid', message: expect.stringContaining('holds no PEM private key') }));
+  });
+});
+
+describe('certificateExpiry: what the member record, the metrics and the status show', () => {
+  it('a certificate issued for 10 days, loaded as the sidecar loads it: 9 whole days left, expiring', async () => {
+    const short = await initClusterTls(join(dir, 'short'), 'short', [{ name: 'n1', address: '127.0.0.1' }], 10);
+    const material = loadTlsMaterial({ certFile: short.nodes[0]!.certFile, keyFile: short.nodes[0]!.keyFile, caFile: short.caFile });
+    expect(certificateExpiry(material.validTo)).toEqual({ validTo: material.validTo, daysLeft: 9, expiring: true });
+    expect(material.fingerprint256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  });
+
+  it('expiring from EXPIRY_WARNING_DAYS left on, and once expired', () => {
+    const validTo = 'Jan 31 00:00:00 2030 GMT';
+    const daysBefore = (d: number) => new Date(Date.parse(validTo) - d * 24 * 3600 * 1000 - 1000);
+    expect(certificateExpiry(validTo, daysBefore(EXPIRY_WARNING_DAYS + 1))).toMatchObject({ daysLeft: 31, expiring: false });
+    expect(certificateExpiry(validTo, daysBefore(EXPIRY_WARNING_DAYS))).toMatchObject({ daysLeft: 30, expiring: true });
+    expect(certificateExpiry(validTo, new Date(Date.parse(validTo) + 1000))).toMatchObject({ daysLeft: -1, expiring: true });
   });
 });

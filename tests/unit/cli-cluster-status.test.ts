@@ -82,3 +82,27 @@ describe('hactl cluster status: the header', () => {
     expect(problem(v)).toEqual({ code: 'no_leader', message: 'no leader is elected', exit: 3 });
   });
 });
+
+describe('hactl cluster status: the certificates (TLS)', () => {
+  const tls = (daysLeft: number) => ({ tls: { validTo: 'Jan 10 00:00:00 2027 GMT', daysLeft, expiring: daysLeft <= 30 } });
+
+  it('a CERT column with the days left; one expiring within 30 days is marked and warned about, exit 0', () => {
+    const v = view({ members: [member('n1', tls(800)), member('n2', tls(12)), member('n3', tls(31))] });
+    const lines = renderClusterStatus(v);
+    expect(lines[2]).toMatch(/\s+MANAGER\s+CERT$/);
+    expect(lines.find((l) => /^\s+n2\s/.test(l))).toMatch(/\s12d \(expiring\)$/);
+    expect(lines.find((l) => /^\s+n3\s/.test(l))).toMatch(/\s31d$/);
+    expect(lines.filter((l) => l.startsWith('warning:'))).toEqual(["warning: n2's certificate expires in 12 days (Jan 10 00:00:00 2027 GMT): run `hactl cluster tls rotate`"]);
+    expect(problem(v)).toBeNull();
+  });
+
+  it('an expired certificate: cluster_degraded, exit 4 (peers refuse it)', () => {
+    const v = view({ members: [member('n1', tls(800)), member('n2', tls(-1)), member('n3', tls(800))] });
+    expect(renderClusterStatus(v).find((l) => /^\s+n2\s/.test(l))).toMatch(/\sexpired$/);
+    expect(problem(v)).toEqual({ code: 'cluster_degraded', message: "n2's certificate expired on Jan 10 00:00:00 2027 GMT", exit: 4 });
+  });
+
+  it('no column without TLS', () => {
+    expect(renderClusterStatus(view())[2]).toMatch(/\s+MANAGER$/);
+  });
+});

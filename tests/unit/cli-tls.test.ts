@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliContext } from '../../cli/context.js';
 import { main } from '../../cli/hactl.js';
-import { parseTlsNode, subjectAltNames } from '../../cli/tls.js';
+import { checkRotationDir, parseTlsNode, rotateNodeCertificate, subjectAltNames } from '../../cli/tls.js';
 import { daysUntilExpiry, readCertificate } from '../../sidecar/shared/certificates.js';
 
 /** `hactl cluster tls init` with the real openssl command, checked with Node's X509Certificate. */
@@ -27,7 +27,7 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 describe('hactl cluster tls init', () => {
-  it('makes a CA and per-node certificates that verify against it, with name and address as SANs and 0600 keys', async () => {
+  it('makes a CA and per-node certificates that verify against it, with name, address and server.dc1.consul as SANs and 0600 keys', async () => {
     const certs = join(dir, 'certs');
     const code = await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11', '--node', 'n2=db2.example', '--cluster-name', 'prod'], ctx());
     expect(err).toEqual([]);
@@ -41,7 +41,7 @@ describe('hactl cluster tls init', () => {
     expect(ca.ca).toBe(true);
     expect(ca.subject).toBe('CN=ha-sidecar CA prod');
     expect(ca.verify(ca.publicKey)).toBe(true);
-    for (const [name, san] of [['n1', 'DNS:n1, IP Address:127.0.1.11'], ['n2', 'DNS:n2, DNS:db2.example']] as const) {
+    for (const [name, san] of [['n1', 'DNS:n1, IP Address:127.0.1.11, DNS:server.dc1.consul'], ['n2', 'DNS:n2, DNS:db2.example, DNS:server.dc1.consul']] as const) {
       const cert = new X509Certificate(await readFile(join(certs, `${name}.crt`)));
       expect(cert.ca).toBe(false);
       expect(cert.checkIssued(ca)).toBe(true);
@@ -55,6 +55,12 @@ describe('hactl cluster tls init', () => {
     }
     expect((await stat(join(certs, 'ca.key'))).mode & 0o777).toBe(0o600);
     expect(new X509Certificate(await readFile(join(certs, 'n1.crt'))).checkIP('127.0.1.11')).toBe('127.0.1.11');
+  });
+
+  it("names Consul's server name of --consul-datacenter", async () => {
+    const certs = join(dir, 'certs');
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, '--node', 'n1=127.0.1.11', '--consul-datacenter', 'east-1'], ctx())).toBe(0);
+    expect(readCertificate(join(certs, 'n1.crt')).subjectAltName).toBe('DNS:n1, IP Address:127.0.1.11, DNS:server.east-1.consul');
   });
 
   it('refuses a directory that already holds a CA, and changes nothing', async () => {
@@ -74,6 +80,7 @@ describe('hactl cluster tls init', () => {
     [['--node', 'n1=not an address'], /^hactl: bad_value: .*neither an IP address nor a DNS name/],
     [['--node', 'n1=127.0.1.11', '--node', 'n1=127.0.1.12'], /^hactl: bad_value: --node n1 is given twice/],
     [['--node', 'n1=127.0.1.11', '--days', '0'], /^hactl: bad_value: --days takes a whole number/],
+    [['--node', 'n1=127.0.1.11', '--consul-datacenter', 'dc 1'], /^hactl: bad_value: --consul-datacenter "dc 1": give Consul's datacenter name/],
   ])('refuses bad input %j with exit 2 and writes nothing', async (args, message) => {
     const certs = join(dir, 'certs');
     expect(await main(['cluster', 'tls', 'init', '--dir', certs, ...args], ctx())).toBe(2);
@@ -84,9 +91,11 @@ describe('hactl cluster tls init', () => {
 
 describe('certificate helpers', () => {
   it('names an IP address as an IP SAN and a host name as a DNS SAN', () => {
-    expect(subjectAltNames(parseTlsNode('n1=10.0.0.1'))).toBe('DNS:n1,IP:10.0.0.1');
-    expect(subjectAltNames(parseTlsNode('n1=::1'))).toBe('DNS:n1,IP:::1');
-    expect(subjectAltNames(parseTlsNode('n1=n1'))).toBe('DNS:n1');
+    expect(subjectAltNames(parseTlsNode('n1=10.0.0.1'))).toBe('DNS:n1,IP:10.0.0.1,DNS:server.dc1.consul');
+    expect(subjectAltNames(parseTlsNode('n1=::1'))).toBe('DNS:n1,IP:::1,DNS:server.dc1.consul');
+    expect(subjectAltNames(parseTlsNode('n1=n1'), 'east')).toBe('DNS:n1,DNS:server.east.consul');
+    // A client certificate cannot pass for a Consul server.
+    expect(subjectAltNames({ ...parseTlsNode('hactl=127.0.0.1'), clientOnly: true })).toBe('DNS:hactl,IP:127.0.0.1');
   });
 
   it('counts whole days until expiry, negative once expired', async () => {
@@ -97,5 +106,52 @@ describe('certificate helpers', () => {
     expect(daysUntilExpiry(cert)).toBe(29);
     expect(daysUntilExpiry(cert, new Date(expiry - 1000))).toBe(0);
     expect(daysUntilExpiry(cert, new Date(expiry + 1000))).toBe(-1);
+  });
+});
+
+describe('tls rotate: the files (checkRotationDir, rotateNodeCertificate)', () => {
+  const init = async (name: string, nodes: string[]) => {
+    const certs = join(dir, name);
+    expect(await main(['cluster', 'tls', 'init', '--dir', certs, ...nodes.flatMap((n) => ['--node', n])], ctx())).toBe(0);
+    return certs;
+  };
+
+  it('a new key and certificate of the same CA with the old subject and SANs, renamed into place, 0600, nothing left behind', async () => {
+    const certs = await init('certs', ['n1=127.0.1.11', 'n2=db2.example']);
+    const ca = await checkRotationDir(certs, ['n1', 'n2']);
+    const before = { cert: await readFile(join(certs, 'n2.crt'), 'utf8'), key: await readFile(join(certs, 'n2.key'), 'utf8') };
+    const rotated = await rotateNodeCertificate(certs, ca, 'n2', 10);
+    const cert = new X509Certificate(await readFile(join(certs, 'n2.crt')));
+    expect(cert.fingerprint256).toBe(rotated.fingerprint256);
+    expect(cert.fingerprint256).not.toBe(new X509Certificate(before.cert).fingerprint256);
+    expect(await readFile(join(certs, 'n2.key'), 'utf8')).not.toBe(before.key);
+    expect(cert.subject).toBe('CN=n2');
+    expect(cert.subjectAltName).toBe('DNS:n2, DNS:db2.example');
+    expect(cert.checkIssued(ca.certificate) && cert.verify(ca.certificate.publicKey)).toBe(true);
+    expect(cert.checkPrivateKey(createPrivateKey(await readFile(join(certs, 'n2.key'))))).toBe(true);
+    expect(daysUntilExpiry(cert)).toBe(9);
+    expect((await stat(join(certs, 'n2.key'))).mode & 0o777).toBe(0o600);
+    expect((await readdir(certs)).sort()).toEqual(['ca.crt', 'ca.key', 'n1.crt', 'n1.key', 'n2.crt', 'n2.key']);
+    // The IP SAN is carried over in openssl's form.
+    await rotateNodeCertificate(certs, ca, 'n1', 10);
+    expect(new X509Certificate(await readFile(join(certs, 'n1.crt'))).subjectAltName).toBe('DNS:n1, IP Address:127.0.1.11');
+  });
+
+  it('refuses, before any change, a missing directory, a missing ca.key or node file, and another CA', async () => {
+    const certs = await init('certs', ['n1=127.0.1.11']);
+    await expect(checkRotationDir(join(dir, 'nowhere'), ['n1'])).rejects.toMatchObject({ code: 'tls_files_missing' });
+    await expect(checkRotationDir(certs, ['n1', 'n3'])).rejects.toMatchObject({ code: 'tls_files_missing', message: expect.stringContaining('n3.crt') });
+    const other = await init('other', ['n1=127.0.1.11']);
+    await copyFile(join(other, 'ca.key'), join(certs, 'ca.key'));
+    await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_ca_mismatch', message: expect.stringContaining('is not the key of') });
+    await copyFile(join(other, 'ca.crt'), join(certs, 'ca.crt'));
+    await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_ca_mismatch', message: expect.stringContaining("another cluster's CA") });
+    await rm(join(certs, 'ca.key'));
+    await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_files_missing', message: expect.stringContaining('run it where ca.key is') });
+  });
+
+  it('rotate --days outside 1..825 is bad_value, exit 2, before any call', async () => {
+    expect(await main(['cluster', 'tls', 'rotate', '--dir', dir, '--days', '900'], ctx())).toBe(2);
+    expect(err).toEqual([expect.stringMatching(/^hactl: bad_value: --days takes a whole number from 1 to 825/)]);
   });
 });

@@ -52,6 +52,19 @@ describe('hactl cluster validate', () => {
     expect(portFailures(rows)).toEqual(['n2:8008 (sidecar API) refused']);
   });
 
+  it("follows a TLS member's Consul to its HTTPS port, 8501", async () => {
+    const asked: string[] = [];
+    const rows = await checkMembers([{ name: 'n1', address: '10.0.0.1', apiUrl: 'https://10.0.0.1:8008' }], async (host, port) => {
+      asked.push(`${host}:${port}`);
+      return port === 8501 ? 'refused' : 'ok';
+    });
+    expect(asked).toContain('10.0.0.1:8501');
+    expect(asked).not.toContain('10.0.0.1:8500');
+    expect(renderPortMatrix(rows)[0]).toBe('NODE  ADDRESS   8300  8301  8501     8008  15432  22000');
+    expect(renderPortMatrix(rows)).toContain('8501: Consul HTTP API');
+    expect(portFailures(rows)).toEqual(['n1:8501 (Consul HTTP API) refused']);
+  });
+
   it('the member-to-member matrix: ok, the failed ports, - for itself, ? for a member that could not be asked', () => {
     const port = (p: number, what: string, result = 'ok', detail?: string) => ({ port: p, what, result, ...(detail ? { detail } : {}) });
     const healthy = (name: string, address: string) => ({ name, address, ports: [port(8300, 'Consul server RPC'), port(8008, 'sidecar API'), port(15432, 'PostgreSQL')] });

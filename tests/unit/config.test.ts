@@ -7,16 +7,19 @@ const base = { nodeName: 'n1', address: '10.0.0.1', clusterAddresses: ['10.0.0.1
 const tls = { certFile: '/etc/ha/n1.crt', keyFile: '/etc/ha/n1.key', caFile: '/etc/ha/ca.crt' };
 
 describe('parseConfig: tls', () => {
-  it('without a tls section the API URL is http', () => {
+  it('without a tls section the API URL is http, and Consul is the agent\'s HTTP API on 8500', () => {
     const config = parseConfig(base);
     expect(config.apiUrl).toBe('http://10.0.0.1:8008');
+    expect(config.consul.url).toBe('http://10.0.0.1:8500');
     expect(config.tls).toBeUndefined();
   });
 
-  it('with one it is https on the same port, and verifyClient defaults to false', () => {
+  it('with one it is https on the same port, verifyClient defaults to false, and Consul is its HTTPS API on 8501', () => {
     const config = parseConfig({ ...base, apiPort: 9008, tls });
     expect(config.apiUrl).toBe('https://10.0.0.1:9008');
+    expect(config.consul.url).toBe('https://10.0.0.1:8501');
     expect(config.tls).toEqual({ ...tls, verifyClient: false });
+    expect(parseConfig({ ...base, tls, consul: { url: 'https://127.0.0.1:8501' } }).consul.url).toBe('https://127.0.0.1:8501');
   });
 
   it('a section without a file, or with an unknown key, is invalid_config naming the field', () => {

@@ -25,6 +25,22 @@ describe('consul errors: no answer is consul_unavailable, a refusal is named as 
     }
   });
 
+  test('a failed TLS handshake is consul_tls_failed, saying which end refused what', () => {
+    const tls = (code: string) => consulError('read of ha-sidecar/c/initialize', Object.assign(new Error(code), { code }));
+    expect([tls('UNABLE_TO_VERIFY_LEAF_SIGNATURE').code, tls('UNABLE_TO_VERIFY_LEAF_SIGNATURE').message]).toEqual([
+      'consul_tls_failed',
+      expect.stringMatching(/^Consul read of ha-sidecar\/c\/initialize failed in TLS: the agent's certificate is not of tls\.caFile's CA \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\); .*https:\/\/ on Consul's HTTPS port \(8501\)$/),
+    ]);
+    expect(tls('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED').message).toMatch(/asks for a client certificate/);
+    expect(tls('ERR_SSL_WRONG_VERSION_NUMBER').message).toMatch(/answers plain HTTP/);
+    // Plain HTTP to Consul's HTTPS port: Go answers 400 with this body.
+    const plain = Object.assign(new Error('consul: kv.get: bad request'), { statusCode: 400, response: { body: Buffer.from('Client sent an HTTP request to an HTTPS server.\n') } });
+    expect(consulError('read', plain)).toMatchObject({ code: 'consul_tls_failed', message: expect.stringMatching(/consul\.url is http:\/\/ but the agent speaks HTTPS/) });
+    // Any other 400 stays a refusal, a reset connection Consul being unavailable.
+    expect(consulError('read', answered(400, 'bad request')).code).toBe('consul_refused');
+    expect(tls('ECONNRESET').code).toBe('consul_unavailable');
+  });
+
   test('a call to an agent that is not listening fails as consul_unavailable', async () => {
     const port = await new Promise<number>((resolve) => {
       const server = createServer().listen(0, '127.0.0.1', () => {

@@ -55,7 +55,7 @@ describe('error codes: one table', () => {
 
   test("hactl's exit codes: usage 2, no reachable leader 3, degraded 4, everything else 1", () => {
     const byExit = (exit: number) => Object.entries(ERROR_CODES).filter(([, info]) => info.exit === exit).map(([name]) => name);
-    expect(byExit(HACTL_EXIT.usage)).toEqual(['bad_host', 'bad_value', 'no_profile', 'snapshot_checksum_mismatch', 'snapshot_invalid', 'snapshot_newer_version', 'unknown_profile', 'unknown_snapshot', 'usage_error']);
+    expect(byExit(HACTL_EXIT.usage)).toEqual(['bad_host', 'bad_value', 'no_profile', 'snapshot_checksum_mismatch', 'snapshot_invalid', 'snapshot_newer_version', 'tls_ca_mismatch', 'tls_files_missing', 'unknown_profile', 'unknown_snapshot', 'usage_error']);
     expect(byExit(HACTL_EXIT.noLeader)).toEqual(['no_leader', 'no_reachable_leader', 'no_reachable_manager']);
     expect(byExit(HACTL_EXIT.degraded)).toEqual(['cluster_degraded']);
     expect(hactlExitFor('consul_acl_denied')).toBe(HACTL_EXIT.failed);

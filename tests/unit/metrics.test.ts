@@ -37,6 +37,17 @@ describe('Metrics: replication gauges computed from the parts at scrape time', (
     expect(text.split('\n').filter((l) => /^ha_sidecar_(postgres|consul)_/.test(l))).toEqual([]);
   });
 
+  test("the certificate's days left, read at each scrape (a reload changes them); none without tls", async () => {
+    let days: number | null = 9;
+    const m = new Metrics('n1');
+    m.scrapeFrom({ certificateExpiryDays: () => days });
+    expect(samples(await m.registry.metrics(), 'ha_sidecar_tls_certificate_expiry_days')).toEqual(['ha_sidecar_tls_certificate_expiry_days{node="n1"} 9']);
+    days = 824;
+    expect(samples(await m.registry.metrics(), 'ha_sidecar_tls_certificate_expiry_days')).toEqual(['ha_sidecar_tls_certificate_expiry_days{node="n1"} 824']);
+    days = null;
+    expect(samples(await m.registry.metrics(), 'ha_sidecar_tls_certificate_expiry_days')).toEqual([]);
+  });
+
   test('the loop-duration histogram remembers when the last turn ended, for /liveness', () => {
     const m = new Metrics('n1');
     expect(m.lastTurnAgeMs()).toBeNull();
