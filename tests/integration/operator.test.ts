@@ -202,12 +202,13 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(watch.out).toMatch(/^Every 0.2s: hactl cluster status {4}\S+\n\ncluster: test/);
   });
 
-  test('hactl cluster validate: every member answers on 8300, 8301, 8500, 8008 and 15432 (no file mirror yet), from this host and from each member', async () => {
+  test("hactl cluster validate: every member answers on 8300, 8301, Consul's HTTP(S) port, 8008 and 15432 (no file mirror yet), from this host and from each member", async () => {
     const run = await hactl('cluster', 'validate');
+    const consulPort = new URL(cluster.consul.httpUrl(0)).port;
     expect([run.code, run.err]).toEqual([0, '']);
     const lines = run.out.split('\n');
     expect(lines[0]).toBe('from this host:');
-    expect(lines[1]).toMatch(/^NODE\s+ADDRESS\s+8300\s+8301\s+8500\s+8008\s+15432\s+22000$/);
+    expect(lines[1]).toMatch(new RegExp(`^NODE\\s+ADDRESS\\s+8300\\s+8301\\s+${consulPort}\\s+8008\\s+15432\\s+22000$`));
     for (const [k, row] of lines.slice(2, 5).entries()) expect(row).toMatch(new RegExp(`^n${k + 1}\\s+\\S+\\s+ok\\s+ok\\s+ok\\s+ok\\s+ok\\s+-$`));
     const matrix = lines.indexOf('from each member to the others:');
     expect(lines.slice(matrix + 1, matrix + 5).map((l) => l.trim().split(/\s+/))).toEqual([
@@ -240,7 +241,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
       expect(status.out).toContain('(Consul unreachable from the answering node: ');
       expect(status.err).toMatch(new RegExp(`^hactl: cluster_degraded: Consul unreachable from the answering node ${cluster.apiUrl(2).replace(/\./g, '\\.')}: `));
       // Member to member: the others find n3's Consul ports closed, and n3 cannot read its members.
-      const validate = await hactl('cluster', 'validate');
+      const validate = await hactl('--profile', 'test', 'cluster', 'validate');
       expect(validate.code).toBe(1);
       expect(validate.err).toMatch(/^hactl: ports_unreachable: /);
       for (const from of ['n1', 'n2']) expect(validate.err).toContain(`${from} -> n3:8300 (Consul server RPC): refused`);
