@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   const which = process.argv[2] ?? process.env.BENCH ?? 'all';
   const synchronous = process.env.BENCH_SYNC === '1';
   // TestCluster reads HA_TEST_TLS itself; here it only names the results.
-  const tls = process.env.HA_TEST_TLS === '1';
+  const tls = process.env.HA_TEST_TLS !== '0';
   const dir = join(projectRoot(), 'bench-results');
   mkdirSync(dir, { recursive: true });
   const write = (name: string, data: unknown) => {
@@ -40,16 +40,16 @@ async function main(): Promise<void> {
     const faults = process.env.BENCH_FAILOVER_FAULTS?.split(',') ?? [...FAULTS];
     const unknown = faults.filter((f) => !(FAULTS as readonly string[]).includes(f));
     if (unknown.length > 0) throw new Error(`BENCH_FAILOVER_FAULTS: unknown fault ${unknown.join(', ')} (one of: ${FAULTS.join(', ')})`);
-    console.log(`failover: the phases of a failover, ms after the fault; ${runs} runs per fault, ${synchronous ? 'synchronous' : 'asynchronous'} mode${tls ? ', TLS on' : ''}`);
+    console.log(`failover: the phases of a failover, ms after the fault; ${runs} runs per fault, ${synchronous ? 'synchronous' : 'asynchronous'} mode${tls ? '' : ', TLS off'}`);
     const series = await benchFailover(runs, synchronous, faults as Fault[]);
     const cell = (q: Quantiles | null) => (q === null ? '-' : `${q.p50}/${q.p95}/${q.max}`).padStart(19);
     const columns = [...PHASES, 'writeGap', 'lost', 'rejoin'] as const;
     console.log(`\n${'fault (p50/p95/max)'.padEnd(29)}${columns.map((c) => c.padStart(19)).join('')}`);
     for (const s of series) console.log(`${s.fault.padEnd(29)}${columns.map((c) => cell(s.summary[c])).join('')}`);
-    write(`failover${synchronous ? '-sync' : ''}${tls ? '-tls' : ''}.json`, { runs, synchronous, tls, series });
-    if (!synchronous && !tls && faults.length === FAULTS.length) {
+    write(`failover${synchronous ? '-sync' : ''}${tls ? '' : '-plain'}.json`, { runs, synchronous, tls, series });
+    if (!synchronous && tls && faults.length === FAULTS.length) {
       const svg = join(dir, 'failover-phases.svg');
-      writeFileSync(svg, timelineSvg(series, `ha-sidecar failover phases, median of ${runs} runs per fault (asynchronous mode, 3 nodes)`));
+      writeFileSync(svg, timelineSvg(series, `ha-sidecar failover phases, median of ${runs} runs per fault (asynchronous mode, 3 nodes, TLS on)`));
       copyFileSync(svg, join(projectRoot(), 'docs', 'failover-phases.svg'));
       console.log(`written to ${svg} and docs/failover-phases.svg`);
     }

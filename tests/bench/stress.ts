@@ -215,7 +215,7 @@ async function transferRaftLeader(cluster: TestCluster, from: number, to: number
   const config = (await cluster.driver.consulGet(node, '/v1/operator/raft/configuration')).body as { Servers: { ID: string; Address: string }[] };
   const id = config.Servers.find((s) => s.Address.startsWith(`${cluster.address(to)}:`))?.ID;
   if (!id) throw new Error(`no raft server at ${cluster.address(to)} in ${JSON.stringify(config.Servers)}`);
-  const res = await fetch(`${node.consulUrl}/v1/operator/raft/transfer-leader?id=${id}`, { method: 'POST' });
+  const res = await cluster.consulCall(from, 'POST', `/v1/operator/raft/transfer-leader?id=${id}`);
   if (!res.ok) throw new Error(`raft transfer-leader to ${cluster.names[to]}: ${res.status} ${await res.text()}`);
 }
 

@@ -47,11 +47,11 @@ export interface TestClusterOptions {
   /**
    * TLS on every port, as production runs: `start` makes a CA in `<baseDir>/tls` (tls init's code) with a
    * certificate per node and one for the test's client (`client.crt`), which `call`, `leaderStatus`,
-   * `consulCall` and the driver show. The sidecar API over HTTPS; Consul over HTTPS on 8501 and RPC, both
-   * verifying both ends, with gossip encryption and ACLs (default deny). Default: off, or on with
-   * `verifyClient` when `HA_TEST_TLS=1` (a whole suite over HTTPS).
+   * `consulCall` and the driver show. The sidecar API over HTTPS, Postgres over SSL; Consul over HTTPS on 8501
+   * and RPC, both verifying both ends, with gossip encryption and ACLs (default deny). Default: on with
+   * `verifyClient`; `false`, or `HA_TEST_TLS=0` for every cluster of a run, turns it off (plain text everywhere).
    */
-  tls?: { verifyClient: boolean };
+  tls?: { verifyClient: boolean } | false;
 }
 
 /** The name of the test client's certificate in a TLS cluster's CA directory. */
@@ -81,7 +81,7 @@ export class TestCluster {
   constructor(private readonly opts: TestClusterOptions) {
     this.placement = opts.placement ?? loopbackPlacement;
     this.tlsDir = join(this.baseDir, 'tls');
-    this.tlsMode = opts.tls ?? (process.env.HA_TEST_TLS === '1' ? { verifyClient: true } : undefined);
+    this.tlsMode = opts.tls === false ? undefined : (opts.tls ?? (process.env.HA_TEST_TLS === '0' ? undefined : { verifyClient: true }));
     this.fetchApi = (url, init) => {
       this.tlsFetch ??= httpsFetch(this.tlsMode ? this.clientTls() : undefined);
       return this.tlsFetch(url, init);

@@ -6,7 +6,9 @@ import { waitFor } from '../harness/processes.js';
 /** Consul as consul-config/ runs it with its options on: ACLs (default deny) and gossip encryption. */
 describe('election with Consul ACLs on (default deny, sidecar token of consul-config/sidecar-policy.hcl)', () => {
   const managementToken = randomUUID();
-  const cluster = new TestCluster({ size: 3, acl: { managementToken, gossipKey: randomBytes(32).toString('base64') } });
+  // Without TLS: the ACL and gossip-key options on their own, as a cluster without certificates runs them
+  // (consul-tls.test.ts has them under TLS).
+  const cluster = new TestCluster({ size: 3, tls: false, acl: { managementToken, gossipKey: randomBytes(32).toString('base64') } });
 
   beforeAll(() => cluster.start(), 120_000);
   afterAll(() => cluster.stop(), 60_000);

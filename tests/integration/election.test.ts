@@ -48,8 +48,8 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
       const tags = await catalogTags();
       return tags.n1?.includes('leader') && tags.n2?.includes('standby') && tags.n3?.includes('standby');
     }, 10_000);
-    const head = await fetch(`${cluster.apiUrl(1)}/leader`, { method: 'HEAD' });
-    const options = await fetch(`${cluster.apiUrl(0)}/leader`, { method: 'OPTIONS' });
+    const head = await cluster.fetchApi(`${cluster.apiUrl(1)}/leader`, { method: 'HEAD' });
+    const options = await cluster.fetchApi(`${cluster.apiUrl(0)}/leader`, { method: 'OPTIONS' });
     expect([head.status, options.status]).toEqual([503, 200]);
     expect((await history(0)).map((e) => e.kind)).toEqual(['start']);
   });
@@ -125,7 +125,7 @@ describe('leader election with real Consul (3 servers, 3 sidecars)', () => {
       const res = await cluster.call(leader, method, path, body);
       expect([path, res.status, res.body.error]).toEqual([path, 400, 'bad_request']);
     }
-    const raw = await fetch(`${cluster.apiUrl(leader)}/config`, {
+    const raw = await cluster.fetchApi(`${cluster.apiUrl(leader)}/config`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json', authorization: 'Bearer test-cluster-token-0123456789' },
       body: '{"paused": tru',

@@ -89,7 +89,7 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
       return members.map((m) => `${m.name} ${m.manager?.state}`).join() === 'n1 active,n2 passive,n3 passive';
     }, 10_000);
     await waitFor('a passing manager check on every node', async () => {
-      const checks = (await (await fetch(`${cluster.consul.httpUrl(0)}/v1/health/checks/ha-sidecar`)).json()) as { Name: string; Status: string }[];
+      const checks = (await (await cluster.consulCall(0, 'GET', '/v1/health/checks/ha-sidecar')).json()) as { Name: string; Status: string }[];
       return checks.filter((c) => c.Name === 'manager' && c.Status === 'passing').length === 3;
     }, 10_000);
   });
@@ -184,7 +184,7 @@ describe('manager role hooks driven by the reconcile loop (real Consul, 3 sideca
       expect(got.filter((l) => l === `${name} leader ${t + 1} fail`)).toHaveLength(2);
       expect(got).toContain(`${cluster.names[next]} leader ${t + 2} ok`);
       expect(got.indexOf(`${name} standby ${t + 1} ok`)).toBeLessThan(got.indexOf(`${cluster.names[next]} leader ${t + 2} ok`));
-      const metrics = await (await fetch(`${cluster.apiUrl(target)}/metrics`)).text();
+      const metrics = await (await cluster.fetchApi(`${cluster.apiUrl(target)}/metrics`)).text();
       expect(metrics).toMatch(/ha_sidecar_manager_hook_runs_total\{hook="leader",outcome="failed",node="n\d"\} 2/);
       const history = (await cluster.call(next, 'GET', '/history')).body as unknown as { kind: string; previous: string; term: number }[];
       expect(history.at(-1)).toMatchObject({ kind: 'switchover', previous: name, term: t + 2 });

@@ -28,14 +28,18 @@ describe('the sample manager made highly available (real Consul, Postgres, HAPro
   beforeAll(async () => {
     if (!existsSync(hook)) throw new Error(`${hook} is missing: run \`npm run build\` first`);
     for (let i = 0; i < 3; i++) {
+      // With TLS, the manager verifies its sidecar and Postgres with the cluster's CA and shows its node's certificate.
+      const tlsFile = (name: string) => join(cluster.tlsDir, name);
+      const caFile = tlsFile('ca.crt');
       const config: SampleConfig = {
         node: cluster.names[i],
         address: cluster.address(i),
         port: 8080,
         sidecarApiUrl: cluster.apiUrl(i),
+        ...(cluster.tls ? { sidecarApiTls: { caFile, certFile: tlsFile(`${cluster.names[i]}.crt`), keyFile: tlsFile(`${cluster.names[i]}.key`) } } : {}),
         filesDir: filesDir(i),
         stateDir: managerDir(i),
-        postgres: { host: cluster.address(i), port: 15432, ...APP_LOGIN },
+        postgres: { host: cluster.address(i), port: 15432, ...APP_LOGIN, ...(cluster.tls ? { caFile } : {}) },
       };
       const file = join(cluster.baseDir, cluster.names[i], 'manager.json');
       mkdirSync(dirname(file), { recursive: true });

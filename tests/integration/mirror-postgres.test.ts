@@ -65,6 +65,9 @@ describe('file mirror and Postgres together (3 nodes)', () => {
     expect(installed).toBeLessThan(wanted.size); // killed mid-transfer, not after it
 
     await cluster.consul.startNode(victim);
+    // With ACLs, a server that has just restarted denies the sidecar's token until it has caught up with raft,
+    // and the sidecar stops at start on a denied registration: start it once its Consul is a healthy voter.
+    await cluster.consul.waitForHealthy();
     await cluster.startSidecar(victim);
     await checkFinalNames('right after the restart, before catching up');
     await waitIdentical(cluster, leader, [0, 1, 2], 120_000);

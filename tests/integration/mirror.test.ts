@@ -61,7 +61,7 @@ describe('file mirror with real sidecars (3 nodes, Postgres off)', () => {
     expect(files.n1?.state).toBe('serving');
     expect([files.n2?.state, files.n3?.state]).toEqual(['in sync', 'in sync']);
     await waitFor('a passing files check on every node', async () => {
-      const res = await fetch(`${cluster.consul.httpUrl(0)}/v1/health/service/ha-sidecar`);
+      const res = await cluster.consulCall(0, 'GET', '/v1/health/service/ha-sidecar');
       const entries = (await res.json()) as HealthEntry[];
       const checks = entries.map((e) => e.Checks.find((c) => c.Name === 'files'));
       return checks.length === 3 && checks.every((c) => c?.Status === 'passing');

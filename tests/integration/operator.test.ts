@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLUSTER_TOKEN, TestCluster } from '../harness/cluster.js';
-import { HACTL_JS, startWithProfile } from '../harness/hactl.js';
+import { HACTL_JS, profileTlsArgs, startWithProfile } from '../harness/hactl.js';
 import { runCommand, waitFor, type CommandRun } from '../harness/processes.js';
 
 /**
@@ -31,7 +31,7 @@ interface HealthEntry {
 describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () => {
   const cluster = new TestCluster({ size: 3, postgres: true });
   const probe = async (i: number, path: string) => {
-    const res = await fetch(`${cluster.apiUrl(i)}${path}`);
+    const res = await cluster.fetchApi(`${cluster.apiUrl(i)}${path}`);
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
   /** `path status` of each probe; a 503 also carries its `reason`, so a failed comparison says why. */
@@ -49,7 +49,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     if (JSON.stringify(bare) !== JSON.stringify(expected)) expect(got).toEqual(expected);
   };
   const metric = async (i: number, name: string): Promise<number | undefined> => {
-    const text = await (await fetch(`${cluster.apiUrl(i)}/metrics`)).text();
+    const text = await (await cluster.fetchApi(`${cluster.apiUrl(i)}/metrics`)).text();
     const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
     return line === undefined ? undefined : Number(line.split(' ').at(-1));
   };
@@ -78,7 +78,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     for (const i of [1, 2]) {
       await expectStatuses(i, ['/leader 503', '/primary 503', '/read-write 503', '/replica 200', '/read-only 200', '/sync 503', '/async 200', '/liveness 200', '/readiness 200', '/health 200']);
     }
-    const head = await fetch(`${cluster.apiUrl(1)}/read-only`, { method: 'HEAD' });
+    const head = await cluster.fetchApi(`${cluster.apiUrl(1)}/read-only`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     // Patroni's other names of the same probes.
     await expectStatuses(0, ['/master 200', '/synchronous 503', '/asynchronous 503']);
@@ -144,7 +144,7 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(badRole.code).toBe(2);
     expect(badRole.err).toMatch(/^hactl: usage_error: Invalid values:/);
     // Only a holder of the cluster token gets the password.
-    const anonymous = await fetch(`${cluster.apiUrl(1)}/dsn`);
+    const anonymous = await cluster.fetchApi(`${cluster.apiUrl(1)}/dsn`);
     expect(anonymous.status).toBe(401);
     const badQuery = await cluster.call(1, 'GET', '/dsn?role=primary');
     expect([badQuery.status, badQuery.body.error]).toEqual([400, 'bad_request']);
@@ -202,12 +202,13 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
     expect(watch.out).toMatch(/^Every 0.2s: hactl cluster status {4}\S+\n\ncluster: test/);
   });
 
-  test('hactl cluster validate: every member answers on 8300, 8301, 8500, 8008 and 15432 (no file mirror yet), from this host and from each member', async () => {
+  test("hactl cluster validate: every member answers on 8300, 8301, Consul's HTTP(S) port, 8008 and 15432 (no file mirror yet), from this host and from each member", async () => {
     const run = await hactl('cluster', 'validate');
+    const consulPort = new URL(cluster.consul.httpUrl(0)).port;
     expect([run.code, run.err]).toEqual([0, '']);
     const lines = run.out.split('\n');
     expect(lines[0]).toBe('from this host:');
-    expect(lines[1]).toMatch(/^NODE\s+ADDRESS\s+8300\s+8301\s+8500\s+8008\s+15432\s+22000$/);
+    expect(lines[1]).toMatch(new RegExp(`^NODE\\s+ADDRESS\\s+8300\\s+8301\\s+${consulPort}\\s+8008\\s+15432\\s+22000$`));
     for (const [k, row] of lines.slice(2, 5).entries()) expect(row).toMatch(new RegExp(`^n${k + 1}\\s+\\S+\\s+ok\\s+ok\\s+ok\\s+ok\\s+ok\\s+-$`));
     const matrix = lines.indexOf('from each member to the others:');
     expect(lines.slice(matrix + 1, matrix + 5).map((l) => l.trim().split(/\s+/))).toEqual([
@@ -233,14 +234,14 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
         return typeof res.body.consulError === 'string' ? res.body : undefined;
       }, 10_000, 200);
       expect(view.members).toEqual([]);
-      const onlyN3 = await hactl('profiles', 'use', cluster.apiUrl(2), '--name', 'n3only', '--token', CLUSTER_TOKEN);
+      const onlyN3 = await hactl('profiles', 'use', cluster.apiUrl(2), '--name', 'n3only', '--token', CLUSTER_TOKEN, ...profileTlsArgs(cluster));
       expect(onlyN3.code).toBe(0);
       const status = await hactl('--profile', 'n3only', 'cluster', 'status');
       expect(status.code).toBe(4);
       expect(status.out).toContain('(Consul unreachable from the answering node: ');
-      expect(status.err).toMatch(new RegExp(`^hactl: cluster_degraded: Consul unreachable from the answering node http://${cluster.address(2).replace(/\./g, '\\.')}:8008: `));
+      expect(status.err).toMatch(new RegExp(`^hactl: cluster_degraded: Consul unreachable from the answering node ${cluster.apiUrl(2).replace(/\./g, '\\.')}: `));
       // Member to member: the others find n3's Consul ports closed, and n3 cannot read its members.
-      const validate = await hactl('cluster', 'validate');
+      const validate = await hactl('--profile', 'test', 'cluster', 'validate');
       expect(validate.code).toBe(1);
       expect(validate.err).toMatch(/^hactl: ports_unreachable: /);
       for (const from of ['n1', 'n2']) expect(validate.err).toContain(`${from} -> n3:8300 (Consul server RPC): refused`);

@@ -29,7 +29,7 @@ describe('PostgreSQL streaming replication driven by the sidecars (3 nodes)', ()
     }
     // Operators see each node's Postgres state as a Consul check of its service.
     await waitFor('a passing postgres check on every node', async () => {
-      const res = await fetch(`${cluster.consul.httpUrl(0)}/v1/health/checks/ha-sidecar`);
+      const res = await cluster.consulCall(0, 'GET', '/v1/health/checks/ha-sidecar');
       const checks = (await res.json()) as { Name: string; Status: string }[];
       return checks.filter((c) => c.Name === 'postgres' && c.Status === 'passing').length === 3;
     }, 10_000, 200);
