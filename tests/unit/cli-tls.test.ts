@@ -126,7 +126,7 @@ describe('tls rotate: the files (checkRotationDir, rotateNodeCertificate)', () =
     expect(cert.fingerprint256).not.toBe(new X509Certificate(before.cert).fingerprint256);
     expect(await readFile(join(certs, 'n2.key'), 'utf8')).not.toBe(before.key);
     expect(cert.subject).toBe('CN=n2');
-    expect(cert.subjectAltName).toBe('DNS:n2, DNS:db2.example');
+    expect(cert.subjectAltName).toBe('DNS:n2, DNS:db2.example, DNS:server.dc1.consul');
     expect(cert.checkIssued(ca.certificate) && cert.verify(ca.certificate.publicKey)).toBe(true);
     expect(cert.checkPrivateKey(createPrivateKey(await readFile(join(certs, 'n2.key'))))).toBe(true);
     expect(daysUntilExpiry(cert)).toBe(9);
