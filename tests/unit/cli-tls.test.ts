@@ -134,7 +134,7 @@ describe('tls rotate: the files (checkRotationDir, rotateNodeCertificate)', () =
     expect((await readdir(certs)).sort()).toEqual(['ca.crt', 'ca.key', 'n1.crt', 'n1.key', 'n2.crt', 'n2.key']);
     // The IP SAN is carried over in openssl's form.
     await rotateNodeCertificate(certs, ca, 'n1', 10);
-    expect(new X509Certificate(await readFile(join(certs, 'n1.crt'))).subjectAltName).toBe('DNS:n1, IP Address:127.0.1.11');
+    expect(new X509Certificate(await readFile(join(certs, 'n1.crt'))).subjectAltName).toBe('DNS:n1, IP Address:127.0.1.11, DNS:server.dc1.consul');
   });
 
   it('refuses, before any change, a missing directory, a missing ca.key or node file, and another CA', async () => {
