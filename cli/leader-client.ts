@@ -1,4 +1,4 @@
-import { SidecarError, answeredCode, errorMessage } from '../sidecar/errors.js';
+import { SidecarError, answeredCode, causeCode, errorMessage } from '../sidecar/errors.js';
 import type { Profile } from './profiles.js';
 import { normalizeManagerUrl } from './profiles.js';
 
@@ -142,20 +142,9 @@ const CERTIFICATE_ERRORS: Record<string, string> = {
   ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate does not name the host dialled',
 };
 
-/** The code of the error or of one of its causes, if it has one. */
-function errorCode(e: unknown): string | undefined {
-  let cause: unknown = e;
-  for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth += 1) {
-    const code = (cause as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    cause = (cause as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 /** Why the server's certificate was refused, when that is why the call failed. */
 function certificateRejection(e: unknown): string | undefined {
-  const code = errorCode(e);
+  const code = causeCode(e);
   return code !== undefined && Object.hasOwn(CERTIFICATE_ERRORS, code) ? `refused the server: ${CERTIFICATE_ERRORS[code]} (${code})` : undefined;
 }
 

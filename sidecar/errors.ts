@@ -24,3 +24,14 @@ export const isSidecarError = (e: unknown): e is SidecarError => e instanceof Si
 
 /** Message of any thrown value, for logs and one-line CLI errors. */
 export const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** The system or library code (`ECONNREFUSED`, `CERT_HAS_EXPIRED`, ...) of an error or of one of its causes (fetch wraps them). */
+export function causeCode(e: unknown): string | undefined {
+  let cause: unknown = e;
+  for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth += 1) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -1,4 +1,4 @@
-import { SidecarError, errorMessage } from '../errors.js';
+import { SidecarError, causeCode, errorMessage } from '../errors.js';
 
 /**
  * How a Consul call failed, so the logs, the API and hactl tell "Consul did not answer" (retry, check the
@@ -60,17 +60,6 @@ const TLS_ERRORS: Record<string, string> = {
   ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: "the agent refused this node's certificate (not of the CA in Consul's ca_file)",
 };
 
-/** The code of the error or of one of its causes, if it has one. */
-function errorCode(e: unknown): string | undefined {
-  let cause: unknown = e;
-  for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth += 1) {
-    const code = (cause as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    cause = (cause as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 /** Consul's answer on its HTTPS port to a plain HTTP request (Go's net/http), the body of the package's error's `response`. */
 const PLAIN_HTTP_TO_HTTPS = /Client sent an HTTP request to an HTTPS server/;
 
@@ -79,7 +68,7 @@ const PLAIN_HTTP_TO_HTTPS = /Client sent an HTTP request to an HTTPS server/;
  * anything else.
  */
 export function consulError(operation: string, cause: unknown): ConsulUnavailable | ConsulRefused | ConsulTlsFailed {
-  const code = errorCode(cause);
+  const code = causeCode(cause);
   if (code !== undefined && Object.hasOwn(TLS_ERRORS, code)) return new ConsulTlsFailed(operation, `${TLS_ERRORS[code]} (${code})`);
   const status = (cause as { statusCode?: unknown } | null)?.statusCode;
   if (status === 400 && PLAIN_HTTP_TO_HTTPS.test(String((cause as { response?: { body?: unknown } }).response?.body ?? ''))) return new ConsulTlsFailed(operation, 'consul.url is http:// but the agent speaks HTTPS on that port');
