@@ -379,7 +379,7 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
         (c) => c,
         async (argv) => {
           const session = await Session.open(ctx, argv);
-          const view = parseAnswer(ClusterViewSchema, await session.any(GET_CLUSTER), 'GET /cluster');
+          const view = await memberList(session);
           if (view.members.length === 0) throw new SidecarError('no_members', 'the cluster lists no members to check', 502);
           const [rows, views] = await Promise.all([checkMembers(view.members), askMembers(session, view)]);
           print(ctx, ['from this host:', ...renderPortMatrix(rows), '', 'from each member to the others:', ...renderPeerMatrix(views)]);
@@ -405,6 +405,23 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
           'resume, reinit, restart, reload, validate, history or tls',
       ),
   );
+
+/**
+ * The members to check, from a node that can read them: one cut off from its Consul agent lists none (its
+ * `consulError` says why), and the node that answers first may be that one, so the profile's other managers
+ * are asked then. Validating such a cluster is exactly when this matters.
+ */
+async function memberList(session: Session): Promise<ClusterView> {
+  const first = await session.any(GET_CLUSTER);
+  const view = parseAnswer(ClusterViewSchema, first, 'GET /cluster');
+  if (view.members.length > 0 || !view.consulError) return view;
+  for (const manager of session.profile.managers.filter((m) => normalizeManagerUrl(m) !== first.manager)) {
+    const other = await session.direct(manager, GET_CLUSTER).catch(() => undefined);
+    const parsed = other && ClusterViewSchema.safeParse(other.body);
+    if (parsed?.success && parsed.data.members.length > 0) return parsed.data;
+  }
+  return view;
+}
 
 /** Every member's `GET /reachability`, asked at once: how it reaches each of its peers. */
 function askMembers(session: Session, view: ClusterView): Promise<MemberView[]> {
