@@ -78,7 +78,7 @@ export class SidecarNode implements ApiBackend {
         url: config.consul.url,
         token: config.consul.token,
         // With a tls section the agent is spoken to over HTTPS with the cluster CA and this node's certificate.
-        tls: transport.tls ? { ca: transport.tls.ca, cert: transport.tls.cert, key: transport.tls.key } : undefined,
+        tls: transport.tls,
         cluster: config.clusterName,
         // A confirmation slower than a loop turn is worth nothing to the lease; give up and retry.
         timeoutMs: config.timings.loopWait * 1000,
@@ -233,7 +233,7 @@ export class SidecarNode implements ApiBackend {
     const before = this.transport.tls;
     if (before?.fingerprint256 === material.fingerprint256 && before.ca === material.ca) return;
     this.server?.setTls?.({ cert: material.cert, key: material.key, ca: material.ca });
-    this.transport.peers.update({ ca: material.ca, cert: material.cert, key: material.key });
+    this.transport.peers.update(material);
     this.transport.tls = material;
     this.log.info('reloaded the tls files: new connections get the new certificate', { certificateValidTo: material.validTo, fingerprint256: material.fingerprint256 });
     this.warnIfExpiring(true);

@@ -3,7 +3,7 @@ import type { SidecarConfig } from './config.js';
 import type { ConsulStore } from './consul/store.js';
 import { clientTlsOptions as mirrorTlsOptions } from './mirror/tls.js';
 import type { TlsMaterial } from './shared/certificates.js';
-import { probePort, type PortAnswer, type PortProtocol } from './shared/port-probe.js';
+import { probePort, urlPort, type PortAnswer, type PortProtocol } from './shared/port-probe.js';
 
 /**
  * `GET /reachability`: this node's view of every peer's ports, checked the way this node's own clients reach
@@ -68,12 +68,12 @@ export class PeerChecks {
       { port: 8300, what: 'Consul server RPC', protocol: { kind: 'tcp' } },
       { port: 8301, what: 'Consul LAN gossip (TCP)', protocol: { kind: 'tcp' } },
       {
-        port: Number(consul.port || 80),
+        port: urlPort(consul),
         what: `Consul ${consul.protocol === 'https:' ? 'HTTPS' : 'HTTP'} API`,
         protocol: consul.protocol === 'https:' && withCa ? { kind: 'https', tls: withCa, path: '/v1/status/leader' } : { kind: 'tcp' },
       },
       {
-        port: Number(api.port || 80),
+        port: urlPort(api),
         what: 'sidecar API',
         protocol: api.protocol === 'https:' && withCa ? { kind: 'https', tls: withCa, path: '/liveness' } : { kind: 'tcp' },
       },

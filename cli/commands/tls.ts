@@ -4,7 +4,7 @@ import type { Argv } from 'yargs';
 import { z } from 'zod';
 import { SidecarError, errorMessage, isSidecarError } from '../../sidecar/errors.js';
 import { daysUntilExpiry, readCertificate } from '../../sidecar/shared/certificates.js';
-import { servedCertificate } from '../../sidecar/shared/port-probe.js';
+import { servedCertificate, urlPort } from '../../sidecar/shared/port-probe.js';
 import { ClusterViewSchema, parseAnswer, type Member } from '../api.js';
 import { Session, type CliContext, type GlobalArgs } from '../context.js';
 import { usageError } from '../output.js';
@@ -37,7 +37,7 @@ async function rotationTarget(session: Session, member: Member): Promise<Rotatio
   if (typeof member.apiUrl !== 'string' || member.apiUrl === '') throw new SidecarError('unknown_node', `member "${member.name}" publishes no apiUrl; nothing changed`, 404);
   const apiUrl = normalizeManagerUrl(member.apiUrl);
   const api = new URL(apiUrl);
-  const ports = [{ port: Number(api.port || 443), what: 'API', postgres: false }];
+  const ports = [{ port: urlPort(api), what: 'API', postgres: false }];
   if (member.pgRole !== undefined && member.pgRole !== null) {
     const dsn = await session.direct(apiUrl, { method: 'GET', path: `/dsn?member=${encodeURIComponent(member.name)}` });
     ports.push({ port: parseAnswer(DsnPortSchema, dsn, 'GET /dsn').port, what: 'Postgres', postgres: true });

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { Agent } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import Consul from 'consul';
 import type { z } from 'zod';
 import { countRequest } from '../outgoing.js';
-import type { ClientTls } from '../shared/https-fetch.js';
+import { clientAgent, type ClientTls } from '../shared/https-fetch.js';
+import { urlPort } from '../shared/port-probe.js';
 import { consulError } from './errors.js';
 
 export interface StoreOptions {
@@ -50,11 +50,11 @@ export class ConsulConnection {
     const secure = url.protocol === 'https:';
     this.client = new Consul({
       host: url.hostname,
-      port: Number(url.port || (secure ? 443 : 80)),
+      port: urlPort(url),
       secure,
       // Every call, blocking reads included, goes through this one agent: kept connections (as the package's
       // own default agent keeps them), the server verified against the cluster CA, this node's certificate shown.
-      agent: secure && opts.tls ? new Agent({ ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key, keepAlive: true, minVersion: 'TLSv1.2' }) : undefined,
+      agent: secure && opts.tls ? clientAgent(opts.tls) : undefined,
       defaults: opts.token ? { token: opts.token } : undefined,
     });
     this.prefix = `ha-sidecar/${opts.cluster}/`;

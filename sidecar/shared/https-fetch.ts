@@ -36,11 +36,16 @@ function globalInit(init: FetchOptions = {}): RequestInit & { duplex?: 'half' } 
 /** Statuses whose `Response` must have no body. */
 const NO_BODY = new Set([101, 204, 205, 304]);
 
+/** An https agent that verifies servers against `tls.ca`, shows `tls.cert`, and keeps its connections. */
+export function clientAgent(tls: ClientTls): Agent {
+  return new Agent({ ca: tls.ca, cert: tls.cert, key: tls.key, keepAlive: true, minVersion: 'TLSv1.2' });
+}
+
 /** A fetch that verifies `https:` servers against `tls.ca`; without `tls`, the global fetch. */
 export function httpsFetch(tls: ClientTls | undefined): FetchFunction {
   if (tls === undefined) return (url, init) => fetch(url, globalInit(init));
   // One agent per client: connections to a peer are kept and reused, as the global fetch does.
-  const agent = new Agent({ ca: tls.ca, cert: tls.cert, key: tls.key, keepAlive: true, minVersion: 'TLSv1.2' });
+  const agent = clientAgent(tls);
   return (url, init = {}) => {
     if (!url.startsWith('https:')) return fetch(url, globalInit(init));
     return new Promise<Response>((resolve, reject) => {

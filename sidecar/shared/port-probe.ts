@@ -31,6 +31,9 @@ export type PortProtocol =
   | { kind: 'postgres'; tls: ConnectionOptions; user: string }
   | { kind: 'tls'; tls: ConnectionOptions };
 
+/** The port a URL connects to: its own, else the scheme's (443 for https:, 80 for http:). */
+export const urlPort = (url: URL): number => Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+
 /** Postgres' SSLRequest: length 8, code 80877103 (protocol 1234.5679). */
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
