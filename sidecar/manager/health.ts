@@ -86,9 +86,9 @@ export class HealthProbe {
 class ProbeTimeout extends Error {}
 
 /**
- * The status of one GET of `url`, over node:http(s) rather than the global fetch: fetch loads undici, about
- * 10 MB of RSS in every sidecar, for one GET a second. Node's global agents keep the connection open between
- * probes, as fetch did. A kept connection the manager closed just as it was reused fails with ECONNRESET
+ * The status of one GET of `url`, over node:http(s) rather than the global fetch: fetch loads undici (about
+ * 2.5 MB of RSS once the sidecar's modules are loaded, docs/design.md "Idle cost") for one GET a second.
+ * Node's global agents keep the connection open between probes, as fetch did. A kept connection the manager closed just as it was reused fails with ECONNRESET
  * before any answer: that is the connection's age, not the manager's health, so such a GET is sent once more
  * on a new connection. `timeoutMs` bounds the whole GET, the body included (which is read and dropped).
  */

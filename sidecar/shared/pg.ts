@@ -8,8 +8,9 @@ import type pgModule from 'pg';
  * file (`npm run lint` refuses one elsewhere; `import type` is free).
  *
  * At load, pg's `lib/stream.js` asks whether it runs in a Cloudflare Worker by building a `new Response(...)`,
- * and on Node 20 the first `Response` loads undici: about 6 MB of RSS for a class the sidecar never uses. This
- * file puts pg's Node.js stream functions, the same two that `lib/stream.js` returns off Cloudflare, in the
+ * and on Node 20 the first `Response` loads undici, for a class the sidecar never uses: about 2.5 MB of RSS
+ * beside the sidecar's other modules (module load 79-80 -> 75 MB with this file; docs/design.md "Idle cost").
+ * This file puts pg's Node.js stream functions, the same two that `lib/stream.js` returns off Cloudflare, in the
  * require cache under that module's name before pg is loaded, so the probe never runs.
  */
 const require = createRequire(import.meta.url);

@@ -7,7 +7,7 @@ import { createHmac } from 'node:crypto';
  * token nor another purpose's secret (docs/design.md "Secrets").
  */
 export function deriveSecret(clusterToken: string, purpose: string): string {
-  return createHmac('sha256', clusterToken).update(`ha-sidecar:${purpose}`).digest('base64url').slice(0, 32);
+  return derivedBytes(clusterToken, purpose).toString('base64url').slice(0, 32);
 }
 
 /** The HMAC of a purpose's name keyed by the cluster token, all 32 bytes (see `deriveSecret`). */
