@@ -4,7 +4,7 @@
 // pure parts: lease.ts, requests.ts (operators' requests and their deadlines), handover.ts, timing.ts.
 import type { SidecarConfig } from '../config.js';
 import type { DynamicConfig, LeaderRecord } from '../consul/records.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, isSidecarError } from '../errors.js';
 import type { WriteGuard } from '../guard/client.js';
 import type { LogContext, Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -109,10 +109,13 @@ export class ReconcileLoop {
     return leaderReady(this.s);
   }
 
-  /** Registers the service and starts the keeper and the loop. Fails (nothing left behind) when Consul is down. */
+  /**
+   * Registers the service and starts the keeper and the loop. Fails (nothing left behind) when Consul is down,
+   * or keeps denying the registration (registerAtStart).
+   */
   async start(): Promise<void> {
     const s = this.s;
-    await s.deps.store.registerService(serviceSpec(s));
+    await registerAtStart(s);
     s.consulReachable = true;
     await this.checkConsulTiming();
     // Sessions of an earlier process of this node died with the alive check's re-registration; destroy any
@@ -195,5 +198,30 @@ export class ReconcileLoop {
     s.activity = null;
     await act(s, d.action, o);
     await publish(s);
+  }
+}
+
+/** How long the start retries a registration Consul denies, and how often. */
+const DENIED_REGISTRATION_RETRY_MS = 10_000;
+const DENIED_REGISTRATION_PAUSE_MS = 1_000;
+
+/**
+ * The service's registration at start, retried for DENIED_REGISTRATION_RETRY_MS while Consul answers
+ * `consul_acl_denied`: with ACLs on, the tests saw a Consul server that had just restarted, or had just seen
+ * a raft leader change, deny a token it knows for a moment. A token that really lacks the policy is still
+ * refused, that much later. The retry cannot make a second writer: the node holds no session yet, and a turn
+ * starts only after the registration.
+ */
+async function registerAtStart(s: LoopState): Promise<void> {
+  const giveUpAt = s.clock.now() + DENIED_REGISTRATION_RETRY_MS;
+  for (;;) {
+    try {
+      await s.deps.store.registerService(serviceSpec(s));
+      return;
+    } catch (e) {
+      if (!isSidecarError(e) || e.code !== 'consul_acl_denied' || s.clock.now() >= giveUpAt) throw e;
+      s.log.warn('Consul denied the service registration; retrying', { code: e.code, error: e.message });
+      await s.clock.sleep(DENIED_REGISTRATION_PAUSE_MS);
+    }
   }
 }

@@ -186,6 +186,8 @@ export class FakeConsul {
   readonly held: HeldCall[] = [];
   private holds: Hold[] = [];
   private watchers: (() => void)[] = [];
+  /** How many service registrations from now are denied as an unknown token is (`consul_acl_denied`). */
+  registrationDenials = 0;
 
   constructor(
     readonly clock: FakeClock,
@@ -285,7 +287,12 @@ export class FakeConsul {
     const budget = this.callTimeoutMs;
     const call = <T>(method: string, args: unknown[], apply: () => T | Promise<T>, timeoutMs = budget) => this.call(node, method, args, timeoutMs, apply);
     return {
-      registerService: (spec) => call('registerService', [spec], () => undefined),
+      registerService: (spec) =>
+        call('registerService', [spec], () => {
+          if (this.registrationDenials <= 0) return;
+          this.registrationDenials -= 1;
+          throw new SidecarError('consul_acl_denied', 'Consul service registration denied (HTTP 403: fake)', 502, { httpStatus: 403 });
+        }),
       setServiceTags: (spec) => call('setServiceTags', [spec], () => undefined),
       passAliveCheck: (note) => call('passAliveCheck', [note], () => undefined),
       reportCheck: (...args) => call('reportCheck', args, () => undefined),

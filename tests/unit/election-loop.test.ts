@@ -115,6 +115,35 @@ afterEach(async () => {
   current = null;
 });
 
+describe('election loop: start', () => {
+  test('a registration Consul denies for a moment is retried, and the node then leads', async () => {
+    const c = newCluster(['n1']);
+    c.consul.registrationDenials = 2;
+    const n1 = c.node('n1');
+    n1.started = true;
+    const t0 = c.clock.now();
+    const started = n1.loop.start();
+    await c.clock.advance(2_000);
+    await started;
+    expect(c.consul.calls.filter((k) => k.method === 'registerService').map((k) => k.at - t0)).toEqual([0, 1_000, 2_000]);
+    expect(n1.lines.filter((l) => l.includes('Consul denied the service registration; retrying'))).toHaveLength(2);
+    await c.clock.until(() => c.role('n1') === 'leader', 5_000, 'n1 leads');
+  });
+
+  test('a registration denied for 10 s fails the start with consul_acl_denied, and no session was made', async () => {
+    const c = newCluster(['n1']);
+    c.consul.registrationDenials = Infinity;
+    const n1 = c.node('n1');
+    const t0 = c.clock.now();
+    const started = n1.loop.start().then(() => 'started', (e: { code?: string }) => e.code);
+    await c.clock.advance(11_000);
+    expect(await started).toBe('consul_acl_denied');
+    const attempts = c.consul.calls.filter((k) => k.method === 'registerService');
+    expect([attempts.length, (attempts.at(-1)?.at ?? 0) - t0]).toEqual([11, 10_000]);
+    expect(c.consul.calls.some((k) => k.method === 'createSession')).toBe(false);
+  });
+});
+
 describe('election loop: steady state', () => {
   test('a leader confirms its lease every turn and feeds the guard each expiry, for as long as Consul answers', async () => {
     const c = newCluster(['n1']);
