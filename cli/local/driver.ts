@@ -156,6 +156,8 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
    * SecretID derived from the cluster token, so a restart finds the one it made before.
    */
   readonly sidecarConsulToken: string | undefined;
+  /** Set once ensureSidecarToken saw every server resolve the sidecars' token. */
+  private sidecarTokenMade = false;
 
   constructor(private readonly setup: DriverSetup<Files>) {
     this.nodes = Array.from({ length: setup.size }, (_, i) => {
@@ -264,17 +266,19 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
   /**
    * Waits until autopilot calls every server of the cluster healthy and voting. A server that rejoins after a
    * crash votes only after server_stabilization_time (10 s); a second fault before then can leave no quorum.
+   * Once the sidecars' token is made, also until every server resolves it: see everyServerKnowsSidecarToken.
    */
   async waitForConsulHealthy(opts: { nodes?: (DriverNode & Files)[]; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
     const first = this.node(0);
     await waitUntil(
-      'every consul server to be healthy and voting (autopilot)',
+      "every consul server to be healthy and voting (autopilot) and to resolve the sidecars' token",
       async () => {
         const answer = await this.consulGet(first, '/v1/operator/autopilot/health');
         if (answer.status !== 200) return false;
         const health = answer.body as { Healthy?: boolean; Servers?: { Healthy?: boolean; Voter?: boolean }[] };
         const servers = health.Servers ?? [];
-        return health.Healthy === true && servers.length === this.nodes.length && servers.every((s) => s.Healthy === true && s.Voter === true);
+        if (health.Healthy !== true || servers.length !== this.nodes.length || !servers.every((s) => s.Healthy === true && s.Voter === true)) return false;
+        return !this.sidecarTokenMade || (await this.everyServerKnowsSidecarToken());
       },
       {
         timeoutMs: opts.timeoutMs ?? CONSUL_HEALTHY_TIMEOUT_MS,
@@ -311,7 +315,8 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
     await waitUntil(
       "the sidecars' Consul ACL token",
       async () => {
-        if ((await this.get(first.consulUrl, '/v1/acl/token/self', secret)).status === 200) return true;
+        if (await this.everyServerKnowsSidecarToken()) return true;
+        if ((await this.get(first.consulUrl, '/v1/acl/token/self', secret)).status === 200) return false;
         // Both writes fail (the ACL system not bootstrapped yet) or are refused as duplicates on a retry; the read above decides.
         await this.send(first.consulUrl, 'PUT', '/v1/acl/policy', { Name: policy, Rules: rules }, management);
         await this.send(first.consulUrl, 'PUT', '/v1/acl/token', { SecretID: secret, Description: `ha-sidecar ${this.setup.clusterName}`, Policies: [{ Name: policy }] }, management);
@@ -319,7 +324,19 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
       },
       { timeoutMs: ACL_READY_TIMEOUT_MS, signal, hint: this.setup.logHint?.consul },
     );
+    this.sidecarTokenMade = true;
     this.say("the sidecars' Consul token is in place (policy consul-config/sidecar-policy.hcl.tmpl)");
+  }
+
+  /**
+   * Whether every server resolves the sidecars' token. A server that restarted votes (autopilot: healthy)
+   * before its state store has caught up with the raft log, and until then denies every token as "ACL system
+   * must be bootstrapped", the sidecar's alive check passes included, so that node's session ends a check TTL
+   * later, and with it a leadership just taken.
+   */
+  private async everyServerKnowsSidecarToken(): Promise<boolean> {
+    const answers = await Promise.all(this.nodes.map((node) => this.get(node.consulUrl, '/v1/acl/token/self', this.sidecarConsulToken)));
+    return answers.every((a) => a.status === 200);
   }
 
   async waitForSidecarApi(node: DriverNode & Files, signal?: AbortSignal): Promise<void> {
