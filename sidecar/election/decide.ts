@@ -17,6 +17,8 @@ export interface Observation {
   session: string | null;
   /** Whether Consul answered this turn. */
   consulReachable: boolean;
+  /** Why Consul denied this node's last alive check pass; null or absent when it went through. */
+  aliveCheckDenied?: string | null;
   /** Session holding the lock (null: free) and the last leader written to it. */
   lockHolder: string | null;
   lastLeader: LeaderRecord | null;
@@ -97,6 +99,9 @@ export function decide(o: Observation): Decision {
   if (o.lockHolder !== null) return decision({ kind: 'follow', leader: o.lastLeader }, `following leader ${leaderName}`);
 
   // The lock is free: someone may take it.
+  // Not a node whose agent denies its alive check passes (a Consul server that has just restarted does, for a
+  // few seconds): its session ends within checkTtl, and with it a leadership just taken, a second failover.
+  if (o.aliveCheckDenied) return decision({ kind: 'wait' }, `no leader, but Consul denies my alive check, so my session would end: ${o.aliveCheckDenied}`);
   if (o.failover) return manualFailover(o, o.failover);
   // Paused means "keep the current leader": the leader itself, restarted (say for an upgrade), takes its lock back.
   if (o.paused && o.lastLeader?.name !== o.node) return decision({ kind: 'wait' }, 'no leader, and the cluster is paused: no automatic failover');

@@ -1,5 +1,5 @@
 import { SESSION_TTL_SECONDS } from '../consul/sessions.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, isSidecarError } from '../errors.js';
 import { confirmLock } from './observe.js';
 import { dropSession, statusLine, type LoopState } from './state.js';
 
@@ -30,7 +30,15 @@ export async function keep(s: LoopState): Promise<void> {
   const now = s.clock.now();
   const renewDue = session !== null && (s.renewed?.session !== session || now - s.renewed.at >= SESSION_RENEW_MS);
   const calls = [
-    s.deps.store.passAliveCheck(statusLine(s).slice(0, 200)),
+    s.deps.store.passAliveCheck(statusLine(s).slice(0, 200)).then(
+      () => {
+        s.aliveCheckDenied = null;
+      },
+      (e: unknown) => {
+        if (isSidecarError(e) && e.code === 'consul_acl_denied') s.aliveCheckDenied = e.message;
+        throw e;
+      },
+    ),
     session && renewDue
       ? s.deps.store.renewSession(session).then((renewed) => {
           if (renewed) s.renewed = { session, at: now };

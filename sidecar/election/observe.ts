@@ -37,6 +37,7 @@ export async function observe(s: LoopState): Promise<Observation> {
     role: s.role,
     session: s.session,
     consulReachable: s.consulReachable,
+    aliveCheckDenied: s.aliveCheckDenied,
     lockHolder: s.lockHolder,
     lastLeader: s.lastLeader,
     leaseValid: s.lease.valid(),

@@ -38,6 +38,11 @@ export class LoopState {
   /** The members as this turn's observation read them (observe.ts); null before it, or when that read failed. */
   turnMembers: MemberEntry[] | null = null;
   consulReachable = false;
+  /**
+   * Why Consul denied the keeper's last pass of the alive check (keeper.ts), null once one went through: a
+   * node whose passes are denied loses its session within checkTtl, so it does not take the lock meanwhile.
+   */
+  aliveCheckDenied: string | null = null;
   retryAcquireSoon = false;
   /** A planned step-down is stopping Postgres while the lock is still ours (see stepDown). */
   plannedStop = false;

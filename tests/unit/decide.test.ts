@@ -83,6 +83,14 @@ describe('decide: a standby', () => {
     expect(d.action.kind).toBe('wait');
     expect(d.status).toContain('n3 is ahead');
   });
+  test('never tries while Consul denies its alive check, not even as the target of a switchover or a forced failover', () => {
+    const denied = 'Consul alive check pass denied (HTTP 403: ACL not found)';
+    const d = decide(o({ aliveCheckDenied: denied }));
+    expect(d).toEqual({ action: { kind: 'wait' }, status: `no leader, but Consul denies my alive check, so my session would end: ${denied}` });
+    expect(decide(o({ aliveCheckDenied: denied, switchover: { from: 'n1', to: 'n2', requestedAt: 'x' } })).action.kind).toBe('wait');
+    expect(decide(o({ aliveCheckDenied: denied, failover: { to: 'n2', force: true, requestedAt: 'x', behindBytes: null } })).action.kind).toBe('wait');
+    expect(decide(o({ aliveCheckDenied: null })).action).toEqual({ kind: 'acquire', why: 'failover' });
+  });
   test('during a switchover only the target tries; without a target, anyone but the old leader', () => {
     const to3 = { from: 'n1', to: 'n3', requestedAt: 'x' };
     expect(decide(o({ switchover: to3 })).action.kind).toBe('wait');

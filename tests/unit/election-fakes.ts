@@ -188,6 +188,8 @@ export class FakeConsul {
   private watchers: (() => void)[] = [];
   /** How many service registrations from now are denied as an unknown token is (`consul_acl_denied`). */
   registrationDenials = 0;
+  /** Nodes whose alive check passes are denied, as a Consul server that has just restarted denies every token. */
+  readonly aliveDenied = new Set<string>();
 
   constructor(
     readonly clock: FakeClock,
@@ -294,7 +296,10 @@ export class FakeConsul {
           throw new SidecarError('consul_acl_denied', 'Consul service registration denied (HTTP 403: fake)', 502, { httpStatus: 403 });
         }),
       setServiceTags: (spec) => call('setServiceTags', [spec], () => undefined),
-      passAliveCheck: (note) => call('passAliveCheck', [note], () => undefined),
+      passAliveCheck: (note) =>
+        call('passAliveCheck', [note], () => {
+          if (this.aliveDenied.has(node)) throw new SidecarError('consul_acl_denied', 'Consul alive check pass denied (HTTP 403: fake)', 502, { httpStatus: 403 });
+        }),
       reportCheck: (...args) => call('reportCheck', args, () => undefined),
       raftElectionTimeoutMs: () => call('raftElectionTimeoutMs', [], () => null),
       createSession: (lockDelaySeconds) => call('createSession', [lockDelaySeconds], () => this.newSession(node, lockDelaySeconds * 1000)),

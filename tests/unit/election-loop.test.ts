@@ -144,6 +144,32 @@ describe('election loop: start', () => {
   });
 });
 
+describe('election loop: a standby whose agent denies its alive check', () => {
+  test('does not take the free lock while the denials last, and takes it at the first pass that goes through', async () => {
+    const c = newCluster(['n1', 'n2']);
+    await c.startLeader('n1');
+    await c.start('n2');
+    await c.clock.until(() => c.role('n2') === 'standby', 3_000, 'n2 is a standby');
+    c.consul.aliveDenied.add('n2');
+    await c.clock.advance(2_000);
+    const n1 = c.node('n1');
+    let stopped = false;
+    void n1.loop.stop().then(() => void (stopped = true));
+    await c.clock.until(() => stopped && c.consul.lock.session === null, 10_000, 'n1 stops and frees the lock');
+    n1.started = false;
+    const freedAt = c.clock.now();
+    await c.clock.advance(10_000);
+    expect(c.role('n2')).toBe('standby');
+    expect(c.consul.calls.filter((k) => k.node === 'n2' && k.method === 'acquireLock' && k.at >= freedAt)).toEqual([]);
+    expect(c.node('n2').loop.view().status).toMatch(/^no leader, but Consul denies my alive check/);
+    c.consul.aliveDenied.delete('n2');
+    const deniedUntil = c.clock.now();
+    await c.clock.until(() => c.role('n2') === 'leader', 5_000, 'n2 leads');
+    expect(c.clock.now() - deniedUntil).toBeLessThan(2_500);
+    expect(c.writers.violations).toEqual([]);
+  });
+});
+
 describe('election loop: steady state', () => {
   test('a leader confirms its lease every turn and feeds the guard each expiry, for as long as Consul answers', async () => {
     const c = newCluster(['n1']);
