@@ -380,7 +380,11 @@ export const clusterCommands: CommandRegistrar = (cli, ctx) =>
         async (argv) => {
           const session = await Session.open(ctx, argv);
           const view = await memberList(session);
-          if (view.members.length === 0) throw new SidecarError('no_members', 'the cluster lists no members to check', 502);
+          if (view.members.length === 0) {
+            // Every node asked may be cut off from Consul at once (a raft election): say so rather than "none".
+            const why = typeof view.consulError === 'string' ? ` (Consul unreachable from every node asked: ${view.consulError})` : '';
+            throw new SidecarError('no_members', `the cluster lists no members to check${why}`, 502);
+          }
           const [rows, views] = await Promise.all([checkMembers(view.members), askMembers(session, view)]);
           print(ctx, ['from this host:', ...renderPortMatrix(rows), '', 'from each member to the others:', ...renderPeerMatrix(views)]);
           const failed = [...portFailures(rows), ...peerFailures(views)];

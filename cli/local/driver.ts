@@ -332,10 +332,11 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
    * Whether every server resolves the sidecars' token. A server that restarted votes (autopilot: healthy)
    * before its state store has caught up with the raft log, and until then denies every token as "ACL system
    * must be bootstrapped", the sidecar's alive check passes included, so that node's session ends a check TTL
-   * later, and with it a leadership just taken.
+   * later, and with it a leadership just taken. Asked with an agent endpoint (`/v1/agent/self`), which the
+   * agent authorizes itself, as it does the alive check passes: `/v1/acl/token/self` goes to the raft leader.
    */
   private async everyServerKnowsSidecarToken(): Promise<boolean> {
-    const answers = await Promise.all(this.nodes.map((node) => this.get(node.consulUrl, '/v1/acl/token/self', this.sidecarConsulToken)));
+    const answers = await Promise.all(this.nodes.map((node) => this.get(node.consulUrl, '/v1/agent/self', this.sidecarConsulToken)));
     return answers.every((a) => a.status === 200);
   }
 

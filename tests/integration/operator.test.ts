@@ -234,6 +234,11 @@ describe("the operator's toolkit on a real cluster (3 nodes with Postgres)", () 
         return typeof res.body.consulError === 'string' ? res.body : undefined;
       }, 10_000, 200);
       expect(view.members).toEqual([]);
+      // n3's server may have been the raft leader: n1 and n2 list the members again once they elected another.
+      await waitFor('n1 and n2 to list the members', async () => {
+        const views = await Promise.all([0, 1].map((i) => cluster.call(i, 'GET', '/cluster')));
+        return views.every((v) => (v.body.members as unknown[]).length === 3);
+      }, 30_000, 200);
       const onlyN3 = await hactl('profiles', 'use', cluster.apiUrl(2), '--name', 'n3only', '--token', CLUSTER_TOKEN, ...profileTlsArgs(cluster));
       expect(onlyN3.code).toBe(0);
       const status = await hactl('--profile', 'n3only', 'cluster', 'status');
