@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Entrypoint of one ha-sidecar node container:
 #   run (default)  render consul-config/ for this node, start Consul in the background, wait for a raft
-#                  leader, then exec the sidecar in the foreground.
-#   render         only write the files (Consul config dir, sidecar config, ACL policy) and exit.
+#                  leader and make the sidecars' Consul token, then exec the sidecar in the foreground.
+#   render         only write the files (Consul config dir, sidecar config, ACL policy, hactl's profile) and exit.
+#   tls-init       make the cluster CA and every node's certificate into $HA_TLS_DIR unless it holds them
+#                  already (docker-compose.yml's one-shot tls-init service); the CA key goes to $HA_TLS_CA_DIR.
 #   anything else  is run as a command (`docker run IMAGE bash`).
+#
+# TLS on every port, as `hactl local up` runs it: the sidecar API over HTTPS asking clients for a certificate,
+# Postgres with ssl and hostssl-only pg_hba, Consul HTTPS-only on 8501 with verify_incoming/outgoing and
+# verify_server_hostname, gossip encryption and ACLs default deny. Consul's gossip key, its management token
+# and the sidecars' token are derived from the cluster token (dist/cli/container.js secrets), so the cluster
+# token is the one secret to set.
 #
 # Environment (HA_SIDECAR_* are read by the sidecar itself too, so there is one source for each value):
 #   HA_SIDECAR_NODE_NAME, HA_SIDECAR_ADDRESS   required: this node's name and IP (Consul binds to it as well)
 #   CONSUL_SERVERS                             required: every server's IP, this one included (space/comma list)
-#   HA_SIDECAR_CLUSTER_TOKEN                   required by the sidecar (16+ characters)
-#   HA_SIDECAR_CLUSTER_NAME (main), HA_SIDECAR_DATA_DIR (/var/lib/ha-sidecar), HA_SIDECAR_CONSUL_URL,
-#   HA_SIDECAR_CONSUL_TOKEN, CONSUL_DATACENTER (dc1), CONSUL_DATA_DIR (/var/lib/consul),
-#   CONSUL_CLIENT_ADDR ("<address> 127.0.0.1"), GOSSIP_KEY and ACL_MANAGEMENT_TOKEN (optional: the
-#   matching consul-config template is rendered only when set), CONSUL_WAIT_SECONDS (300),
+#   HA_SIDECAR_CLUSTER_TOKEN                   required (16+ characters)
+#   HA_SIDECAR_CLUSTER_NAME (main), HA_SIDECAR_DATA_DIR (/var/lib/ha-sidecar), HA_SIDECAR_CONSUL_URL (the
+#   default is https://<address>:8501), CONSUL_DATACENTER (dc1), CONSUL_DATA_DIR (/var/lib/consul),
+#   CONSUL_CLIENT_ADDR ("<address> 127.0.0.1"), CONSUL_WAIT_SECONDS (300),
+#   HA_TLS_DIR (/etc/ha-sidecar/tls: ca.crt and <node>.crt/.key), HA_TLS_CA_DIR (/var/lib/ha-tls-ca, tls-init
+#   only), HA_TLS_NODES (tls-init only: "n1=172.28.0.11 n2=..."),
 #   HA_SIDECAR_USER (postgres: Postgres refuses to run as root, and it runs as the sidecar's child),
 #   HA_SIDECAR_FIRST_NODE (the node that starts the cluster; unset: form it by hand with hactl).
 set -euo pipefail
@@ -26,13 +35,44 @@ CONSUL_CONFIG_DIR="${CONSUL_CONFIG_DIR:-/etc/consul.d}"
 SIDECAR_CONFIG="${HA_SIDECAR_CONFIG:-/etc/ha-sidecar/sidecar.json}"
 POLICY_FILE="${HA_SIDECAR_POLICY_FILE:-$(dirname "$SIDECAR_CONFIG")/sidecar-policy.hcl}"
 SIDECAR_USER="${HA_SIDECAR_USER:-postgres}"
+TLS_DIR="${HA_TLS_DIR:-/etc/ha-sidecar/tls}"
+# The group that may read the node keys: the sidecar's user (and its Postgres) and Consul's (docker/Dockerfile).
+TLS_GROUP="${HA_TLS_GROUP:-ha-tls}"
+CONTAINER_JS="$ROOT/dist/cli/container.js"
+
+# The cluster CA and the node certificates, once: a volume that holds them already (a second `up`) is left
+# as it is. Made beside the CA key in $HA_TLS_CA_DIR (a volume only this service mounts), then the CA
+# certificate and the nodes' files are copied into $TLS_DIR, ca.crt last: its presence means the rest is there.
+if [ "${1:-}" = tls-init ]; then
+  CA_DIR="${HA_TLS_CA_DIR:-/var/lib/ha-tls-ca}"
+  : "${HA_TLS_NODES:?set HA_TLS_NODES (every node as name=address, space-separated)}"
+  if [ -e "$TLS_DIR/ca.crt" ]; then log "$TLS_DIR holds the cluster's certificates already"; exit 0; fi
+  read -r -a tls_nodes <<< "$HA_TLS_NODES"
+  args=()
+  for n in "${tls_nodes[@]}"; do args+=(--node "$n"); done
+  # tls init moves all of its files in at once, so a CA there means a run that stopped before the copy.
+  [ -e "$CA_DIR/ca.crt" ] || hactl cluster tls init --dir "$CA_DIR" --cluster-name "${HA_SIDECAR_CLUSTER_NAME:-main}" --consul-datacenter "${CONSUL_DATACENTER:-dc1}" "${args[@]}" >&2
+  mkdir -p "$TLS_DIR"
+  for n in "${tls_nodes[@]}"; do
+    name="${n%%=*}"
+    install -m 0644 -o root -g "$TLS_GROUP" "$CA_DIR/$name.crt" "$TLS_DIR/$name.crt"
+    # 0640 root:ha-tls: readable by the sidecar and Consul, and Postgres takes a root-owned key with group read.
+    install -m 0640 -o root -g "$TLS_GROUP" "$CA_DIR/$name.key" "$TLS_DIR/$name.key"
+  done
+  install -m 0644 -o root -g "$TLS_GROUP" "$CA_DIR/ca.crt" "$TLS_DIR/ca.crt"
+  log "made the cluster CA (its key stays in $CA_DIR) and the certificates of ${tls_nodes[*]%%=*} in $TLS_DIR"
+  exit 0
+fi
 
 : "${HA_SIDECAR_NODE_NAME:?set HA_SIDECAR_NODE_NAME (this node's name, e.g. n1)}"
 : "${HA_SIDECAR_ADDRESS:?set HA_SIDECAR_ADDRESS (this node's IP on the cluster network)}"
 : "${CONSUL_SERVERS:?set CONSUL_SERVERS (the IPs of every Consul server, this node included)}"
 export HA_SIDECAR_CLUSTER_NAME="${HA_SIDECAR_CLUSTER_NAME:-main}"
 export HA_SIDECAR_DATA_DIR="${HA_SIDECAR_DATA_DIR:-/var/lib/ha-sidecar}"
-export HA_SIDECAR_CONSUL_URL="${HA_SIDECAR_CONSUL_URL:-http://$HA_SIDECAR_ADDRESS:8500}"
+: "${HA_SIDECAR_CLUSTER_TOKEN:?set HA_SIDECAR_CLUSTER_TOKEN (16+ characters; HA_CLUSTER_TOKEN in docker-compose.yml)}"
+# GOSSIP_KEY, ACL_MANAGEMENT_TOKEN and HA_SIDECAR_CONSUL_TOKEN, derived as the local cluster derives them.
+secrets="$(node "$CONTAINER_JS" secrets)" || die "could not derive Consul's secrets from the cluster token (see above)"
+eval "$secrets"
 
 # The placeholders of consul-config/*.hcl.tmpl.
 read -r -a servers <<< "${CONSUL_SERVERS//,/ }"
@@ -49,7 +89,8 @@ export BIND_ADDR="$HA_SIDECAR_ADDRESS"
 export CLIENT_ADDR="${CONSUL_CLIENT_ADDR:-$HA_SIDECAR_ADDRESS 127.0.0.1}"
 export RETRY_JOIN="[$(IFS=,; echo "${peers[*]}")]"
 export CLUSTER_NAME="$HA_SIDECAR_CLUSTER_NAME"
-export GOSSIP_KEY="${GOSSIP_KEY:-}" ACL_MANAGEMENT_TOKEN="${ACL_MANAGEMENT_TOKEN:-}"
+export TLS_CA_FILE="$TLS_DIR/ca.crt" TLS_CERT_FILE="$TLS_DIR/$HA_SIDECAR_NODE_NAME.crt" TLS_KEY_FILE="$TLS_DIR/$HA_SIDECAR_NODE_NAME.key"
+CONFIG_DIR="$(dirname "$SIDECAR_CONFIG")"
 
 # envsubst limited to the template's own placeholders, and each must have a value (as the local cluster's
 # renderer insists): an empty bind_addr or retry_join would start a Consul that never forms a cluster.
@@ -67,35 +108,44 @@ render() { # render TEMPLATE OUT [MODE]
 }
 
 render_all() {
-  mkdir -p "$CONSUL_CONFIG_DIR" "$(dirname "$SIDECAR_CONFIG")" "$(dirname "$POLICY_FILE")"
-  rm -f "$CONSUL_CONFIG_DIR"/*.hcl # a secret removed from the environment must not stay in force
+  mkdir -p "$CONSUL_CONFIG_DIR" "$CONFIG_DIR" "$(dirname "$POLICY_FILE")"
+  rm -f "$CONSUL_CONFIG_DIR"/*.hcl # a file of an earlier image must not stay in force
   render server.hcl.tmpl "$CONSUL_CONFIG_DIR/server.hcl"
-  if [ -n "$GOSSIP_KEY" ]; then render encrypt.hcl.tmpl "$CONSUL_CONFIG_DIR/encrypt.hcl" 0640; fi
-  if [ -n "$ACL_MANAGEMENT_TOKEN" ]; then render acl.hcl.tmpl "$CONSUL_CONFIG_DIR/acl.hcl" 0640; fi
+  render tls.hcl.tmpl "$CONSUL_CONFIG_DIR/tls.hcl"
+  render encrypt.hcl.tmpl "$CONSUL_CONFIG_DIR/encrypt.hcl" 0640
+  render acl.hcl.tmpl "$CONSUL_CONFIG_DIR/acl.hcl" 0640
   # Not agent config (Consul would reject it there): the rules for the sidecar's own ACL token.
   render sidecar-policy.hcl.tmpl "$POLICY_FILE"
 
-  # A mounted config file wins; otherwise a minimal one. The cluster token stays in the environment only.
+  # A mounted config file wins; otherwise a minimal one. The cluster token and the sidecar's Consul token stay
+  # in the environment only.
   if [ ! -e "$SIDECAR_CONFIG" ]; then
     node -e '
       const e = process.env;
       const config = {
         nodeName: e.HA_SIDECAR_NODE_NAME, clusterName: e.HA_SIDECAR_CLUSTER_NAME, address: e.HA_SIDECAR_ADDRESS,
-        dataDir: e.HA_SIDECAR_DATA_DIR, consul: { url: e.HA_SIDECAR_CONSUL_URL }, postgres: { enabled: true },
+        dataDir: e.HA_SIDECAR_DATA_DIR, postgres: { enabled: true },
+        tls: { caFile: e.TLS_CA_FILE, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, verifyClient: true },
       };
       require("node:fs").writeFileSync(process.argv[1], JSON.stringify(config, null, 2) + "\n", { mode: 0o644 });
     ' "$SIDECAR_CONFIG"
   fi
+  # The `consul` command in the container (the image's CONSUL_* environment): this node's certificate under
+  # one name, and the management token (0600: ACLs deny everything without it).
+  ln -sfn "$TLS_CERT_FILE" "$CONFIG_DIR/node.crt"
+  ln -sfn "$TLS_KEY_FILE" "$CONFIG_DIR/node.key"
+  (umask 077 && printf '%s\n' "$ACL_MANAGEMENT_TOKEN" > "$CONFIG_DIR/consul-management.token")
   # hactl in the container (`docker-compose exec n1 hactl cluster status`) gets a profile naming every node
-  # and the cluster token, so it works without `hactl profiles use`. A mounted profiles file wins.
+  # over HTTPS, the CA, this node's certificate (the APIs ask for one) and the cluster token, so it works
+  # without `hactl profiles use`. A mounted profiles file wins.
   if [ -n "${HACTL_CONFIG_DIR:-}" ] && [ ! -e "$HACTL_CONFIG_DIR/profiles.json" ]; then
     mkdir -p -m 0700 "$HACTL_CONFIG_DIR"
     node -e '
-      const [file, name, token, ...ips] = process.argv.slice(1);
-      const profile = { managers: ips.map((ip) => `http://${ip}:8008`), ...(token ? { token } : {}) };
+      const [file, name, token, caFile, certFile, keyFile, ...ips] = process.argv.slice(1);
+      const profile = { managers: ips.map((ip) => `https://${ip}:8008`), token, tls: { caFile, certFile, keyFile } };
       const text = JSON.stringify({ current: name, profiles: { [name]: profile } }, null, 2) + "\n";
       require("node:fs").writeFileSync(file, text, { mode: 0o600 }); // it holds the cluster token
-    ' "$HACTL_CONFIG_DIR/profiles.json" "$HA_SIDECAR_CLUSTER_NAME" "${HA_SIDECAR_CLUSTER_TOKEN:-}" "${servers[@]}"
+    ' "$HACTL_CONFIG_DIR/profiles.json" "$HA_SIDECAR_CLUSTER_NAME" "$HA_SIDECAR_CLUSTER_TOKEN" "$TLS_CA_FILE" "$TLS_CERT_FILE" "$TLS_KEY_FILE" "${servers[@]}"
   fi
 }
 
@@ -120,6 +170,8 @@ case "${1:-run}" in
 esac
 
 render_all
+# Consul has the secrets in its config files now; neither it nor the sidecar needs them in the environment.
+unset GOSSIP_KEY ACL_MANAGEMENT_TOKEN
 consul validate -quiet "$CONSUL_CONFIG_DIR" >/dev/null || die "the rendered Consul config in $CONSUL_CONFIG_DIR is invalid (see above)"
 if [ "$(id -u)" = 0 ]; then
   # Fresh named volumes are root-owned when the image's ownership was not copied into them.
@@ -128,10 +180,6 @@ if [ "$(id -u)" = 0 ]; then
   chmod 0700 "$DATA_DIR" "$HA_SIDECAR_DATA_DIR"
   if [ -n "${HA_SIDECAR_FILES_DIR:-}" ]; then mkdir -p "$HA_SIDECAR_FILES_DIR" && chown "$SIDECAR_USER:$SIDECAR_USER" "$HA_SIDECAR_FILES_DIR"; fi
   chgrp consul "$CONSUL_CONFIG_DIR"/*.hcl
-fi
-if [ -n "$ACL_MANAGEMENT_TOKEN" ] && [ -z "${HA_SIDECAR_CONSUL_TOKEN:-}" ]; then
-  log "warning: Consul ACLs are on but HA_SIDECAR_CONSUL_TOKEN is empty; create the sidecar's token with"
-  log "  consul acl policy create -name ha-sidecar -rules @$POLICY_FILE && consul acl token create -policy-name ha-sidecar"
 fi
 
 # --pdeathsig: Consul gets SIGTERM when its parent ends, and its parent is this shell, which becomes the
@@ -142,69 +190,16 @@ run_as consul
 consul_pid=$!
 
 # The sidecar gives up at once when Consul does not answer at start, and Consul has no leader until a
-# quorum of servers has joined, so wait for one (as seen on the URL the sidecar uses).
-log "waiting up to ${CONSUL_WAIT_SECONDS:-300} s for a Consul raft leader at $HA_SIDECAR_CONSUL_URL"
-node -e '
-  const [url, seconds, pid] = process.argv.slice(1);
-  const deadline = Date.now() + Number(seconds) * 1000;
-  (async () => {
-    for (let turn = 1; ; turn++) {
-      try { process.kill(Number(pid), 0); } catch { console.error("[entrypoint] error: consul exited (see its log above)"); process.exit(1); }
-      try {
-        const res = await fetch(url + "/v1/status/leader", { signal: AbortSignal.timeout(2000) });
-        const leader = res.ok ? await res.json() : "";
-        if (leader) { console.error(`[entrypoint] consul raft leader: ${leader}`); return; }
-      } catch { /* not up yet */ }
-      if (Date.now() > deadline) { console.error(`[entrypoint] error: no Consul raft leader after ${seconds} s: are the other servers up?`); process.exit(1); }
-      if (turn % 15 === 0) console.error("[entrypoint] still no Consul raft leader (needs a quorum of the servers)");
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-  })();
-' "$HA_SIDECAR_CONSUL_URL" "${CONSUL_WAIT_SECONDS:-300}" "$consul_pid"
+# quorum of servers has joined, so wait for one; then the sidecars' token exists (made by whichever node
+# comes first, the others find it) before the sidecar starts with it.
+node "$CONTAINER_JS" consul-ready "$SIDECAR_CONFIG" "$consul_pid" "${CONSUL_WAIT_SECONDS:-300}"
 
 # The cluster forms itself, as `hactl local up` forms the local one: a node that is no member yet joins
 # the leader once one of the nodes reports one, and HA_SIDECAR_FIRST_NODE starts the cluster while none
 # does. A member (a restart, a data volume kept) does nothing. In the background, since the sidecar must run
 # to be asked; its output goes to the container log.
 if [ -n "${HA_SIDECAR_FIRST_NODE:-}" ]; then
-  node -e '
-    const { execFileSync } = require("node:child_process");
-    const [self, name, first, ...ips] = process.argv.slice(1);
-    const get = (url) => fetch(url, { signal: AbortSignal.timeout(3000) }).then((r) => r.json(), () => ({})).catch(() => ({}));
-    const hactl = (...args) => { try { console.error(execFileSync("hactl", args, { encoding: "utf8" }).trim()); return true; } catch (e) { console.error(`[entrypoint] hactl ${args[1]}: ${String(e.stderr ?? e).trim()}`); return false; } };
-    (async () => {
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 2000));
-        const health = await get(`${self}/health`);
-        if (health.role !== undefined && health.error !== "not_member") return; // a member already
-        if (health.error !== "not_member") continue; // the sidecar is not up yet
-        let leader;
-        for (const ip of ips) leader ??= (await get(`http://${ip}:8008/cluster`)).leader?.apiUrl ?? undefined;
-        if (leader && leader !== self) { if (hactl("cluster", "join", leader, "--node-name", name, "--node-url", self)) return; }
-        else if (!leader && name === first) { if (hactl("cluster", "start", "--node-name", name, "--node-url", self)) return; }
-      }
-    })();
-  ' "http://$HA_SIDECAR_ADDRESS:8008" "$HA_SIDECAR_NODE_NAME" "$HA_SIDECAR_FIRST_NODE" "${servers[@]}" &
-fi
-
-# With ACLs on and the sidecar's token given, the token exists with the policy of $POLICY_FILE before the
-# sidecar starts: created here with that secret by whichever node comes first (the others find it).
-if [ -n "$ACL_MANAGEMENT_TOKEN" ] && [ -n "${HA_SIDECAR_CONSUL_TOKEN:-}" ]; then
-  node -e '
-    const [url, management, secret, policyFile] = process.argv.slice(1);
-    const rules = require("node:fs").readFileSync(policyFile, "utf8");
-    const call = (method, path, token, body) =>
-      fetch(url + path, { method, headers: { "X-Consul-Token": token }, body: body && JSON.stringify(body), signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0);
-    (async () => {
-      for (let turn = 0; turn < 60; turn++) {
-        if ((await call("GET", "/v1/acl/token/self", secret)) === 200) { console.error("[entrypoint] the sidecar Consul token is in place"); return; }
-        await call("PUT", "/v1/acl/policy", management, { Name: "ha-sidecar", Rules: rules });
-        await call("PUT", "/v1/acl/token", management, { SecretID: secret, Description: "ha-sidecar", Policies: [{ Name: "ha-sidecar" }] });
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-      console.error("[entrypoint] error: could not create the sidecar Consul token"); process.exit(1);
-    })();
-  ' "$HA_SIDECAR_CONSUL_URL" "$ACL_MANAGEMENT_TOKEN" "$HA_SIDECAR_CONSUL_TOKEN" "$POLICY_FILE"
+  node "$CONTAINER_JS" form "$SIDECAR_CONFIG" "$HA_SIDECAR_FIRST_NODE" "${servers[@]}" &
 fi
 
 log "starting ha-sidecar $HA_SIDECAR_NODE_NAME as $SIDECAR_USER"

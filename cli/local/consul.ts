@@ -1,6 +1,9 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../sidecar/shared/package.js';
+import type { FetchLike } from '../leader-client.js';
+import { sendOnce } from '../leader-client.js';
+import { waitUntil } from './wait.js';
 
 export interface ConsulServerSpec {
   nodeName: string;
@@ -58,4 +61,47 @@ export function renderConsulServer(spec: ConsulServerSpec): string[] {
     else writeFileSync(join(spec.configDir, file), renderTemplate(template(`${file}.tmpl`), values), { mode: 0o600 });
   }
   return ['agent', '-config-dir', spec.configDir];
+}
+
+/** Consul's ACL bootstrap follows its first raft leader by a moment; the sidecar's token is made once it took. */
+export const ACL_READY_TIMEOUT_MS = 60_000;
+/** One call to a Consul agent on the same machine or network. */
+const CONSUL_CALL_TIMEOUT_MS = 3_000;
+
+export interface SidecarTokenSetup {
+  /** A Consul agent's HTTP(S) API. */
+  consulUrl: string;
+  managementToken: string;
+  /** The SecretID the sidecars' token gets (derived from the cluster token, shared/secrets.ts). */
+  sidecarToken: string;
+  clusterName: string;
+  fetch: FetchLike;
+  signal?: AbortSignal;
+  hint?: string;
+}
+
+/**
+ * Makes the sidecars' Consul token once: the policy of consul-config/sidecar-policy.hcl.tmpl and a token of it
+ * with the given SecretID, for the local and test clusters (cli/local/driver.ts) and each compose node
+ * (cli/container.ts) alike. A token that already answers (a restart, another node was first) is left as it is.
+ */
+export async function ensureSidecarToken(setup: SidecarTokenSetup): Promise<void> {
+  const { consulUrl, managementToken, sidecarToken, clusterName, fetch } = setup;
+  const policy = `ha-sidecar-${clusterName}`;
+  const rules = renderTemplate(template('sidecar-policy.hcl.tmpl'), { CLUSTER_NAME: clusterName });
+  const call = async (method: 'GET' | 'PUT', path: string, token: string, body?: unknown) => {
+    const result = await sendOnce(consulUrl, { method, path, body, timeoutMs: CONSUL_CALL_TIMEOUT_MS }, { fetch, token });
+    return result.kind === 'answer' ? result.status : 0;
+  };
+  await waitUntil(
+    "the sidecars' Consul ACL token",
+    async () => {
+      if ((await call('GET', '/v1/acl/token/self', sidecarToken)) === 200) return true;
+      // Both writes fail (the ACL system not bootstrapped yet) or are refused as duplicates on a retry; the read above decides.
+      await call('PUT', '/v1/acl/policy', managementToken, { Name: policy, Rules: rules });
+      await call('PUT', '/v1/acl/token', managementToken, { SecretID: sidecarToken, Description: `ha-sidecar ${clusterName}`, Policies: [{ Name: policy }] });
+      return false;
+    },
+    { timeoutMs: ACL_READY_TIMEOUT_MS, signal: setup.signal, hint: setup.hint },
+  );
 }

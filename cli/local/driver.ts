@@ -1,13 +1,12 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SidecarError, answeredCode } from '../../sidecar/errors.js';
-import { projectRoot } from '../../sidecar/shared/package.js';
 import { deriveConsulToken, deriveGossipKey } from '../../sidecar/shared/secrets.js';
 import type { ClusterView, Member } from '../api.js';
 import { ClusterViewSchema } from '../api.js';
 import type { FetchLike } from '../leader-client.js';
 import { sendOnce } from '../leader-client.js';
-import { renderConsulServer, renderTemplate } from './consul.js';
+import { ACL_READY_TIMEOUT_MS, ensureSidecarToken, renderConsulServer } from './consul.js';
 import type { NodeFiles, NodeIdentity } from './layout.js';
 import { nodeIdentity } from './layout.js';
 import { logTail } from './processes.js';
@@ -143,9 +142,6 @@ export function lastingFailure(body: unknown): { code: string; message: string }
 export function derivedConsulSecrets(clusterToken: string): { gossipKey: string; aclManagementToken: string } {
   return { gossipKey: deriveGossipKey(clusterToken), aclManagementToken: deriveConsulToken(clusterToken, 'consul-management') };
 }
-
-/** Consul's ACL bootstrap follows its first raft leader by a moment; the sidecar's token is made once it took. */
-const ACL_READY_TIMEOUT_MS = 60_000;
 
 export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
   readonly nodes: (DriverNode & Files)[];
@@ -300,30 +296,25 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
     if (this.sidecarConsulToken !== undefined) await this.ensureSidecarToken(signal);
   }
 
-  /**
-   * Makes the sidecars' Consul token once: the policy of consul-config/sidecar-policy.hcl.tmpl and a token of it
-   * with the derived SecretID, as docker/entrypoint.sh does with the one it is given. A token that already
-   * answers (a restart) is left as it is.
-   */
+  /** The sidecars' Consul token (`ensureSidecarToken`, shared with the compose nodes), made with the first node's Consul. */
   async ensureSidecarToken(signal?: AbortSignal): Promise<void> {
     const secret = this.sidecarConsulToken;
     const management = this.consulSecrets?.aclManagementToken;
     if (secret === undefined || management === undefined) return;
-    const first = this.node(0);
-    const policy = `ha-sidecar-${this.setup.clusterName}`;
-    const rules = renderTemplate(readFileSync(join(projectRoot(), 'consul-config', 'sidecar-policy.hcl.tmpl'), 'utf8'), { CLUSTER_NAME: this.setup.clusterName });
-    await waitUntil(
-      "the sidecars' Consul ACL token",
-      async () => {
-        if (await this.everyServerKnowsSidecarToken()) return true;
-        if ((await this.get(first.consulUrl, '/v1/acl/token/self', secret)).status === 200) return false;
-        // Both writes fail (the ACL system not bootstrapped yet) or are refused as duplicates on a retry; the read above decides.
-        await this.send(first.consulUrl, 'PUT', '/v1/acl/policy', { Name: policy, Rules: rules }, management);
-        await this.send(first.consulUrl, 'PUT', '/v1/acl/token', { SecretID: secret, Description: `ha-sidecar ${this.setup.clusterName}`, Policies: [{ Name: policy }] }, management);
-        return false;
-      },
-      { timeoutMs: ACL_READY_TIMEOUT_MS, signal, hint: this.setup.logHint?.consul },
-    );
+    await ensureSidecarToken({
+      consulUrl: this.node(0).consulUrl,
+      managementToken: management,
+      sidecarToken: secret,
+      clusterName: this.setup.clusterName,
+      fetch: this.setup.fetch,
+      signal,
+      hint: this.setup.logHint?.consul,
+    });
+    await waitUntil("every Consul server to resolve the sidecars' token", () => this.everyServerKnowsSidecarToken(), {
+      timeoutMs: ACL_READY_TIMEOUT_MS,
+      signal,
+      hint: this.setup.logHint?.consul,
+    });
     this.sidecarTokenMade = true;
     this.say("the sidecars' Consul token is in place (policy consul-config/sidecar-policy.hcl.tmpl)");
   }
@@ -456,12 +447,6 @@ export class ClusterDriver<Files extends NodeFiles = NodeFiles> {
     const result = await sendOnce(base, { method: 'GET', path, timeoutMs: PROBE_TIMEOUT_MS }, { fetch: this.setup.fetch, token });
     if (result.kind !== 'answer') throw new Error(`${base}${path}: ${result.detail}`);
     return { status: result.status, body: result.body };
-  }
-
-  /** One call that answers or throws; its status, whatever it is. */
-  private async send(base: string, method: 'PUT', path: string, body: unknown, token: string): Promise<number> {
-    const result = await sendOnce(base, { method, path, body, timeoutMs: PROBE_TIMEOUT_MS }, { fetch: this.setup.fetch, token });
-    return result.kind === 'answer' ? result.status : 0;
   }
 
   /** A read of a node's Consul HTTP API, with the management token when Consul has ACLs. */

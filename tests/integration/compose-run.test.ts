@@ -1,10 +1,11 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { projectRoot } from '../../sidecar/shared/package.js';
-import { APP_LOGIN, CLUSTER_TOKEN } from '../harness/cluster.js';
+import { deriveConsulToken } from '../../sidecar/shared/secrets.js';
+import { APP_LOGIN, CLUSTER_TOKEN, SUPERUSER_LOGIN } from '../harness/cluster.js';
 import { COMPOSE_V2_CONFIG, type DockerEngine, dockerEngine } from '../harness/docker-engine.js';
 import { assertPortFree, runCommand, waitFor } from '../harness/processes.js';
 import { WritingClient } from '../harness/writer.js';
@@ -13,8 +14,9 @@ import { WritingClient } from '../harness/writer.js';
  * docker-compose.yml run for real: `docker-compose up -d --build` under a Docker engine (the running one, or
  * a dockerd of this test's own, tests/harness/docker-engine.ts), with the local stand-in images
  * (docker/stand-in.env, scripts/docker-stand-ins.sh): no image registry is reachable here.
- * The cluster runs with Consul's gossip encryption and ACLs switched on by the compose variables, so the one
- * run (CI time) covers that setting too: the sidecar then works with the token the entrypoint creates.
+ * The cluster runs TLS on every port, Consul with gossip encryption and ACLs default deny, all of it from the
+ * cluster token alone: the test reads the CA and n1's certificate out of n1 (made by the tls-init service)
+ * and checks SSL on every walsender, a plain http:// refused, Consul's anonymous read denied and 8500 closed.
  * Times of the build, up, failover and rejoin are printed as it runs. Last, a shorter run of the same file
  * under `docker compose` v2 (the plugin scripts/build-compose.sh builds): up, one leader, hactl, down -v.
  */
@@ -25,14 +27,15 @@ const HOST = '127.0.0.1';
 const NODES = ['n1', 'n2', 'n3'];
 /** Each node's sidecar API as docker-compose.yml publishes it. */
 const apiPort = (i: number) => 8001 + i;
-const PUBLISHED = { postgres: 5432, consulUi: 8500, api: 8008, stats: 8404 };
-/** docker-compose.yml's switches for gossip encryption and ACLs (docs/operations.md "Docker"). */
-const SECURED = { HA_GOSSIP_KEY: randomBytes(32).toString('base64'), HA_ACL_MANAGEMENT_TOKEN: randomUUID(), HA_CONSUL_TOKEN: randomUUID() };
+const PUBLISHED = { postgres: 5432, consulUi: 8501, api: 8008, stats: 8404 };
+/** Consul's tokens, derived from the cluster token by each node as by the local cluster (sidecar/shared/secrets.ts). */
+const CONSUL_MANAGEMENT_TOKEN = deriveConsulToken(CLUSTER_TOKEN, 'consul-management');
+const CONSUL_SIDECAR_TOKEN = deriveConsulToken(CLUSTER_TOKEN, 'consul-sidecar');
 
 let engine: DockerEngine | undefined;
 const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   const base = Object.fromEntries(Object.entries(engine?.env ?? process.env).filter(([k]) => !k.startsWith('HA_') && !k.startsWith('COMPOSE_')));
-  return { ...base, COMPOSE_PROJECT_NAME: PROJECT, HA_CLUSTER_TOKEN: CLUSTER_TOKEN, ...SECURED, ...extra };
+  return { ...base, COMPOSE_PROJECT_NAME: PROJECT, HA_CLUSTER_TOKEN: CLUSTER_TOKEN, ...extra };
 };
 const projectArgs = ['--env-file', join(root, 'docker/stand-in.env'), '-f', join(root, 'docker-compose.yml'), '--project-directory', root];
 const compose = (args: string[], timeoutMs = 120_000, extraEnv?: Record<string, string>) => runCommand('docker-compose', [...projectArgs, ...args], env(extraEnv), timeoutMs);
@@ -45,8 +48,44 @@ async function ok(run: Promise<{ code: number | null; out: string; err: string }
   return r.out;
 }
 const seconds = (start: number) => ((performance.now() - start) / 1000).toFixed(1);
+
+/** The cluster CA and n1's certificate and key, read out of n1 once an `up` has made them (tls-init). */
+let tls: { ca: string; cert: string; key: string } | undefined;
+async function readTls(run: typeof compose): Promise<void> {
+  const cat = (file: string) => ok(run(['exec', '-T', 'n1', 'cat', `/etc/ha-sidecar/tls/${file}`]), `cat ${file} in n1`);
+  tls = { ca: await cat('ca.crt'), cert: await cat('n1.crt'), key: await cat('n1.key') };
+}
+const clientTls = () => {
+  if (tls === undefined) throw new Error('no TLS material read from n1 yet');
+  return tls;
+};
+/**
+ * One HTTPS call to a published port, verified with the cluster CA. The chain only: the certificates name the
+ * nodes' compose addresses, not 127.0.0.1 where the ports are published. `cert` shows n1's certificate (the
+ * APIs ask for one with verifyClient, Consul with verify_incoming); the probes answer without.
+ */
+function https(port: number, path: string, opts: { method?: string; headers?: Record<string, string>; body?: string; cert?: boolean; timeoutMs?: number } = {}): Promise<{ status: number; body: string }> {
+  const { ca, cert, key } = clientTls();
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: HOST, port, path, method: opts.method ?? 'GET', headers: opts.headers, ca, ...(opts.cert ? { cert, key } : {}), checkServerIdentity: () => undefined, timeout: opts.timeoutMs ?? 2_000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${port}${path}: timed out`))).on('error', reject);
+    req.end(opts.body);
+  });
+}
+/** Postgres through HAProxy over SSL, verified with the cluster CA (the chain, as above); `cert` for the superuser. */
+const pgSsl = (cert = false) => {
+  const { ca, cert: c, key } = clientTls();
+  return { ca, ...(cert ? { cert: c, key } : {}), checkServerIdentity: () => undefined };
+};
 const status = (port: number, path: string) =>
-  fetch(`http://${HOST}:${port}${path}`, { signal: AbortSignal.timeout(1_000) }).then(
+  https(port, path, { timeoutMs: 1_000 }).then(
     (r) => r.status,
     () => 0,
   );
@@ -57,8 +96,8 @@ async function soleLeader(among = [0, 1, 2]): Promise<number | undefined> {
   return found.length === 1 ? found[0] : undefined;
 }
 async function members(): Promise<{ name: string; pgRole: string; streaming: boolean; syncStandbys?: string[] | null }[]> {
-  const res = await fetch(`http://${HOST}:${PUBLISHED.api}/cluster`, { signal: AbortSignal.timeout(2_000) });
-  return ((await res.json()) as { members: { name: string; pgRole: string; streaming: boolean; syncStandbys?: string[] | null }[] }).members;
+  const res = await https(PUBLISHED.api, '/cluster', { cert: true });
+  return (JSON.parse(res.body) as { members: { name: string; pgRole: string; streaming: boolean; syncStandbys?: string[] | null }[] }).members;
 }
 const container = async (name: string) => (await ok(compose(['ps', '-q', name]), `ps ${name}`)).trim();
 const leftovers = async () =>
@@ -115,43 +154,71 @@ describe('docker-compose.yml under a real Docker engine (stand-in images)', () =
   test('up -d: exactly one node answers 200 on /leader through its published port, the others 200 on /replica', async () => {
     const start = performance.now();
     await ok(compose(['up', '-d'], 600_000), 'docker-compose up -d');
+    await readTls(compose);
     leader = await waitFor('one leader on the published ports', () => soleLeader(), 120_000, 500);
     const others = [0, 1, 2].filter((i) => i !== leader);
     await waitFor('the others answer /replica 200', async () => (await Promise.all(others.map((i) => status(apiPort(i), '/replica')))).every((s) => s === 200), 120_000, 500);
     console.log(`[compose] up: ${seconds(start)} s to a leader (${NODES[leader]}) and two replicas`);
   }, 700_000);
 
-  test('hactl cluster status inside n1 shows the three nodes; the Consul UI answers on 127.0.0.1:8500', async () => {
+  test('hactl cluster status inside n1 shows the three nodes; the Consul UI answers on https://127.0.0.1:8501', async () => {
     const out = await ok(compose(['exec', '-T', 'n1', 'hactl', 'cluster', 'status']), 'hactl cluster status');
     for (const name of NODES) expect(out).toMatch(new RegExp(`^\\*?\\s+${name}\\s+172\\.28\\.0\\.1\\d`, 'm'));
     expect(out).toMatch(/leader: n\d/);
-    expect(await status(PUBLISHED.consulUi, '/ui/')).toBe(200);
+    expect((await https(PUBLISHED.consulUi, '/ui/', { cert: true })).status).toBe(200);
   });
 
-  test('ACLs and gossip encryption are on: an anonymous Consul request is denied, the sidecar token exists, gossip is encrypted', async () => {
-    const consul = (path: string, token?: string) =>
-      fetch(`http://${HOST}:${PUBLISHED.consulUi}${path}`, { headers: token ? { 'X-Consul-Token': token } : {}, signal: AbortSignal.timeout(2_000) });
-    const anonymous = await consul('/v1/acl/tokens');
+  test('TLS on every port: every walsender streams over SSL; Postgres without SSL and plain http:// to the API are refused; a client without a certificate gets the probes only', async () => {
+    const db = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...SUPERUSER_LOGIN, ssl: pgSsl(true) });
+    await db.connect();
+    const { rows } = await db.query<{ name: string; ssl: boolean; version: string | null }>(
+      'select r.application_name as name, s.ssl, s.version from pg_stat_replication r join pg_stat_ssl s using (pid) order by 1',
+    );
+    await db.end();
+    expect(rows.map((r) => r.name)).toEqual(NODES.filter((_, i) => i !== leader));
+    for (const r of rows) expect({ name: r.name, ssl: r.ssl, version: r.version }).toEqual({ name: r.name, ssl: true, version: expect.stringMatching(/^TLSv1\.[23]$/) });
+    // Postgres takes no client without SSL: pg_hba has hostssl rows only.
+    const plainPg = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN, ssl: false });
+    await expect(plainPg.connect()).rejects.toThrow(/no pg_hba\.conf entry .*no encryption/);
+    // Plain HTTP to the API (through HAProxy and direct) is refused with the sidecar's one answer for it, and closed.
+    for (const port of [PUBLISHED.api, apiPort(0)]) {
+      const plain = await fetch(`http://${HOST}:${port}/leader`, { signal: AbortSignal.timeout(2_000) });
+      expect({ port, status: plain.status, body: (await plain.json()) as unknown }).toEqual({ port, status: 400, body: expect.objectContaining({ error: 'https_required' }) });
+    }
+    expect((await https(PUBLISHED.api, '/cluster')).status).toBe(401);
+    expect((await https(PUBLISHED.api, '/cluster', { cert: true })).status).toBe(200);
+  });
+
+  test('Consul: HTTPS only (8500 closed), a client certificate required, ACLs default deny (anonymous KV read denied), the sidecar token exists, gossip is encrypted', async () => {
+    const consul = (path: string, token?: string, cert = true) => https(PUBLISHED.consulUi, path, { cert, headers: token ? { 'X-Consul-Token': token } : {} });
+    const anonymous = await consul('/v1/kv/ha-sidecar/main/leader');
     expect(anonymous.status).toBe(403);
-    expect(await anonymous.text()).toMatch(/Permission denied/);
-    expect((await consul('/v1/acl/tokens', SECURED.HA_ACL_MANAGEMENT_TOKEN)).status).toBe(200);
-    const self = (await (await consul('/v1/acl/token/self', SECURED.HA_CONSUL_TOKEN)).json()) as { Policies: { Name: string }[] };
-    expect(self.Policies.map((p) => p.Name)).toEqual(['ha-sidecar']);
-    const info = await ok(compose(['exec', '-T', 'n1', 'consul', 'info', '-token', SECURED.HA_ACL_MANAGEMENT_TOKEN]), 'consul info');
+    expect(anonymous.body).toMatch(/Permission denied/);
+    expect((await consul('/v1/kv/ha-sidecar/main/leader', CONSUL_MANAGEMENT_TOKEN)).status).toBe(200);
+    expect((await consul('/v1/acl/tokens')).status).toBe(403);
+    await expect(consul('/v1/status/leader', undefined, false)).rejects.toThrow();
+    const self = JSON.parse((await consul('/v1/acl/token/self', CONSUL_SIDECAR_TOKEN)).body) as { Policies: { Name: string }[] };
+    expect(self.Policies.map((p) => p.Name)).toEqual(['ha-sidecar-main']);
+    // Inside the network: nothing listens on 8500; 8501 answers (the same bash probe for both).
+    const probe = (port: number) => compose(['exec', '-T', 'n1', 'bash', '-c', `exec 3<>/dev/tcp/172.28.0.11/${port}`]);
+    expect((await probe(8500)).code).not.toBe(0);
+    expect((await probe(8501)).code).toBe(0);
+    // The consul command in a node works as it is (the image's CONSUL_* environment and the token file).
+    const info = await ok(compose(['exec', '-T', 'n1', 'consul', 'info']), 'consul info');
     expect(info.match(/^\s*encrypted = (\w+)$/gm)?.map((l) => l.trim())).toEqual(['encrypted = true']);
   });
 
   test('docker kill of the leader: a new leader, the client through HAProxy continues, 0 acknowledged rows lost (synchronous mode); start brings it back as a streaming standby', async () => {
     const auth = { authorization: `Bearer ${CLUSTER_TOKEN}`, 'content-type': 'application/json' };
-    const patched = await fetch(`http://${HOST}:${PUBLISHED.api}/config`, { method: 'PATCH', headers: auth, body: JSON.stringify({ synchronousMode: true }) });
+    const patched = await https(PUBLISHED.api, '/config', { method: 'PATCH', headers: auth, body: JSON.stringify({ synchronousMode: true }), cert: true });
     expect(patched.status).toBe(200);
     await waitFor('both standbys synchronous', async () => (await members().catch(() => [])).find((m) => m.pgRole === 'primary')?.syncStandbys?.length === 2, 60_000, 500);
-    const db = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN });
+    const db = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN, ssl: pgSsl() });
     await db.connect();
     await db.query('create table acked (id bigint primary key)');
     await db.end();
 
-    const writer = new WritingClient({ host: HOST, port: PUBLISHED.postgres });
+    const writer = new WritingClient({ host: HOST, port: PUBLISHED.postgres, ssl: pgSsl() });
     try {
       await waitFor('acknowledged writes through HAProxy', () => writer.acked.length >= 20, 30_000, 100);
       const killed = leader;
@@ -170,7 +237,7 @@ describe('docker-compose.yml under a real Docker engine (stand-in images)', () =
     } finally {
       await writer.stop();
     }
-    const check = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN });
+    const check = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN, ssl: pgSsl() });
     await check.connect();
     const { rows } = await check.query<{ id: string }>('select id from acked');
     await check.end();
@@ -207,6 +274,7 @@ describe('the same file under docker compose v2 (v5.6.0), the images built above
     const start = performance.now();
     try {
       await ok(composeV2(['up', '-d'], 600_000), 'docker compose up -d');
+      await readTls(composeV2); // down -v removed the first CA: this up made a new one
       const leader = await waitFor('one leader on the published ports', () => soleLeader(), 120_000, 500);
       const others = [0, 1, 2].filter((i) => i !== leader);
       await waitFor('the others answer /replica 200', async () => (await Promise.all(others.map((i) => status(apiPort(i), '/replica')))).every((s) => s === 200), 120_000, 500);

@@ -2,7 +2,9 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { derivedConsulSecrets } from '../../cli/local/driver.js';
 import { consulBinary } from '../../cli/local/paths.js';
+import { initClusterTls } from '../../cli/tls.js';
 import { COMPOSE_V2_CONFIG, dockerEngine } from '../harness/docker-engine.js';
 import { projectRoot } from '../../sidecar/shared/package.js';
 import { loadConfig } from '../../sidecar/config.js';
@@ -12,6 +14,8 @@ import { loadConfig } from '../../sidecar/config.js';
  * config` and the same file through `docker compose config` (v2, the plugin scripts/build-compose.sh
  * builds), the entrypoint's rendering of consul-config/ through the real Consul's `validate`, the sidecar
  * config it writes through the sidecar's own validation, and both HAProxy configs through `haproxy -c`.
+ * TLS everywhere, as the local cluster: the tls-init service, Consul's tls.hcl, encrypt.hcl and acl.hcl with
+ * secrets derived from the cluster token, the sidecar's tls section, hactl's https profile, HAProxy's checks.
  * Last, the tests' Docker engine when none answers and none can be started: one error with a stable code.
  */
 
@@ -20,7 +24,9 @@ const DOCKER_COMPOSE = '/usr/bin/docker-compose';
 const HAPROXY = '/usr/sbin/haproxy';
 const NODES = ['n1', 'n2', 'n3'];
 /** docs/design.md "Ports". */
-const PORTS = { raft: 8300, gossip: 8301, consulHttp: 8500, api: 8008, postgres: 15432, mirror: 22000 };
+const PORTS = { raft: 8300, gossip: 8301, consulHttp: 8500, consulHttps: 8501, api: 8008, postgres: 15432, mirror: 22000 };
+/** Where the nodes read the cluster CA and their certificates (the tls volume, docker/entrypoint.sh). */
+const TLS_DIR = '/etc/ha-sidecar/tls';
 
 const dir = mkdtempSync(join(tmpdir(), 'ha-compose-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,6 +50,9 @@ interface ComposeService {
   volumes?: string[];
   healthcheck?: { test: string[] };
   depends_on?: Record<string, unknown>;
+  command?: string[];
+  restart?: string;
+  network_mode?: string;
 }
 interface Compose {
   services: Record<string, ComposeService>;
@@ -119,6 +128,9 @@ function expectHaproxyValid(file: string, allowed?: RegExp) {
 }
 
 const { result: composeResult, compose } = composeConfig();
+/** A CA and the three nodes' certificates as the tls-init service makes them, for Consul's validate and haproxy -c. */
+const tlsDir = join(dir, 'tls');
+beforeAll(() => initClusterTls(tlsDir, 'main', NODES.map((name, i) => ({ name, address: `172.28.0.${11 + i}` }))));
 const nodes = NODES.map((name) => ({ name, service: compose.services[name] ?? {} }));
 
 describe('docker-compose.yml', () => {
@@ -127,8 +139,8 @@ describe('docker-compose.yml', () => {
     expect(composeResult.status).toBe(0);
   });
 
-  test('three manager nodes from one image built by docker/Dockerfile, and HAProxy', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['haproxy', ...NODES]);
+  test('three manager nodes from one image built by docker/Dockerfile, HAProxy, and the one-shot tls-init', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['haproxy', ...NODES, 'tls-init']);
     for (const { name, service } of nodes) {
       expect(service.build).toMatchObject({ context: root, dockerfile: 'docker/Dockerfile' });
       expect(service.image).toBe(nodes[0].service.image);
@@ -138,8 +150,25 @@ describe('docker-compose.yml', () => {
     expect(compose.services.haproxy.image).toMatch(/^haproxy:2\.\d+/);
   });
 
-  test('every node exposes the production ports (Consul raft, gossip tcp+udp, HTTP, API, Postgres, mirror)', () => {
-    const expected = new Set([`${PORTS.raft}/tcp`, `${PORTS.gossip}/tcp`, `${PORTS.gossip}/udp`, `${PORTS.consulHttp}/tcp`, `${PORTS.api}/tcp`, `${PORTS.postgres}/tcp`, `${PORTS.mirror}/tcp`]);
+  test('tls-init: the same image makes the certificates of every node (name=IP) into the tls volume, the CA key into tls-ca; every node starts after it succeeded', () => {
+    const init = compose.services['tls-init'];
+    expect(init.build).toEqual(nodes[0].service.build);
+    expect(init.image).toBe(nodes[0].service.image);
+    expect(init.command).toEqual(['tls-init']);
+    expect(init.restart).toBe('no');
+    expect(init.network_mode).toBe('none');
+    expect([...(init.volumes ?? [])].sort()).toEqual(['tls-ca:/var/lib/ha-tls-ca:rw', `tls:${TLS_DIR}:rw`]);
+    expect(init.environment?.HA_TLS_NODES.split(' ')).toEqual(nodes.map(({ name, service }) => `${name}=${ipOf(service)}`));
+    for (const { service } of nodes) {
+      expect(service.depends_on).toEqual({ 'tls-init': { condition: 'service_completed_successfully' } });
+      expect(service.volumes).toContain(`tls:${TLS_DIR}:ro`);
+      expect(service.volumes?.some((v) => v.startsWith('tls-ca:'))).toBe(false);
+    }
+    expect(compose.services.haproxy.volumes?.some((v) => v.startsWith('tls-ca:'))).toBe(false);
+  });
+
+  test('every node exposes the production ports (Consul raft, gossip tcp+udp, HTTPS, API, Postgres, mirror)', () => {
+    const expected = new Set([`${PORTS.raft}/tcp`, `${PORTS.gossip}/tcp`, `${PORTS.gossip}/udp`, `${PORTS.consulHttps}/tcp`, `${PORTS.api}/tcp`, `${PORTS.postgres}/tcp`, `${PORTS.mirror}/tcp`]);
     for (const { service } of nodes) expect(portSet(service.expose)).toEqual(expected);
     // The image declares the same ports.
     const exposeLine = /^EXPOSE (.+)$/m.exec(read('docker/Dockerfile'))?.[1] ?? '';
@@ -161,10 +190,10 @@ describe('docker-compose.yml', () => {
     expect(ips).not.toContain(haproxyIp);
   });
 
-  test("every node's named volumes are its own, for the sidecar's data, its files and Consul's data", () => {
+  test("every node's named volumes are its own, for the sidecar's data, its files and Consul's data; the certificates are shared, read-only", () => {
     const all: string[] = [];
     for (const { service } of nodes) {
-      const mounts = Object.fromEntries((service.volumes ?? []).map((v) => v.split(':')).map(([source, target]) => [target, source]));
+      const mounts = Object.fromEntries((service.volumes ?? []).filter((v) => v !== `tls:${TLS_DIR}:ro`).map((v) => v.split(':')).map(([source, target]) => [target, source]));
       expect(Object.keys(mounts).sort()).toEqual(['/var/lib/consul', '/var/lib/ha-files', '/var/lib/ha-sidecar']);
       for (const source of Object.values(mounts)) expect(Object.keys(compose.volumes)).toContain(source);
       all.push(...Object.values(mounts));
@@ -176,11 +205,13 @@ describe('docker-compose.yml', () => {
     expect(compose.services.haproxy.depends_on).toEqual(Object.fromEntries(NODES.map((n) => [n, { condition: 'service_healthy' }])));
   });
 
-  test('each node is health-checked on its API /health (port 8008, its own address)', () => {
+  test('each node is health-checked on its API /health over HTTPS (port 8008, its own address, the cluster CA)', () => {
     for (const { service } of nodes) {
       const check = (service.healthcheck?.test ?? []).join(' ');
-      expect(check).toContain(`:${PORTS.api}/health`);
-      expect(check).toContain('HA_SIDECAR_ADDRESS');
+      expect(check).toContain("require('node:https')");
+      expect(check).toContain(`port: ${PORTS.api}, path: '/health'`);
+      expect(check).toContain('host: process.env.HA_SIDECAR_ADDRESS');
+      expect(check).toContain(`readFileSync('${TLS_DIR}/ca.crt')`);
     }
   });
 
@@ -212,10 +243,10 @@ describe('docker-compose.yml', () => {
     expect(script).toContain('BASE_IMAGE=ha-sidecar-base:bookworm');
   });
 
-  test("each node publishes its API on 8001-8003, n1 also Consul's HTTP/UI port; HAProxy publishes Postgres 5432, the API 8008 and stats 8404", () => {
+  test("each node publishes its API on 8001-8003, n1 also Consul's HTTPS/UI port; HAProxy publishes Postgres 5432, the API 8008 and stats 8404", () => {
     expect((nodes[0].service.ports ?? []).map(published)).toEqual([
       { host: '127.0.0.1', published: 8001, target: PORTS.api },
-      { host: '127.0.0.1', published: PORTS.consulHttp, target: PORTS.consulHttp },
+      { host: '127.0.0.1', published: PORTS.consulHttps, target: PORTS.consulHttps },
     ]);
     expect((nodes[1].service.ports ?? []).map(published)).toEqual([{ host: '127.0.0.1', published: 8002, target: PORTS.api }]);
     expect((nodes[2].service.ports ?? []).map(published)).toEqual([{ host: '127.0.0.1', published: 8003, target: PORTS.api }]);
@@ -231,8 +262,10 @@ describe('docker-compose.yml', () => {
     expect(open.services.haproxy.ports?.map((p) => published(p).host)).toEqual(['0.0.0.0', '0.0.0.0', '0.0.0.0']);
   });
 
-  test('HAProxy runs docker/haproxy.cfg, and that file binds the ports it publishes', () => {
+  test('HAProxy runs docker/haproxy.cfg with the tls volume where its ca-base is, and that file binds the ports it publishes', () => {
     expect(compose.services.haproxy.volumes).toContain(`${join(root, 'docker/haproxy.cfg')}:/usr/local/etc/haproxy/haproxy.cfg:ro`);
+    const caBase = haproxySections(read('docker/haproxy.cfg')).get('global')?.find((l) => l.startsWith('ca-base '))?.split(' ')[1];
+    expect(compose.services.haproxy.volumes).toContain(`tls:${caBase}:ro`);
     const sections = haproxySections(read('docker/haproxy.cfg'));
     const binds = [...sections.values()].flat().filter((l) => l.startsWith('bind ')).map((l) => Number(l.split(':').pop()));
     expect(binds.sort()).toEqual((compose.services.haproxy.ports ?? []).map((p) => published(p).target).sort());
@@ -314,12 +347,14 @@ describe('the node image renders consul-config/ (the same templates as the local
     expect(entrypoint).toContain('SIDECAR_CONFIG="${HA_SIDECAR_CONFIG:-/etc/ha-sidecar/sidecar.json}"');
   });
 
-  /** Runs `entrypoint.sh render` for one compose node into a scratch directory. */
+  /** Runs `entrypoint.sh render` for one compose node into a scratch directory (the compiled dist/cli/container.js of `npm run build`). */
   function render(service: ComposeService, extra: Record<string, string> = {}) {
     const out = mkdtempSync(join(dir, 'render-'));
     const env = {
       PATH: `${dirname(process.execPath)}:${process.env.PATH}`,
       ...service.environment,
+      HA_SIDECAR_HOME: root,
+      HA_TLS_DIR: tlsDir,
       HA_TEMPLATE_DIR: join(root, 'consul-config'),
       CONSUL_CONFIG_DIR: join(out, 'consul.d'),
       HA_SIDECAR_CONFIG: join(out, 'sidecar.json'),
@@ -351,22 +386,30 @@ describe('the node image renders consul-config/ (the same templates as the local
     expect(/^\s*server\s*=\s*(\d+)/m.exec(hcl)?.[1]).toBe(String(PORTS.raft));
     expect(/^\s*serf_lan\s*=\s*(\d+)/m.exec(hcl)?.[1]).toBe(String(PORTS.gossip));
     expect(/^\s*http\s*=\s*(\d+)/m.exec(hcl)?.[1]).toBe(String(PORTS.consulHttp));
-    // Gossip encryption and ACLs are off unless their secrets are set.
-    expect(existsSync(join(consulDir, 'encrypt.hcl'))).toBe(false);
-    expect(existsSync(join(consulDir, 'acl.hcl'))).toBe(false);
+    // TLS, gossip encryption and ACLs, always; tls.hcl closes 8500 and opens 8501 (it loads after server.hcl).
+    expect(file('consul.d/tls.hcl')).toBe(
+      read('consul-config/tls.hcl.tmpl').replace('${TLS_CA_FILE}', join(tlsDir, 'ca.crt')).replace('${TLS_CERT_FILE}', join(tlsDir, `${name}.crt`)).replace('${TLS_KEY_FILE}', join(tlsDir, `${name}.key`)),
+    );
+    expect(file('consul.d/tls.hcl')).toMatch(new RegExp(`^\\s*http\\s*=\\s*-1\\n\\s*https\\s*=\\s*${PORTS.consulHttps}$`, 'm'));
+    expect(existsSync(join(consulDir, 'encrypt.hcl'))).toBe(true);
+    expect(existsSync(join(consulDir, 'acl.hcl'))).toBe(true);
     const validate = run(consulBinary(), ['validate', consulDir]);
     expect({ status: validate.status, out: validate.stdout }).toEqual({ status: 0, out: expect.stringContaining('Configuration is valid') });
   });
 
-  test('a gossip key and an ACL management token add encrypt.hcl and acl.hcl; Consul accepts them', () => {
-    const key = run(consulBinary(), ['keygen']).stdout.trim();
-    const token = '8f2ad4a0-5c3e-4b8e-9a61-0d7a3c2f1e55';
-    const { r, consulDir, file } = render(compose.services.n2, { GOSSIP_KEY: key, ACL_MANAGEMENT_TOKEN: token });
+  test("encrypt.hcl and acl.hcl hold the gossip key and management token the local cluster derives from the cluster token; 0640, and Consul accepts them", () => {
+    const { gossipKey, aclManagementToken } = derivedConsulSecrets(TOKEN);
+    const { r, consulDir, file, out } = render(compose.services.n2);
     expect(r.status).toBe(0);
     // The template aligns its `=` signs: compare with the spaces folded.
-    expect(file('consul.d/encrypt.hcl').split('\n').map((l) => l.replace(/ +/g, ' '))).toContain(`encrypt = "${key}"`);
-    expect(file('consul.d/acl.hcl')).toContain(`initial_management = "${token}"`);
+    expect(file('consul.d/encrypt.hcl').split('\n').map((l) => l.replace(/ +/g, ' '))).toContain(`encrypt = "${gossipKey}"`);
+    expect(file('consul.d/acl.hcl')).toContain(`initial_management = "${aclManagementToken}"`);
+    for (const secret of ['encrypt.hcl', 'acl.hcl']) expect(statSync(join(consulDir, secret)).mode & 0o777).toBe(0o640);
     expect(file('sidecar-policy.hcl')).toContain('key_prefix "ha-sidecar/main/"');
+    // The `consul` command's token file and the node's certificate under the names the image's CONSUL_* name.
+    expect(file('consul-management.token')).toBe(`${aclManagementToken}\n`);
+    expect(statSync(join(out, 'consul-management.token')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(out, 'node.crt'), 'utf8')).toBe(readFileSync(join(tlsDir, 'n2.crt'), 'utf8'));
     expect(run(consulBinary(), ['validate', consulDir]).status).toBe(0);
   });
 
@@ -384,19 +427,27 @@ describe('the node image renders consul-config/ (the same templates as the local
       apiPort: PORTS.api,
       clusterToken: service.environment?.HA_SIDECAR_CLUSTER_TOKEN,
       dataDir: '/var/lib/ha-sidecar',
-      consul: { url: `http://${ipOf(service)}:${PORTS.consulHttp}` },
+      consul: { url: `https://${ipOf(service)}:${PORTS.consulHttps}` },
       postgres: { enabled: true, port: PORTS.postgres, binDir: '/usr/lib/postgresql/15/bin' },
+      tls: { caFile: join(tlsDir, 'ca.crt'), certFile: join(tlsDir, 'n3.crt'), keyFile: join(tlsDir, 'n3.key'), verifyClient: true },
+      apiUrl: `https://${ipOf(service)}:${PORTS.api}`,
     });
   });
 
-  test("hactl's profile: every node's API and the cluster token, 0600, current (so `exec n1 hactl` needs no setup)", () => {
+  test("hactl's profile: every node's API over HTTPS, the CA and n1's certificate, the cluster token, 0600, current (so `exec n1 hactl` needs no setup)", () => {
     const service = compose.services.n1;
     const { r } = render(service, { HACTL_CONFIG_DIR: join(dir, 'hactl-n1') });
     expect(r.status).toBe(0);
     const file = join(dir, 'hactl-n1', 'profiles.json');
     expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({
       current: 'main',
-      profiles: { main: { managers: nodes.map((n) => `http://${ipOf(n.service)}:${PORTS.api}`), token: TOKEN } },
+      profiles: {
+        main: {
+          managers: nodes.map((n) => `https://${ipOf(n.service)}:${PORTS.api}`),
+          token: TOKEN,
+          tls: { caFile: join(tlsDir, 'ca.crt'), certFile: join(tlsDir, 'n1.crt'), keyFile: join(tlsDir, 'n1.key') },
+        },
+      },
     });
     expect(statSync(file).mode & 0o777).toBe(0o600);
   });
@@ -438,8 +489,12 @@ describe('HAProxy configs: clients reach only the node whose GET /leader answers
   const localText = read('docker/haproxy-local.cfg.tmpl');
   const localCfg = haproxySections(localText);
 
-  test('docker/haproxy.cfg passes haproxy -c (the only warnings: n1-n3 do not resolve outside compose)', () => {
-    expectHaproxyValid(join(root, 'docker/haproxy.cfg'), /could not resolve address 'n[123]'/);
+  test('docker/haproxy.cfg passes haproxy -c with a CA where its ca-base is (the only warnings: n1-n3 do not resolve outside compose)', () => {
+    const text = read('docker/haproxy.cfg');
+    const caBase = /^\s*ca-base (\S+)$/m.exec(text)?.[1] ?? '';
+    const file = join(mkdtempSync(join(dir, 'haproxy-')), 'haproxy.cfg');
+    writeFileSync(file, text.replace(`ca-base ${caBase}`, `ca-base ${tlsDir}`));
+    expectHaproxyValid(file, /could not resolve address 'n[123]'/);
   });
 
   test('docker/haproxy.cfg: Postgres and the API go to the compose nodes by name, checked on /leader', () => {
@@ -447,6 +502,9 @@ describe('HAProxy configs: clients reach only the node whose GET /leader answers
     expectLeaderOnly(dockerCfg, servers, 'postgres_leader', PORTS.postgres);
     expectLeaderOnly(dockerCfg, servers, 'api_leader', PORTS.api);
     expect(checkSettings(dockerCfg)).toEqual({ mode: true, inter: '1s', fastinter: '250ms', fall: '2', rise: '2', onMarkedDown: 'shutdown-sessions' });
+    // The checks speak HTTPS and verify the sidecar's certificate with the cluster CA; the traffic passes through.
+    expect(dockerCfg.get('defaults')?.find((l) => l.startsWith('default-server'))).toMatch(/ check-ssl verify required ca-file ca\.crt$/);
+    expect([...dockerCfg.values()].flat().filter((l) => / ssl( |$)/.test(l))).toEqual([]);
     // A node name that does not resolve (yet) must not stop HAProxy.
     expect(dockerCfg.get('defaults')?.find((l) => l.startsWith('default-server'))).toMatch(/init-addr last,libc,none resolvers docker/);
     expect(dockerCfg.get('resolvers docker')).toContain('nameserver dns 127.0.0.11:53');
