@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -21,6 +23,7 @@ import { MirrorParticipant } from './mirror/participant.js';
 import { PeerChecks } from './peer-reachability.js';
 import { certificateExpiry, loadTlsMaterial, type CertificateExpiry, type TlsMaterial } from './shared/certificates.js';
 import type { PeerFetch } from './shared/https-fetch.js';
+import { servedCertificate, urlPort } from './shared/port-probe.js';
 import { deriveSecret } from './shared/secrets.js';
 import { postgresNodeValues } from './participants.js';
 import { postgresSettings } from './postgres/settings.js';
@@ -49,6 +52,16 @@ const EXPIRY_WARNING_INTERVAL_MS = 24 * 60 * 60 * 1000;
  * One ha-sidecar node: the API, and once the node is a cluster member (after `cluster start` or `cluster
  * join`, remembered in `<dataDir>/membership.json`), the reconcile loop with its parts.
  */
+/** What a reload did to the node's Consul agent, when it served the same certificate as the sidecar. */
+interface ConsulTlsReload {
+  port: number;
+  servesNewCertificate: boolean;
+}
+
+/** After `consul reload`, how long the agent gets to serve the node's new certificate, and one handshake's limit. */
+const CONSUL_TLS_RELOAD_WAIT_MS = 5_000;
+const CONSUL_HANDSHAKE_TIMEOUT_MS = 2_000;
+
 export class SidecarNode implements ApiBackend {
   readonly store: ConsulStore;
   private readonly prom: Metrics;
@@ -220,9 +233,9 @@ export class SidecarNode implements ApiBackend {
    * or lose a commit: it touches no role, lock, lease or data, and open connections (replication, clients)
    * keep the session they have; a certificate of the same CA is accepted wherever the old one was.
    */
-  private reloadTls(): void {
+  private async reloadTls(): Promise<{ consul?: ConsulTlsReload }> {
     const files = this.config.tls;
-    if (!files) return;
+    if (!files) return {};
     let material: TlsMaterial;
     try {
       material = loadTlsMaterial(files);
@@ -231,12 +244,43 @@ export class SidecarNode implements ApiBackend {
       throw e;
     }
     const before = this.transport.tls;
-    if (before?.fingerprint256 === material.fingerprint256 && before.ca === material.ca) return;
+    if (before?.fingerprint256 === material.fingerprint256 && before.ca === material.ca) return {};
     this.server?.setTls?.({ cert: material.cert, key: material.key, ca: material.ca });
     this.transport.peers.update(material);
+    this.store.renewTls(material);
     this.transport.tls = material;
     this.log.info('reloaded the tls files: new connections get the new certificate', { certificateValidTo: material.validTo, fingerprint256: material.fingerprint256 });
     this.warnIfExpiring(true);
+    return this.reloadConsulTls(material);
+  }
+
+  /**
+   * The node's Consul agent serves the same certificate files as the sidecar (`hactl local`, compose, the
+   * production config of docs/operations.md): it reads them again only when reloaded, and would go on serving
+   * the old certificate until it expires. So when the agent does not serve the new certificate, it is reloaded
+   * (`consul reload`, which reads its TLS files anew) and given CONSUL_TLS_RELOAD_WAIT_MS to serve it; one that
+   * still does not has files of its own, and is said to. A reload keeps the agent's sessions, checks, raft and
+   * gossip connections, so no role changes.
+   */
+  private async reloadConsulTls(material: TlsMaterial): Promise<{ consul?: ConsulTlsReload }> {
+    const url = new URL(this.config.consul.url);
+    if (url.protocol !== 'https:') return {};
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = urlPort(url);
+    const served = () =>
+      servedCertificate(host, port, false, { ca: material.ca, cert: material.cert, key: material.key }, CONSUL_HANDSHAKE_TIMEOUT_MS).then(
+        (c) => c.fingerprint256,
+        () => null,
+      );
+    if ((await served()) === material.fingerprint256) return {};
+    await this.store.reloadAgent();
+    for (const deadline = performance.now() + CONSUL_TLS_RELOAD_WAIT_MS; performance.now() < deadline; await delay(100)) {
+      if ((await served()) !== material.fingerprint256) continue;
+      this.log.info('reloaded the Consul agent: it serves the new certificate', { port, fingerprint256: material.fingerprint256 });
+      return { consul: { port, servesNewCertificate: true } };
+    }
+    this.log.info('reloaded the Consul agent; it does not serve the new certificate, so it has certificate files of its own', { port });
+    return { consul: { port, servesNewCertificate: false } };
   }
 
   // --- ApiBackend ------------------------------------------------------------------------------------------
@@ -463,9 +507,9 @@ export class SidecarNode implements ApiBackend {
    * its configuration and its copies of them; without Postgres it reloads the tls files alone.
    */
   async postgresAction(action: OperatorAction) {
-    if (action === 'reload') this.reloadTls();
+    const reloaded = action === 'reload' ? await this.reloadTls() : {};
     const expiry = this.certificateExpiry();
-    const tls = expiry ? { tls: { ...expiry, fingerprint256: this.transport.tls?.fingerprint256 } } : {};
+    const tls = expiry ? { tls: { ...expiry, fingerprint256: this.transport.tls?.fingerprint256, ...reloaded } } : {};
     if (action === 'reload' && expiry && !this.config.postgres.enabled) return { ...this.recovery.operationView(), ...tls };
     return { ...(await this.recovery.postgresAction(action)), ...tls };
   }

@@ -19,6 +19,10 @@ const ROTATE_POLL_MS = 200;
 const HANDSHAKE_TIMEOUT_MS = 2_000;
 
 const DsnPortSchema = z.looseObject({ port: z.number() });
+/** A reload's answer says whether the node reloaded its Consul agent, and whether it serves the new certificate then. */
+const ReloadSchema = z.looseObject({
+  tls: z.looseObject({ consul: z.object({ port: z.number(), servesNewCertificate: z.boolean() }).optional() }).optional(),
+});
 
 const checkDays = (days: number) => {
   if (!Number.isInteger(days) || days < 1 || days > NODE_DAYS) throw usageError(`--days takes a whole number from 1 to ${NODE_DAYS}`, 'bad_value');
@@ -87,8 +91,10 @@ async function rotate(ctx: CliContext, session: Session, dir: string, days: numb
         502,
       );
     const issued = await rotateNodeCertificate(dir, ca, t.name, days);
+    let consul;
     try {
-      await session.direct(t.apiUrl, { method: 'POST', path: '/postgres/reload', body: {} });
+      const reload = await session.direct(t.apiUrl, { method: 'POST', path: '/postgres/reload', body: {} });
+      consul = parseAnswer(ReloadSchema, reload, 'POST /postgres/reload').tls?.consul;
     } catch (e) {
       throw failed(`the reload failed (${isSidecarError(e) ? `${e.code}: ` : ''}${errorMessage(e)})`);
     }
@@ -103,7 +109,8 @@ async function rotate(ctx: CliContext, session: Session, dir: string, days: numb
     }
     done.push(t.name);
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-    ctx.io.out(`${t.name}: new certificate served on ${t.ports.map((p) => p.port).join(' and ')} after ${seconds} s (expires in ${daysUntilExpiry(readCertificate(issued.certFile))} days)`);
+    const byConsul = !consul ? '' : consul.servesNewCertificate ? `, and by its Consul agent on ${consul.port}` : `; its Consul agent on ${consul.port} has certificate files of its own`;
+    ctx.io.out(`${t.name}: new certificate served on ${t.ports.map((p) => p.port).join(' and ')} after ${seconds} s${byConsul} (expires in ${daysUntilExpiry(readCertificate(issued.certFile))} days)`);
   }
   ctx.io.out(`rotated ${done.length} node certificate${done.length === 1 ? '' : 's'} in ${dir}; the CA is unchanged, so clients keep working`);
 }

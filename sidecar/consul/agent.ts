@@ -196,6 +196,11 @@ export class AgentService {
     return { nodes: checks.map((c) => c.Node), index: Number(res.headers['x-consul-index'] ?? 0) };
   }
 
+  /** Has the agent read its configuration files again (`consul reload`): its TLS files among them. */
+  async reload(): Promise<void> {
+    await this.consul.call('agent reload', () => this.consul.client.agent.reload(this.consul.request() as never));
+  }
+
   /** Asks the agent to join `address` (gossip's push-pull with that member); the answer waits for the attempt. */
   async joinGossip(address: string, timeoutMs: number): Promise<void> {
     await this.consul.call(`gossip join of ${address}`, () => this.consul.client.agent.join(this.consul.request({ address }, timeoutMs) as never));

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import Consul from 'consul';
 import type { z } from 'zod';
 import { countRequest } from '../outgoing.js';
-import { clientAgent, type ClientTls } from '../shared/https-fetch.js';
+import { RenewableAgent, type ClientTls } from '../shared/https-fetch.js';
 import { urlPort } from '../shared/port-probe.js';
 import { consulError } from './errors.js';
 
@@ -39,6 +39,7 @@ export type Request = Record<string, unknown>;
 export class ConsulConnection {
   readonly client: Consul;
   private readonly prefix: string;
+  private readonly agent: RenewableAgent | undefined;
   /** Monotonic time of the last Consul call that succeeded (for the `consul_last_contact` metric). */
   private lastSuccessAt: number | null = null;
 
@@ -48,16 +49,22 @@ export class ConsulConnection {
   ) {
     const url = new URL(opts.url);
     const secure = url.protocol === 'https:';
+    this.agent = secure && opts.tls ? new RenewableAgent(opts.tls) : undefined;
     this.client = new Consul({
       host: url.hostname,
       port: urlPort(url),
       secure,
       // Every call, blocking reads included, goes through this one agent: kept connections (as the package's
       // own default agent keeps them), the server verified against the cluster CA, this node's certificate shown.
-      agent: secure && opts.tls ? clientAgent(opts.tls) : undefined,
+      agent: this.agent,
       defaults: opts.token ? { token: opts.token } : undefined,
     });
     this.prefix = `ha-sidecar/${opts.cluster}/`;
+  }
+
+  /** A renewed certificate (a reload): the connections opened from now on show it. */
+  renewTls(tls: ClientTls): void {
+    this.agent?.renew(tls);
   }
 
   key(name: string): string {

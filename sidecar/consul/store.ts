@@ -4,6 +4,7 @@ import { ClusterKeys, type MemberEntry, type TurnKeys } from './cluster-keys.js'
 import { ConsulConnection, type StoreOptions } from './connection.js';
 import type { DynamicConfig, FailoverRequest, HistoryEvent, LeaderRecord, MemberRecord, SwitchoverRequest } from './records.js';
 import { SessionLock, type LockState } from './sessions.js';
+import type { ClientTls } from '../shared/https-fetch.js';
 
 export type { GossipMember, ServiceSpec } from './agent.js';
 export type { MemberEntry, TurnKeys } from './cluster-keys.js';
@@ -42,6 +43,11 @@ export class ConsulStore {
     return this.consul.lastContactAgeSeconds();
   }
 
+  /** A renewed node certificate (a reload): this node's next connections to its agent show it. */
+  renewTls(tls: ClientTls): void {
+    this.consul.renewTls(tls);
+  }
+
   // --- agent: service and checks (agent.ts) ---------------------------------------------------------------
   registerService = (spec: ServiceSpec): Promise<void> => this.agent.registerService(spec);
   setServiceTags = (spec: ServiceSpec): Promise<void> => this.agent.setServiceTags(spec);
@@ -53,6 +59,7 @@ export class ConsulStore {
   gossipMembers = (): Promise<GossipMember[]> => this.agent.gossipMembers();
   failedGossipMembers = (): Promise<{ name: string; address: string }[]> => this.agent.failedGossipMembers();
   joinGossip = (address: string, timeoutMs: number): Promise<void> => this.agent.joinGossip(address, timeoutMs);
+  reloadAgent = (): Promise<void> => this.agent.reload();
   watchFailedNodes = (index: number, waitSeconds: number, cancel: EventEmitter): Promise<{ nodes: string[]; index: number }> => this.agent.watchFailedNodes(index, waitSeconds, cancel);
 
   // --- session and leader lock (sessions.ts) --------------------------------------------------------------

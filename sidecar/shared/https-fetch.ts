@@ -41,6 +41,27 @@ export function clientAgent(tls: ClientTls): Agent {
   return new Agent({ ca: tls.ca, cert: tls.cert, key: tls.key, keepAlive: true, minVersion: 'TLSv1.2' });
 }
 
+/**
+ * `clientAgent` whose CA and certificate a reload replaces (`renew`): the connections it opens after that show
+ * the new certificate; the ones it keeps go on with the session they have. For the Consul connection, which
+ * one client holds for the process's life (blocking reads included), where the peers' fetch takes a new agent.
+ * No TLS session cache: a resumed session would show the server the certificate of its first handshake (the
+ * unit test saw it); the connections to the local agent are kept alive, so full handshakes stay rare.
+ */
+export class RenewableAgent extends Agent {
+  constructor(private tls: ClientTls) {
+    super({ keepAlive: true, minVersion: 'TLSv1.2', maxCachedSessions: 0 });
+  }
+
+  renew(tls: ClientTls): void {
+    this.tls = tls;
+  }
+
+  override createConnection(...[options, callback]: Parameters<Agent['createConnection']>): ReturnType<Agent['createConnection']> {
+    return super.createConnection({ ...options, ca: this.tls.ca, cert: this.tls.cert, key: this.tls.key }, callback);
+  }
+}
+
 /** A fetch that verifies `https:` servers against `tls.ca`; without `tls`, the global fetch. */
 export function httpsFetch(tls: ClientTls | undefined): FetchFunction {
   if (tls === undefined) return (url, init) => fetch(url, globalInit(init));

@@ -34,6 +34,8 @@ describe('hactl cluster tls rotate (3 nodes with Postgres, verifyClient on)', ()
   /** What node i serves on 8008 and on 15432 (SHA-256 fingerprints), verified with the cluster CA. */
   const served = async (i: number) =>
     Promise.all([8008, 15432].map(async (port) => (await servedCertificate(cluster.address(i), port, port === 15432, { ca: readText(file('ca.crt')) }, 5_000)).fingerprint256));
+  const servedByConsul = async (i: number) =>
+    (await servedCertificate(cluster.address(i), 8501, false, { ca: readText(file('ca.crt')), cert: readText(file(`${cluster.names[i]}.crt`)), key: readText(file(`${cluster.names[i]}.key`)) }, 5_000)).fingerprint256;
   const walsenders = (leader: number) =>
     cluster.sql<{ name: string; ssl: boolean }>(leader, 'select r.application_name as name, s.ssl from pg_stat_replication r join pg_stat_ssl s using (pid) order by 1', [], SUPERUSER_LOGIN);
 
@@ -134,7 +136,7 @@ describe('hactl cluster tls rotate (3 nodes with Postgres, verifyClient on)', ()
     const lines = rotation.out.trim().split('\n');
     expect(lines.slice(0, 3).map((l) => l.split(':')[0])).toEqual([...cluster.names.filter((_, i) => i !== leader), cluster.names[leader]]);
     expect(lines[3]).toBe(`rotated 3 node certificates in ${cluster.tlsDir}; the CA is unchanged, so clients keep working`);
-    expect(rotation.out).toMatch(/n1: new certificate served on 8008 and 15432 after \d+\.\d s \(expires in 82[45] days\)/);
+    expect(rotation.out).toMatch(/n1: new certificate served on 8008 and 15432 after \d+\.\d s, and by its Consul agent on 8501 \(expires in 82[45] days\)/);
     console.log(`tls rotate: ${rotation.out.trim().replace(/\n/g, ' | ')}; writer: ${writer.acked.length} acked, ${writer.errors} errors, longest gap ${Math.round(writer.longestGapMs)} ms`);
 
     expect(watcher.overlaps).toEqual([]);
@@ -144,6 +146,8 @@ describe('hactl cluster tls rotate (3 nodes with Postgres, verifyClient on)', ()
       const now = await served(i);
       expect(now).toEqual([fingerprint(cluster.names[i]!), fingerprint(cluster.names[i]!)]);
       expect(now[0]).not.toBe(before[i]![0]);
+      // Its Consul agent serves the same files, and was reloaded: it serves the new certificate too.
+      expect(await servedByConsul(i)).toBe(fingerprint(cluster.names[i]!));
     }
     const rows = await cluster.sql<{ id: string }>(haproxy.postgres, 'select id from acked');
     const stored = new Set(rows.map((r) => Number(r.id)));
