@@ -227,21 +227,41 @@ export class MirrorClient {
           this.incoming.hash.update(frame.data);
           this.opts.metrics.filesBytes.inc({ direction: 'received' }, frame.data.length);
           if (!this.incoming.stream.write(frame.data)) {
-            socket.pause();
+            this.pauseReading(socket);
             const stream = this.incoming.stream;
             await new Promise<void>((r) => stream.once('drain', () => r()));
           }
           continue;
         }
-        socket.pause();
+        this.pauseReading(socket);
         await this.handle(frame.message);
       }
     } catch (e) {
       this.fail('apply_failed', errorMessage(e));
     } finally {
-      this.pumping = false;
-      if (this.socket === socket) socket.resume();
+      // A pump of a connection already replaced leaves the flag to the new connection's pump: clearing it
+      // let a second pump start beside that one, and frames were handled out of order ("unexpected file").
+      if (this.socket === socket) {
+        this.pumping = false;
+        this.resumeReading(socket);
+      }
     }
+  }
+
+  /**
+   * Stops reading while the disk catches up (a write, an fsync, a rename). The silence timer stops with it:
+   * the leader's heartbeats wait unread behind the paused socket, and an fsync of a large file on a busy disk
+   * takes longer than SILENCE_MS, which closed the connection, dropped the half-received file and started
+   * it over, in a loop (CI: a restarted standby never caught up with a 200 MB file in 120 s).
+   */
+  private pauseReading(socket: tls.TLSSocket): void {
+    socket.pause();
+    if (this.silence) clearTimeout(this.silence);
+  }
+
+  private resumeReading(socket: tls.TLSSocket): void {
+    socket.resume();
+    this.heard();
   }
 
   private async handle(message: unknown): Promise<void> {

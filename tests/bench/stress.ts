@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { processName } from '../harness/driver.js';
 import { TestCluster, LeaderWatcher } from '../harness/cluster.js';
 import { TestHaproxy } from '../harness/haproxy.js';
 import { waitFor } from '../harness/processes.js';
+import { SlowDisk } from '../harness/slow-disk.js';
 import { WritingClient } from '../harness/writer.js';
 import { descendants, logLinesSince } from './failover.js';
 
@@ -49,7 +50,6 @@ export interface StressOptions {
 }
 
 const LEADER_CHANGE = /^role (\S+ -> (candidate|leader)|leader -> \S+)$/;
-const BLKIO = '/sys/fs/cgroup/blkio';
 
 export async function benchStress(scenarios: readonly StressScenario[], opts: StressOptions): Promise<StressResult[]> {
   const cluster = new TestCluster({ size: 3, postgres: true });
@@ -145,24 +145,18 @@ const SCENARIOS: Record<StressScenario, Scenario> = {
       await transferRaftLeader(cluster, from, leader);
       await newRaftLeader(cluster, [leader], raftBefore);
     }
-    const device = deviceOf(node.dir);
-    const group = `${BLKIO}/ha-bench-slow-disk-${process.pid}`;
-    mkdirSync(group);
+    const disk = new SlowDisk(node.dir, { writeIops: opts.diskIops });
     try {
-      writeFileSync(`${group}/blkio.throttle.write_iops_device`, `${device} ${opts.diskIops}`);
       const sidecar = cluster.processes.get(processName(node, 'sidecar'))!.child.pid!;
       const consul = cluster.processes.get(processName(node, 'consul'))!.child.pid!;
       // The sidecar's descendants are its guard and Postgres; processes they fork later start in the group too.
       const pids = [sidecar, consul, ...descendants(sidecar)];
-      for (const pid of pids) moveTo(group, String(pid));
+      disk.add(...pids);
       await pause(opts.seconds * 1000);
       const raftAfter = await cluster.consul.waitForLeader();
-      return [`${cluster.names[leader]}'s ${pids.length} processes limited to ${opts.diskIops} write IOPS on ${device} for ${opts.seconds} s; raft leader ${node.address} at the start, ${raftAfter} at the end`];
+      return [`${cluster.names[leader]}'s ${pids.length} processes limited to ${opts.diskIops} write IOPS for ${opts.seconds} s; raft leader ${node.address} at the start, ${raftAfter} at the end`];
     } finally {
-      // Back to the root group, then the group can go.
-      const procs = readProcs(`${group}/cgroup.procs`);
-      for (const pid of procs) moveTo(BLKIO, pid);
-      rmdirSync(group);
+      disk.release();
     }
   },
 
@@ -219,22 +213,6 @@ async function transferRaftLeader(cluster: TestCluster, from: number, to: number
   if (!res.ok) throw new Error(`raft transfer-leader to ${cluster.names[to]}: ${res.status} ${await res.text()}`);
 }
 
-/** "major:minor" of the block device holding `path` (st_dev). */
-function deviceOf(path: string): string {
-  const dev = statSync(path).dev;
-  return `${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | ((dev >> 12) & 0xfff00)}`;
-}
-
-/** Moves a process into a blkio group; one that has exited meanwhile is left out. */
-function moveTo(group: string, pid: string): void {
-  try {
-    writeFileSync(`${group}/cgroup.procs`, pid);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
-  }
-}
-
-const readProcs = (file: string): string[] => readFileSync(file, 'utf8').split('\n').filter(Boolean);
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

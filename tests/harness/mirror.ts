@@ -24,11 +24,16 @@ export async function filesOf(cluster: TestCluster): Promise<Record<string, File
  */
 export async function waitIdentical(cluster: TestCluster, leader: number, nodes: number[], timeoutMs = 60_000): Promise<string> {
   const followers = nodes.filter((i) => i !== leader);
+  // What the members said last, for the message when they never agree.
+  let last = '';
   await waitFor('every follower in sync with the leader', async () => {
     const files = await filesOf(cluster);
+    last = JSON.stringify(files);
     const gen = files[cluster.names[leader]]?.generation;
     return followers.every((i) => files[cluster.names[i]]?.state === 'in sync' && files[cluster.names[i]]?.generation === gen);
-  }, timeoutMs, 50);
+  }, timeoutMs, 50).catch((e: unknown) => {
+    throw new Error(`${(e as Error).message}; the members' files last: ${last}`);
+  });
   return waitFor('identical trees on every node', async () => {
     const digests = await Promise.all(nodes.map((i) => treeDigest(cluster.filesDir(i))));
     return digests.every((d) => d === digests[0]) ? digests[0] : undefined;
