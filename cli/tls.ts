@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -173,15 +173,15 @@ export interface RotationCa {
  * own), and for each node `<name>.crt` and `<name>.key`, the certificate of that CA. `tls_files_missing`
  * (exit 2) for a file or directory that is not there, `tls_ca_mismatch` (exit 2) for one that does not fit.
  */
-export async function checkRotationDir(dir: string, names: string[]): Promise<RotationCa> {
+export async function checkRotationDir(dir: string, names: string[], caKey = join(dir, 'ca.key')): Promise<RotationCa> {
   const isDir = await stat(dir).then((s) => s.isDirectory(), () => false);
   if (!isDir) throw new SidecarError('tls_files_missing', `--dir ${dir} is not a directory; nothing changed`, 400);
-  const ca = { crt: join(dir, 'ca.crt'), key: join(dir, 'ca.key') };
+  const ca = { crt: join(dir, 'ca.crt'), key: caKey };
   const wanted = [ca.crt, ca.key, ...names.flatMap((n) => [join(dir, `${n}.crt`), join(dir, `${n}.key`)])];
   const missing = [];
   for (const file of wanted) if (!(await exists(file))) missing.push(file);
   if (missing.length > 0) {
-    const why = missing.includes(ca.key) ? ' (rotate signs with the CA key: run it where ca.key is)' : '';
+    const why = missing.includes(ca.key) ? ' (rotate signs with the CA key: run it where ca.key is, or name it with --ca-key)' : '';
     throw new SidecarError('tls_files_missing', `missing ${missing.join(', ')}${why}; nothing changed`, 400);
   }
   const pem = await readFile(ca.crt, 'utf8');
@@ -225,8 +225,13 @@ export async function rotateNodeCertificate(dir: string, ca: RotationCa, name: s
   const work = await mkdtemp(join(dir, '.tls-rotate-'));
   try {
     await issueNodeCertificate(work, ca, name, sans, days);
-    await chmod(join(work, `${name}.key`), KEY_MODE);
-    await chmod(join(work, `${name}.crt`), 0o644);
+    // The new files take the old ones' mode and owner: a key that Consul and the sidecar read through a group
+    // (root:ha-tls 0640 in compose) must stay readable to them.
+    for (const [file, made] of [[keyFile, `${name}.key`], [certFile, `${name}.crt`]] as const) {
+      const was = await stat(file);
+      await chmod(join(work, made), was.mode & 0o777);
+      if (process.getuid?.() === 0) await chown(join(work, made), was.uid, was.gid);
+    }
     const issued = new X509Certificate(await readFile(join(work, `${name}.crt`)));
     await rename(join(work, `${name}.key`), keyFile);
     await rename(join(work, `${name}.crt`), certFile);

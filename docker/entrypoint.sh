@@ -5,6 +5,8 @@
 #   render         only write the files (Consul config dir, sidecar config, ACL policy, hactl's profile) and exit.
 #   tls-init       make the cluster CA and every node's certificate into $HA_TLS_DIR unless it holds them
 #                  already (docker-compose.yml's one-shot tls-init service); the CA key goes to $HA_TLS_CA_DIR.
+#   tls-rotate [--days N]  renew every node's certificate in $HA_TLS_DIR, signed with $HA_TLS_CA_DIR/ca.key, one
+#                  node at a time (`hactl cluster tls rotate`; docker-compose.yml's tls-rotate tool).
 #   anything else  is run as a command (`docker run IMAGE bash`).
 #
 # TLS on every port, as `hactl local up` runs it: the sidecar API over HTTPS asking clients for a certificate,
@@ -21,7 +23,7 @@
 #   default is https://<address>:8501), CONSUL_DATACENTER (dc1), CONSUL_DATA_DIR (/var/lib/consul),
 #   CONSUL_CLIENT_ADDR ("<address> 127.0.0.1"), CONSUL_WAIT_SECONDS (300),
 #   HA_TLS_DIR (/etc/ha-sidecar/tls: ca.crt and <node>.crt/.key), HA_TLS_CA_DIR (/var/lib/ha-tls-ca, tls-init
-#   only), HA_TLS_NODES (tls-init only: "n1=172.28.0.11 n2=..."),
+#   and tls-rotate only), HA_TLS_NODES (tls-init and tls-rotate only: "n1=172.28.0.11 n2=..."),
 #   HA_SIDECAR_USER (postgres: Postgres refuses to run as root, and it runs as the sidecar's child),
 #   HA_SIDECAR_FIRST_NODE (the node that starts the cluster; unset: form it by hand with hactl).
 set -euo pipefail
@@ -43,6 +45,32 @@ CONTAINER_JS="$ROOT/dist/cli/container.js"
 # The cluster CA and the node certificates, once: a volume that holds them already (a second `up`) is left
 # as it is. Made beside the CA key in $HA_TLS_CA_DIR (a volume only this service mounts), then the CA
 # certificate and the nodes' files are copied into $TLS_DIR, ca.crt last: its presence means the rest is there.
+# hactl's profile for this cluster: every node's API over HTTPS, the CA, a client certificate (the APIs ask
+# for one) and the cluster token (so the file is 0600).
+write_hactl_profile() { # write_hactl_profile FILE NAME TOKEN CA_FILE CERT_FILE KEY_FILE IP...
+  node -e '
+    const [file, name, token, caFile, certFile, keyFile, ...ips] = process.argv.slice(1);
+    const profile = { managers: ips.map((ip) => `https://${ip}:8008`), token, tls: { caFile, certFile, keyFile } };
+    const text = JSON.stringify({ current: name, profiles: { [name]: profile } }, null, 2) + "\n";
+    require("node:fs").writeFileSync(file, text, { mode: 0o600 });
+  ' "$@"
+}
+
+# A rotation from a container on the cluster network that mounts the tls volume (read-write) and the CA
+# key's: the nodes read their new files from the same volume when rotate reloads them. It shows the API the
+# first node's certificate (a client certificate of the cluster CA, as the nodes' own hactl does).
+if [ "${1:-}" = tls-rotate ]; then
+  shift
+  : "${HA_TLS_NODES:?set HA_TLS_NODES (every node as name=address, space-separated)}"
+  : "${HA_SIDECAR_CLUSTER_TOKEN:?set HA_SIDECAR_CLUSTER_TOKEN (the cluster token)}"
+  read -r -a tls_nodes <<< "$HA_TLS_NODES"
+  first="${tls_nodes[0]%%=*}"
+  export HACTL_CONFIG_DIR; HACTL_CONFIG_DIR="$(mktemp -d)"
+  write_hactl_profile "$HACTL_CONFIG_DIR/profiles.json" "${HA_SIDECAR_CLUSTER_NAME:-main}" "$HA_SIDECAR_CLUSTER_TOKEN" \
+    "$TLS_DIR/ca.crt" "$TLS_DIR/$first.crt" "$TLS_DIR/$first.key" "${tls_nodes[@]#*=}"
+  exec hactl cluster tls rotate --dir "$TLS_DIR" --ca-key "${HA_TLS_CA_DIR:-/var/lib/ha-tls-ca}/ca.key" "$@"
+fi
+
 if [ "${1:-}" = tls-init ]; then
   CA_DIR="${HA_TLS_CA_DIR:-/var/lib/ha-tls-ca}"
   : "${HA_TLS_NODES:?set HA_TLS_NODES (every node as name=address, space-separated)}"
@@ -140,12 +168,7 @@ render_all() {
   # without `hactl profiles use`. A mounted profiles file wins.
   if [ -n "${HACTL_CONFIG_DIR:-}" ] && [ ! -e "$HACTL_CONFIG_DIR/profiles.json" ]; then
     mkdir -p -m 0700 "$HACTL_CONFIG_DIR"
-    node -e '
-      const [file, name, token, caFile, certFile, keyFile, ...ips] = process.argv.slice(1);
-      const profile = { managers: ips.map((ip) => `https://${ip}:8008`), token, tls: { caFile, certFile, keyFile } };
-      const text = JSON.stringify({ current: name, profiles: { [name]: profile } }, null, 2) + "\n";
-      require("node:fs").writeFileSync(file, text, { mode: 0o600 }); // it holds the cluster token
-    ' "$HACTL_CONFIG_DIR/profiles.json" "$HA_SIDECAR_CLUSTER_NAME" "$HA_SIDECAR_CLUSTER_TOKEN" "$TLS_CA_FILE" "$TLS_CERT_FILE" "$TLS_KEY_FILE" "${servers[@]}"
+    write_hactl_profile "$HACTL_CONFIG_DIR/profiles.json" "$HA_SIDECAR_CLUSTER_NAME" "$HA_SIDECAR_CLUSTER_TOKEN" "$TLS_CA_FILE" "$TLS_CERT_FILE" "$TLS_KEY_FILE" "${servers[@]}"
   fi
 }
 

@@ -160,7 +160,7 @@ export const ERROR_CODES = {
   tls_certificate_invalid: { exit: failed, meaning: 'ha-sidecar: a tls file holds no PEM certificate or key, the certificate is not signed by tls.caFile, not valid yet, or the key is not its own; it does not start (exit 2), and a reload (409) keeps the certificate every port uses' },
   tls_exists: { exit: failed, meaning: 'hactl cluster tls init: the directory already holds a CA or node certificate; nothing changed' },
   tls_file_unreadable: { exit: failed, meaning: "a file of the sidecar's tls section (it does not start, exit 2) or of a hactl profile's tls is missing or cannot be read" },
-  tls_files_missing: { exit: usage, meaning: 'hactl cluster tls rotate: --dir is not a directory, or lacks ca.crt, ca.key or a member\'s certificate or key; nothing changed' },
+  tls_files_missing: { exit: usage, meaning: 'hactl cluster tls rotate: --dir is not a directory, or lacks ca.crt, the CA key (ca.key, or --ca-key) or a member\'s certificate or key; nothing changed' },
   tls_handshake_failed: { exit: failed, meaning: 'API with TLS: a client gave up on the handshake (it does not trust the certificate) or sent no TLS (log, debug)' },
   tls_rotate_failed: { exit: failed, meaning: 'hactl cluster tls rotate: a node did not take its new certificate (the reload failed, or it did not serve it on its API and Postgres ports within 30 s); the nodes before it are rotated, it has its new files, the rest keep their old ones' },
   unauthorized: { exit: failed, meaning: 'API: the call needs the cluster token (with TLS, reads take a client certificate of the CA instead)' },

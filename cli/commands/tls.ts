@@ -62,14 +62,14 @@ function servedFingerprints(target: RotationTarget, ca: RotationCa): Promise<str
  * no failover can follow, and since the CA stays the same every client and peer accepts the new
  * certificates as it did the old ones. Everything is checked before the first file changes.
  */
-async function rotate(ctx: CliContext, session: Session, dir: string, days: number): Promise<void> {
+async function rotate(ctx: CliContext, session: Session, dir: string, days: number, caKey: string | undefined): Promise<void> {
   const answer = await session.any({ method: 'GET', path: '/cluster' });
   const view = parseAnswer(ClusterViewSchema, answer, 'GET /cluster');
   const problem = clusterProblem(view, answer.manager);
   if (problem) throw new SidecarError(problem.code, `${problem.message}: rotate a healthy cluster only (each node must come back before the next); nothing changed`, problem.status);
   const leader = view.leader?.name;
   const members = [...view.members.filter((m) => m.name !== leader), ...view.members.filter((m) => m.name === leader)];
-  const ca = await checkRotationDir(dir, members.map((m) => m.name));
+  const ca = await checkRotationDir(dir, members.map((m) => m.name), caKey);
   const targets = [];
   for (const m of members) targets.push(await rotationTarget(session, m));
   // A node whose config names other files (another host's directory) would reload and go on serving its old
@@ -154,10 +154,11 @@ export const tlsCommands = (cli: Argv<GlobalArgs>, ctx: CliContext): Argv<Global
         (c) =>
           c
             .option('dir', { type: 'string', demandOption: true, describe: "the directory of tls init: ca.crt, ca.key and each member's <node>.crt/.key, the files the nodes' configs name" })
+            .option('ca-key', { type: 'string', describe: 'the CA key when it is kept elsewhere than --dir (default: <dir>/ca.key)' })
             .option('days', { type: 'number', default: NODE_DAYS, describe: 'how long the new certificates are valid' }),
         async (argv) => {
           checkDays(argv.days);
-          await rotate(ctx, await Session.open(ctx, argv), argv.dir, argv.days);
+          await rotate(ctx, await Session.open(ctx, argv), argv.dir, argv.days, argv.caKey);
         },
       )
       .demandCommand(1, 'say which tls command: init or rotate'),

@@ -12,8 +12,9 @@ import { benchStress, STRESS_SCENARIOS, type StressScenario } from './stress.js'
  * BENCH=failover|loss|mirror|all (default all), BENCH_RUNS (runs per fault for failover, default 20; leader kills per
  * mode for loss, default 10), BENCH_SYNC=1 for failover in synchronous mode (failover-sync.json), BENCH_FAILOVER_FAULTS
  * (comma-separated, see FAULTS in failover.ts) to run some faults only; the timeline SVG, also copied to docs/, is drawn
- * from an asynchronous run of every fault without TLS only. HA_TEST_TLS=1 runs the cluster with TLS (the API over HTTPS,
- * Postgres over SSL, the clients too) and writes failover-tls.json (failover-sync-tls.json), to set beside the plain figures.
+ * from an asynchronous run of every fault with TLS only. The cluster runs TLS on every port as the test clusters do
+ * (the clients too) and writes failover.json (failover-sync.json); HA_TEST_TLS=0 turns it off and writes
+ * failover-plain.json (failover-sync-plain.json), to set beside them.
  * BENCH_MIRROR_FILES (default 10000,100000) for the mirror's RSS figures, BENCH_MIRROR_PARTS (default
  * latency,first,rss,catchup) to run some of the mirror's parts only. `npm run bench -- idle` (or BENCH=idle) measures the
  * idle cluster; BENCH_IDLE_VARIANTS (default 3,3:100000,5: nodes[:files]) and BENCH_IDLE_SECONDS (default 60).

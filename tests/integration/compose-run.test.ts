@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { projectRoot } from '../../sidecar/shared/package.js';
+import { servedCertificate } from '../../sidecar/shared/port-probe.js';
 import { deriveConsulToken } from '../../sidecar/shared/secrets.js';
 import { APP_LOGIN, CLUSTER_TOKEN, SUPERUSER_LOGIN } from '../harness/cluster.js';
 import { COMPOSE_V2_CONFIG, type DockerEngine, dockerEngine } from '../harness/docker-engine.js';
@@ -245,6 +246,40 @@ describe('docker-compose.yml under a real Docker engine (stand-in images)', () =
     expect(writer.acked.filter((id) => !present.has(id))).toEqual([]);
     console.log(`[compose] ${writer.acked.length} acknowledged rows, 0 lost`);
   }, 400_000);
+
+  test('docker-compose run --rm tls-rotate: each API and n1\'s Consul agent serve a new certificate of the same CA, under a client writing through HAProxy: no failover, no failed insert, 0 acknowledged rows lost', async () => {
+    const { ca, cert, key } = clientTls();
+    const ports = [...[0, 1, 2].map(apiPort), PUBLISHED.consulUi];
+    const served = () => Promise.all(ports.map(async (port) => (await servedCertificate(HOST, port, false, { ca, cert, key, checkServerIdentity: () => undefined }, 5_000)).fingerprint256));
+    const term = async () => (JSON.parse((await https(PUBLISHED.api, '/cluster', { cert: true })).body) as { term: number }).term;
+    const before = await served();
+    const termBefore = await term();
+    const writer = new WritingClient({ host: HOST, port: PUBLISHED.postgres, ssl: pgSsl() }, 1_000_000);
+    let out: string;
+    const start = performance.now();
+    try {
+      await waitFor('acknowledged writes through HAProxy', () => writer.acked.length >= 20, 30_000, 100);
+      out = await ok(compose(['run', '--rm', 'tls-rotate', '--days', '30'], 180_000), 'docker-compose run --rm tls-rotate');
+      const after = writer.acked.length;
+      await waitFor('acknowledged writes after the rotation', () => writer.acked.length >= after + 20, 30_000, 100);
+    } finally {
+      await writer.stop();
+    }
+    console.log(`[compose] tls-rotate: ${seconds(start)} s; ${out.trim().replace(/\n/g, ' | ')}; client: ${writer.acked.length} acknowledged, ${writer.errors} failed, longest gap ${Math.round(writer.longestGapMs)} ms`);
+    expect(out).toMatch(/^rotated 3 node certificates in \/etc\/ha-sidecar\/tls; the CA is unchanged/m);
+    for (const name of NODES) expect(out).toMatch(new RegExp(`^${name}: new certificate served on 8008 and 15432 after \\d+\\.\\d s, and by its Consul agent on 8501 \\(expires in (29|30) days\\)$`, 'm'));
+    const now = await served();
+    for (let i = 0; i < ports.length; i++) expect(now[i]).not.toBe(before[i]);
+    expect(await term()).toBe(termBefore);
+    expect(await soleLeader()).toBe(leader);
+    expect(writer.errors).toBe(0);
+    const check = new pg.Client({ host: HOST, port: PUBLISHED.postgres, ...APP_LOGIN, ssl: pgSsl() });
+    await check.connect();
+    const { rows } = await check.query<{ id: string }>('select id from acked where id >= 1000000');
+    await check.end();
+    const present = new Set(rows.map((r) => Number(r.id)));
+    expect(writer.acked.filter((id) => !present.has(id))).toEqual([]);
+  }, 300_000);
 
   test("kill -9 of the sidecar inside the leader's container: the restart policy brings the container back healthy, and the cluster has a leader", async () => {
     const name = NODES[leader];

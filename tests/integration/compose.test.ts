@@ -53,6 +53,8 @@ interface ComposeService {
   command?: string[];
   restart?: string;
   network_mode?: string;
+  profiles?: string[];
+  entrypoint?: string[];
 }
 interface Compose {
   services: Record<string, ComposeService>;
@@ -88,11 +90,14 @@ interface ComposeV2Service extends Omit<ComposeService, 'ports' | 'volumes' | 'h
   [key: string]: unknown;
 }
 
-/** `docker compose config` through the docker client with the plugin scripts/build-compose.sh builds. */
+/**
+ * `docker compose config` through the docker client with the plugin scripts/build-compose.sh builds; with the
+ * tools profile, which v2 leaves out of `config` otherwise (1.29 lists every service).
+ */
 function composeV2Config(extraEnv: Record<string, string> = {}, envFile?: string): { result: SpawnSyncReturns<string>; services: Record<string, ComposeV2Service> } {
   const files = ['-f', join(root, 'docker-compose.yml'), '--project-directory', root, ...(envFile ? ['--env-file', join(root, envFile)] : [])];
   const env = cleanEnv({ DOCKER_CONFIG: COMPOSE_V2_CONFIG, HA_CLUSTER_TOKEN: TOKEN, ...extraEnv });
-  const result = run('docker', ['compose', ...files, 'config', '--format', 'json'], { env });
+  const result = run('docker', ['compose', ...files, '--profile', 'tools', 'config', '--format', 'json'], { env });
   return { result, services: result.status === 0 ? (JSON.parse(result.stdout) as { services: Record<string, ComposeV2Service> }).services : {} };
 }
 
@@ -139,8 +144,8 @@ describe('docker-compose.yml', () => {
     expect(composeResult.status).toBe(0);
   });
 
-  test('three manager nodes from one image built by docker/Dockerfile, HAProxy, and the one-shot tls-init', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['haproxy', ...NODES, 'tls-init']);
+  test('three manager nodes from one image built by docker/Dockerfile, HAProxy, the one-shot tls-init, and the tls-rotate tool', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['haproxy', ...NODES, 'tls-init', 'tls-rotate']);
     for (const { name, service } of nodes) {
       expect(service.build).toMatchObject({ context: root, dockerfile: 'docker/Dockerfile' });
       expect(service.image).toBe(nodes[0].service.image);
@@ -165,6 +170,19 @@ describe('docker-compose.yml', () => {
       expect(service.volumes?.some((v) => v.startsWith('tls-ca:'))).toBe(false);
     }
     expect(compose.services.haproxy.volumes?.some((v) => v.startsWith('tls-ca:'))).toBe(false);
+  });
+
+  test('tls-rotate: a tool (profile "tools", not started by up) on the cluster network with both tls volumes, whose arguments go to tls rotate', () => {
+    const rotate = compose.services['tls-rotate'];
+    expect(rotate.image).toBe(nodes[0].service.image);
+    expect(rotate.profiles).toEqual(['tools']);
+    expect(rotate.entrypoint).toEqual(['/usr/bin/tini', '--', '/usr/local/bin/ha-sidecar-entrypoint', 'tls-rotate']);
+    expect(rotate.command).toBeUndefined();
+    expect(rotate.restart).toBe('no');
+    expect(Object.keys(rotate.networks ?? {})).toEqual(['ha']);
+    expect([...(rotate.volumes ?? [])].sort()).toEqual(['tls-ca:/var/lib/ha-tls-ca:rw', `tls:${TLS_DIR}:rw`]);
+    expect(rotate.environment?.HA_TLS_NODES).toBe(compose.services['tls-init'].environment?.HA_TLS_NODES);
+    expect(rotate.environment?.HA_SIDECAR_CLUSTER_TOKEN).toBe(nodes[0].service.environment?.HA_SIDECAR_CLUSTER_TOKEN);
   });
 
   test('every node exposes the production ports (Consul raft, gossip tcp+udp, HTTPS, API, Postgres, mirror)', () => {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdtemp, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliContext } from '../../cli/context.js';
@@ -131,6 +131,13 @@ describe('tls rotate: the files (checkRotationDir, rotateNodeCertificate)', () =
     expect(cert.checkPrivateKey(createPrivateKey(await readFile(join(certs, 'n2.key'))))).toBe(true);
     expect(daysUntilExpiry(cert)).toBe(9);
     expect((await stat(join(certs, 'n2.key'))).mode & 0o777).toBe(0o600);
+    // The old files' mode (and, as root, owner) are kept: a group that reads the key goes on reading it.
+    await chmod(join(certs, 'n1.key'), 0o640);
+    if (process.getuid?.() === 0) await chown(join(certs, 'n1.key'), 0, 4242);
+    await rotateNodeCertificate(certs, ca, 'n1', 10);
+    const n1Key = await stat(join(certs, 'n1.key'));
+    expect(n1Key.mode & 0o777).toBe(0o640);
+    if (process.getuid?.() === 0) expect(n1Key.gid).toBe(4242);
     expect((await readdir(certs)).sort()).toEqual(['ca.crt', 'ca.key', 'n1.crt', 'n1.key', 'n2.crt', 'n2.key']);
     // The IP SAN is carried over in openssl's form.
     await rotateNodeCertificate(certs, ca, 'n1', 10);
@@ -148,6 +155,12 @@ describe('tls rotate: the files (checkRotationDir, rotateNodeCertificate)', () =
     await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_ca_mismatch', message: expect.stringContaining("another cluster's CA") });
     await rm(join(certs, 'ca.key'));
     await expect(checkRotationDir(certs, ['n1'])).rejects.toMatchObject({ code: 'tls_files_missing', message: expect.stringContaining('run it where ca.key is') });
+    // A CA key kept elsewhere (--ca-key): checked as the one in --dir would be.
+    const apart = await init('apart', ['n1=127.0.1.11']);
+    await rename(join(apart, 'ca.key'), join(dir, 'apart-ca.key'));
+    await expect(checkRotationDir(apart, ['n1'], join(dir, 'apart-ca.key'))).resolves.toMatchObject({ key: join(dir, 'apart-ca.key') });
+    await expect(checkRotationDir(apart, ['n1'], join(other, 'ca.key'))).rejects.toMatchObject({ code: 'tls_ca_mismatch' });
+    await expect(checkRotationDir(apart, ['n1'], join(dir, 'nowhere.key'))).rejects.toMatchObject({ code: 'tls_files_missing', message: expect.stringContaining('nowhere.key') });
   });
 
   it('rotate --days outside 1..825 is bad_value, exit 2, before any call', async () => {
