@@ -54,7 +54,7 @@ describe('hactl cluster tls rotate (3 nodes with Postgres, verifyClient on)', ()
     rmSync(join(noKey, 'ca.key'));
     const withoutKey = await hactl('cluster', 'tls', 'rotate', '--dir', noKey);
     expect(withoutKey.code).toBe(2);
-    expect(withoutKey.err).toMatch(/^hactl: tls_files_missing: missing .*no-ca-key\/ca\.key \(rotate signs with the CA key: run it where ca\.key is\); nothing changed$/m);
+    expect(withoutKey.err).toMatch(/^hactl: tls_files_missing: missing .*no-ca-key\/ca\.key \(rotate signs with the CA key: run it where ca\.key is, or name it with --ca-key\); nothing changed$/m);
     for (const name of cluster.names) expect(readText(join(noKey, `${name}.crt`))).toBe(readText(file(`${name}.crt`)));
 
     const bad = await hactl('cluster', 'tls', 'rotate', '--dir', cluster.tlsDir, '--days', '0');
