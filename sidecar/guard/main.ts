@@ -5,7 +5,7 @@ import { livePostmasterPid } from '../postgres/pid-file.js';
 import { PARENT_PID_VAR } from '../shared/process.js';
 import { killAllPostgres, killProcessTree, processState } from './kill.js';
 import { formatReply, GuardState, monotonicNs, parseCommand } from './protocol.js';
-import { failAliveCheck, guardConsulFromEnv, releaseDeadSessionLock, warmConsulConnection, type GuardConsul } from './release.js';
+import { failAliveCheck, guardConsulFromEnv, releaseDeadSessionLock, type GuardConsul } from './release.js';
 
 /**
  * The write guard: `node main.js <postgres data dir> <node name>`, spawned by the sidecar (see client.ts)
@@ -44,7 +44,6 @@ if (!dataDir) {
 
 const state = new GuardState();
 const consul = guardConsulFromEnv(process.env);
-if (consul) void warmConsulConnection(consul).catch(() => undefined);
 /** The sidecar that started us (client.ts sets the variable; whoever spawned us otherwise). */
 const sidecarPid = Number(process.env[PARENT_PID_VAR] ?? process.ppid);
 let timer: NodeJS.Timeout | null = null;

@@ -45,9 +45,9 @@ export function guardConsulFromEnv(env: NodeJS.ProcessEnv): GuardConsul | null {
 }
 
 /**
- * The guard's fetch for `consul`, made at its first call (warmConsulConnection, at the guard's start). Any
- * failure here, an unreadable file or a refused handshake, is a failed release, which is safe: the session
- * then dies the slow way, with lock-delay (see below).
+ * The guard's fetch for `consul`, made at its first call: the files are read only when the sidecar has died
+ * (they are the sidecar's, checked at its start). Any failure here, an unreadable file or a refused handshake,
+ * is a failed release, which is safe: the session then dies the slow way, with lock-delay (see below).
  */
 const fetches = new WeakMap<GuardConsul, FetchFunction>();
 function fetchOf(consul: GuardConsul): FetchFunction {
@@ -68,30 +68,12 @@ const CALL_TIMEOUT_MS = 2_000;
 
 export type ReleaseOutcome = 'released' | 'not_held';
 
-/**
- * Opens the guard's connection to its agent ahead of need (`GET /v1/status/leader`, which needs no token), so a
- * release after the sidecar died goes over a kept connection: with TLS its handshake, the node's certificate
- * shown, was a third of the time from the sidecar's death to the lock's release (40 of 200 ms, `npm run bench
- * -- failover`). A failure changes nothing: the release opens its own connection then.
- */
-export async function warmConsulConnection(consul: GuardConsul): Promise<void> {
-  await call(consul, 'GET', '/v1/status/leader');
-}
-
 async function call(consul: GuardConsul, method: 'GET' | 'PUT', path: string, body?: string): Promise<unknown> {
-  const send = () =>
-    fetchOf(consul)(new URL(path, consul.url).toString(), {
-      method,
-      body,
-      headers: consul.token ? { 'X-Consul-Token': consul.token } : undefined,
-      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
-    });
-  const response = await send().catch((e: unknown) => {
-    // A kept connection the agent has closed meanwhile (it restarted), or files renewed since: once more with a
-    // new connection and the files read again. Not after a timeout: the budget is spent.
-    if ((e as Error).name === 'TimeoutError') throw e;
-    fetches.delete(consul);
-    return send();
+  const response = await fetchOf(consul)(new URL(path, consul.url).toString(), {
+    method,
+    body,
+    headers: consul.token ? { 'X-Consul-Token': consul.token } : undefined,
+    signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
   });
   const text = await response.text();
   if (response.status === 404) return null;
