@@ -48,10 +48,6 @@ export interface NodeTransport {
 /** The expiry warning is logged at most this often (and at start and at each reload), not every turn. */
 const EXPIRY_WARNING_INTERVAL_MS = 24 * 60 * 60 * 1000;
 
-/**
- * One ha-sidecar node: the API, and once the node is a cluster member (after `cluster start` or `cluster
- * join`, remembered in `<dataDir>/membership.json`), the reconcile loop with its parts.
- */
 /** What a reload did to the node's Consul agent, when it served the same certificate as the sidecar. */
 interface ConsulTlsReload {
   port: number;
@@ -62,6 +58,10 @@ interface ConsulTlsReload {
 const CONSUL_TLS_RELOAD_WAIT_MS = 5_000;
 const CONSUL_HANDSHAKE_TIMEOUT_MS = 2_000;
 
+/**
+ * One ha-sidecar node: the API, and once the node is a cluster member (after `cluster start` or `cluster
+ * join`, remembered in `<dataDir>/membership.json`), the reconcile loop with its parts.
+ */
 export class SidecarNode implements ApiBackend {
   readonly store: ConsulStore;
   private readonly prom: Metrics;
