@@ -32,8 +32,8 @@ function pause(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Every live descendant of `root` (children first found, breadth first), from one scan of /proc. */
-function descendants(root: number): number[] {
+/** Every live descendant of the `roots` (children first found, breadth first), from one scan of /proc. */
+function descendants(roots: number[]): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
@@ -45,7 +45,7 @@ function descendants(root: number): number[] {
     children.set(stat.ppid, siblings);
   }
   const found: number[] = [];
-  const queue = [root];
+  const queue = [...roots];
   while (queue.length > 0) {
     for (const child of children.get(queue.shift()!) ?? []) {
       found.push(child);
@@ -56,7 +56,15 @@ function descendants(root: number): number[] {
 }
 
 /**
- * SIGKILLs a postmaster and every process it started; returns the pids signalled.
+ * SIGKILLs a postmaster and every process it started; returns the pids signalled (`killProcessTrees`).
+ */
+export function killProcessTree(root: number): number[] {
+  return killProcessTrees([root]);
+}
+
+/**
+ * SIGKILLs each of `roots` and every process they started; returns the pids signalled. One scan of /proc
+ * for all of them: a guard whose sidecar died finds a dozen backends, and a scan each cost it ~5 ms apiece.
  *
  * Why a tree and not a process group: every PostgreSQL child (backends, walsenders, checkpointer, ...)
  * calls setsid() at start (InitPostmasterChild), so each leads its own group, and killing the postmaster's
@@ -66,14 +74,19 @@ function descendants(root: number): number[] {
  * crash-safe (every acknowledged commit is in the WAL on disk; the next start runs crash recovery).
  * A group led by a victim is killed as a whole too, for what a child may have started meanwhile.
  */
-export function killProcessTree(root: number): number[] {
-  signalQuietly(root, 'SIGSTOP');
+export function killProcessTrees(roots: number[]): number[] {
+  for (const root of roots) signalQuietly(root, 'SIGSTOP');
+  // One wait for all: a root that does not stop within it (one already dying, with its SIGKILL pending,
+  // never does) is listed and killed anyway, as one alone was.
   for (let waited = 0; waited < STOP_WAIT_MS; waited++) {
-    const state = readStat(root)?.state;
-    if (state === undefined || state === 'T' || state === 'Z') break;
+    const stopping = roots.some((root) => {
+      const state = readStat(root)?.state;
+      return !(state === undefined || state === 'T' || state === 'Z');
+    });
+    if (!stopping) break;
     pause(1);
   }
-  const victims = [...descendants(root), root];
+  const victims = [...new Set([...descendants(roots), ...roots])];
   for (const pid of victims) {
     if (readStat(pid)?.pgid === pid) signalQuietly(-pid, 'SIGKILL');
     signalQuietly(pid, 'SIGKILL');
@@ -114,12 +127,16 @@ function postgresProcessesIn(dir: string): number[] {
  */
 export function killAllPostgres(dataDir: string, timeoutMs: number): boolean {
   const deadline = Date.now() + timeoutMs;
+  // A process SIGKILLed here cannot run, nor fork, again (the kernel aborts a fork with a fatal signal
+  // pending): it is only waited for, not stopped and killed again, which cost up to STOP_WAIT_MS each.
+  const killed = new Set<number>();
   for (;;) {
     const postmaster = livePostmasterPid(dataDir);
     const running = [...new Set([...(postmaster === null ? [] : [postmaster]), ...postgresProcessesIn(dataDir)])];
     if (running.length === 0) return true;
     if (Date.now() >= deadline) return false;
-    for (const pid of running) killProcessTree(pid);
-    pause(5);
+    const fresh = running.filter((pid) => !killed.has(pid));
+    if (fresh.length > 0) for (const pid of killProcessTrees(fresh)) killed.add(pid);
+    pause(fresh.length > 0 ? 1 : 2);
   }
 }

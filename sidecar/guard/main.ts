@@ -5,14 +5,15 @@ import { livePostmasterPid } from '../postgres/pid-file.js';
 import { PARENT_PID_VAR } from '../shared/process.js';
 import { killAllPostgres, killProcessTree, processState } from './kill.js';
 import { formatReply, GuardState, monotonicNs, parseCommand } from './protocol.js';
-import { failAliveCheck, guardConsulFromEnv, releaseDeadSessionLock, type GuardConsul } from './release.js';
+import { failAliveCheck, GuardConsulClient, guardConsulFromEnv, releaseDeadSessionLock, warmUp, type GuardConsul } from './release.js';
 
 /**
  * The write guard: `node main.js <postgres data dir> <node name>`, spawned by the sidecar (see client.ts)
  * and fed by it over stdin. While armed and starved past its deadline it SIGKILLs the postmaster serving
  * the data directory with all its processes, and keeps doing so to any postmaster that appears there until
  * it is fed a later deadline or disarmed. Its own process, so a frozen or blocked sidecar cannot stop it;
- * tiny on purpose, so it cannot block itself: no network while the sidecar lives, no disk writes but its log.
+ * tiny on purpose, so it cannot block itself: while the sidecar lives no network but one call at start (warmUp,
+ * never awaited by a kill), no disk writes but its log.
  * When the sidecar dies it kills the node's Postgres, releases the lock and ends (`sidecarDied`).
  */
 
@@ -44,6 +45,8 @@ if (!dataDir) {
 
 const state = new GuardState();
 const consul = guardConsulFromEnv(process.env);
+// Not awaited, and its failure is no matter: it only makes a later release faster (release.ts).
+if (consul) void warmUp(consul).catch(() => undefined);
 /** The sidecar that started us (client.ts sets the variable; whoever spawned us otherwise). */
 const sidecarPid = Number(process.env[PARENT_PID_VAR] ?? process.ppid);
 let timer: NodeJS.Timeout | null = null;
@@ -89,14 +92,17 @@ function releaseWhileStarved(): void {
 
 /** Releases `session`'s lock and destroys the session, and logs what came of it. */
 async function handOver(to: GuardConsul, session: string, released: string): Promise<void> {
+  let client: GuardConsulClient | null = null;
   try {
-    const outcome = await releaseDeadSessionLock(to, session);
+    client = new GuardConsulClient(to);
+    const outcome = await releaseDeadSessionLock(client, session);
     log.warn(outcome === 'released' ? released : `${released} (it held no lock)`, { code: 'guard_released_session', session, lockReleased: outcome === 'released' });
+    await failAliveCheck(client, 'the write guard released this node\'s session').catch((e) => log.warn('could not mark the alive check critical', { error: errorMessage(e) }));
   } catch (e) {
     log.error('could not release the session; it dies by its alive check, with lock-delay', { code: 'guard_release_failed', session, error: errorMessage(e) });
-    return;
+  } finally {
+    client?.close();
   }
-  await failAliveCheck(to, 'the write guard released this node\'s session').catch((e) => log.warn('could not mark the alive check critical', { error: errorMessage(e) }));
 }
 
 /** Sets the one timer to when the guard must look next (see STARVED_POLL_MS); none while disarmed. */
