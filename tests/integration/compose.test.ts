@@ -481,11 +481,13 @@ describe('the node image renders consul-config/ (the same templates as the local
 });
 
 describe('HAProxy configs: clients reach only the node whose GET /leader answers 200', () => {
+  /** Postgres' backend checks each node's /leader (a client's refused connection brings the check forward); the others track its checks. */
   const expectLeaderOnly = (sections: Map<string, string[]>, servers: Record<string, string>, backend: string, port: number) => {
     const lines = sections.get(`backend ${backend}`) ?? [];
-    expect(lines).toEqual(
-      expect.arrayContaining(['option httpchk GET /leader', 'http-check expect status 200', ...Object.entries(servers).map(([name, host]) => `server ${name} ${host}:${port} check port ${PORTS.api}`)]),
-    );
+    const checked = backend === 'postgres_leader';
+    const serverLine = (name: string, host: string) =>
+      `server ${name} ${host}:${port} ${checked ? `check port ${PORTS.api} observe layer4 error-limit 1 on-error fastinter` : `track postgres_leader/${name}`}`;
+    expect(lines).toEqual(expect.arrayContaining([...(checked ? ['option httpchk GET /leader', 'http-check expect status 200'] : []), ...Object.entries(servers).map(([name, host]) => serverLine(name, host))]));
     expect(lines.filter((l) => l.startsWith('server '))).toHaveLength(Object.keys(servers).length);
   };
   /** The settings both files must share, from their defaults sections. */
@@ -495,8 +497,10 @@ describe('HAProxy configs: clients reach only the node whose GET /leader answers
     const value = (k: string) => server[server.indexOf(k) + 1];
     return {
       mode: defaults.includes('mode tcp'),
+      retries: defaults.find((l) => l.startsWith('retries ')),
       inter: value('inter'),
       fastinter: value('fastinter'),
+      downinter: value('downinter'),
       fall: value('fall'),
       rise: value('rise'),
       onMarkedDown: value('on-marked-down'),
@@ -519,7 +523,7 @@ describe('HAProxy configs: clients reach only the node whose GET /leader answers
     const servers = Object.fromEntries(NODES.map((n) => [n, n]));
     expectLeaderOnly(dockerCfg, servers, 'postgres_leader', PORTS.postgres);
     expectLeaderOnly(dockerCfg, servers, 'api_leader', PORTS.api);
-    expect(checkSettings(dockerCfg)).toEqual({ mode: true, inter: '1s', fastinter: '250ms', fall: '2', rise: '2', onMarkedDown: 'shutdown-sessions' });
+    expect(checkSettings(dockerCfg)).toEqual({ mode: true, retries: 'retries 0', inter: '1s', fastinter: '100ms', downinter: '250ms', fall: '2', rise: '2', onMarkedDown: 'shutdown-sessions' });
     // The checks speak HTTPS and verify the sidecar's certificate with the cluster CA; the traffic passes through.
     expect(dockerCfg.get('defaults')?.find((l) => l.startsWith('default-server'))).toMatch(/ check-ssl verify required ca-file ca\.crt$/);
     expect([...dockerCfg.values()].flat().filter((l) => / ssl( |$)/.test(l))).toEqual([]);
