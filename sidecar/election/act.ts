@@ -19,6 +19,7 @@ export async function act(s: LoopState, action: Action, o: Observation): Promise
       s.deps.guard?.session(s.session); // write guard: releases this session's lock if the sidecar dies
       s.log.info('created Consul session', { session: s.session });
       if (s.role === 'starting' || s.role === 'demoted') setRole(s, 'standby');
+      s.turnAgainSoon = true; // a standby now: follow the leader at once, not after the lock's watch times out
       return;
     case 'acquire':
       return tryAcquire(s, action.why, o);

@@ -26,6 +26,12 @@ import { consulTimingWarning } from './timing.js';
 const LOCK_RETRY_MS = 250;
 /** A standby's turn never comes faster than this, even when the blocking read wakes at once. */
 const MIN_STANDBY_TURN_MS = 100;
+/**
+ * A standby that waits for the leader's record (the end of its promotion, ~0.3 s) or has just created its
+ * session turns again at this pace instead of after the lock's watch times out (`loopWait`). Its cost, a
+ * turn (the lock and the members read, the parts' checks) four times a second, is paid only while it waits.
+ */
+const TURN_AGAIN_SOON_MS = 250;
 
 /**
  * What the loop uses of the write guard (guard/client.ts): fed every confirmation, armed before any write,
@@ -176,6 +182,7 @@ export class ReconcileLoop {
       if (s.stopping) break;
       if (s.role === 'leader' || s.role === 'candidate') await this.pause(s.loopWaitMs - took);
       else if (s.retryAcquireSoon) await this.pause(LOCK_RETRY_MS);
+      else if (s.turnAgainSoon) await this.pause(TURN_AGAIN_SOON_MS - took);
       else await this.pause(MIN_STANDBY_TURN_MS - took);
     }
   }

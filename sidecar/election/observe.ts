@@ -64,7 +64,8 @@ export async function confirmLock(s: LoopState, timeoutMs?: number): Promise<voi
 
 /** Standbys block on the lock key, so a release wakes them within milliseconds rather than a turn later. */
 async function watchLock(s: LoopState): Promise<void> {
-  const waitSeconds = s.retryAcquireSoon ? 0 : s.deps.config.timings.loopWait;
+  const waitSeconds = s.retryAcquireSoon || s.turnAgainSoon ? 0 : s.deps.config.timings.loopWait;
+  s.turnAgainSoon = false;
   const lock = waitSeconds === 0 ? await s.deps.store.readLock(false) : await s.deps.store.watchLock(s.lockIndex, waitSeconds);
   // Consul's rule for blocking queries: an index that goes backwards (a restored snapshot) resets to 0.
   s.lockIndex = lock.index < s.lockIndex ? 0 : lock.index;
@@ -147,6 +148,9 @@ export async function turnContext(s: LoopState, signal: AbortSignal, switchover:
     report: (activity) => {
       if (activity !== s.activity) s.log.info(activity, { part: 'activity' });
       s.activity = activity;
+    },
+    turnAgainSoon: () => {
+      s.turnAgainSoon = true;
     },
     reportCheck: (id, name, status, output) =>
       s.deps.store.reportCheck(id, name, status, output, s.deps.config.timings.checkTtl * 3).catch((e) => {

@@ -23,6 +23,11 @@ export interface TurnContext {
   report(activity: string): void;
   /** Publishes a Consul check of this node's service (e.g. `postgres`), for the operator in the Consul UI. */
   reportCheck(id: string, name: string, status: 'passing' | 'warning' | 'critical', output: string): Promise<void>;
+  /**
+   * The part waits for something the lock's watch does not see change (the leader's member record, e.g. the
+   * end of its promotion): the next turn comes soon rather than when the watch times out (`loopWait`).
+   */
+  turnAgainSoon(): void;
 }
 
 export type OperatorAction = 'reload' | 'restart' | 'reinit';

@@ -44,6 +44,11 @@ export class LoopState {
    */
   aliveCheckDenied: string | null = null;
   retryAcquireSoon = false;
+  /**
+   * The next turn comes within LOCK_RETRY_MS and reads the lock without blocking: this turn changed what the
+   * next one does (a new session), or a part waits for the leader's record (TurnContext.turnAgainSoon).
+   */
+  turnAgainSoon = false;
   /** A planned step-down is stopping Postgres while the lock is still ours (see stepDown). */
   plannedStop = false;
   leadership: AbortController | null = null;

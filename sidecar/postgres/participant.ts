@@ -276,10 +276,7 @@ export class PostgresParticipant implements Participant {
   async followerTurn(ctx: TurnContext): Promise<void> {
     this.primaryReady = false;
     const leader = ctx.members.find((m) => m.record.name === ctx.leader?.name);
-    if (!leader) {
-      ctx.report(`waiting for leader ${ctx.leader?.name ?? 'unknown'} to publish its address`);
-      return;
-    }
+    if (!leader) return waitForLeader(ctx, `waiting for leader ${ctx.leader?.name ?? 'unknown'} to publish its address`);
     const leaderName = leader.record.name;
     const upstream: Upstream = { host: leader.record.address, port: this.config.port };
     this.leaderPosition = finiteOrNull(leader.record.walPosition);
@@ -291,13 +288,13 @@ export class PostgresParticipant implements Participant {
     let unchanged: PostgresStatus | null = null;
     try {
       if (!this.pg.hasDataDir()) {
-        if (!leaderIsPrimary) return ctx.report(`no data yet: waiting for leader ${leaderName}'s postgres to be a primary to clone it`);
+        if (!leaderIsPrimary) return waitForLeader(ctx, `no data yet: waiting for leader ${leaderName}'s postgres to be a primary to clone it`);
         ctx.report(`cloning from ${leaderName}`);
         await this.pg.cloneFrom(upstream, progress('cloning'));
       } else {
         const s = await this.refresh();
         if (s.intent === 'primary') {
-          if (!leaderIsPrimary) return ctx.report(`former primary: waiting for leader ${leaderName} to finish its promotion before rewinding`);
+          if (!leaderIsPrimary) return waitForLeader(ctx, `former primary: waiting for leader ${leaderName} to finish its promotion before rewinding`);
           ctx.report(`former primary: rewinding from ${leaderName}`);
           if (!(await this.pg.rewindFrom(upstream, progress('rewinding')))) await this.reclone(ctx, upstream, leaderName, 'pg_rewind failed or could not rewind');
         } else if (!s.running || s.upstream?.host !== upstream.host || s.upstream.port !== upstream.port) {
@@ -450,4 +447,10 @@ function readSyncStandbys(file: string): string[] | null {
   } catch {
     return null;
   }
+}
+
+/** A standby that waits for the leader's member record to change: said, and looked at again soon (TurnContext). */
+function waitForLeader(ctx: TurnContext, activity: string): void {
+  ctx.report(activity);
+  ctx.turnAgainSoon();
 }

@@ -8,7 +8,7 @@ import winston from 'winston';
 import type { Clock, Timer } from '../../sidecar/election/clock.js';
 import type { ElectionStore } from '../../sidecar/election/election-store.js';
 import type { LeaseGuard } from '../../sidecar/election/loop.js';
-import type { DemoteReason, Participant } from '../../sidecar/election/participant.js';
+import type { DemoteReason, Participant, TurnContext } from '../../sidecar/election/participant.js';
 import { defaultDynamicConfig, type FailoverRequest, type HistoryEvent, type LeaderRecord, type MemberRecord, type SwitchoverRequest } from '../../sidecar/consul/records.js';
 import type { LockState, MemberEntry } from '../../sidecar/consul/store.js';
 import { parseConfig, type SidecarConfig } from '../../sidecar/config.js';
@@ -406,6 +406,8 @@ export class FakePostgres implements Participant {
   promoteFailures = 0;
   /** What the leader does every turn; a test may make it hang. */
   leaderTurn?: Participant['leaderTurn'];
+  /** While set, a standby's turn waits for the leader's record (as a former primary waits for its promotion). */
+  waitingForLeader = false;
   private permit = false;
 
   constructor(
@@ -437,6 +439,11 @@ export class FakePostgres implements Participant {
     if (!this.permit) return;
     this.writers.set(this.node, true);
     this.note('writable');
+  }
+
+  async followerTurn(ctx: TurnContext): Promise<void> {
+    this.note('follow');
+    if (this.waitingForLeader) ctx.turnAgainSoon();
   }
 
   async demote(reason: DemoteReason): Promise<void> {

@@ -26,6 +26,7 @@ const ctx = (term: number): TurnContext => ({
   log,
   report: () => undefined,
   reportCheck: async (_id, _name, status, output) => void checks.push(`${status} ${output}`),
+  turnAgainSoon: () => undefined,
 });
 const until = async (what: string, check: () => boolean, ms = 5_000) => {
   const deadline = Date.now() + ms;
