@@ -108,7 +108,7 @@ export class SidecarNode implements ApiBackend {
           nodeName: config.nodeName,
           leaseMs: config.timings.lease * 1000,
           // Where it releases the lock of a dead sidecar's session, named as the Consul part names them.
-          consul: { url: config.consul.url, token: config.consul.token, tls: config.tls, lockKey: this.store.key('leader'), aliveCheck: aliveCheckId(config.nodeName) },
+          consul: { url: config.consul.url, token: config.consul.token, tls: config.tls, lockKey: this.store.key('leader'), memberKey: this.store.key(`members/${config.nodeName}`), aliveCheck: aliveCheckId(config.nodeName) },
           log,
         })
       : undefined;

@@ -1,6 +1,5 @@
-import { readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
-import { basename } from 'node:path';
-import { livePostmasterPid } from '../postgres/pid-file.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { livePostmasterPid, postgresProcessesIn } from '../postgres/pid-file.js';
 import { signalQuietly } from '../shared/process.js';
 
 /** How long the guard waits for a SIGSTOPped postmaster to be stopped before it enumerates its children. */
@@ -23,9 +22,6 @@ function readStat(pid: number): ProcStat | null {
     return null;
   }
 }
-
-/** A process's state letter from /proc (R, S, D, T, Z, ...), or null when it is gone. */
-export const processState = (pid: number): string | null => readStat(pid)?.state ?? null;
 
 /** Blocks the calling thread for `ms` (the guard acts synchronously on purpose: nothing may interleave). */
 function pause(ms: number): void {
@@ -92,31 +88,6 @@ export function killProcessTrees(roots: number[]): number[] {
     signalQuietly(pid, 'SIGKILL');
   }
   return victims;
-}
-
-/**
- * Every PostgreSQL process whose working directory is `dir` (the postmaster and all its children chdir into
- * the data directory and run the `postgres` binary): this finds the backends of a postmaster already gone.
- * Another program there (an operator's shell) is left alone.
- */
-function postgresProcessesIn(dir: string): number[] {
-  let target: string;
-  try {
-    target = realpathSync(dir);
-  } catch {
-    return [];
-  }
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    try {
-      if (readlinkSync(`/proc/${pid}/cwd`) === target && basename(readlinkSync(`/proc/${pid}/exe`)) === 'postgres') found.push(pid);
-    } catch {
-      /* gone meanwhile, a zombie (no cwd), or not ours to read: not a running server process */
-    }
-  }
-  return found;
 }
 
 /**

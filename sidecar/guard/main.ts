@@ -2,8 +2,8 @@ import { createInterface } from 'node:readline';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { livePostmasterPid } from '../postgres/pid-file.js';
-import { PARENT_PID_VAR } from '../shared/process.js';
-import { killAllPostgres, killProcessTree, processState } from './kill.js';
+import { PARENT_PID_VAR, processState } from '../shared/process.js';
+import { killAllPostgres, killProcessTree } from './kill.js';
 import { formatReply, GuardState, monotonicNs, parseCommand } from './protocol.js';
 import { failAliveCheck, GuardConsulClient, guardConsulFromEnv, releaseDeadSessionLock, warmUp, type GuardConsul } from './release.js';
 

@@ -12,6 +12,8 @@ export interface GuardConsul {
   tls?: TlsFiles;
   /** The leader lock's full key, ha-sidecar/<cluster>/leader. */
   lockKey: string;
+  /** This node's member record's full key, ha-sidecar/<cluster>/members/<node>, held by the same session. */
+  memberKey: string;
   /** The node's `sidecar alive` check, marked critical once the session is gone. */
   aliveCheck: string;
 }
@@ -21,6 +23,7 @@ export const GUARD_CONSUL_ENV = {
   url: 'HA_GUARD_CONSUL_URL',
   token: 'HA_GUARD_CONSUL_TOKEN',
   lockKey: 'HA_GUARD_LOCK_KEY',
+  memberKey: 'HA_GUARD_MEMBER_KEY',
   aliveCheck: 'HA_GUARD_ALIVE_CHECK',
   caFile: 'HA_GUARD_CONSUL_CA_FILE',
   certFile: 'HA_GUARD_CONSUL_CERT_FILE',
@@ -29,7 +32,12 @@ export const GUARD_CONSUL_ENV = {
 
 /** The variables of `consul` for the guard's environment. */
 export function guardConsulEnv(consul: GuardConsul): Record<string, string> {
-  const env: Record<string, string> = { [GUARD_CONSUL_ENV.url]: consul.url, [GUARD_CONSUL_ENV.lockKey]: consul.lockKey, [GUARD_CONSUL_ENV.aliveCheck]: consul.aliveCheck };
+  const env: Record<string, string> = {
+    [GUARD_CONSUL_ENV.url]: consul.url,
+    [GUARD_CONSUL_ENV.lockKey]: consul.lockKey,
+    [GUARD_CONSUL_ENV.memberKey]: consul.memberKey,
+    [GUARD_CONSUL_ENV.aliveCheck]: consul.aliveCheck,
+  };
   if (consul.token) env[GUARD_CONSUL_ENV.token] = consul.token;
   if (consul.tls) Object.assign(env, { [GUARD_CONSUL_ENV.caFile]: consul.tls.caFile, [GUARD_CONSUL_ENV.certFile]: consul.tls.certFile, [GUARD_CONSUL_ENV.keyFile]: consul.tls.keyFile });
   return env;
@@ -38,11 +46,12 @@ export function guardConsulEnv(consul: GuardConsul): Record<string, string> {
 export function guardConsulFromEnv(env: NodeJS.ProcessEnv): GuardConsul | null {
   const url = env[GUARD_CONSUL_ENV.url];
   const lockKey = env[GUARD_CONSUL_ENV.lockKey];
+  const memberKey = env[GUARD_CONSUL_ENV.memberKey];
   const aliveCheck = env[GUARD_CONSUL_ENV.aliveCheck];
-  if (!url || !lockKey || !aliveCheck) return null;
+  if (!url || !lockKey || !memberKey || !aliveCheck) return null;
   const [caFile, certFile, keyFile] = [env[GUARD_CONSUL_ENV.caFile], env[GUARD_CONSUL_ENV.certFile], env[GUARD_CONSUL_ENV.keyFile]];
   const tls = caFile && certFile && keyFile ? { caFile, certFile, keyFile } : undefined;
-  return { url, lockKey, aliveCheck, token: env[GUARD_CONSUL_ENV.token] || undefined, tls };
+  return { url, lockKey, memberKey, aliveCheck, token: env[GUARD_CONSUL_ENV.token] || undefined, tls };
 }
 
 /**
@@ -130,22 +139,30 @@ export async function warmUp(consul: GuardConsul): Promise<void> {
  * Postgres already dead. Call it only once every process on the data directory is gone: see main.ts for why
  * that makes a release (no lock-delay) safe. Throws when Consul cannot be reached or refuses.
  *
- * The release writes back the value the key holds (Consul's release is a write): the last leader stays
- * readable, as after the sidecar's own release. Nobody else writes the key while this session holds it.
+ * The member record is released too (after the lock: the take-over does not wait for it). Left to the
+ * destroy, its key would refuse the restarted sidecar's new session for lock-delay (5 s), and the node
+ * would rejoin that much later; a released record reads as offline, as a destroyed one does.
  */
 export async function releaseDeadSessionLock(client: GuardConsulClient, session: string): Promise<ReleaseOutcome> {
-  const key = `/v1/kv/${client.consul.lockKey.split('/').map(encodeURIComponent).join('/')}`;
-  const entries = (await client.call('GET', `${key}?consistent`)) as { Session?: string; Value: string | null }[] | null;
-  const entry = entries?.[0];
-  let outcome: ReleaseOutcome = 'not_held';
-  if (entry?.Session === session) {
-    const released = await client.call('PUT', `${key}?release=${session}`, Buffer.from(entry.Value ?? '', 'base64').toString('utf8'));
-    if (released !== true) throw new Error(`Consul refused to release ${client.consul.lockKey} for session ${session}`);
-    outcome = 'released';
-  }
-  // The session's other keys (its member record) are let go with lock-delay; only the lock matters for speed.
+  const outcome: ReleaseOutcome = (await releaseHeld(client, client.consul.lockKey, session)) ? 'released' : 'not_held';
+  await releaseHeld(client, client.consul.memberKey, session).catch(() => false); // the destroy lets it go anyway, with lock-delay
   await client.call('PUT', `/v1/session/destroy/${session}`);
   return outcome;
+}
+
+/**
+ * Releases `key` if `session` holds it; whether it did. The release writes back the value the key holds
+ * (Consul's release is a write): the last leader, the last member record stay readable, as after the
+ * sidecar's own release. Nobody else writes the key while this session holds it.
+ */
+async function releaseHeld(client: GuardConsulClient, key: string, session: string): Promise<boolean> {
+  const path = `/v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
+  const entries = (await client.call('GET', `${path}?consistent`)) as { Session?: string; Value: string | null }[] | null;
+  const entry = entries?.[0];
+  if (entry?.Session !== session) return false;
+  const released = await client.call('PUT', `${path}?release=${session}`, Buffer.from(entry.Value ?? '', 'base64').toString('utf8'));
+  if (released !== true) throw new Error(`Consul refused to release ${key} for session ${session}`);
+  return true;
 }
 
 /**

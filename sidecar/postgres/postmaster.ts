@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SidecarError } from '../errors.js';
 import { boundCommand, processAlive, spawnBound, tailFile, type CommandSpec } from '../shared/process.js';
-import { livePostmasterPid, readPidFile } from './pid-file.js';
+import { livePostmasterPid, readPidFile, removeZombiePidFile } from './pid-file.js';
 import type { PostgresNode } from './settings.js';
 
 /** Time for the postmaster to accept connections: crash recovery of a small manager database fits easily. */
@@ -51,6 +51,7 @@ export class Postmaster {
 
   spawn(extraArgs: string[]): void {
     const { log, logFile } = this.node;
+    removeZombieLock(this.node);
     const fd = openSync(logFile, 'a', 0o640);
     let child: ChildProcess;
     try {
@@ -126,4 +127,10 @@ export class Postmaster {
   reload(pid: number): void {
     process.kill(pid, 'SIGHUP');
   }
+}
+
+/** Before Postgres reads its lock file (a start, pg_rewind's recovery): one left by an unreaped dead postmaster goes (pid-file.ts). */
+export function removeZombieLock(node: PostgresNode): void {
+  const pid = removeZombiePidFile(node.settings.dataDir);
+  if (pid !== null) node.log.info('removed the lock file of a dead postmaster not yet reaped by init', { pid, dataDir: node.settings.dataDir });
 }

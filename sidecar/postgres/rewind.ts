@@ -8,6 +8,7 @@ import { describe } from './connection.js';
 import { systemIdentifier, writeConfig } from './data-dir.js';
 import { walFileTimeline } from './lsn.js';
 import { lastLines, runTool } from '../shared/process.js';
+import { removeZombieLock } from './postmaster.js';
 import { progressLogger } from './progress.js';
 import { conninfo } from './quoting.js';
 import { SUPERUSER, type PostgresNode } from './settings.js';
@@ -97,6 +98,7 @@ export async function runRewind(
   });
   // pg_rewind recovers a crashed target in single-user mode, which refuses to run with standby.signal.
   for (const signal of ['standby.signal', 'recovery.signal']) rmSync(join(settings.dataDir, signal), { force: true });
+  removeZombieLock(node);
   log.info('rewinding postgres (pg_rewind)', { source: describe(source) });
   const result = await runTool(
     [join(settings.binDir, 'pg_rewind'), '--target-pgdata', settings.dataDir, '--source-server', server, '--progress'],

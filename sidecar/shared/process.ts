@@ -147,7 +147,6 @@ export function tailFile(path: string, lines = 15, maxBytes = 16 * 1024): string
   }
 }
 
-/** Whether `pid` is a live process (a zombie counts as dead: it no longer runs and holds no port). */
 /** Sends `sig` to `pid`; a process that is already gone is not an error. */
 export function signalQuietly(pid: number, sig: NodeJS.Signals): void {
   try {
@@ -157,14 +156,21 @@ export function signalQuietly(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-export function processAlive(pid: number): boolean {
+/** A process's state letter from /proc (R, S, D, T, Z, ...), or null when it is gone. */
+export function processState(pid: number): string | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 3, after the parenthesised command name (which may itself hold spaces or parentheses).
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   } catch {
-    return false;
+    return null;
   }
+}
+
+/** Whether `pid` is a live process (a zombie counts as dead: it no longer runs and holds no port). */
+export function processAlive(pid: number): boolean {
+  const state = processState(pid);
+  return state !== null && state !== 'Z';
 }
 
 /** Writes a file owned by `user` with `mode`, atomically (temporary name, then rename). */
