@@ -247,8 +247,11 @@ export class MirrorParticipant implements Participant {
     if (ctx.switchoverTarget) return { fit: true, reason: 'files: switchover target' };
     const leaderSync = ctx.members.find((m) => m.record.name === lastLeader)?.record.syncStandbys;
     const mine = this.state.position;
-    for (const peer of filesPeers(ctx.members, this.node.nodeName, lastLeader, this.node.postgres ? leaderSync : null)) {
-      const theirs = await peerPosition(peer.apiUrl, this.peers);
+    const peers = filesPeers(ctx.members, this.node.nodeName, lastLeader, this.node.postgres ? leaderSync : null);
+    // Read all at once: an unreachable peer costs the take-over one timeout, not one per peer.
+    const positions = await Promise.all(peers.map((peer) => peerPosition(peer.apiUrl, this.peers)));
+    for (const [i, peer] of peers.entries()) {
+      const theirs = positions[i];
       if (!theirs) {
         if (peer.mustRead) return { fit: false, reason: `synchronous mode: cannot read ${peer.name}'s files position, and it may hold newer uploads` };
         continue;

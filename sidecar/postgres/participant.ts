@@ -160,10 +160,13 @@ export class PostgresParticipant implements Participant {
     // The switchover target was handed everything by the old leader; other standbys do not outrank it.
     if (ctx.switchoverTarget) return { fit: true, reason: `switchover target, WAL position ${mine}` };
 
-    // Compare with the peers that could lead, as their own Postgres reports it now (see peersToCompare).
+    // Compare with the peers that could lead, as their own Postgres reports it now (see peersToCompare); read
+    // all at once, so an unreachable peer costs the take-over one timeout, not one per peer.
     const self = { name: this.config.nodeName, position: { wal: mine, replayed: mineReplayed } };
-    for (const peer of peersToCompare(ctx.members, ranking)) {
-      const theirs = await this.pg.peerPosition({ host: peer.address, port: this.config.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined);
+    const peers = peersToCompare(ctx.members, ranking);
+    const positions = await Promise.all(peers.map((peer) => this.pg.peerPosition({ host: peer.address, port: this.config.port }, PEER_POSITION_TIMEOUT_MS).catch(() => undefined)));
+    for (const [i, peer] of peers.entries()) {
+      const theirs = positions[i];
       if (theirs === null || theirs === undefined) {
         if (peer.mustCompare) {
           return { fit: false, reason: `synchronous mode: cannot read ${peer.name}'s position, and it may hold newer commits` };
