@@ -1,10 +1,11 @@
-import { chmodSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createLogger } from '../../sidecar/log.js';
 import type { Upstream } from '../../sidecar/postgres/conf.js';
 import { queryRows } from '../../sidecar/postgres/connection.js';
 import { PostgresController } from '../../sidecar/postgres/controller.js';
+import { postgresProcessesIn } from '../../sidecar/postgres/pid-file.js';
 import { postgresNode, type PostgresNode, type PostgresSettings } from '../../sidecar/postgres/settings.js';
 import { nodeAddress } from './net.js';
 
@@ -26,26 +27,6 @@ const everyBase = new Set<string>();
 /** Extra processes a test started (helper parents), killed by the exit hook. */
 export const strayPids = new Set<number>();
 
-/** Pids of every live process whose working directory is `dir` (a postmaster and its backends chdir there). */
-export function processesIn(dir: string): number[] {
-  let real: string;
-  try {
-    real = realpathSync(dir);
-  } catch {
-    return [];
-  }
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readlinkSync(`/proc/${entry}/cwd`) === real) pids.push(Number(entry));
-    } catch {
-      /* gone, or not ours to read */
-    }
-  }
-  return pids;
-}
-
 function killEverything(base: string): void {
   for (const pid of strayPids) {
     try {
@@ -55,7 +36,7 @@ function killEverything(base: string): void {
     }
   }
   for (const node of readdirSafe(base)) {
-    for (const pid of processesIn(join(base, node, 'pgdata'))) {
+    for (const pid of postgresProcessesIn(join(base, node, 'pgdata'))) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {

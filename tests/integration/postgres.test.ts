@@ -3,11 +3,11 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { systemIdentifier } from '../../sidecar/postgres/data-dir.js';
-import { livePostmasterPid } from '../../sidecar/postgres/pid-file.js';
+import { livePostmasterPid, postgresProcessesIn } from '../../sidecar/postgres/pid-file.js';
 import { Postmaster } from '../../sidecar/postgres/postmaster.js';
 import { synchronousStandbyNamesValue } from '../../sidecar/postgres/sync-standbys.js';
 import { GUARD_EXIT_CODE, PARENT_PID_VAR, processAlive } from '../../sidecar/shared/process.js';
-import { PG_TEST_PORT, PgTestNodes, processesIn, strayPids } from '../harness/postgres.js';
+import { PG_TEST_PORT, PgTestNodes, strayPids } from '../harness/postgres.js';
 import { assertPortFree, waitFor } from '../harness/processes.js';
 
 /**
@@ -231,14 +231,14 @@ describe('PostgresController with real PostgreSQL', () => {
       expect(uid).not.toBe('0'); // dropped to the postgres user ...
     }
     await cluster.app(2, "insert into settings values ('alive', 'yes')");
-    expect(processesIn(n3.settings.dataDir).length).toBeGreaterThan(1); // the postmaster and its backends
+    expect(postgresProcessesIn(n3.settings.dataDir).length).toBeGreaterThan(1); // the postmaster and its backends
 
     // ... and the death signal survived the uid change.
     const t0 = performance.now();
     process.kill(parent.pid!, 'SIGKILL');
     await waitFor('the postmaster to die with its parent', () => !processAlive(postmaster), 2_000, 20);
     timings['postmaster gone after parent SIGKILL'] = Math.round(performance.now() - t0);
-    await waitFor('every backend gone too', () => processesIn(n3.settings.dataDir).length === 0, 2_000, 20);
+    await waitFor('every backend gone too', () => postgresProcessesIn(n3.settings.dataDir).length === 0, 2_000, 20);
     await expect(cluster.app(2, 'select 1')).rejects.toThrow();
 
     // The guard: a postmaster whose parent is already gone (here: a pid that is not its parent) never starts.

@@ -187,22 +187,24 @@ describe('election loop: steady state', () => {
 });
 
 describe('election loop: a standby that has to act soon', () => {
-  test('once it has a session it follows the leader at once, not when the watch of the lock times out', async () => {
+  /** n1 leads; n2 has started and follows it. */
+  async function followingStandby() {
     const c = newCluster(['n1', 'n2']);
     await c.startLeader('n1');
     await c.start('n2');
     const n2 = c.node('n2');
     await c.clock.until(() => n2.pg.count('follow') === 1, 3_000, 'n2 follows');
+    return { c, n2 };
+  }
+
+  test('once it has a session it follows the leader at once, not when the watch of the lock times out', async () => {
+    const { c, n2 } = await followingStandby();
     const sessionAt = c.consul.calls.find((x) => x.node === 'n2' && x.method === 'createSession')!.at;
     expect(n2.pg.firstAt('follow')! - sessionAt).toBeLessThanOrEqual(250);
   });
 
   test('a part waiting for the leader gets a turn every 250 ms; once it waits no more, every loopWait again', async () => {
-    const c = newCluster(['n1', 'n2']);
-    await c.startLeader('n1');
-    await c.start('n2');
-    const n2 = c.node('n2');
-    await c.clock.until(() => n2.pg.count('follow') === 1, 3_000, 'n2 follows');
+    const { c, n2 } = await followingStandby();
     const turnsIn = (ms: number) => {
       const from = c.clock.now();
       return c.clock.advance(ms).then(() => n2.pg.events.filter((e) => e.event === 'follow' && e.at > from).length);
