@@ -11,7 +11,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { Applier } from './applier.js';
-import { manifestDigest, planChanges, unsafeEntryReason, type Entry, type FileEntry, type Manifest } from './manifest.js';
+import { compactEntry, manifestDigest, planChanges, unsafeEntryReason, type Entry, type FileEntry, type Manifest } from './manifest.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, encodeMessage, parseMessage, serverMessage, type Frame, type ServerMessage } from './protocol.js';
 import { Scanner, checkRoot, rescanPauseMs } from './scanner.js';
 import type { MirrorState } from './state.js';
@@ -23,6 +23,12 @@ const RETRY_MIN_MS = 200;
 /** Received files fsynced and renamed at once: enough to overlap the flushes, few enough to bound open temporaries. */
 const MAX_PENDING_INSTALLS = 16;
 const RETRY_MAX_MS = 2000;
+/**
+ * Requests (`get`) out at once; the rest wait in `unsent` and go as answers arrive. Enough to keep the
+ * leader, which serves them one after another, always busy; without the bound a first mirror of 100,000 files
+ * wrote 100,000 requests at once, which both ends then held in their socket buffers and queues.
+ */
+const GETS_IN_FLIGHT = 128;
 
 export type FollowerState = 'connecting' | 'syncing' | 'in sync' | 'behind' | 'refused' | 'error';
 
@@ -80,8 +86,14 @@ export class MirrorClient {
   private wantManifest = false;
   /** Installs of received files under way, by path (startInstall). */
   private readonly installs = new Map<string, Promise<void>>();
-  /** Files asked for and not yet answered: the newest entry asked, and how many answers are still due. */
-  private requested = new Map<string, { entry: FileEntry; due: number }>();
+  /** Files asked for and not yet answered: the newest entry asked (one answer due, more in `dueAgain`). */
+  private requested = new Map<string, FileEntry>();
+  /** Answers due beyond the first, for the few paths asked again (newer content) before they were answered. */
+  private readonly dueAgain = new Map<string, number>();
+  /** Requests not yet written (GETS_IN_FLIGHT are out), from `unsentHead` on, and how many are out. */
+  private unsent: string[] = [];
+  private unsentHead = 0;
+  private inFlight = 0;
   private incoming: Incoming | null = null;
   private state: FollowerState = 'connecting';
   private detail = '';
@@ -91,7 +103,12 @@ export class MirrorClient {
   private reconciling = false;
   /** Plan over every path (after a snapshot or a local rescan), else only over the paths changes named. */
   private fullPlan = true;
-  private touched = new Set<string>();
+  /**
+   * Paths named since they were last planned, each with the count at its newest naming: a pass forgets
+   * only the paths not named again while it ran (a change or a failed answer arriving meanwhile stays).
+   */
+  private touched = new Map<string, number>();
+  private touches = 0;
   private reconcileAgain = false;
   private silence: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
@@ -100,7 +117,7 @@ export class MirrorClient {
   private readonly applier: Applier;
 
   constructor(private readonly opts: MirrorClientOptions) {
-    this.scanner = new Scanner(opts.root, opts.log);
+    this.scanner = new Scanner(opts.root, opts.log, (path) => this.local.get(path));
     this.applier = new Applier(opts.root);
   }
 
@@ -153,6 +170,9 @@ export class MirrorClient {
     this.catchUp = null;
     this.target = new Map();
     this.requested.clear();
+    this.dueAgain.clear();
+    this.unsent = [];
+    this.unsentHead = this.inFlight = 0;
     this.queue = [];
     this.pumping = false;
     const decoder = new FrameDecoder();
@@ -288,11 +308,11 @@ export class MirrorClient {
       case 'change':
         for (const e of m.upserts) {
           this.acceptEntry(e);
-          this.touched.add(e.path);
+          this.touch(e.path);
         }
         for (const p of m.removed) {
           this.target.delete(p);
-          this.touched.add(p);
+          this.touch(p);
         }
         this.targetSeq = this.leaderSeq = m.seq;
         if (this.catchUp && m.seq >= this.catchUp.seq) this.checkCatchUp();
@@ -308,7 +328,7 @@ export class MirrorClient {
         return this.endFile(m.path, m.size, m.changed);
       case 'missing':
         this.answered(m.path);
-        this.touched.add(m.path);
+        this.touch(m.path);
         if (this.requested.size === 0) this.scheduleReconcile();
         return;
     }
@@ -373,11 +393,11 @@ export class MirrorClient {
       this.opts.log.warn(`files: refusing an entry from the leader: ${unsafe}`, { code: 'files_path_refused', path: e.path });
       return;
     }
-    this.target.set(e.path, e);
+    this.target.set(e.path, compactEntry(e));
   }
 
   private async beginFile(path: string): Promise<void> {
-    const entry = this.requested.get(path)?.entry;
+    const entry = this.requested.get(path);
     if (!entry || this.incoming) throw new FrameError('frame_bad_message', `unexpected file ${path}`);
     const { temp, stream } = await this.applier.openTemp(path);
     this.incoming = { entry, temp, stream, hash: createHash('sha256') };
@@ -404,7 +424,7 @@ export class MirrorClient {
         this.opts.log.warn('files: received content does not match the leader\'s hash; discarded', { code: 'files_hash_mismatch', path });
       }
       await this.applier.discard(incoming.temp);
-      this.touched.add(path);
+      this.touch(path);
     }
     // Re-planning after every file would cost the whole manifest each time; the last answer finishes the pass.
     if (this.requested.size === 0) this.scheduleReconcile();
@@ -424,13 +444,13 @@ export class MirrorClient {
         await this.applier.install(temp, entry);
         this.local.set(entry.path, entry);
         const st = await lstat(join(this.opts.root, entry.path)).catch(() => null);
-        if (st) this.scanner.remember(entry.path, st, entry.sha256);
+        if (st) this.scanner.remember(entry, st);
         this.opts.metrics.filesTransferred.inc({ direction: 'received' });
       } catch (e) {
         this.opts.metrics.filesErrors.inc({ reason: 'apply_failed' });
         this.opts.log.error('files: installing a received file failed', { path: entry.path, error: errorMessage(e) });
         await this.applier.discard(temp);
-        this.touched.add(entry.path);
+        this.touch(entry.path);
         this.fullPlan = true;
       }
     })();
@@ -442,8 +462,24 @@ export class MirrorClient {
   }
 
   private answered(path: string): void {
-    const asked = this.requested.get(path);
-    if (asked && --asked.due <= 0) this.requested.delete(path);
+    const again = this.dueAgain.get(path) ?? 0;
+    if (again > 1) this.dueAgain.set(path, again - 1);
+    else if (again === 1) this.dueAgain.delete(path);
+    else this.requested.delete(path);
+    this.inFlight = Math.max(0, this.inFlight - 1);
+    this.sendGets();
+  }
+
+  /** Writes waiting requests while fewer than GETS_IN_FLIGHT are out. */
+  private sendGets(): void {
+    while (this.socket && this.inFlight < GETS_IN_FLIGHT && this.unsentHead < this.unsent.length) {
+      this.socket.write(encodeMessage({ t: 'get', path: this.unsent[this.unsentHead++] }));
+      this.inFlight++;
+    }
+    if (this.unsentHead === this.unsent.length) {
+      this.unsent = [];
+      this.unsentHead = 0;
+    }
   }
 
   private scheduleReconcile(): void {
@@ -464,25 +500,27 @@ export class MirrorClient {
         if (!this.snapshotDone || !this.socket) return;
         const seq = this.targetSeq;
         const full = this.fullPlan;
-        const paths = full ? [] : [...this.touched];
+        const named = full ? [] : [...this.touched];
+        const paths = named.map(([p]) => p);
         const plan = full ? planChanges(this.target, this.local) : planChanges(subset(this.target, paths), subset(this.local, paths));
         for (const d of plan.dirs) await this.applied(d, () => this.applier.dir(d));
         for (const f of plan.touch) await this.applied(f, () => this.applier.touch(f));
         for (const l of plan.symlinks) await this.applied(l, () => this.applier.symlink(l));
         for (const f of plan.fetch) {
           const asked = this.requested.get(f.path);
-          if (asked && asked.entry.sha256 === f.sha256) continue;
-          this.requested.set(f.path, { entry: f, due: (asked?.due ?? 0) + 1 });
-          this.socket.write(encodeMessage({ t: 'get', path: f.path }));
+          if (asked && asked.sha256 === f.sha256) continue;
+          if (asked) this.dueAgain.set(f.path, (this.dueAgain.get(f.path) ?? 0) + 1);
+          this.requested.set(f.path, f);
+          this.unsent.push(f.path);
         }
+        this.sendGets();
         if (plan.fetch.length === 0 && this.requested.size === 0) {
           for (const p of plan.remove) {
             await this.applier.remove(p);
             this.local.delete(p); // children were removed first: they are in the plan too
-            this.scanner.forget(p);
           }
           if (full) this.fullPlan = false;
-          for (const p of paths) this.touched.delete(p);
+          this.forget(named);
           if (!this.reconcileAgain && this.targetSeq === seq) {
             // Nothing is fetched while no request is out, so the directory is the target at `seq` once the
             // renames and removals are fsynced.
@@ -490,6 +528,12 @@ export class MirrorClient {
             this.reachedSeq(seq);
           }
         } else {
+          // Everything this pass planned is applied or requested, and a request whose answer is not installed
+          // names its path again (endFile, 'missing', startInstall): only the removals, which wait for the
+          // fetches, are planned again. Replanning every path named since the last complete pass made each
+          // pass of a mirror of 100,000 new files cost up to 100,000 entries, pass after pass.
+          this.forget(named);
+          for (const p of plan.remove) this.touch(p);
           this.setState(this.state === 'syncing' ? 'syncing' : 'behind');
         }
       } while (this.reconcileAgain);
@@ -500,6 +544,15 @@ export class MirrorClient {
     } finally {
       this.reconciling = false;
     }
+  }
+
+  private touch(path: string): void {
+    this.touched.set(path, ++this.touches);
+  }
+
+  /** Forgets the paths a pass planned, unless named again since it read them. */
+  private forget(named: [string, number][]): void {
+    for (const [p, n] of named) if (this.touched.get(p) === n) this.touched.delete(p);
   }
 
   private async applied(entry: Entry, step: () => Promise<void>): Promise<void> {

@@ -19,8 +19,33 @@ export const entrySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('symlink'), path: z.string(), target: z.string() }).strict(),
 ]);
 export type Entry = z.infer<typeof entrySchema>;
-export type FileEntry = Extract<Entry, { type: 'file' }>;
+
+/**
+ * What this node's file was when a file entry was read from it (Scanner): its inode and ctime, which every
+ * write, chmod, utimes and rename moves. Symbol keys, so no part of the entry's value: JSON (the wire) skips
+ * them, and sameEntry, planChanges and manifestDigest read named fields only. They live on the entry so that
+ * the manifest a node keeps is also its scanner's hash cache, without a second map and object per file.
+ */
+export const LOCAL_CTIME = Symbol('localCtimeMs');
+export const LOCAL_INO = Symbol('localIno');
+export type FileEntry = Extract<Entry, { type: 'file' }> & { [LOCAL_CTIME]?: number; [LOCAL_INO]?: number };
 export type Manifest = Map<string, Entry>;
+
+/**
+ * A file entry as one object literal of a fixed shape, its local stamp included (unset), so that setting the
+ * stamp later changes no shape. A schema-parsed message builds its objects property by property, which puts
+ * the properties in a separate backing store (about 26 bytes more an entry, 2.6 MB at 100,000).
+ */
+export function fileEntry(e: Omit<FileEntry, 'type'>, ctimeMs?: number, ino?: number): FileEntry {
+  return { type: 'file', path: e.path, size: e.size, mode: e.mode, mtimeMs: e.mtimeMs, sha256: e.sha256, [LOCAL_CTIME]: ctimeMs, [LOCAL_INO]: ino };
+}
+
+/** A peer's entry as the follower keeps it (fileEntry for files). */
+export function compactEntry(e: Entry): Entry {
+  if (e.type === 'file') return fileEntry(e);
+  if (e.type === 'dir') return { type: 'dir', path: e.path, mode: e.mode };
+  return { type: 'symlink', path: e.path, target: e.target };
+}
 
 /** Why an entry from a peer must not be applied (it would write outside the directory), or null. */
 export function unsafeEntryReason(entry: Entry): string | null {

@@ -4,7 +4,7 @@ import { lstat, opendir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Entry, Manifest } from './manifest.js';
+import { LOCAL_CTIME, LOCAL_INO, fileEntry, type Entry, type FileEntry, type Manifest } from './manifest.js';
 import { TEMP_PATTERN, unsafeLinkReason } from './paths.js';
 
 /** Files up to this size are hashed from one read; larger ones stream, so memory stays flat. */
@@ -22,19 +22,16 @@ const RESCAN_PAUSE_MS_PER_ENTRY = 3;
 /** The pause before the next periodic rescan of a tree of `entries`. */
 export const rescanPauseMs = (rescanMs: number, entries: number): number => Math.max(rescanMs, entries * RESCAN_PAUSE_MS_PER_ENTRY);
 
-interface Hashed {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  sha256: string;
-}
-
 export async function sha256File(path: string, size: number): Promise<string> {
   if (size <= SMALL_FILE_BYTES) return createHash('sha256').update(await readFile(path)).digest('hex');
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: SMALL_FILE_BYTES })) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/** Whether `e` was read from the file `st` describes, unchanged since (same inode, ctime, size, mtime, mode). */
+function stampedAs(e: FileEntry, st: Stats): boolean {
+  return e[LOCAL_INO] === st.ino && e[LOCAL_CTIME] === st.ctimeMs && e.size === st.size && e.mtimeMs === Math.round(st.mtimeMs) && e.mode === (st.mode & 0o7777);
 }
 
 /** The root must exist and be a directory: a missing root means "do nothing", never "everything was deleted". */
@@ -47,17 +44,21 @@ export async function checkRoot(root: string): Promise<Stats> {
 }
 
 /**
- * Reads a directory into a manifest. Hashes are cached by (size, mtime, ctime, inode), so a rescan costs one
- * lstat per entry unless something changed. Symlinks that lead outside the directory, and sockets, FIFOs and
- * devices, are left out and logged once.
+ * Reads a directory into a manifest. The manifest the caller keeps is the hash cache: a file whose size,
+ * mtime, mode, inode and ctime are those of its entry there (the stamp, LOCAL_CTIME and LOCAL_INO) is not
+ * read again, and its entry is returned as it is, not copied; so a rescan costs one lstat per entry unless
+ * something changed, and at 100,000 files the node holds one entry object per file, not one in its manifest,
+ * one in a cache and one more in each rescan's result. Symlinks that lead outside the directory, and
+ * sockets, FIFOs and devices, are left out and logged once.
  */
 export class Scanner {
-  private readonly hashes = new Map<string, Hashed>();
   private readonly refused = new Set<string>();
 
   constructor(
     readonly root: string,
     private readonly log: Logger,
+    /** The entry of a path in the manifest the caller keeps (what it last read or installed there). */
+    private readonly known: (path: string) => Entry | undefined,
     /** Called with each directory before it is listed (the leader watches it from then on). */
     private readonly listing: (dir: string) => void = () => undefined,
   ) {}
@@ -66,7 +67,6 @@ export class Scanner {
     await checkRoot(this.root);
     const manifest: Manifest = new Map();
     await this.walk('', manifest);
-    for (const path of this.hashes.keys()) if (!manifest.has(path)) this.hashes.delete(path);
     return manifest;
   }
 
@@ -126,33 +126,30 @@ export class Scanner {
       this.refuseOnce(path, 'not mirrored: neither a file, a directory nor a symlink');
       return null;
     }
-    const mtimeMs = Math.round(st.mtimeMs); // utimes sets back whole milliseconds only up to float rounding
-    const cached = this.hashes.get(path);
+    const known = this.known(path);
+    if (known?.type === 'file' && stampedAs(known, st)) return known;
     let sha256: string;
-    if (cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs && cached.ctimeMs === st.ctimeMs && cached.ino === st.ino) {
-      sha256 = cached.sha256;
-    } else {
-      try {
-        sha256 = await sha256File(full, st.size);
-      } catch {
-        return null; // removed or replaced while hashed: its own event follows
-      }
-      if (stable) {
-        const now = await lstat(full).catch(() => null);
-        if (!now || now.size !== st.size || now.mtimeMs !== st.mtimeMs) return 'unstable';
-      }
-      this.hashes.set(path, { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256 });
+    try {
+      sha256 = await sha256File(full, st.size);
+    } catch {
+      return null; // removed or replaced while hashed: its own event follows
     }
-    return { type: 'file', path, size: st.size, mode: st.mode & 0o7777, mtimeMs, sha256 };
+    if (stable) {
+      const now = await lstat(full).catch(() => null);
+      if (!now || now.size !== st.size || now.mtimeMs !== st.mtimeMs) return 'unstable';
+    }
+    // utimes sets back whole milliseconds only up to float rounding
+    return fileEntry({ path, size: st.size, mode: st.mode & 0o7777, mtimeMs: Math.round(st.mtimeMs), sha256 }, st.ctimeMs, st.ino);
   }
 
-  /** Tells the cache what the follower just wrote, so the next rescan does not hash it again. */
-  remember(path: string, st: Stats, sha256: string): void {
-    this.hashes.set(path, { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256 });
-  }
-
-  forget(path: string): void {
-    this.hashes.delete(path);
+  /**
+   * Stamps an entry the follower just installed with its file's lstat (after the rename), so the next rescan
+   * neither hashes it again nor copies it; the follower keeps that entry in its manifest.
+   */
+  remember(entry: FileEntry, st: Stats): void {
+    if (st.size !== entry.size || Math.round(st.mtimeMs) !== entry.mtimeMs || (st.mode & 0o7777) !== entry.mode) return;
+    entry[LOCAL_CTIME] = st.ctimeMs;
+    entry[LOCAL_INO] = st.ino;
   }
 
   private refuseOnce(path: string, message: string, extra: Record<string, unknown> = {}): void {

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { manifestDelta, manifestDigest, type Manifest } from './manifest.js';
+import { manifestDelta, manifestDigest, sameEntry, type Manifest } from './manifest.js';
 import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner, rescanPauseMs } from './scanner.js';
@@ -90,7 +90,7 @@ export class MirrorServer {
 
   constructor(private readonly opts: MirrorServerOptions) {
     this.watch = new DirectoryWatch(opts.root, (path) => this.markDirty(path), opts.log);
-    this.scanner = new Scanner(opts.root, opts.log, (dir) => this.watch.add(dir));
+    this.scanner = new Scanner(opts.root, opts.log, (path) => this.manifest.get(path), (dir) => this.watch.add(dir));
   }
 
   get sequence(): number {
@@ -297,6 +297,9 @@ export class MirrorServer {
   private apply(before: Manifest, after: Manifest): { upserts: number; removed: number; sample: string[] } {
     // One delta per update: at 100,000 entries each costs about 100 ms of event loop.
     const delta = manifestDelta(before, after);
+    // The same value read again with a new stamp (a chmod to the same mode, say): kept, so that the
+    // manifest, which is the scanner's hash cache, does not make every later read hash the file again.
+    for (const [p, e] of after) if (e !== before.get(p) && sameEntry(e, before.get(p))) this.manifest.set(p, e);
     if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0, sample: [] };
     for (const p of delta.removed) this.manifest.delete(p);
     for (const e of delta.upserts) this.manifest.set(e.path, e);
@@ -336,7 +339,11 @@ export class MirrorServer {
   private broadcast(message: ServerMessage): void {
     if (!this.serving()) return;
     const frame = encodeMessage(message);
-    for (const s of this.sessions) if (s.live) s.socket.write(frame);
+    for (const s of this.sessions) {
+      if (s.live) s.socket.write(frame);
+      // A follower still receiving the manifest gets the changes after it (heartbeats it can miss).
+      else if (s.backlog && message.t === 'change') s.backlog.push(frame);
+    }
   }
 
   private accept(socket: tls.TLSSocket): void {
@@ -357,15 +364,20 @@ export class MirrorServer {
 
   /**
    * The welcome, then the changes since the follower's position when the log still has them all (same
-   * epoch, position at or after the log's floor), else the whole manifest; written in one synchronous step so
-   * no change slips between.
+   * epoch, position at or after the log's floor), else the whole manifest. Changes are at most the log
+   * (CHANGE_LOG_ENTRIES) and go in one synchronous step. The manifest streams with backpressure, in batches,
+   * as it was at the welcome's sequence: the list of its entries is taken in the same synchronous step as the
+   * welcome (entries are replaced, never changed in place), and the changes numbered meanwhile wait in the
+   * session's backlog and follow the last batch, in order; the session is live (gets broadcasts directly)
+   * only after that. So the follower sees exactly the manifest at that sequence and then every change after
+   * it, as before; only the frames of 100,000 entries (16 MB) are no longer all in the socket's buffer at once.
    */
-  greet(session: Session, position: { epoch: string; lastSeq: number }): void {
+  async greet(session: Session, position: { epoch: string; lastSeq: number }): Promise<void> {
     let bytes = 0;
     const w = (m: ServerMessage) => {
       const frame = encodeMessage(m);
       bytes += frame.length;
-      session.socket.write(frame);
+      return session.socket.write(frame);
     };
     const incremental = position.epoch === this.epoch && position.lastSeq >= this.logFloor && position.lastSeq <= this.seq;
     if (incremental) {
@@ -373,14 +385,24 @@ export class MirrorServer {
       const changes = this.changeLog.filter((c) => c.seq > position.lastSeq);
       for (const c of changes) w(c);
       this.opts.log.info('files: sent a follower the changes since its position', { peer: session.peer, since: position.lastSeq, seq: this.seq, changes: changes.length, bytes });
-    } else {
-      w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq: this.seq });
-      const all = batches([...this.manifest.values()], (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
-      all.forEach((entries, i) => w({ t: 'snapshot', seq: this.seq, entries, last: i === all.length - 1 }));
-      if (all.length === 0) w({ t: 'snapshot', seq: this.seq, entries: [], last: true });
-      this.opts.log.info('files: sent a follower the manifest', { peer: session.peer, entries: this.manifest.size, seq: this.seq, bytes });
+      session.live = true;
+      return;
     }
+    const seq = this.seq;
+    const entries = [...this.manifest.values()];
+    session.backlog = [];
+    w({ t: 'welcome', node: this.opts.node, term: this.opts.term, epoch: this.epoch, seq });
+    const all = batches(entries, (e) => e.path.length + (e.type === 'symlink' ? e.target.length : 0) + 160);
+    if (all.length === 0) all.push([]);
+    for (let i = 0; i < all.length; i++) {
+      if (!w({ t: 'snapshot', seq, entries: all[i], last: i === all.length - 1 })) await drained(session.socket);
+      // Demoted, or the follower went, while the socket drained: nothing more leaves (see stop()).
+      if (!this.serving() || session.socket.destroyed) return;
+    }
+    for (const frame of session.backlog) session.socket.write(frame);
+    session.backlog = null;
     session.live = true;
+    this.opts.log.info('files: sent a follower the manifest', { peer: session.peer, entries: entries.length, seq, bytes });
   }
 
   /**
@@ -446,6 +468,9 @@ export class MirrorServer {
 /** One follower's connection: hello, then the manifest and changes, and the files it asks for, in order. */
 class Session {
   live = false;
+  /** Changes numbered while the manifest streams to this follower (greet), sent after its last batch. */
+  backlog: Buffer[] | null = null;
+  private greeted = false;
   /** The follower's node name (from its hello) and the highest sequence it says it has installed and fsynced. */
   node = '';
   installedSeq = 0;
@@ -490,7 +515,8 @@ class Session {
         if (frame.kind === KIND_DATA) throw new FrameError('frame_bad_kind', 'followers send no data frames');
         const message = parseMessage(clientMessage, frame.message);
         if (message.t === 'hello') {
-          if (this.live) throw new FrameError('frame_bad_message', 'second hello');
+          if (this.greeted) throw new FrameError('frame_bad_message', 'second hello');
+          this.greeted = true;
           clearTimeout(this.helloTimer);
           this.peer = `${message.node}@${this.peer}`;
           this.node = message.node;
@@ -502,9 +528,10 @@ class Session {
             return;
           }
           this.server.log.info('files: follower connected', { peer: this.peer, term: message.term, lastSeq: message.lastSeq, epoch: message.epoch });
-          this.server.greet(this, message);
+          this.server.greet(this, message).catch((e: unknown) => this.fail('send_failed', `sending the manifest failed: ${errorMessage(e)}`));
         } else if (!this.live) {
-          throw new FrameError('frame_bad_message', 'request before hello');
+          // Before the welcome (or, from a follower that breaks the protocol, while the manifest streams).
+          throw new FrameError('frame_bad_message', 'request before the manifest');
         } else if (message.t === 'installed') {
           if (message.seq > this.server.sequence) throw new FrameError('frame_bad_message', `installed ${message.seq}, beyond sequence ${this.server.sequence}`);
           this.installedSeq = Math.max(this.installedSeq, message.seq);
