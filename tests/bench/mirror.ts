@@ -12,7 +12,8 @@ import { waitFor } from '../harness/processes.js';
 
 export interface MirrorBench {
   latency?: { changes: number; p50Ms: number; p99Ms: number; maxMs: number };
-  firstMirror?: { files: number; smallBytes: number; bigBytes: number; mirrorMs: number; rsyncMs: number; ratio: number };
+  /** rsyncMs: `rsync -a`, which leaves the data in the page cache; rsyncFsyncMs: with `--fsync`, durable as the mirror is. */
+  firstMirror?: { files: number; smallBytes: number; bigBytes: number; mirrorMs: number; rsyncMs: number; ratio: number; rsyncFsyncMs: number; ratioFsync: number };
   rss?: { files: number; leaderRssMb: number; followerRssMb: number; readyMs: number }[];
   catchUp?: { files: number; changes: number; changesBytes: number; manifestBytes: number };
 }
@@ -97,13 +98,17 @@ async function firstMirror(cluster: TestCluster): Promise<NonNullable<MirrorBenc
   const daemon = spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`, `--address=${host}`, '--port=8873'], { stdio: 'ignore' });
   try {
     await waitFor('the rsync daemon', () => spawnSync('rsync', [`rsync://${host}:8873/`], { stdio: 'ignore' }).status === 0, 10_000);
-    const dest = join(cluster.baseDir, 'rsync-dest');
-    mkdirSync(dest);
-    const t0 = performance.now();
-    const run = spawnSync('rsync', ['-a', `rsync://${host}:8873/data/`, `${dest}/`]);
-    const rsyncMs = Math.round(performance.now() - t0);
-    if (run.status !== 0) throw new Error(`rsync failed: ${run.stderr.toString()}`);
-    return { files: files + 1, smallBytes: 2048, bigBytes: 256 * 1024 * 1024, mirrorMs, rsyncMs, ratio: Math.round((mirrorMs / rsyncMs) * 100) / 100 };
+    const rsyncInto = (dest: string, options: string[]): number => {
+      mkdirSync(dest);
+      const t0 = performance.now();
+      const run = spawnSync('rsync', ['-a', ...options, `rsync://${host}:8873/data/`, `${dest}/`]);
+      if (run.status !== 0) throw new Error(`rsync failed: ${run.stderr.toString()}`);
+      return Math.round(performance.now() - t0);
+    };
+    const rsyncMs = rsyncInto(join(cluster.baseDir, 'rsync-dest'), []);
+    const rsyncFsyncMs = rsyncInto(join(cluster.baseDir, 'rsync-fsync-dest'), ['--fsync']);
+    const ratio = (ms: number) => Math.round((mirrorMs / ms) * 100) / 100;
+    return { files: files + 1, smallBytes: 2048, bigBytes: 256 * 1024 * 1024, mirrorMs, rsyncMs, ratio: ratio(rsyncMs), rsyncFsyncMs, ratioFsync: ratio(rsyncFsyncMs) };
   } finally {
     daemon.kill('SIGTERM');
   }
@@ -171,7 +176,7 @@ export async function benchMirror(changes: number, rssCounts: number[], parts: M
     if (parts.includes('first')) {
       const first = await firstMirror(cluster);
       result.firstMirror = first;
-      console.log(`first mirror of ${first.files} files: ${first.mirrorMs} ms; rsync -a ${first.rsyncMs} ms; ratio ${first.ratio}`);
+      console.log(`first mirror of ${first.files} files: ${first.mirrorMs} ms; rsync -a ${first.rsyncMs} ms, ratio ${first.ratio}; rsync -a --fsync ${first.rsyncFsyncMs} ms, ratio ${first.ratioFsync}`);
       rmSync(join(cluster.filesDir(0), 'first'), { recursive: true });
     }
     if (parts.includes('rss')) {

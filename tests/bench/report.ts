@@ -72,7 +72,7 @@ function mirror(dir: string): string[] {
     if (first) {
       rows.push([
         `first mirror of ${typeof first.files === 'number' ? first.files - 1 : '-'} files of ${num(first.smallBytes)} bytes and one of ${num(first.bigBytes)} bytes by an empty standby, beside \`rsync -a\``,
-        `${num(first.mirrorMs)} ms vs rsync ${num(first.rsyncMs)} ms (${num(first.ratio)}×)`,
+        `${num(first.mirrorMs)} ms vs rsync ${num(first.rsyncMs)} ms (${num(first.ratio)}×), with \`--fsync\` ${num(first.rsyncFsyncMs)} ms (${num(first.ratioFsync)}×)`,
       ]);
     }
     for (const r of Array.isArray(data.rss) ? (data.rss as Json[]) : []) {
