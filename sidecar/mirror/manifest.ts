@@ -94,14 +94,24 @@ export function planChanges(target: Manifest, local: Manifest): Plan {
   return plan;
 }
 
-/** Changes between two manifests of the same directory, as the leader streams them: upserts, then removals. */
-export function manifestDelta(before: Manifest, after: Manifest): { upserts: Entry[]; removed: string[] } {
+/**
+ * Changes between two manifests of the same directory, as the leader streams them: upserts, then removals;
+ * and `reread`, the entries of `after` equal in value to those of `before` but other objects (read again with
+ * a new local stamp), which are no change but which the leader keeps (server.ts apply).
+ */
+export function manifestDelta(before: Manifest, after: Manifest): { upserts: Entry[]; removed: string[]; reread: Entry[] } {
   // Plain loops, no copies of the manifests: a rescan of 100,000 entries runs this on the event loop.
   const upserts: Entry[] = [];
-  for (const e of after.values()) if (!sameEntry(e, before.get(e.path))) upserts.push(e);
+  const reread: Entry[] = [];
+  for (const e of after.values()) {
+    const was = before.get(e.path);
+    if (e === was) continue;
+    if (sameEntry(e, was)) reread.push(e);
+    else upserts.push(e);
+  }
   const removed: string[] = [];
   for (const p of before.keys()) if (!after.has(p)) removed.push(p);
-  return { upserts, removed: removed.sort().reverse() };
+  return { upserts, removed: removed.sort().reverse(), reread };
 }
 
 /**

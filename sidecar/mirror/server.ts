@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { manifestDelta, manifestDigest, sameEntry, type Manifest } from './manifest.js';
+import { manifestDelta, manifestDigest, type Manifest } from './manifest.js';
 import { unsafePathReason } from './paths.js';
 import { FrameDecoder, FrameError, KIND_DATA, PROTOCOL_VERSION, batches, clientMessage, drained, encodeData, encodeMessage, parseMessage, type ServerMessage } from './protocol.js';
 import { Scanner, rescanPauseMs } from './scanner.js';
@@ -299,7 +299,7 @@ export class MirrorServer {
     const delta = manifestDelta(before, after);
     // The same value read again with a new stamp (a chmod to the same mode, say): kept, so that the
     // manifest, which is the scanner's hash cache, does not make every later read hash the file again.
-    for (const [p, e] of after) if (e !== before.get(p) && sameEntry(e, before.get(p))) this.manifest.set(p, e);
+    for (const e of delta.reread) this.manifest.set(e.path, e);
     if (delta.upserts.length + delta.removed.length === 0) return { upserts: 0, removed: 0, sample: [] };
     for (const p of delta.removed) this.manifest.delete(p);
     for (const e of delta.upserts) this.manifest.set(e.path, e);

@@ -40,6 +40,9 @@ describe('mirror manifest: what a follower must do', () => {
     const delta = manifestDelta(before, after);
     expect(delta.upserts.map((e) => e.path).sort()).toEqual(['added', 'edit']);
     expect(delta.removed).toEqual(['d/f', 'd']);
+    // 'keep' is another object of the same value; an entry that is the same object is neither.
+    expect(delta.reread.map((e) => e.path)).toEqual(['keep']);
+    expect(manifestDelta(after, after)).toEqual({ upserts: [], removed: [], reread: [] });
   });
 
   test('sameEntry compares what the mirror keeps', () => {
